@@ -1,0 +1,287 @@
+// Package gitops keeps Runway's working copy of the state repository: it
+// reads the environments the repository declares and commits and pushes
+// changes to their manifests, retrying when someone else pushed first.
+package gitops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/runway-cd/runway/internal/manifest"
+)
+
+// Author is who Runway's commits are from.
+var defaultAuthor = object.Signature{Name: "Runway", Email: "runway@localhost"}
+
+// Repo is a working copy of the state repository. It is safe for
+// concurrent use; commits are serialised.
+type Repo struct {
+	url    string
+	dir    string
+	branch string
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	repo *git.Repository
+}
+
+// Open clones url into dir, or opens the clone already there. branch is
+// the branch Runway reads and writes; "" means main.
+func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*Repo, error) {
+	if branch == "" {
+		branch = "main"
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	r := &Repo{url: url, dir: dir, branch: branch, log: logger}
+	repo, err := git.PlainOpen(dir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return nil, fmt.Errorf("creating state repo dir: %w", err)
+		}
+		repo, err = git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{
+			URL:           url,
+			ReferenceName: plumbing.NewBranchReferenceName(branch),
+			SingleBranch:  true,
+		})
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("cloning state repo %s: %w", url, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("opening state repo clone %s: %w", dir, err)
+	}
+	r.repo = repo
+	return r, nil
+}
+
+// URL is the state repository's address.
+func (r *Repo) URL() string { return r.url }
+
+// Snapshot is what the state repository declares at one commit.
+type Snapshot struct {
+	Revision string
+	// Envs are the environments whose manifest parsed, by name.
+	Envs map[string]*manifest.Manifest
+	// Invalid are manifest files that did not parse, by environment name.
+	// Their environments must be left as they are: neither created nor
+	// deleted.
+	Invalid map[string]error
+}
+
+// EnvNames returns the valid environments' names, sorted.
+func (s *Snapshot) EnvNames() []string {
+	names := make([]string, 0, len(s.Envs))
+	for n := range s.Envs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Snapshot fetches the remote and reads every manifest at the head of the
+// branch. An error means nothing could be confirmed: callers must not act
+// on absence then.
+func (r *Repo) Snapshot(ctx context.Context) (*Snapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	head, err := r.fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	commit, err := r.repo.CommitObject(head)
+	if err != nil {
+		return nil, fmt.Errorf("reading commit %s: %w", head, err)
+	}
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("reading tree of %s: %w", head, err)
+	}
+	s := &Snapshot{Revision: head.String(), Envs: map[string]*manifest.Manifest{}, Invalid: map[string]error{}}
+	err = tree.Files().ForEach(func(f *object.File) error {
+		env := manifest.EnvNameFromPath(f.Name)
+		if env == "" {
+			return nil
+		}
+		content, err := f.Contents()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", f.Name, err)
+		}
+		m, err := manifest.Parse([]byte(content))
+		switch {
+		case err != nil:
+			s.Invalid[env] = fmt.Errorf("%s: %w", f.Name, err)
+		case m.EnvName != env:
+			s.Invalid[env] = fmt.Errorf("%s: envname %q does not match the file name", f.Name, m.EnvName)
+		default:
+			s.Envs[env] = m
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading manifests at %s: %w", head, err)
+	}
+	return s, nil
+}
+
+// fetch updates the remote-tracking branch and returns its head.
+func (r *Repo) fetch(ctx context.Context) (plumbing.Hash, error) {
+	refspec := config.RefSpec(fmt.Sprintf("+refs/heads/%s:refs/remotes/origin/%s", r.branch, r.branch))
+	err := r.repo.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{refspec}, Force: true})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return plumbing.ZeroHash, fmt.Errorf("fetching state repo %s: %w", r.url, err)
+	}
+	ref, err := r.repo.Reference(plumbing.NewRemoteReferenceName("origin", r.branch), true)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("resolving origin/%s: %w", r.branch, err)
+	}
+	return ref.Hash(), nil
+}
+
+// Change is one file change: Data written to Path, or Path removed when
+// Delete is set.
+type Change struct {
+	Path   string
+	Data   []byte
+	Delete bool
+}
+
+// Commit applies changes on top of the remote branch, commits them with
+// message and pushes. When the changes are already there it returns the
+// current head and pushes nothing, so retrying a commit is harmless. A push
+// that loses a race is retried on the new head.
+func (r *Repo) Commit(ctx context.Context, message string, changes ...Change) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		sha, err := r.commitOnce(ctx, message, changes)
+		if err == nil {
+			return sha, nil
+		}
+		if !errors.Is(err, git.ErrNonFastForwardUpdate) && !strings.Contains(err.Error(), "non-fast-forward") {
+			return "", err
+		}
+		lastErr = err
+		r.log.Info("state repo moved while pushing; retrying", "attempt", attempt+1)
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Duration(attempt*50) * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("pushing to state repo: %w", lastErr)
+}
+
+func (r *Repo) commitOnce(ctx context.Context, message string, changes []Change) (string, error) {
+	head, err := r.fetch(ctx)
+	if err != nil {
+		return "", err
+	}
+	wt, err := r.repo.Worktree()
+	if err != nil {
+		return "", fmt.Errorf("opening worktree: %w", err)
+	}
+	local := plumbing.NewBranchReferenceName(r.branch)
+	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(local, head)); err != nil {
+		return "", fmt.Errorf("moving %s to origin: %w", r.branch, err)
+	}
+	if err := wt.Checkout(&git.CheckoutOptions{Branch: local, Force: true}); err != nil {
+		return "", fmt.Errorf("checking out %s: %w", r.branch, err)
+	}
+	if err := wt.Reset(&git.ResetOptions{Commit: head, Mode: git.HardReset}); err != nil {
+		return "", fmt.Errorf("resetting worktree to %s: %w", head, err)
+	}
+	for _, c := range changes {
+		if err := r.apply(wt, c); err != nil {
+			return "", err
+		}
+	}
+	status, err := wt.Status()
+	if err != nil {
+		return "", fmt.Errorf("reading worktree status: %w", err)
+	}
+	if status.IsClean() {
+		return head.String(), nil
+	}
+	sig := defaultAuthor
+	sig.When = time.Now()
+	sha, err := wt.Commit(message, &git.CommitOptions{Author: &sig, Committer: &sig})
+	if err != nil {
+		return "", fmt.Errorf("committing: %w", err)
+	}
+	err = r.repo.PushContext(ctx, &git.PushOptions{
+		RemoteName: "origin",
+		RefSpecs:   []config.RefSpec{config.RefSpec(fmt.Sprintf("%s:%s", local, local))},
+	})
+	if err != nil {
+		return "", fmt.Errorf("pushing %s: %w", sha, err)
+	}
+	return sha.String(), nil
+}
+
+func (r *Repo) apply(wt *git.Worktree, c Change) error {
+	if manifest.EnvNameFromPath(c.Path) == "" {
+		return fmt.Errorf("refusing to change %q: not a manifest path", c.Path)
+	}
+	full := filepath.Join(r.dir, filepath.FromSlash(c.Path))
+	if c.Delete {
+		if _, err := os.Stat(full); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if _, err := wt.Remove(c.Path); err != nil {
+			return fmt.Errorf("removing %s: %w", c.Path, err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return fmt.Errorf("creating dir for %s: %w", c.Path, err)
+	}
+	if err := os.WriteFile(full, c.Data, 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", c.Path, err)
+	}
+	if _, err := wt.Add(c.Path); err != nil {
+		return fmt.Errorf("adding %s: %w", c.Path, err)
+	}
+	return nil
+}
+
+// ReadFile returns a file's content at the remote head, for rollbacks that
+// need the previous manifest.
+func (r *Repo) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	head, err := r.fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	commit, err := r.repo.CommitObject(head)
+	if err != nil {
+		return nil, fmt.Errorf("reading commit %s: %w", head, err)
+	}
+	f, err := commit.File(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s at %s: %w", path, head, err)
+	}
+	rd, err := f.Reader()
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	defer rd.Close()
+	return io.ReadAll(rd)
+}

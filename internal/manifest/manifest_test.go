@@ -1,0 +1,144 @@
+package manifest
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+const original = `{
+  "envname": "production",
+  "change_description": "ping returns json",
+  "deploying_workflow_name": "homelabping-abc12",
+  "owner": {"team": "homelab"},
+  "apps": {
+    "homelabping": {
+      "images": {
+        "code": {"image": "ghcr.io/x/homelabping", "image_tag": "v20230101120000", "label": "main", "digest": "sha256:1"},
+        "pipeline": {"image": "ghcr.io/x/homelabping-pipeline", "image_tag": "v20230101120000", "label": "main"},
+        "debug": {"image": "busybox"}
+      },
+      "deploy": {"revision": "0123abc", "sync_wave": 2},
+      "last_change_description": "ping returns json",
+      "replicas_hint": 3
+    }
+  }
+}`
+
+func TestRoundTripKeepsUnknownFields(t *testing.T) {
+	m, err := Parse([]byte(original))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Apps["homelabping"].Images.Code.Tag = "v20240101120000"
+	out, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want map[string]any
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(strings.Replace(original, `"image_tag": "v20230101120000", "label": "main", "digest"`, `"image_tag": "v20240101120000", "label": "main", "digest"`, 1)), &want); err != nil {
+		t.Fatal(err)
+	}
+	gb, _ := json.Marshal(got)
+	wb, _ := json.Marshal(want)
+	if string(gb) != string(wb) {
+		t.Errorf("round trip changed the document:\n got %s\nwant %s", gb, wb)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"not json", `{"envname":`, "decoding manifest"},
+		{"bad envname", `{"envname":"../etc","apps":{}}`, "envname"},
+		{"upper envname", `{"envname":"Prod","apps":{}}`, "envname"},
+		{"null app", `{"envname":"production","apps":{"a":null}}`, "is null"},
+		{"hostile app name", `{"envname":"production","apps":{"a;rm -rf":{"images":{"code":{"image":"x"}}}}}`, "DNS label"},
+		{"no image", `{"envname":"production","apps":{"a":{"images":{"code":{}}}}}`, "no images.code.image"},
+		{"wrong type", `{"envname":"production","apps":[]}`, "apps"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.doc))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCloneIsDeep(t *testing.T) {
+	m, err := Parse([]byte(original))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Clone()
+	c.Apps["homelabping"].Images.Code.Tag = "changed"
+	if m.Apps["homelabping"].Version() != "v20230101120000" {
+		t.Fatalf("clone shares state with the original")
+	}
+}
+
+func TestNewVersion(t *testing.T) {
+	now := time.Date(2026, 11, 25, 19, 50, 38, 900, time.FixedZone("CET", 3600))
+	tests := []struct {
+		name  string
+		taken map[string]bool
+		want  string
+	}{
+		{"free", nil, "v20261125185038"},
+		{"same second taken", map[string]bool{"v20261125185038": true}, "v20261125185039"},
+		{"two taken", map[string]bool{"v20261125185038": true, "v20261125185039": true}, "v20261125185040"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := NewVersion(now, func(v string) bool { return tt.taken[v] })
+			if got != tt.want {
+				t.Fatalf("NewVersion = %s, want %s", got, tt.want)
+			}
+			if err := ValidEnvName(got); err != nil {
+				t.Fatalf("version is not a valid env name: %v", err)
+			}
+		})
+	}
+}
+
+func TestEnvNameFromPath(t *testing.T) {
+	tests := []struct{ name, path, want string }{
+		{"production", ProductionPath, "production"},
+		{"staging", "apps/staging/manifests/v1.json", "v1"},
+		{"nested", "apps/staging/manifests/x/v1.json", ""},
+		{"other", "README.md", ""},
+		{"not json", "apps/staging/manifests/v1.yaml", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := EnvNameFromPath(tt.path); got != tt.want {
+				t.Fatalf("EnvNameFromPath(%q) = %q, want %q", tt.path, got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(original))
+	f.Add([]byte(`{"envname":"x","apps":{}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Parse(data)
+		if err != nil {
+			return
+		}
+		out, err := m.Marshal()
+		if err != nil {
+			t.Fatalf("parsed manifest does not marshal: %v", err)
+		}
+		if _, err := Parse(out); err != nil {
+			t.Fatalf("marshalled manifest does not parse: %v\n%s", err, out)
+		}
+	})
+}
