@@ -1,0 +1,267 @@
+package promql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/textparse"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// maxBody bounds what one scrape reads.
+const maxBody = 16 << 20
+
+// acceptHeader asks for the classic text format, as Prometheus does when
+// it prefers it.
+const acceptHeader = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+
+// targetState remembers the series a target exposed in its last scrape, so
+// those that disappear get a staleness marker.
+type targetState struct {
+	series map[uint64]labels.Labels
+}
+
+// sample is one scraped float.
+type sample struct {
+	lset labels.Labels
+	v    float64
+}
+
+// scraped is the outcome of fetching and parsing one target.
+type scraped struct {
+	samples []sample
+	err     error
+}
+
+// ScrapeNow scrapes every target once, now, and stores the samples. A
+// target that fails is recorded as up 0 and its series marked stale; the
+// error names each failed target. Tests and the rollout call it to make a
+// query see the latest counts.
+func (p *Provider) ScrapeNow(ctx context.Context) error {
+	p.scrapeMu.Lock()
+	defer p.scrapeMu.Unlock()
+	p.life.RLock()
+	defer p.life.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-p.done: // Close is waiting for this scrape: cut it short.
+			cancel()
+		case <-stop:
+		}
+	}()
+
+	targets := p.opts.Targets()
+	ts := max(p.opts.Now().UnixMilli(), p.lastTS+1)
+	p.lastTS = ts
+	results := make([]scraped, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() { results[i] = p.scrapeTarget(ctx, t) })
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		// Stopped, not failed: record nothing rather than up 0.
+		return fmt.Errorf("scraping: %w", err)
+	}
+
+	app := p.db.AppenderV2(ctx)
+	var errs []error
+	seen := map[string]bool{}
+	for i, t := range targets {
+		key := targetKey(t)
+		if seen[key] {
+			continue // the same target listed twice is scraped once
+		}
+		seen[key] = true
+		if err := p.store(app, key, t, results[i], ts); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for key, st := range p.targets {
+		if !seen[key] {
+			markStale(app, st.series, ts)
+			delete(p.targets, key)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		return fmt.Errorf("storing scraped samples: %w", err)
+	}
+	return errors.Join(errs...)
+}
+
+// store appends one target's samples and its up series, and marks stale
+// the series it no longer exposes. It returns the target's scrape error.
+func (p *Provider) store(app storage.AppenderV2, key string, t Target, res scraped, ts int64) error {
+	st := p.targets[key]
+	if st == nil {
+		st = &targetState{}
+		p.targets[key] = st
+	}
+	base := targetLabels(t)
+	current := map[uint64]labels.Labels{}
+	var appendErr error
+	add := func(lset labels.Labels, v float64) {
+		if _, err := app.Append(0, lset, 0, ts, v, nil, nil, storage.AppendV2Options{}); err != nil {
+			if appendErr == nil {
+				appendErr = fmt.Errorf("storing %s: %w", lset, err)
+			}
+			return
+		}
+		current[lset.Hash()] = lset
+	}
+	up := 0.0
+	if res.err == nil {
+		up = 1
+		for _, s := range res.samples {
+			add(s.lset, s.v)
+		}
+	}
+	b := labels.NewBuilder(base)
+	b.Set(labels.MetricName, "up")
+	add(b.Labels(), up)
+	stale := map[uint64]labels.Labels{}
+	for h, l := range st.series {
+		if _, ok := current[h]; !ok {
+			stale[h] = l
+		}
+	}
+	markStale(app, stale, ts)
+	st.series = current
+	if res.err != nil {
+		return fmt.Errorf("scraping %s: %w", t.URL, res.err)
+	}
+	if appendErr != nil {
+		p.logger.Warn("storing scraped sample", "target", t.URL, "err", appendErr)
+	}
+	return nil
+}
+
+func markStale(app storage.AppenderV2, series map[uint64]labels.Labels, ts int64) {
+	staleNaN := math.Float64frombits(value.StaleNaN)
+	for _, l := range series {
+		// A failure here only means the series ends at the lookback
+		// delta instead of now.
+		_, _ = app.Append(0, l, 0, ts, staleNaN, nil, nil, storage.AppendV2Options{})
+	}
+}
+
+// scrapeTarget fetches and parses one target.
+func (p *Provider) scrapeTarget(ctx context.Context, t Target) scraped {
+	ctx, cancel := context.WithTimeout(ctx, min(p.opts.Interval, maxScrapeTimeout))
+	defer cancel()
+	body, contentType, err := p.fetch(ctx, t.URL)
+	if err != nil {
+		return scraped{err: err}
+	}
+	samples, err := parse(body, contentType, targetLabels(t))
+	if err != nil {
+		return scraped{err: err}
+	}
+	return scraped{samples: samples}
+}
+
+func (p *Provider) fetch(ctx context.Context, target string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Accept", acceptHeader)
+	resp, err := p.opts.Client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", fmt.Errorf("status %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("reading body: %w", err)
+	}
+	if len(body) > maxBody {
+		return nil, "", fmt.Errorf("body larger than %d bytes", maxBody)
+	}
+	return body, resp.Header.Get("Content-Type"), nil
+}
+
+// parse reads an exposition with Prometheus' own parser and returns its
+// float samples with the target's labels applied. Native histograms are
+// skipped: the text format has none.
+func parse(body []byte, contentType string, target labels.Labels) ([]sample, error) {
+	parser, err := textparse.New(body, contentType, nil, textparse.ParserOptions{FallbackContentType: "text/plain"})
+	if parser == nil {
+		return nil, fmt.Errorf("choosing a parser for content type %q: %w", contentType, err)
+	}
+	var out []sample
+	var lset labels.Labels
+	for {
+		entry, err := parser.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parsing metrics: %w", err)
+		}
+		if entry != textparse.EntrySeries {
+			continue
+		}
+		_, _, v := parser.Series()
+		parser.Labels(&lset)
+		out = append(out, sample{lset: withTarget(lset, target), v: v})
+	}
+}
+
+// withTarget adds the target's labels to a scraped series; a scraped label
+// that clashes is kept as exported_NAME, as Prometheus does.
+func withTarget(scrapedLabels, target labels.Labels) labels.Labels {
+	b := labels.NewBuilder(scrapedLabels)
+	target.Range(func(l labels.Label) {
+		if v := scrapedLabels.Get(l.Name); v != "" && v != l.Value {
+			b.Set("exported_"+l.Name, v)
+		}
+		b.Set(l.Name, l.Value)
+	})
+	return b.Labels()
+}
+
+// targetLabels are the labels of a target: its own, plus instance.
+func targetLabels(t Target) labels.Labels {
+	m := maps.Clone(t.Labels)
+	if m == nil {
+		m = map[string]string{}
+	}
+	if _, ok := m["instance"]; !ok {
+		if u, err := url.Parse(t.URL); err == nil && u.Host != "" {
+			m["instance"] = u.Host
+		}
+	}
+	return labels.FromMap(m)
+}
+
+func targetKey(t Target) string {
+	keys := slices.Sorted(maps.Keys(t.Labels))
+	var b strings.Builder
+	b.WriteString(t.URL)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\x00%s=%s", k, t.Labels[k])
+	}
+	return b.String()
+}

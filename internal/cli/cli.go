@@ -1,0 +1,169 @@
+// Package cli is the runway command line: serve, demo, and API clients for
+// pipelines and rollouts.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runway-cd/runway/internal/demo"
+	"github.com/runway-cd/runway/internal/server"
+)
+
+// Run executes the command line and returns the exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := &cobra.Command{
+		Use:           "runway",
+		Short:         "Every change through a throwaway staging environment, then a canary into production",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(serveCmd(), demoCmd(), pipelinesCmd(), rolloutCmd())
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "runway:", err)
+		return 1
+	}
+	return 0
+}
+
+func serveCmd() *cobra.Command {
+	var opts struct{ config, logLevel string }
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the control plane and the gateway",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := server.LoadConfig(opts.config)
+			if err != nil {
+				return err
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(opts.logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			srv, err := server.New(cmd.Context(), cfg, logger)
+			if err != nil {
+				return err
+			}
+			return srv.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&opts.config, "config", "c", "runway.yaml", "server config file")
+	cmd.Flags().StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func demoCmd() *cobra.Command {
+	var opts demo.RunOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole method end to end for the example app homelabping",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := os.Stat(filepath.Join(opts.Examples, "homelabping", "runway.yaml")); err != nil {
+				return fmt.Errorf("examples not found in %q (run from the Runway source tree or pass --examples): %w", opts.Examples, err)
+			}
+			return demo.Run(cmd.Context(), cmd.OutOrStdout(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Examples, "examples", "examples", "the examples/ directory of the Runway source tree")
+	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "leave everything running and print the API and gateway URLs")
+	cmd.Flags().DurationVar(&opts.Timeout, "timeout", 10*time.Minute, "give up after this long")
+	return cmd
+}
+
+func apiFlag(cmd *cobra.Command, api *string) {
+	def := os.Getenv("RUNWAY_API")
+	if def == "" {
+		def = "http://127.0.0.1:7070"
+	}
+	cmd.Flags().StringVar(api, "api", def, "Runway API URL (env RUNWAY_API)")
+}
+
+func pipelinesCmd() *cobra.Command {
+	var api string
+	cmd := &cobra.Command{
+		Use:   "pipelines [ID]",
+		Short: "List pipelines, or show one with its steps and logs",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/api/v1/pipelines"
+			if len(args) == 1 {
+				path += "/" + args[0]
+			}
+			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodGet, api+path)
+		},
+	}
+	apiFlag(cmd, &api)
+	return cmd
+}
+
+func rolloutCmd() *cobra.Command {
+	var api, env, reason string
+	cmd := &cobra.Command{Use: "rollout", Short: "Show and steer canary rollouts"}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List rollouts",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodGet, api+"/api/v1/rollouts")
+		},
+	}
+	promote := &cobra.Command{
+		Use:   "promote APP",
+		Short: "End the current pause of APP's rollout",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodPost, fmt.Sprintf("%s/api/v1/rollouts/%s/%s/promote", api, env, args[0]))
+		},
+	}
+	abort := &cobra.Command{
+		Use:   "abort APP",
+		Short: "Abort APP's rollout: traffic back to stable, git reverted",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodPost, fmt.Sprintf("%s/api/v1/rollouts/%s/%s/abort?reason=%s", api, env, args[0], url.QueryEscape(reason)))
+		},
+	}
+	for _, c := range []*cobra.Command{list, promote, abort} {
+		apiFlag(c, &api)
+		c.Flags().StringVar(&env, "env", "production", "environment")
+		cmd.AddCommand(c)
+	}
+	abort.Flags().StringVar(&reason, "reason", "aborted from the command line", "why")
+	return cmd
+}
+
+// call sends a request and prints the JSON answer; a non-2xx is an error.
+func call(ctx context.Context, out io.Writer, method, url string) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("calling Runway: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return fmt.Errorf("%s", resp.Status)
+	}
+	_, err = out.Write(body)
+	return err
+}

@@ -1,0 +1,276 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/runway-cd/runway/internal/environment"
+	"github.com/runway-cd/runway/internal/pipeline"
+)
+
+// RunOptions configure the demo.
+type RunOptions struct {
+	Examples string
+	// Keep leaves Runway running until ctx ends.
+	Keep bool
+	// Timeout bounds the whole demo. Zero: 10m.
+	Timeout time.Duration
+}
+
+// Run runs the demo, printing to out. It returns an error naming the
+// failing step when the method did not hold.
+func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
+	if opts.Timeout == 0 {
+		opts.Timeout = 10 * time.Minute
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "runway-demo-")
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(dir, "runway.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	fmt.Fprintf(out, "Runway demo in %s (server log: %s)\n", dir, logf.Name())
+	h, err := Start(ctx, Options{Examples: opts.Examples, Dir: dir, Log: logf})
+	if err != nil {
+		return fmt.Errorf("starting runway: %w", err)
+	}
+	defer func() {
+		if opts.Keep && err == nil {
+			fmt.Fprintf(out, "\n--keep: Runway keeps running. API %s  gateway http://%s (try: curl -H 'Host: %s' http://%s/ping). Ctrl-C to stop.\n",
+				h.APIURL(), h.GatewayAddr(), h.ProductionHost(), h.GatewayAddr())
+			<-ctx.Done()
+		}
+		fmt.Fprintln(out, "stopping runway")
+		if cerr := h.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if err == nil && !opts.Keep {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	fmt.Fprintf(out, "Runway API %s, gateway http://%s\n\n", h.APIURL(), h.GatewayAddr())
+
+	// 1. The first version goes through the same pipeline; production has
+	// no stable version yet, so it is deployed without a canary.
+	head, err := h.CommitChange(ctx, "", "deploy the first version")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "== First version: push %.12s of %s\n", head, RepoName)
+	first, err := h.follow(ctx, out, head, "homelabping: ping answers pong")
+	if err != nil {
+		return err
+	}
+	_, body, _, err := h.Get(ctx, h.ProductionHost(), "/ping")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "production /ping -> %s\n\n", body)
+	if body != "pong" {
+		return fmt.Errorf("production answered %q after the first deploy, want pong", body)
+	}
+
+	// 2. The change under test, with traffic on production so the canary's
+	// analysis has requests to judge.
+	sha, err := h.CommitChange(ctx, "json-pong", "ping answers JSON")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "== Change: /ping answers {\"value\":\"pong\"}; push %.12s\n", sha)
+	traffic := h.startTraffic(ctx)
+	p, err := h.follow(ctx, out, sha, "ping answers JSON")
+	split := traffic.stop()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "production traffic during the change: %s\n", split)
+	_, body, version, err := h.Get(ctx, h.ProductionHost(), "/ping")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nproduction /ping (version %s) -> %s\n", version, body)
+	if body != `{"value":"pong"}` {
+		return fmt.Errorf("production answers %q, want {\"value\":\"pong\"}", body)
+	}
+	if err := h.checkStagingGone(ctx, p.StagingEnv); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "staging environment %s is gone: no route, no process, no data dir\n", p.StagingEnv)
+	printSummary(out, first, p, time.Since(start))
+	return nil
+}
+
+// follow pushes commit and prints the pipeline live until it ends.
+func (h *Harness) follow(ctx context.Context, out io.Writer, commit, message string) (*pipeline.Pipeline, error) {
+	resp, err := h.Push(ctx, "main", commit, message)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status != 202 || resp.Pipeline == "" {
+		return nil, fmt.Errorf("webhook answered %d %s", resp.Status, resp.Body)
+	}
+	fmt.Fprintf(out, "webhook accepted: pipeline %s\n", resp.Pipeline)
+	printed := map[string]pipeline.Phase{}
+	shownURL := false
+	p, err := h.WaitPipeline(ctx, resp.Pipeline, func(p *pipeline.Pipeline) {
+		for _, s := range p.Steps {
+			if printed[s.Name] == s.Phase {
+				continue
+			}
+			switch s.Phase {
+			case pipeline.Running:
+				fmt.Fprintf(out, "  ▶ %-28s started\n", s.Name)
+			case pipeline.Succeeded:
+				fmt.Fprintf(out, "  ✓ %-28s %s\n", s.Name, s.Duration().Round(10*time.Millisecond))
+			case pipeline.Failed:
+				fmt.Fprintf(out, "  ✗ %-28s %s: %s\n", s.Name, s.Duration().Round(10*time.Millisecond), s.Error)
+			case pipeline.Skipped:
+				fmt.Fprintf(out, "  - %-28s skipped\n", s.Name)
+			}
+			printed[s.Name] = s.Phase
+			if s.Name == pipeline.StepStage && s.Phase == pipeline.Succeeded && !shownURL && p.StagingURL != "" {
+				fmt.Fprintf(out, "    staging environment %s: %s (Host header routes it; gateway %s)\n", p.StagingEnv, p.StagingURL, h.GatewayAddr())
+				shownURL = true
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if p.Phase != pipeline.Succeeded {
+		msg := fmt.Sprintf("pipeline %s %s at step %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
+		if s := p.Step(p.FailedStep); s != nil {
+			msg += "\n--- log tail of " + s.Name + " ---\n" + tailString(s.Log, 40)
+		}
+		return p, errors.New(msg)
+	}
+	fmt.Fprintf(out, "pipeline %s Succeeded: %s is in production\n", p.ID, p.Version)
+	return p, nil
+}
+
+func tailString(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// checkStagingGone confirms through the API, the gateway and the data dir
+// that nothing of env remains.
+func (h *Harness) checkStagingGone(ctx context.Context, env string) error {
+	var envs []environment.EnvStatus
+	if err := h.GetJSON(ctx, "/api/v1/environments", &envs); err != nil {
+		return err
+	}
+	for _, e := range envs {
+		if e.Name == env {
+			return fmt.Errorf("environment %s still listed", env)
+		}
+	}
+	status, _, _, err := h.Get(ctx, AppName+"."+env+".localhost", "/ping")
+	if err != nil {
+		return err
+	}
+	if status != 404 {
+		return fmt.Errorf("gateway still routes %s (status %d)", env, status)
+	}
+	if _, err := os.Stat(filepath.Join(h.Dir, "data", "envs", env)); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("data dir of %s still exists", env)
+	}
+	return nil
+}
+
+func printSummary(out io.Writer, first, p *pipeline.Pipeline, total time.Duration) {
+	d := func(names ...string) time.Duration {
+		var sum time.Duration
+		for _, n := range names {
+			if s := p.Step(n); s != nil {
+				sum += s.Duration()
+			}
+		}
+		return sum.Round(10 * time.Millisecond)
+	}
+	fmt.Fprintf(out, "\nTiming of the change (pipeline %s):\n", p.ID)
+	fmt.Fprintf(out, "  build          %s\n", d(pipeline.StepBuildApp, pipeline.StepBuildPipeline))
+	fmt.Fprintf(out, "  staging ready  %s\n", d(pipeline.StepStage, pipeline.StepSubmit, pipeline.StepAwaitDeploy))
+	fmt.Fprintf(out, "  tests          %s (staging) + %s (production)\n", d(pipeline.StepStagingMigrations, pipeline.StepStagingTests), d(pipeline.StepProductionMigrations, pipeline.StepProductionTests))
+	fmt.Fprintf(out, "  canary         %s\n", d(pipeline.StepPromote, pipeline.StepAwaitRollout))
+	fmt.Fprintf(out, "  teardown       %s\n", d(pipeline.StepTeardown))
+	fmt.Fprintf(out, "  pipeline       %s (first version's pipeline: %s)\n", p.Finished.Sub(p.Created).Round(10*time.Millisecond), first.Finished.Sub(first.Created).Round(10*time.Millisecond))
+	fmt.Fprintf(out, "  demo total     %s\n", total.Round(10*time.Millisecond))
+}
+
+// traffic sends requests to production until stopped, counting answers
+// by version and status.
+type traffic struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	counts map[string]int
+	sent   atomic.Int64
+}
+
+// startTraffic sends a request every 20 ms (bounded to 10 minutes).
+func (h *Harness) startTraffic(ctx context.Context) *traffic {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	t := &traffic{cancel: cancel, counts: map[string]int{}}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			t.sent.Add(1)
+			status, _, version, err := h.Get(ctx, h.ProductionHost(), "/ping")
+			if ctx.Err() != nil {
+				return // stopped mid-request: not an answer
+			}
+			key := fmt.Sprintf("%s/%d", version, status)
+			if err != nil {
+				key = "error"
+			}
+			t.mu.Lock()
+			t.counts[key]++
+			t.mu.Unlock()
+		}
+	}()
+	return t
+}
+
+func (t *traffic) stop() string {
+	t.cancel()
+	t.wg.Wait()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var parts []string
+	for k, n := range t.counts {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, n))
+	}
+	return fmt.Sprintf("%d requests (%s)", t.sent.Load(), strings.Join(sorted(parts), ", "))
+}
+
+func sorted(s []string) []string {
+	sort.Strings(s)
+	return s
+}

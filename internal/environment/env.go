@@ -1,0 +1,239 @@
+package environment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/rollout"
+	"github.com/runway-cd/runway/internal/runtime"
+)
+
+// isService reports whether a manifest app is a service the runtime
+// provides itself rather than an app artifact; today only PostgreSQL.
+func isService(a *manifest.App) bool {
+	return a.Images.Code.Image == "postgres" || strings.HasSuffix(a.Images.Code.Image, "/postgres")
+}
+
+// reconcileEnv brings one environment to its manifest: services first,
+// then apps in name order, then apps no longer declared are stopped.
+func (c *Controller) reconcileEnv(ctx context.Context, m *manifest.Manifest) error {
+	st := c.state(m.EnvName)
+	st.workflow = m.DeployingWorkflowName
+	var services, apps []string
+	for _, name := range m.AppNames() {
+		if isService(m.Apps[name]) {
+			services = append(services, name)
+		} else {
+			apps = append(apps, name)
+		}
+	}
+	var errs []error
+	for _, name := range services {
+		if err := c.reconcileService(ctx, st, name, m.Apps[name]); err != nil {
+			// Apps cannot start without their database.
+			return err
+		}
+	}
+	for _, name := range apps {
+		if err := c.reconcileApp(ctx, st, name, m.Apps[name]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for name, as := range st.apps {
+		if _, ok := m.Apps[name]; ok {
+			continue
+		}
+		c.router.RemoveRoute(st.name, name)
+		if as.version != "" {
+			if err := c.rt.Stop(ctx, st.name, name, as.version); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		delete(st.apps, name)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Controller) app(st *envState, name string) *appState {
+	as, ok := st.apps[name]
+	if !ok {
+		as = &appState{reported: map[string]bool{}}
+		st.apps[name] = as
+	}
+	return as
+}
+
+func (c *Controller) reconcileService(ctx context.Context, st *envState, name string, a *manifest.App) error {
+	as := c.app(st, name)
+	if err := c.rt.EnsurePostgres(ctx, st.name); err != nil {
+		c.report(ctx, st, name, as, false, err.Error())
+		return err
+	}
+	as.version, as.entry = a.Version(), a
+	c.report(ctx, st, name, as, true, "postgres is up")
+	return nil
+}
+
+// reconcileApp starts the declared version, or hands a new production
+// version of a running app to a canary rollout.
+func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string, a *manifest.App) error {
+	as := c.app(st, name)
+	want := a.Version()
+	if want == as.version || want == as.failed {
+		return nil
+	}
+	if st.name == manifest.ProductionEnv && as.version != "" {
+		return c.startRollout(ctx, st, name, as, a)
+	}
+	art, err := c.artifacts.Resolve(name, want, build.App)
+	if err != nil {
+		as.failed = want
+		c.report(ctx, st, name, as, false, err.Error())
+		return err
+	}
+	backends, err := c.startReplicas(ctx, st.name, art)
+	if err != nil {
+		as.failed = want
+		c.report(ctx, st, name, as, false, err.Error())
+		return err
+	}
+	old := as.version
+	if err := c.router.SetRoute(gateway.Route{Env: st.name, App: name, StableVersion: want, Stable: backends}); err != nil {
+		return fmt.Errorf("routing %s: %w", name, err)
+	}
+	if old != "" {
+		if err := c.rt.Stop(ctx, st.name, name, old); err != nil {
+			c.log.Warn("stopping replaced version", "env", st.name, "app", name, "version", old, "err", err)
+		}
+	}
+	as.version, as.entry, as.backends, as.failed = want, a, backends, ""
+	c.log.Info("app deployed", "env", st.name, "app", name, "version", want, "url", c.URL(st.name, name))
+	c.report(ctx, st, name, as, true, fmt.Sprintf("%s %s is healthy", name, want))
+	return nil
+}
+
+// startReplicas runs an artifact's replicas in env, with its database
+// settings when it needs one.
+func (c *Controller) startReplicas(ctx context.Context, env string, art build.Artifact) ([]gateway.Backend, error) {
+	vars, err := c.appVars(ctx, env, art)
+	if err != nil {
+		return nil, err
+	}
+	run := art.Spec.Run
+	for k, v := range run.Env {
+		vars = append(vars, k+"="+v)
+	}
+	replicas, err := c.rt.Start(ctx, runtime.ReplicaSet{
+		Env: env, App: art.App, Version: art.Version, Dir: art.Dir, Command: run.Command,
+		PortEnv: run.PortEnv, HealthPath: run.HealthPath, Replicas: run.Replicas, Vars: vars,
+		HealthTimeout: c.opts.HealthTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	backends := make([]gateway.Backend, len(replicas))
+	for i, r := range replicas {
+		backends[i] = gateway.Backend{Addr: r.Addr}
+	}
+	return backends, nil
+}
+
+// appVars are the variables every process of an app gets in env.
+func (c *Controller) appVars(ctx context.Context, env string, art build.Artifact) ([]string, error) {
+	var vars []string
+	for _, need := range art.Spec.Needs {
+		if need != "postgres" {
+			continue
+		}
+		db, err := c.rt.Database(ctx, env, art.App)
+		if err != nil {
+			return nil, err
+		}
+		vars = append(vars, db.Env()...)
+	}
+	return vars, nil
+}
+
+func (c *Controller) startRollout(ctx context.Context, st *envState, name string, as *appState, a *manifest.App) error {
+	if s, ok := c.rollouts.Active(st.name, name); ok {
+		if s.CanaryVersion != a.Version() {
+			c.log.Warn("a rollout is in progress; the new version waits for it", "app", name, "rolling", s.CanaryVersion, "waiting", a.Version())
+		}
+		return nil
+	}
+	art, err := c.artifacts.Resolve(name, a.Version(), build.App)
+	if err != nil {
+		as.failed = a.Version()
+		c.report(ctx, st, name, as, false, err.Error())
+		return err
+	}
+	req := rollout.Request{
+		Env: st.name, App: name, Workflow: st.workflow,
+		StableVersion: as.version, Stable: as.backends, StableEntry: as.entry,
+		CanaryVersion: a.Version(), Artifact: art,
+		Target: &canaryTarget{c: c, st: st, name: name, art: art, entry: a},
+	}
+	return c.rollouts.Start(ctx, req)
+}
+
+// report sends an app's deploy report once per workflow.
+func (c *Controller) report(ctx context.Context, st *envState, app string, as *appState, ok bool, msg string) {
+	if st.workflow == "" || as.reported[st.workflow] {
+		return
+	}
+	if err := c.reporter.Update(ctx, st.workflow, app, ok, msg); err != nil {
+		c.log.Error("reporting", "workflow", st.workflow, "app", app, "err", err)
+		return
+	}
+	as.reported[st.workflow] = true
+}
+
+// URL is an app's address in an environment through the gateway.
+func (c *Controller) URL(env, app string) string {
+	port := c.opts.GatewayAddr
+	if i := strings.LastIndex(port, ":"); i >= 0 {
+		port = port[i:]
+	}
+	return "http://" + c.router.Host(env, app) + port
+}
+
+// canaryTarget lets the rollout controller start and settle the canary's
+// replicas, which this controller owns.
+type canaryTarget struct {
+	c     *Controller
+	st    *envState
+	name  string
+	art   build.Artifact
+	entry *manifest.App
+}
+
+func (t *canaryTarget) StartCanary(ctx context.Context) ([]gateway.Backend, error) {
+	return t.c.startReplicas(ctx, t.st.name, t.art)
+}
+
+// Promoted makes the canary the stable version and stops the old one.
+func (t *canaryTarget) Promoted(ctx context.Context, backends []gateway.Backend) error {
+	t.c.pass.Lock()
+	as := t.c.app(t.st, t.name)
+	old := as.version
+	as.version, as.entry, as.backends, as.failed = t.art.Version, t.entry, backends, ""
+	t.c.pass.Unlock()
+	if old != "" && old != t.art.Version {
+		return t.c.rt.Stop(ctx, t.st.name, t.name, old)
+	}
+	return nil
+}
+
+// Aborted stops the canary's replicas and remembers the version as failed
+// so the next pass does not start it again before git is reverted.
+func (t *canaryTarget) Aborted(ctx context.Context) error {
+	t.c.pass.Lock()
+	t.c.app(t.st, t.name).failed = t.art.Version
+	t.c.pass.Unlock()
+	return t.c.rt.Stop(ctx, t.st.name, t.name, t.art.Version)
+}

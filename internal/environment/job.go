@@ -1,0 +1,43 @@
+package environment
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/runtime"
+)
+
+// RunJob runs the migrations or functional tests (kind) from app's
+// pipeline artifact of version against env. The job gets the app's
+// database settings, RUNWAY_APP_URL (the app's URL in env through the
+// gateway) and RUNWAY_GATEWAY_ADDR (where to connect, as *.localhost names
+// may not resolve).
+func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string, log io.Writer) error {
+	art, err := c.artifacts.Resolve(app, version, build.Pipeline)
+	if err != nil {
+		return err
+	}
+	job := art.Spec.Tests
+	if kind == "migrations" {
+		job = art.Spec.Migrations
+	}
+	if job == nil {
+		fmt.Fprintf(log, "%s has no %s in its app spec; nothing to run\n", app, kind)
+		return nil
+	}
+	vars, err := c.appVars(ctx, env, art)
+	if err != nil {
+		return err
+	}
+	vars = append(vars,
+		"RUNWAY_APP_URL="+c.URL(env, app),
+		"RUNWAY_GATEWAY_ADDR="+c.opts.GatewayAddr,
+		"RUNWAY_ENV="+env, "RUNWAY_APP="+app, "RUNWAY_VERSION="+version)
+	fmt.Fprintf(log, "$ %s\n", strings.Join(job.Command, " "))
+	return c.rt.RunJob(ctx, runtime.Job{
+		Env: env, App: app, Name: kind, Dir: art.Dir, Command: job.Command, Vars: vars, Log: log, Timeout: job.Timeout.Duration,
+	})
+}

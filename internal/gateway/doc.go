@@ -1,0 +1,24 @@
+// Package gateway is Runway's data plane: one HTTP listener that routes each
+// request by its Host header to the replicas of an app in an environment,
+// splits production traffic between a stable and a canary version by weight,
+// and counts every request per environment, app, version and status code.
+//
+// Host names are "<app>.<domain>" for the production environment and
+// "<app>.<env>.<domain>" for staging environment <env>; the domain is
+// "localhost" unless configured, so nothing needs DNS on a single machine.
+//
+// The split is deterministic rather than random: over any run of n requests
+// to a route with canary weight w, the canary receives n*w/100 of them
+// rounded down, and the two versions interleave as evenly as possible. This
+// is what lets a rollout step of 20% mean exactly 20% even at low traffic,
+// and what lets tests assert exact counts.
+//
+// The route table is an immutable value behind an atomic pointer: requests
+// read it without locks, and changes (SetRoute, SetCanaryWeight, RemoveRoute,
+// RemoveEnv) build a new table and swap it in.
+//
+// Metrics are registered on the gateway's own prometheus.Registry and served
+// by MetricsHandler. Counters are kept after their route is removed, so a
+// scrape never sees a counter go backwards or vanish before its last
+// increments were read; they are small and live as long as the Gateway.
+package gateway

@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Options configure a Gateway.
+type Options struct {
+	// Domain is the DNS suffix of every route's host. Empty means
+	// "localhost", which resolves to loopback without any DNS setup.
+	Domain string
+	// ProductionEnv is the environment reached by "<app>.<domain>". Empty
+	// means "production".
+	ProductionEnv string
+	// Logger receives proxy errors. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Gateway is an http.Handler that proxies each request to a replica of the
+// app its Host names. It is safe for concurrent use; routes can change while
+// it serves.
+type Gateway struct {
+	domain  string
+	prodEnv string
+	log     *slog.Logger
+	proxy   *httputil.ReverseProxy
+	metrics *metrics
+
+	mu     sync.Mutex // serializes writers of routes
+	routes atomic.Pointer[table]
+}
+
+// New returns a Gateway with no routes.
+func New(opts Options) *Gateway {
+	g := &Gateway{
+		domain:  strings.ToLower(strings.Trim(opts.Domain, ".")),
+		prodEnv: opts.ProductionEnv,
+		log:     opts.Logger,
+		metrics: newMetrics(),
+	}
+	if g.domain == "" {
+		g.domain = "localhost"
+	}
+	if g.prodEnv == "" {
+		g.prodEnv = "production"
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	g.proxy = newProxy(g.log)
+	g.routes.Store(&table{})
+	return g
+}
+
+// SetRoute adds the route r, or replaces the route of the same Env and App,
+// in one step: every request sees either the old route or the new one.
+func (g *Gateway) SetRoute(r Route) error {
+	if err := r.validate(); err != nil {
+		return fmt.Errorf("setting route %s/%s: %w", r.Env, r.App, err)
+	}
+	r = r.clone()
+	g.update(func(t table) {
+		t[routeKey{r.Env, r.App}] = g.newEntry(r)
+	})
+	return nil
+}
+
+// SetCanaryWeight changes the share of requests, 0 to 100, that the route of
+// app in env sends to its canary.
+func (g *Gateway) SetCanaryWeight(env, app string, weight int) error {
+	var err error
+	g.update(func(t table) {
+		e, ok := t[routeKey{env, app}]
+		if !ok {
+			err = fmt.Errorf("setting canary weight of %s/%s: %w", env, app, ErrNoRoute)
+			return
+		}
+		if err = validateWeight(weight, e.route.CanaryVersion); err != nil {
+			err = fmt.Errorf("setting canary weight of %s/%s: %w", env, app, err)
+			return
+		}
+		r := e.route
+		r.CanaryWeight = weight
+		t[routeKey{env, app}] = g.newEntry(r)
+	})
+	return err
+}
+
+// Route returns the route of app in env.
+func (g *Gateway) Route(env, app string) (Route, bool) {
+	e, ok := (*g.routes.Load())[routeKey{env, app}]
+	if !ok {
+		return Route{}, false
+	}
+	return e.route.clone(), true
+}
+
+// Routes returns all routes, sorted by Env, then App.
+func (g *Gateway) Routes() []Route {
+	t := *g.routes.Load()
+	rs := make([]Route, 0, len(t))
+	for _, e := range t {
+		rs = append(rs, e.route.clone())
+	}
+	slices.SortFunc(rs, func(a, b Route) int {
+		return cmp.Or(cmp.Compare(a.Env, b.Env), cmp.Compare(a.App, b.App))
+	})
+	return rs
+}
+
+// RemoveRoute removes the route of app in env, if there is one. Its metrics
+// stay exported.
+func (g *Gateway) RemoveRoute(env, app string) {
+	g.update(func(t table) {
+		delete(t, routeKey{env, app})
+	})
+}
+
+// RemoveEnv removes every route of env. Metrics of env and of every other
+// environment stay exported.
+func (g *Gateway) RemoveEnv(env string) {
+	g.update(func(t table) {
+		for k := range t {
+			if k.env == env {
+				delete(t, k)
+			}
+		}
+	})
+}
+
+// MetricsHandler serves the gateway's metrics in the Prometheus exposition
+// format: runway_gateway_requests_total{env,app,version,code} and
+// runway_gateway_request_duration_seconds{env,app,version}.
+func (g *Gateway) MetricsHandler() http.Handler {
+	return g.metrics.handler()
+}
+
+// Counts returns how many requests the gateway has answered for version of
+// app in env, and how many of them with a 5xx status.
+func (g *Gateway) Counts(env, app, version string) (total, serverErrors uint64) {
+	s, ok := g.metrics.lookup(versionKey{env, app, version})
+	if !ok {
+		return 0, 0
+	}
+	return s.total.Load(), s.serverErrors.Load()
+}
+
+// update applies change to a copy of the route table and publishes the copy.
+func (g *Gateway) update(change func(table)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t := make(table, len(*g.routes.Load())+1)
+	for k, e := range *g.routes.Load() {
+		t[k] = e
+	}
+	change(t)
+	g.routes.Store(&t)
+}
+
+func (g *Gateway) newEntry(r Route) *entry {
+	return &entry{
+		route:  r,
+		stable: g.newPool(r.Env, r.App, r.StableVersion, r.Stable),
+		canary: g.newPool(r.Env, r.App, r.CanaryVersion, r.Canary),
+	}
+}
+
+func (g *Gateway) newPool(env, app, version string, backends []Backend) *pool {
+	p := &pool{version: version, key: versionKey{env, app, version}}
+	if version != "" {
+		// Create the series now, so they exist before the first request.
+		p.stats = g.metrics.stats(p.key)
+	}
+	for _, b := range backends {
+		p.targets = append(p.targets, &url.URL{Scheme: "http", Host: b.Addr})
+	}
+	return p
+}

@@ -1,0 +1,375 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/reporter"
+)
+
+const maxStepLog = 64 << 10
+
+// run is one pipeline being executed.
+type run struct {
+	r  *Runner
+	mu sync.Mutex // guards p
+	p  *Pipeline
+	// logs of running steps, by name
+	logs map[string]*logBuffer
+}
+
+func (ru *run) snapshot() *Pipeline {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	c := ru.p.Clone()
+	for i := range c.Steps {
+		if lb, ok := ru.logs[c.Steps[i].Name]; ok {
+			c.Steps[i].Log = lb.String()
+		}
+	}
+	return c
+}
+
+// update changes the pipeline under the lock and stores it.
+func (ru *run) update(ctx context.Context, f func(p *Pipeline)) error {
+	ru.mu.Lock()
+	f(ru.p)
+	c := ru.p.Clone()
+	ru.mu.Unlock()
+	if err := ru.r.store.SavePipeline(context.WithoutCancel(ctx), c); err != nil {
+		ru.r.log.Error("saving pipeline", "pipeline", c.ID, "err", err)
+		return err
+	}
+	return nil
+}
+
+type stepFunc func(ctx context.Context, log io.Writer) error
+
+func (ru *run) steps() map[string]stepFunc {
+	return map[string]stepFunc{
+		StepVersion:              ru.pickVersion,
+		StepBuildApp:             func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.App) },
+		StepBuildPipeline:        func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.Pipeline) },
+		StepStage:                ru.stage,
+		StepSubmit:               ru.submit,
+		StepAwaitDeploy:          ru.awaitDeploy,
+		StepStagingMigrations:    func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, ru.p.StagingEnv, "migrations") },
+		StepStagingTests:         func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, ru.p.StagingEnv, "tests") },
+		StepPromote:              ru.promote,
+		StepAwaitRollout:         ru.awaitRollout,
+		StepProductionMigrations: func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, manifest.ProductionEnv, "migrations") },
+		StepProductionTests:      func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, manifest.ProductionEnv, "tests") },
+		StepTeardown:             ru.teardown,
+	}
+}
+
+// execute runs the steps that have not succeeded yet. After a failure the
+// remaining steps are skipped but teardown still runs.
+func (ru *run) execute(ctx context.Context) {
+	log := ru.r.log.With("pipeline", ru.p.ID)
+	_ = ru.update(ctx, func(p *Pipeline) {
+		p.Phase = Running
+		if p.Started.IsZero() {
+			p.Started = ru.r.opts.Now().UTC()
+		}
+	})
+	funcs := ru.steps()
+	var failure error
+	var failedStep string
+	for i := range ru.p.Steps {
+		name := ru.p.Steps[i].Name
+		if ru.p.Steps[i].Phase == Succeeded || ru.p.Steps[i].Phase == Skipped {
+			continue
+		}
+		if failure != nil && name != StepTeardown {
+			_ = ru.update(ctx, func(p *Pipeline) { p.Steps[i].Phase = Skipped })
+			continue
+		}
+		err := ru.runStep(ctx, i, funcs[name])
+		if ctx.Err() != nil {
+			log.Info("pipeline interrupted; it resumes at this step on restart", "step", name)
+			return
+		}
+		if err != nil && failure == nil {
+			failure, failedStep = err, name
+			log.Warn("step failed", "step", name, "err", err)
+		}
+	}
+	_ = ru.update(ctx, func(p *Pipeline) {
+		p.Finished = ru.r.opts.Now().UTC()
+		if failure != nil {
+			p.Phase, p.FailedStep, p.Reason = Failed, failedStep, reason(failedStep, failure)
+		} else {
+			p.Phase = Succeeded
+		}
+	})
+	log.Info("pipeline finished", "phase", ru.p.Phase, "reason", ru.p.Reason)
+}
+
+func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
+	lb := &logBuffer{max: maxStepLog}
+	name := ru.p.Steps[i].Name
+	ru.mu.Lock()
+	if ru.logs == nil {
+		ru.logs = map[string]*logBuffer{}
+	}
+	ru.logs[name] = lb
+	ru.mu.Unlock()
+	_ = ru.update(ctx, func(p *Pipeline) {
+		p.Steps[i].Phase, p.Steps[i].Started, p.Steps[i].Finished, p.Steps[i].Error = Running, ru.r.opts.Now().UTC(), time.Time{}, ""
+	})
+	err := f(ctx, lb)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	_ = ru.update(ctx, func(p *Pipeline) {
+		s := &p.Steps[i]
+		s.Finished, s.Log = ru.r.opts.Now().UTC(), lb.String()
+		if err != nil {
+			s.Phase, s.Error = Failed, err.Error()
+		} else {
+			s.Phase = Succeeded
+		}
+		delete(ru.logs, name)
+	})
+	return err
+}
+
+func (ru *run) pickVersion(ctx context.Context, w io.Writer) error {
+	if ru.p.Version != "" {
+		fmt.Fprintf(w, "version %s (picked before a restart)\n", ru.p.Version)
+		return nil
+	}
+	ru.r.versions.Lock()
+	defer ru.r.versions.Unlock()
+	for now := ru.r.opts.Now(); ; now = now.Add(time.Second) {
+		v := manifest.NewVersion(now, nil)
+		ru.mu.Lock()
+		ru.p.Version = v
+		ru.mu.Unlock()
+		err := ru.update(ctx, func(p *Pipeline) {})
+		if errors.Is(err, ErrVersionTaken) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "version %s for %s at %.12s\n", v, ru.p.App, ru.p.Commit)
+		return nil
+	}
+}
+
+func (ru *run) build(ctx context.Context, w io.Writer, kind build.Kind) error {
+	a, err := ru.r.builder.Build(ctx, build.Request{
+		App: ru.p.App, Version: ru.p.Version, RepoURL: ru.p.CloneURL, Commit: ru.p.Commit, Kind: kind, Log: w,
+	})
+	if err != nil {
+		return failf("build of the %s artifact failed: %v", kind, err)
+	}
+	fmt.Fprintf(w, "built %s\n", a.Digest)
+	return nil
+}
+
+// stage writes the staging manifest: production's, with the new version
+// of the app.
+func (ru *run) stage(ctx context.Context, w io.Writer) error {
+	env := ru.p.Version
+	prod, err := ru.production(ctx)
+	if err != nil {
+		return err
+	}
+	m := prod.Clone()
+	m.EnvName = env
+	m.ChangeDescription = firstLine(ru.p.Message)
+	m.DeployingWorkflowName = ru.p.ID
+	m.Apps[ru.p.App] = ru.appEntry(m.Apps[ru.p.App])
+	data, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	sha, err := ru.r.repo.Commit(ctx, fmt.Sprintf("stage %s %s (%s)", ru.p.App, ru.p.Version, ru.p.ID),
+		gitops.Change{Path: manifest.StagingPath(env), Data: data})
+	if err != nil {
+		return fmt.Errorf("pushing staging manifest: %w", err)
+	}
+	_ = ru.update(ctx, func(p *Pipeline) { p.StagingEnv, p.StagingURL = env, ru.r.envs.URL(env, p.App) })
+	ru.r.envs.Trigger()
+	fmt.Fprintf(w, "pushed %s at %.12s\nstaging URL: %s\n", manifest.StagingPath(env), sha, ru.r.envs.URL(env, ru.p.App))
+	return nil
+}
+
+// appEntry is the app's manifest entry for this version, keeping any
+// fields of the existing entry.
+func (ru *run) appEntry(prev *manifest.App) *manifest.App {
+	a := &manifest.App{}
+	if prev != nil {
+		a = prev
+	}
+	a.Images.Code.Image = "runway.local/" + ru.p.App
+	a.Images.Code.Tag = ru.p.Version
+	a.Images.Code.Label = ru.p.Branch
+	a.Images.Pipeline = &manifest.Image{Image: "runway.local/" + ru.p.App + "-pipeline", Tag: ru.p.Version, Label: ru.p.Branch}
+	a.Deploy.Revision = ru.p.Commit
+	a.LastChangeDescription = firstLine(ru.p.Message)
+	return a
+}
+
+func (ru *run) production(ctx context.Context) (*manifest.Manifest, error) {
+	data, err := ru.r.repo.ReadFile(ctx, manifest.ProductionPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading production manifest: %w", err)
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("production manifest: %w", err)
+	}
+	if m.Apps == nil {
+		m.Apps = map[string]*manifest.App{}
+	}
+	return m, nil
+}
+
+func (ru *run) submit(ctx context.Context, w io.Writer) error {
+	data, err := ru.r.repo.ReadFile(ctx, manifest.StagingPath(ru.p.StagingEnv))
+	if err != nil {
+		return fmt.Errorf("reading staging manifest: %w", err)
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return err
+	}
+	apps := m.AppNames()
+	if err := ru.r.reporter.Submit(ctx, ru.p.ID, apps); err != nil {
+		return fmt.Errorf("submitting to reporter: %w", err)
+	}
+	fmt.Fprintf(w, "expecting reports from %s for %s\n", strings.Join(apps, ", "), ru.p.ID)
+	return nil
+}
+
+func (ru *run) awaitDeploy(ctx context.Context, w io.Writer) error {
+	return ru.await(ctx, w, ru.p.ID, ru.r.opts.DeployTimeout, "staging environment")
+}
+
+func (ru *run) await(ctx context.Context, w io.Writer, workflow string, timeout time.Duration, what string) error {
+	exp, err := ru.r.reporter.Wait(ctx, workflow, timeout)
+	if err != nil {
+		return fmt.Errorf("waiting for %s: %w", what, err)
+	}
+	for _, app := range exp.Apps {
+		if rep, ok := exp.Reports[app]; ok {
+			fmt.Fprintf(w, "%s: success=%v %s\n", app, rep.Success, rep.Message)
+		}
+	}
+	if exp.Phase != reporter.PhaseSucceeded {
+		return failf("%s not ready: %s", what, exp.Reason)
+	}
+	return nil
+}
+
+func (ru *run) job(ctx context.Context, w io.Writer, env, kind string) error {
+	fmt.Fprintf(w, "running %s of %s %s against %s (%s)\n", kind, ru.p.App, ru.p.Version, env, ru.r.envs.URL(env, ru.p.App))
+	if err := ru.r.envs.RunJob(ctx, env, ru.p.App, ru.p.Version, kind, w); err != nil {
+		return failf("%s in %s failed: %v", kind, env, err)
+	}
+	return nil
+}
+
+// promote writes the new version into production and deletes the staging
+// manifest, in one commit.
+func (ru *run) promote(ctx context.Context, w io.Writer) error {
+	stagingData, err := ru.r.repo.ReadFile(ctx, manifest.StagingPath(ru.p.StagingEnv))
+	if err != nil {
+		return fmt.Errorf("reading staging manifest: %w", err)
+	}
+	staging, err := manifest.Parse(stagingData)
+	if err != nil {
+		return err
+	}
+	prod, err := ru.production(ctx)
+	if err != nil {
+		return err
+	}
+	if cur, ok := prod.Apps[ru.p.App]; ok && cur.Version() == ru.p.Version {
+		fmt.Fprintf(w, "production already has %s (promoted before a restart)\n", ru.p.Version)
+	}
+	prod.Apps[ru.p.App] = staging.Apps[ru.p.App]
+	prod.ChangeDescription = firstLine(ru.p.Message)
+	prod.DeployingWorkflowName = ru.productionWorkflow()
+	data, err := prod.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := ru.r.reporter.Submit(ctx, ru.productionWorkflow(), []string{ru.p.App}); err != nil {
+		return fmt.Errorf("submitting to reporter: %w", err)
+	}
+	sha, err := ru.r.repo.Commit(ctx, fmt.Sprintf("promote %s %s to production (%s)", ru.p.App, ru.p.Version, ru.p.ID),
+		gitops.Change{Path: manifest.ProductionPath, Data: data},
+		gitops.Change{Path: manifest.StagingPath(ru.p.StagingEnv), Delete: true})
+	if err != nil {
+		return fmt.Errorf("pushing promotion: %w", err)
+	}
+	ru.r.envs.Trigger()
+	fmt.Fprintf(w, "production manifest now has %s %s; staging manifest deleted (%.12s)\n", ru.p.App, ru.p.Version, sha)
+	return nil
+}
+
+func (ru *run) productionWorkflow() string { return ru.p.ID + "-production" }
+
+func (ru *run) awaitRollout(ctx context.Context, w io.Writer) error {
+	return ru.await(ctx, w, ru.productionWorkflow(), ru.r.opts.RolloutTimeout, "production rollout")
+}
+
+// teardown deletes the staging manifest (already gone after a promotion)
+// and waits until the environment no longer runs.
+func (ru *run) teardown(ctx context.Context, w io.Writer) error {
+	env := ru.p.StagingEnv
+	if env == "" {
+		fmt.Fprintln(w, "no staging environment was created")
+		return nil
+	}
+	if _, err := ru.r.repo.Commit(ctx, fmt.Sprintf("tear down %s (%s)", env, ru.p.ID),
+		gitops.Change{Path: manifest.StagingPath(env), Delete: true}); err != nil {
+		return fmt.Errorf("deleting staging manifest: %w", err)
+	}
+	ru.r.envs.Trigger()
+	deadline := time.Now().Add(ru.r.opts.TeardownTimeout)
+	for {
+		if !contains(ru.r.envs.Envs(), env) {
+			fmt.Fprintf(w, "staging environment %s is gone\n", env)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return failf("staging environment %s still runs %s after its manifest was deleted", env, ru.r.opts.TeardownTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}

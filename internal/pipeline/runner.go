@@ -1,0 +1,243 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/reporter"
+)
+
+// Builder builds artifacts.
+type Builder interface {
+	Build(ctx context.Context, req build.Request) (build.Artifact, error)
+}
+
+// StateRepo is the state repository.
+type StateRepo interface {
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	Commit(ctx context.Context, message string, changes ...gitops.Change) (string, error)
+}
+
+// Reporter is the deploy-report gate.
+type Reporter interface {
+	Submit(ctx context.Context, workflow string, apps []string) error
+	Wait(ctx context.Context, workflow string, timeout time.Duration) (reporter.Expectation, error)
+}
+
+// Environments is the environment controller.
+type Environments interface {
+	// Trigger asks for a reconcile now (after a push to the state repo).
+	Trigger()
+	// Envs lists the environments that run.
+	Envs() []string
+	// RunJob runs app's migrations or tests (kind) of version against env.
+	RunJob(ctx context.Context, env, app, version, kind string, log io.Writer) error
+	// URL is app's address in env through the gateway.
+	URL(env, app string) string
+}
+
+// Request is a change to take through the pipeline.
+type Request struct {
+	App      string
+	Repo     string
+	CloneURL string
+	Branch   string
+	Commit   string
+	Message  string
+	Delivery string
+}
+
+// Options tune the runner.
+type Options struct {
+	// DeployTimeout bounds the wait for a staging environment's reports.
+	// Zero value: 5m.
+	DeployTimeout time.Duration
+	// RolloutTimeout bounds the wait for the production canary. Zero
+	// value: 30m.
+	RolloutTimeout time.Duration
+	// TeardownTimeout bounds the wait for the staging environment to go.
+	// Zero value: 2m.
+	TeardownTimeout time.Duration
+	Logger          *slog.Logger
+	// Now is the clock. Zero value: time.Now.
+	Now func() time.Time
+}
+
+// Runner runs pipelines, each in its own goroutine.
+type Runner struct {
+	store    Store
+	builder  Builder
+	repo     StateRepo
+	reporter Reporter
+	envs     Environments
+	opts     Options
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	running  map[string]*run
+	versions sync.Mutex // serialises version picking
+	wg       sync.WaitGroup
+}
+
+// New returns a runner.
+func New(store Store, builder Builder, repo StateRepo, rep Reporter, envs Environments, opts Options) *Runner {
+	if opts.DeployTimeout == 0 {
+		opts.DeployTimeout = 5 * time.Minute
+	}
+	if opts.RolloutTimeout == 0 {
+		opts.RolloutTimeout = 30 * time.Minute
+	}
+	if opts.TeardownTimeout == 0 {
+		opts.TeardownTimeout = 2 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Runner{store: store, builder: builder, repo: repo, reporter: rep, envs: envs, opts: opts, log: opts.Logger, running: map[string]*run{}}
+}
+
+// Start records a new pipeline durably, then runs it in the background
+// under ctx. The returned id is valid as soon as Start returns.
+func (r *Runner) Start(ctx context.Context, req Request) (string, error) {
+	p := &Pipeline{
+		ID: newID(req.App), App: req.App, Repo: req.Repo, CloneURL: req.CloneURL, Branch: req.Branch,
+		Commit: req.Commit, Message: req.Message, Delivery: req.Delivery,
+		Phase: Pending, Created: r.opts.Now().UTC(),
+	}
+	for _, n := range StepNames {
+		p.Steps = append(p.Steps, Step{Name: n, Phase: Pending})
+	}
+	if err := r.store.SavePipeline(ctx, p); err != nil {
+		return "", fmt.Errorf("recording pipeline: %w", err)
+	}
+	r.launch(ctx, p)
+	return p.ID, nil
+}
+
+// Resume restarts every pipeline that had not finished, from its first
+// step that had not succeeded.
+func (r *Runner) Resume(ctx context.Context) error {
+	ps, err := r.store.ListPipelines(ctx, 1000)
+	if err != nil {
+		return fmt.Errorf("listing pipelines to resume: %w", err)
+	}
+	for _, p := range ps {
+		if p.Phase.Done() {
+			continue
+		}
+		r.log.Info("resuming pipeline", "pipeline", p.ID)
+		r.launch(ctx, p)
+	}
+	return nil
+}
+
+func (r *Runner) launch(ctx context.Context, p *Pipeline) {
+	ru := &run{r: r, p: p}
+	r.mu.Lock()
+	if _, dup := r.running[p.ID]; dup {
+		r.mu.Unlock()
+		return
+	}
+	r.running[p.ID] = ru
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		ru.execute(ctx)
+		r.mu.Lock()
+		delete(r.running, p.ID)
+		r.mu.Unlock()
+	}()
+}
+
+// Get returns a pipeline, live if it is running.
+func (r *Runner) Get(ctx context.Context, id string) (*Pipeline, error) {
+	r.mu.Lock()
+	ru, ok := r.running[id]
+	r.mu.Unlock()
+	if ok {
+		return ru.snapshot(), nil
+	}
+	return r.store.GetPipeline(ctx, id)
+}
+
+// List returns the newest pipelines, live ones as they are now.
+func (r *Runner) List(ctx context.Context, limit int) ([]*Pipeline, error) {
+	ps, err := r.store.ListPipelines(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, p := range ps {
+		if ru, ok := r.running[p.ID]; ok {
+			ps[i] = ru.snapshot()
+		}
+	}
+	return ps, nil
+}
+
+// Wait blocks until every pipeline goroutine returned (cancel their
+// context first).
+func (r *Runner) Wait() { r.wg.Wait() }
+
+func newID(app string) string {
+	const letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = letters[int(b[i])%len(letters)]
+	}
+	return app + "-" + string(b)
+}
+
+// logBuffer keeps the tail of a step's output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+	max int
+}
+
+func (l *logBuffer) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, b...)
+	if len(l.buf) > l.max {
+		l.buf = append([]byte("...\n"), l.buf[len(l.buf)-l.max:]...)
+	}
+	return len(b), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
+}
+
+// errStep is a step failure whose message is the pipeline's reason.
+type errStep struct{ msg string }
+
+func (e *errStep) Error() string { return e.msg }
+
+func failf(format string, args ...any) error { return &errStep{msg: fmt.Sprintf(format, args...)} }
+
+// reason turns a step error into the pipeline's one-line reason.
+func reason(step string, err error) string {
+	var es *errStep
+	if errors.As(err, &es) {
+		return es.msg
+	}
+	return fmt.Sprintf("%s: %s", step, strings.TrimSpace(err.Error()))
+}

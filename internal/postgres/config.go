@@ -1,0 +1,87 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Config says where PostgreSQL's programs are and who runs them.
+type Config struct {
+	// BinDir holds initdb and postgres. "" discovers it with
+	// `pg_config --bindir`, then the highest /usr/lib/postgresql/*/bin.
+	BinDir string
+	// RunAsUser is the OS user that owns and runs the instance; it is used
+	// only when Runway runs as root (PostgreSQL refuses root). "" means
+	// "postgres" if that user exists, else "nobody".
+	RunAsUser string
+	// Logger receives what Start changes on disk. nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns cfg with BinDir discovered and Logger set.
+func (cfg Config) withDefaults(ctx context.Context) (Config, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BinDir == "" {
+		dir, err := discoverBinDir(ctx)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.BinDir = dir
+	}
+	for _, prog := range []string{"initdb", "postgres"} {
+		if _, err := os.Stat(filepath.Join(cfg.BinDir, prog)); err != nil {
+			return cfg, fmt.Errorf("checking PostgreSQL bin dir %s: %w", cfg.BinDir, err)
+		}
+	}
+	return cfg, nil
+}
+
+// discoverBinDir asks pg_config first and falls back to the Debian layout,
+// preferring the highest major version installed.
+func discoverBinDir(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "pg_config", "--bindir").Output()
+	if err == nil {
+		dir := strings.TrimSpace(string(out))
+		if hasServer(dir) {
+			return dir, nil
+		}
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(matches, func(a, b int) bool {
+		return majorVersion(matches[a]) > majorVersion(matches[b])
+	})
+	for _, dir := range matches {
+		if hasServer(dir) {
+			return dir, nil
+		}
+	}
+	return "", errors.New("finding PostgreSQL: no pg_config on PATH and no /usr/lib/postgresql/*/bin with initdb and postgres")
+}
+
+func hasServer(dir string) bool {
+	for _, prog := range []string{"initdb", "postgres"} {
+		if fi, err := os.Stat(filepath.Join(dir, prog)); err != nil || fi.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
+// majorVersion reads 15 out of /usr/lib/postgresql/15/bin; -1 if it is not a number.
+func majorVersion(binDir string) float64 {
+	v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}

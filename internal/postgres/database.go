@@ -1,0 +1,166 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrInvalidName is returned for a database or role name Runway does not
+// accept: it must match [a-z_][a-z0-9_]{0,62} and not be reserved.
+var ErrInvalidName = errors.New("invalid name")
+
+var namePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// reservedDatabases are the databases every cluster has.
+var reservedDatabases = map[string]bool{"postgres": true, "template0": true, "template1": true}
+
+// validateName checks a database (kind "database") or role (kind "user")
+// name. Roles starting with pg_ are PostgreSQL's, and the superuser must
+// never be handed to an app.
+func validateName(kind, name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%s name %q: %w: want [a-z_][a-z0-9_]{0,62}", kind, name, ErrInvalidName)
+	}
+	switch {
+	case kind == "database" && reservedDatabases[name]:
+		return fmt.Errorf("database name %q: %w: reserved by PostgreSQL", name, ErrInvalidName)
+	case kind == "user" && (name == superuser || strings.HasPrefix(name, "pg_")):
+		return fmt.Errorf("user name %q: %w: reserved", name, ErrInvalidName)
+	}
+	return nil
+}
+
+// EnsureDatabase makes sure a LOGIN role user with password exists (setting
+// the password if the role already does) and a database name owned by it,
+// which only its owner may connect to. It is idempotent. It returns what an
+// app needs to connect over TCP.
+func (i *Instance) EnsureDatabase(ctx context.Context, name, user, password string) (Conn, error) {
+	if err := validateName("database", name); err != nil {
+		return Conn{}, err
+	}
+	if err := validateName("user", user); err != nil {
+		return Conn{}, err
+	}
+	if password == "" || strings.ContainsRune(password, 0) {
+		return Conn{}, errors.New("ensuring database: password must be non-empty and hold no NUL byte")
+	}
+	conn, err := i.connect(ctx, "postgres")
+	if err != nil {
+		return Conn{}, fmt.Errorf("ensuring database %s: %w", name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// The password travels inside statements; keep it out of the server log
+	// even when a statement fails.
+	if _, err := conn.Exec(ctx, "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; SET standard_conforming_strings = on"); err != nil {
+		return Conn{}, fmt.Errorf("ensuring database %s: configuring session: %w", name, err)
+	}
+	if err := ensureRole(ctx, conn, user, password); err != nil {
+		return Conn{}, fmt.Errorf("ensuring role %s: %w", user, err)
+	}
+	if err := ensureOwnedDatabase(ctx, conn, name, user); err != nil {
+		return Conn{}, fmt.Errorf("ensuring database %s: %w", name, err)
+	}
+	return Conn{Host: loopback, Port: i.port, User: user, Password: password, Database: name}, nil
+}
+
+func ensureRole(ctx context.Context, conn *pgx.Conn, user, password string) error {
+	role, secret := pgx.Identifier{user}.Sanitize(), quoteLiteral(password)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", user).Scan(&exists); err != nil {
+		return fmt.Errorf("looking up role: %w", err)
+	}
+	if !exists {
+		_, err := conn.Exec(ctx, "CREATE ROLE "+role+" LOGIN PASSWORD "+secret)
+		if !isCode(err, "42710") { // duplicate_object: created concurrently, alter it below
+			return err
+		}
+	}
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+role+" WITH LOGIN PASSWORD "+secret); err != nil {
+		return fmt.Errorf("setting password: %w", err)
+	}
+	return nil
+}
+
+func ensureOwnedDatabase(ctx context.Context, conn *pgx.Conn, name, user string) error {
+	db, role := pgx.Identifier{name}.Sanitize(), pgx.Identifier{user}.Sanitize()
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("looking up database: %w", err)
+	}
+	created := false
+	if !exists {
+		_, err := conn.Exec(ctx, "CREATE DATABASE "+db+" OWNER "+role)
+		if err != nil && !isCode(err, "42P04") { // duplicate_database: created concurrently
+			return fmt.Errorf("creating: %w", err)
+		}
+		created = err == nil
+	}
+	if !created {
+		if _, err := conn.Exec(ctx, "ALTER DATABASE "+db+" OWNER TO "+role); err != nil {
+			return fmt.Errorf("setting owner: %w", err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "REVOKE CONNECT ON DATABASE "+db+" FROM PUBLIC"); err != nil {
+		return fmt.Errorf("restricting connections: %w", err)
+	}
+	return nil
+}
+
+// quoteLiteral quotes s as an SQL string literal; with
+// standard_conforming_strings on, only quotes need doubling.
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+func isCode(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}
+
+// connectTimeout bounds one connection attempt to the instance.
+const connectTimeout = 2 * time.Second
+
+// connect opens a connection as the superuser over the unix socket.
+func (i *Instance) connect(ctx context.Context, database string) (*pgx.Conn, error) {
+	dsn := strings.Join([]string{
+		"host=" + quoteDSN(i.sockDir),
+		"port=" + strconv.Itoa(i.port),
+		"user=" + superuser,
+		"dbname=" + quoteDSN(database),
+		"sslmode=disable",
+	}, " ")
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("building connection config: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to postgres in %s: %w", i.dir, err)
+	}
+	return conn, nil
+}
+
+// ping reports whether the server accepts a connection.
+func (i *Instance) ping(ctx context.Context) error {
+	conn, err := i.connect(ctx, "postgres")
+	if err != nil {
+		return err
+	}
+	return conn.Close(ctx)
+}
+
+// quoteDSN quotes a keyword/value connection string value.
+func quoteDSN(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	return "'" + r.Replace(s) + "'"
+}

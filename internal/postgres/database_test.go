@@ -1,0 +1,99 @@
+package postgres
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestEnsureDatabaseRejectsNames(t *testing.T) {
+	tests := []struct {
+		name     string
+		database string
+		user     string
+		password string
+		wantName bool // want ErrInvalidName
+	}{
+		{name: "statement injection", database: "a;drop", user: "app", password: "x", wantName: true},
+		{name: "quote", database: `"x`, user: "app", password: "x", wantName: true},
+		{name: "too long", database: strings.Repeat("a", 64), user: "app", password: "x", wantName: true},
+		{name: "empty", database: "", user: "app", password: "x", wantName: true},
+		{name: "upper case", database: "App", user: "app", password: "x", wantName: true},
+		{name: "leading digit", database: "1app", user: "app", password: "x", wantName: true},
+		{name: "space", database: "a b", user: "app", password: "x", wantName: true},
+		{name: "unicode", database: "café", user: "app", password: "x", wantName: true},
+		{name: "reserved database", database: "postgres", user: "app", password: "x", wantName: true},
+		{name: "template database", database: "template1", user: "app", password: "x", wantName: true},
+		{name: "hostile user", database: "app", user: `app" SUPERUSER --`, password: "x", wantName: true},
+		{name: "superuser", database: "app", user: "runway", password: "x", wantName: true},
+		{name: "pg_ role", database: "app", user: "pg_monitor", password: "x", wantName: true},
+		{name: "empty password", database: "app", user: "app", password: ""},
+		{name: "NUL in password", database: "app", user: "app", password: "a\x00b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Validation happens before any connection, so no server is needed.
+			_, err := (&Instance{}).EnsureDatabase(t.Context(), tt.database, tt.user, tt.password)
+			if err == nil {
+				t.Fatalf("EnsureDatabase(%q, %q) succeeded", tt.database, tt.user)
+			}
+			if got := errors.Is(err, ErrInvalidName); got != tt.wantName {
+				t.Fatalf("errors.Is(%v, ErrInvalidName) = %v, want %v", err, got, tt.wantName)
+			}
+		})
+	}
+}
+
+func TestValidateNameAccepts(t *testing.T) {
+	tests := []struct {
+		name  string
+		kind  string
+		value string
+	}{
+		{name: "simple", kind: "database", value: "homelabping"},
+		{name: "underscore start", kind: "user", value: "_app"},
+		{name: "digits", kind: "database", value: "app_v20240101"},
+		{name: "max length", kind: "user", value: strings.Repeat("a", 63)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := validateName(tt.kind, tt.value); err != nil {
+				t.Fatalf("validateName(%q): %v", tt.value, err)
+			}
+		})
+	}
+}
+
+func FuzzValidateName(f *testing.F) {
+	for _, s := range []string{"app", "a;drop", `"x`, "pg_x", "runway", strings.Repeat("z", 70)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if validateName("user", s) != nil {
+			return
+		}
+		// An accepted name needs no escaping: quoting only wraps it.
+		if got := (pgx.Identifier{s}).Sanitize(); got != `"`+s+`"` {
+			t.Fatalf("accepted %q sanitizes to %s", s, got)
+		}
+	})
+}
+
+func TestQuoteLiteral(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{name: "plain", in: "secret", want: "'secret'"},
+		{name: "quote", in: "it's", want: "'it''s'"},
+		{name: "backslash kept", in: `a\'b`, want: `'a\''b'`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := quoteLiteral(tt.in); got != tt.want {
+				t.Fatalf("quoteLiteral(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,58 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// ensureInitialised runs initdb unless dir/data exists. initdb writes into
+// dir/data.init, renamed to dir/data only when complete, so an interrupted
+// initdb is redone rather than mistaken for a cluster.
+func ensureInitialised(ctx context.Context, cfg Config, own owner, dir string) error {
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(data); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("checking data dir: %w", err)
+	}
+	staging := filepath.Join(dir, "data.init")
+	if err := os.RemoveAll(staging); err != nil {
+		return fmt.Errorf("removing unfinished data dir: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, "initdb"),
+		"-D", staging,
+		"--no-sync",
+		"--no-instructions",
+		"--auth-local=trust",
+		"--auth-host=scram-sha-256",
+		"-U", superuser,
+		"-E", "UTF8",
+		"--locale=C",
+	)
+	var out bytes.Buffer
+	cmd.Dir = dir
+	cmd.Env = serverEnv()
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = own.sysProcAttr()
+	cmd.Cancel = func() error {
+		// initdb runs postgres in bootstrap mode; end the whole group.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if err := cmd.Run(); err != nil {
+		_ = os.RemoveAll(staging)
+		return fmt.Errorf("running initdb in %s: %w: %s", dir, err, strings.TrimSpace(out.String()))
+	}
+	if err := os.Rename(staging, data); err != nil {
+		return fmt.Errorf("moving initialised data dir into place: %w", err)
+	}
+	cfg.Logger.Info("postgres: initialised cluster", "dir", dir)
+	return nil
+}

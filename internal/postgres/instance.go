@@ -1,0 +1,256 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// superuser is the role initdb creates; it connects only over the socket.
+	superuser = "runway"
+	loopback  = "127.0.0.1"
+	// portAttempts bounds retries when a free port is taken before the
+	// server binds it.
+	portAttempts = 5
+	// readyPoll is how often Start checks whether the server accepts
+	// connections.
+	readyPoll = 10 * time.Millisecond
+)
+
+// errPortTaken says the server could not bind its port; Start retries.
+var errPortTaken = errors.New("port taken")
+
+// Instance is one running PostgreSQL server and its directory:
+// dir/data (the cluster), dir/sock (its unix socket, unless the path would
+// be too long), dir/postgres.log and dir/instance.json.
+type Instance struct {
+	dir       string
+	dataDir   string
+	sockDir   string
+	ownsSock  bool // sockDir was made outside dir and must be deleted by Remove
+	logPath   string
+	port      int
+	pid       int
+	log       *slog.Logger
+	exited    chan struct{} // closed once the postmaster has been reaped
+	mu        sync.Mutex    // serialises Stop and Remove
+	stopped   bool
+	removed   bool
+	startedAt uint64
+}
+
+// Start initialises dir (when dir/data is absent) and starts a server on a
+// free 127.0.0.1 port, in its own process group. It returns once the server
+// accepts connections; ctx bounds that wait, and the server is stopped if ctx
+// ends first. It records pid, port, socket dir and process start time in
+// dir/instance.json.
+func Start(ctx context.Context, cfg Config, dir string) (*Instance, error) {
+	cfg, err := cfg.withDefaults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, fmt.Errorf("resolving instance dir: %w", err)
+	}
+	own, err := resolveOwner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareDir(dir, own, cfg.Logger); err != nil {
+		return nil, err
+	}
+	sock, err := prepareSocketDir(dir, own, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	inst := &Instance{
+		dir:      dir,
+		dataDir:  filepath.Join(dir, "data"),
+		sockDir:  sock.path,
+		ownsSock: sock.outside,
+		logPath:  filepath.Join(dir, "postgres.log"),
+		log:      cfg.Logger,
+	}
+	if err := inst.initialiseAndLaunch(ctx, cfg, own); err != nil {
+		if sock.created {
+			_ = os.RemoveAll(sock.path)
+		}
+		return nil, err
+	}
+	inst.log.Info("postgres: started", "dir", dir, "port", inst.port, "pid", inst.pid)
+	return inst, nil
+}
+
+// Host is the address apps connect to.
+func (i *Instance) Host() string { return loopback }
+
+// Port is the TCP port the server listens on.
+func (i *Instance) Port() int { return i.port }
+
+// PID is the postmaster's process id.
+func (i *Instance) PID() int { return i.pid }
+
+// Dir is the instance directory (absolute).
+func (i *Instance) Dir() string { return i.dir }
+
+// prepareDir creates dir, hands it to the owner and makes it reachable.
+func prepareDir(dir string, own owner, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating instance dir: %w", err)
+	}
+	if err := own.chown(dir); err != nil {
+		return err
+	}
+	return own.makeReachable(dir, log)
+}
+
+// initialiseAndLaunch runs initdb if needed, starts the server and records it.
+func (i *Instance) initialiseAndLaunch(ctx context.Context, cfg Config, own owner) error {
+	if err := ensureInitialised(ctx, cfg, own, i.dir); err != nil {
+		return err
+	}
+	if err := i.launchOnFreePort(ctx, cfg, own); err != nil {
+		return err
+	}
+	if err := i.writeRecord(); err != nil {
+		_ = i.Stop(context.WithoutCancel(ctx))
+		return err
+	}
+	return nil
+}
+
+// launchOnFreePort starts the server on a free port, trying another port
+// when one is taken between choosing and binding it.
+func (i *Instance) launchOnFreePort(ctx context.Context, cfg Config, own owner) error {
+	var err error
+	for range portAttempts {
+		var port int
+		if port, err = freePort(); err != nil {
+			return err
+		}
+		err = i.launch(ctx, cfg, own, port)
+		if !errors.Is(err, errPortTaken) {
+			return err
+		}
+		i.log.Info("postgres: port taken, retrying", "port", port)
+	}
+	return fmt.Errorf("starting PostgreSQL in %s: %w after %d attempts", i.dir, err, portAttempts)
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(loopback, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// launch starts the postmaster on port and waits until it is ready.
+func (i *Instance) launch(ctx context.Context, cfg Config, own owner, port int) error {
+	logFile, err := os.OpenFile(i.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening server log: %w", err)
+	}
+	defer logFile.Close()
+	if err := own.chown(i.logPath); err != nil {
+		return err
+	}
+	fi, err := logFile.Stat()
+	if err != nil {
+		return fmt.Errorf("opening server log: %w", err)
+	}
+	logStart := fi.Size()
+
+	cmd := exec.Command(filepath.Join(cfg.BinDir, "postgres"),
+		"-D", i.dataDir,
+		"-p", strconv.Itoa(port),
+		"-k", i.sockDir,
+		"-c", "listen_addresses="+loopback,
+	)
+	cmd.Dir = i.dir
+	cmd.Env = serverEnv()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = own.sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting postgres: %w", err)
+	}
+	i.port, i.pid = port, cmd.Process.Pid
+	i.exited = make(chan struct{})
+	i.stopped = false
+	go func() {
+		_ = cmd.Wait() // reaps the postmaster; Stop and waitReady watch exited
+		close(i.exited)
+	}()
+	if i.startedAt, err = procStartTime(i.pid); err != nil {
+		i.log.Warn("postgres: reading process start time", "pid", i.pid, "err", err)
+	}
+	return i.waitReady(ctx, logStart)
+}
+
+// waitReady returns once the server accepts a connection, or an error when
+// it exits first (with the tail of its log) or ctx ends (after stopping it).
+func (i *Instance) waitReady(ctx context.Context, logStart int64) error {
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
+	for {
+		if err := i.ping(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-i.exited:
+			tail := logTail(i.logPath, logStart)
+			if strings.Contains(tail, "could not bind") || strings.Contains(tail, "could not create any TCP/IP sockets") {
+				return errPortTaken
+			}
+			return fmt.Errorf("postgres exited during startup; log %s ends:\n%s", i.logPath, tail)
+		case <-ctx.Done():
+			_ = i.Stop(context.WithoutCancel(ctx))
+			return fmt.Errorf("waiting for postgres to accept connections: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// serverEnv is this process' environment without PG* variables, which
+// would otherwise steer the server's tools.
+func serverEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// logTail returns the last lines written to the log since offset.
+func logTail(path string, offset int64) string {
+	const maxTail = 2048
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(reading log: %v)", err)
+	}
+	if offset > int64(len(b)) {
+		offset = 0
+	}
+	b = b[offset:]
+	if len(b) > maxTail {
+		b = b[len(b)-maxTail:]
+		if nl := strings.IndexByte(string(b), '\n'); nl >= 0 {
+			b = b[nl+1:]
+		}
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,97 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+)
+
+// stopTimeout is how long Stop lets a fast shutdown take before it kills.
+const stopTimeout = 10 * time.Second
+
+// Stop shuts the server down: SIGINT (PostgreSQL's fast shutdown: roll back
+// open transactions, disconnect clients), then, if it has not exited within
+// about 10s or once ctx ends, SIGKILL to the server and all its processes.
+// Stop is idempotent and keeps the instance directory.
+func (i *Instance) Stop(ctx context.Context) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.stopLocked(ctx)
+}
+
+func (i *Instance) stopLocked(ctx context.Context) error {
+	if i.stopped {
+		return nil
+	}
+	select {
+	case <-i.exited:
+	default:
+		if err := syscall.Kill(i.pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signalling postgres %d to shut down: %w", i.pid, err)
+		}
+		timer := time.NewTimer(stopTimeout)
+		defer timer.Stop()
+		select {
+		case <-i.exited:
+		case <-timer.C:
+			i.log.Warn("postgres: fast shutdown timed out, killing", "pid", i.pid, "dir", i.dir)
+			i.kill()
+		case <-ctx.Done():
+			i.log.Warn("postgres: stop cancelled, killing", "pid", i.pid, "dir", i.dir, "err", ctx.Err())
+			i.kill()
+		}
+		<-i.exited
+	}
+	i.stopped = true
+	i.log.Info("postgres: stopped", "pid", i.pid, "dir", i.dir)
+	return nil
+}
+
+// kill ends the postmaster and every process it started, and returns once
+// they are gone. PostgreSQL's child processes make themselves process group
+// leaders, so a signal to the postmaster's group misses them: freeze the
+// postmaster so it cannot fork, list its children, then kill all their
+// groups. Killed children are reparented, so wait for them via /proc.
+func (i *Instance) kill() {
+	_ = syscall.Kill(i.pid, syscall.SIGSTOP)
+	kids := children(i.pid)
+	_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+	_ = syscall.Kill(i.pid, syscall.SIGKILL)
+	for _, k := range kids {
+		_ = syscall.Kill(-k.pid, syscall.SIGKILL)
+		_ = syscall.Kill(k.pid, syscall.SIGKILL)
+	}
+	if !awaitGone(kids, killWait) {
+		i.log.Warn("postgres: server processes outlived SIGKILL", "pid", i.pid, "dir", i.dir)
+	}
+}
+
+// killWait bounds how long kill waits for killed processes to end.
+const killWait = 5 * time.Second
+
+// Remove stops the server if it runs and deletes everything of the
+// instance: its directory and a socket directory made outside it.
+func (i *Instance) Remove(ctx context.Context) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.removed {
+		return nil
+	}
+	if err := i.stopLocked(ctx); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(i.dir); err != nil {
+		return fmt.Errorf("removing instance dir: %w", err)
+	}
+	if i.ownsSock {
+		if err := os.RemoveAll(i.sockDir); err != nil {
+			return fmt.Errorf("removing socket dir: %w", err)
+		}
+	}
+	i.removed = true
+	i.log.Info("postgres: removed", "dir", i.dir)
+	return nil
+}

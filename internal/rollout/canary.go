@@ -1,0 +1,283 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/runway-cd/runway/internal/appspec"
+	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/manifest"
+)
+
+// rollout is one canary in progress.
+type rollout struct {
+	c       *Controller
+	req     Request
+	steps   []appspec.Step
+	canary  []gateway.Backend
+	promote chan struct{}
+	abort   chan string
+
+	mu     sync.Mutex
+	status Status
+}
+
+func (r *rollout) snapshot() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.status
+	s.Analyses = append([]Run(nil), r.status.Analyses...)
+	return s
+}
+
+func (r *rollout) set(f func(*Status)) {
+	r.mu.Lock()
+	f(&r.status)
+	r.mu.Unlock()
+}
+
+// errAborted carries the reason a rollout stops.
+type errAborted struct{ reason string }
+
+func (e *errAborted) Error() string { return e.reason }
+
+func (r *rollout) run(ctx context.Context) {
+	log := r.c.log.With("env", r.req.Env, "app", r.req.App, "canary", r.req.CanaryVersion, "stable", r.req.StableVersion)
+	log.Info("rollout started", "steps", len(r.steps))
+	err := r.progress(ctx)
+	if ctx.Err() != nil {
+		// Shutting down: leave the canary as it is; it is not a verdict.
+		log.Info("rollout interrupted by shutdown", "step", r.snapshot().Step)
+		return
+	}
+	var ab *errAborted
+	if errors.As(err, &ab) || err != nil {
+		reason := err.Error()
+		r.abortRollout(ctx, reason)
+		log.Warn("rollout aborted", "reason", reason)
+		return
+	}
+	if err := r.promoteRollout(ctx); err != nil {
+		r.abortRollout(ctx, "promoting: "+err.Error())
+		log.Error("rollout failed at promotion", "err", err)
+		return
+	}
+	log.Info("rollout complete", "version", r.req.CanaryVersion)
+}
+
+// progress starts the canary and walks the steps, with the background
+// analysis (if any) beside them.
+func (r *rollout) progress(ctx context.Context) error {
+	canary, err := r.req.Target.StartCanary(ctx)
+	if err != nil {
+		return &errAborted{reason: fmt.Sprintf("canary %s did not start: %v", r.req.CanaryVersion, err)}
+	}
+	r.canary = canary
+	if err := r.c.router.SetRoute(r.route(0)); err != nil {
+		return fmt.Errorf("routing canary: %w", err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	for i, step := range r.steps {
+		if cn := r.req.Artifact.Spec.Strategy.Canary; cn != nil && cn.Analysis != nil && cn.Analysis.StartingStep == i {
+			r.startBackground(ctx, cancel, &bg, cn.Analysis)
+		}
+		r.set(func(s *Status) { s.Step = i })
+		if err := r.step(ctx, i, step); err != nil {
+			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				return cause
+			}
+			return err
+		}
+	}
+	if cn := r.req.Artifact.Spec.Strategy.Canary; cn != nil && cn.Analysis != nil && cn.Analysis.StartingStep == len(r.steps) {
+		r.startBackground(ctx, cancel, &bg, cn.Analysis)
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return nil
+}
+
+func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {
+	switch {
+	case step.SetWeight != nil:
+		w := *step.SetWeight
+		if err := r.c.router.SetCanaryWeight(r.req.Env, r.req.App, w); err != nil {
+			return fmt.Errorf("setting weight %d: %w", w, err)
+		}
+		r.set(func(s *Status) { s.Weight = w; s.Message = fmt.Sprintf("step %d/%d: weight %d%%", i+1, len(r.steps), w) })
+		r.c.log.Info("canary weight set", "app", r.req.App, "weight", w, "step", i+1)
+		return nil
+	case step.Pause != nil:
+		d := step.Pause.Duration.Duration
+		if d == 0 {
+			return r.pause(ctx, fmt.Sprintf("step %d/%d: paused until promoted", i+1, len(r.steps)), 0)
+		}
+		return r.pause(ctx, fmt.Sprintf("step %d/%d: pause %s", i+1, len(r.steps), d), d)
+	case step.Analysis != nil:
+		name := fmt.Sprintf("%s-%s-step%d", r.req.App, r.req.CanaryVersion, i+1)
+		r.set(func(s *Status) { s.Message = fmt.Sprintf("step %d/%d: analysis %s", i+1, len(r.steps), name) })
+		out, err := r.analyze(ctx, name, step.Analysis.Templates, step.Analysis.Args)
+		if err != nil {
+			return err
+		}
+		switch out.Phase {
+		case Successful:
+			return nil
+		case Inconclusive:
+			return r.pause(ctx, fmt.Sprintf("step %d/%d: analysis inconclusive (%s); paused until promoted or aborted", i+1, len(r.steps), out.Reason), 0)
+		default:
+			return &errAborted{reason: fmt.Sprintf("analysis %s %s: %s", name, out.Phase, out.Reason)}
+		}
+	}
+	return nil
+}
+
+// pause waits d, or until promoted when d is 0; an abort ends it.
+func (r *rollout) pause(ctx context.Context, msg string, d time.Duration) error {
+	phase := Progressing
+	if d == 0 {
+		phase = Paused
+	}
+	r.set(func(s *Status) { s.Message = msg; s.Phase = phase })
+	defer r.set(func(s *Status) { s.Phase = Progressing })
+	var timer <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer:
+	case <-r.promote:
+	case reason := <-r.abort:
+		return &errAborted{reason: "aborted by request: " + reason}
+	}
+	return nil
+}
+
+func (r *rollout) analyze(ctx context.Context, name string, templates []appspec.TemplateRef, args []appspec.Arg) (Outcome, error) {
+	all := map[string]string{
+		"app": r.req.App, "env": r.req.Env, "version": r.req.CanaryVersion,
+		"canary-version": r.req.CanaryVersion, "stable-version": r.req.StableVersion,
+	}
+	for _, a := range args {
+		all[a.Name] = a.Value
+	}
+	out, err := r.c.analyzer.Analyze(ctx, AnalysisRequest{Name: name, Templates: templates, Args: all, Artifact: r.req.Artifact})
+	if err != nil {
+		if ctx.Err() != nil {
+			return Outcome{}, ctx.Err()
+		}
+		out = Outcome{Phase: Error, Reason: err.Error()}
+	}
+	r.set(func(s *Status) { s.Analyses = append(s.Analyses, Run{Name: name, Phase: out.Phase, Reason: out.Reason}) })
+	return out, nil
+}
+
+// startBackground runs the background analysis until the steps end; a
+// failure cancels the steps with the reason.
+func (r *rollout) startBackground(ctx context.Context, cancel context.CancelCauseFunc, wg *sync.WaitGroup, a *appspec.BackgroundAnalysis) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		name := fmt.Sprintf("%s-%s-background", r.req.App, r.req.CanaryVersion)
+		out, err := r.analyze(ctx, name, a.Templates, a.Args)
+		if err != nil || out.Phase == Successful || out.Phase == Inconclusive {
+			return
+		}
+		cancel(&errAborted{reason: fmt.Sprintf("background analysis %s %s: %s", name, out.Phase, out.Reason)})
+	}()
+}
+
+func (r *rollout) route(weight int) gateway.Route {
+	return gateway.Route{
+		Env: r.req.Env, App: r.req.App,
+		StableVersion: r.req.StableVersion, Stable: r.req.Stable,
+		CanaryVersion: r.req.CanaryVersion, Canary: r.canary, CanaryWeight: weight,
+	}
+}
+
+// promoteRollout makes the canary stable: all traffic to it, old stable
+// stopped, success reported.
+func (r *rollout) promoteRollout(ctx context.Context) error {
+	if err := r.c.router.SetCanaryWeight(r.req.Env, r.req.App, 100); err != nil {
+		return err
+	}
+	route := gateway.Route{Env: r.req.Env, App: r.req.App, StableVersion: r.req.CanaryVersion, Stable: r.canary}
+	if err := r.c.router.SetRoute(route); err != nil {
+		return err
+	}
+	if err := r.req.Target.Promoted(ctx, r.canary); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("%s %s promoted after %d steps", r.req.App, r.req.CanaryVersion, len(r.steps))
+	r.set(func(s *Status) {
+		s.Phase, s.Weight, s.Step, s.Message, s.Finished = Healthy, 100, len(r.steps), msg, time.Now().UTC()
+	})
+	r.reportEnd(ctx, true, msg)
+	return nil
+}
+
+// abortRollout sends all traffic back to stable first, then stops the
+// canary, reports the failure and reverts git.
+func (r *rollout) abortRollout(ctx context.Context, reason string) {
+	ctx = context.WithoutCancel(ctx)
+	route := gateway.Route{Env: r.req.Env, App: r.req.App, StableVersion: r.req.StableVersion, Stable: r.req.Stable}
+	if err := r.c.router.SetRoute(route); err != nil {
+		r.c.log.Error("routing back to stable", "err", err)
+	}
+	r.set(func(s *Status) { s.Phase, s.Weight, s.Message = Degraded, 0, "aborted: "+reason })
+	if err := r.req.Target.Aborted(ctx); err != nil {
+		r.c.log.Error("stopping canary", "err", err)
+	}
+	if err := r.revert(ctx, reason); err != nil {
+		r.c.log.Error("reverting production manifest", "err", err)
+		reason += fmt.Sprintf(" (git revert failed: %v)", err)
+	}
+	r.set(func(s *Status) { s.Finished = time.Now().UTC(); s.Message = "aborted: " + reason })
+	r.reportEnd(ctx, false, fmt.Sprintf("canary %s aborted: %s", r.req.CanaryVersion, reason))
+}
+
+func (r *rollout) reportEnd(ctx context.Context, ok bool, msg string) {
+	if r.req.Workflow == "" {
+		return
+	}
+	if err := r.c.reporter.Update(ctx, r.req.Workflow, r.req.App, ok, msg); err != nil {
+		r.c.log.Error("reporting rollout end", "err", err)
+	}
+}
+
+// revert puts the stable version's manifest entry back into production,
+// unless the manifest has moved on to yet another version.
+func (r *rollout) revert(ctx context.Context, reason string) error {
+	data, err := r.c.repo.ReadFile(ctx, manifest.ProductionPath)
+	if err != nil {
+		return err
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return err
+	}
+	cur, ok := m.Apps[r.req.App]
+	if !ok || cur.Version() != r.req.CanaryVersion || r.req.StableEntry == nil {
+		return nil
+	}
+	m.Apps[r.req.App] = r.req.StableEntry
+	m.ChangeDescription = fmt.Sprintf("rollback %s to %s: %s failed: %s", r.req.App, r.req.StableVersion, r.req.CanaryVersion, reason)
+	out, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	_, err = r.c.repo.Commit(ctx, m.ChangeDescription, gitops.Change{Path: manifest.ProductionPath, Data: out})
+	return err
+}

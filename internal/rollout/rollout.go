@@ -1,0 +1,245 @@
+// Package rollout is the canary controller for production: it starts a new
+// version beside the stable one and walks Argo Rollouts-style steps
+// (setWeight, pause, analysis) by moving the gateway's weights, judges the
+// canary with analysis runs, and either promotes it or aborts: traffic back
+// to stable at once, canary stopped, failure reported and the production
+// manifest reverted in git so git says what runs.
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/runway-cd/runway/internal/appspec"
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/manifest"
+)
+
+// Router is the part of the gateway a rollout drives.
+type Router interface {
+	SetRoute(r gateway.Route) error
+	SetCanaryWeight(env, app string, weight int) error
+}
+
+// Analyzer runs one analysis run to its end.
+type Analyzer interface {
+	Analyze(ctx context.Context, req AnalysisRequest) (Outcome, error)
+}
+
+// AnalysisRequest names the templates to run and their arguments.
+type AnalysisRequest struct {
+	Name      string
+	Templates []appspec.TemplateRef
+	Args      map[string]string
+	Artifact  build.Artifact // holds the template files
+}
+
+// Outcome is an analysis run's end: Successful, Failed, Inconclusive or
+// Error, with a reason a person can read.
+type Outcome struct {
+	Phase  string
+	Reason string
+}
+
+// Analysis phases.
+const (
+	Successful   = "Successful"
+	Failed       = "Failed"
+	Inconclusive = "Inconclusive"
+	Error        = "Error"
+)
+
+// StateRepo is where rollbacks are committed.
+type StateRepo interface {
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	Commit(ctx context.Context, message string, changes ...gitops.Change) (string, error)
+}
+
+// Reporter receives the rollout's end, as the original's hook does.
+type Reporter interface {
+	Update(ctx context.Context, workflow, app string, success bool, message string) error
+}
+
+// Target owns the canary's replicas.
+type Target interface {
+	StartCanary(ctx context.Context) ([]gateway.Backend, error)
+	Promoted(ctx context.Context, canary []gateway.Backend) error
+	Aborted(ctx context.Context) error
+}
+
+// Request starts a rollout of CanaryVersion beside StableVersion.
+type Request struct {
+	Env, App      string
+	Workflow      string // reported to when the rollout ends
+	StableVersion string
+	Stable        []gateway.Backend
+	StableEntry   *manifest.App // written back to git on abort
+	CanaryVersion string
+	Artifact      build.Artifact // the canary's app artifact, with its spec
+	Target        Target
+}
+
+// Phases of a rollout, as Argo Rollouts names them.
+const (
+	Progressing = "Progressing"
+	Paused      = "Paused"
+	Healthy     = "Healthy"
+	Degraded    = "Degraded"
+)
+
+// Status is a rollout's state for the API.
+type Status struct {
+	Env           string    `json:"env"`
+	App           string    `json:"app"`
+	StableVersion string    `json:"stableVersion"`
+	CanaryVersion string    `json:"canaryVersion"`
+	Phase         string    `json:"phase"`
+	Step          int       `json:"step"`
+	Steps         int       `json:"steps"`
+	Weight        int       `json:"weight"`
+	Message       string    `json:"message"`
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished,omitzero"`
+	Analyses      []Run     `json:"analyses,omitempty"`
+}
+
+// Run is one analysis run of a rollout.
+type Run struct {
+	Name   string `json:"name"`
+	Phase  string `json:"phase"`
+	Reason string `json:"reason"`
+}
+
+// Controller runs rollouts, one at a time per app.
+type Controller struct {
+	router   Router
+	analyzer Analyzer
+	repo     StateRepo
+	reporter Reporter
+	onDone   func()
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	active  map[string]*rollout
+	history []Status
+	wg      sync.WaitGroup
+}
+
+// New returns a controller. onDone, if set, is called after every rollout
+// ends (the environment controller's trigger).
+func New(router Router, analyzer Analyzer, repo StateRepo, reporter Reporter, onDone func(), logger *slog.Logger) *Controller {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if onDone == nil {
+		onDone = func() {}
+	}
+	return &Controller{router: router, analyzer: analyzer, repo: repo, reporter: reporter, onDone: onDone, log: logger, active: map[string]*rollout{}}
+}
+
+func key(env, app string) string { return env + "/" + app }
+
+// Start begins a rollout in the background. It fails if one is already
+// running for the app.
+func (c *Controller) Start(ctx context.Context, req Request) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := key(req.Env, req.App)
+	if _, ok := c.active[k]; ok {
+		return fmt.Errorf("a rollout of %s in %s is already running", req.App, req.Env)
+	}
+	var steps []appspec.Step
+	if cn := req.Artifact.Spec.Strategy.Canary; cn != nil {
+		steps = cn.Steps
+	}
+	r := &rollout{
+		c: c, req: req, steps: steps, promote: make(chan struct{}, 1), abort: make(chan string, 1),
+		status: Status{Env: req.Env, App: req.App, StableVersion: req.StableVersion, CanaryVersion: req.CanaryVersion,
+			Phase: Progressing, Steps: len(steps), Started: time.Now().UTC(), Message: "starting canary replicas"},
+	}
+	c.active[k] = r
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		r.run(ctx)
+		c.mu.Lock()
+		delete(c.active, k)
+		c.history = append(c.history, r.snapshot())
+		if len(c.history) > 100 {
+			c.history = c.history[len(c.history)-100:]
+		}
+		c.mu.Unlock()
+		c.onDone()
+	}()
+	return nil
+}
+
+// Active returns the running rollout of app in env.
+func (c *Controller) Active(env, app string) (Status, bool) {
+	c.mu.Lock()
+	r, ok := c.active[key(env, app)]
+	c.mu.Unlock()
+	if !ok {
+		return Status{}, false
+	}
+	return r.snapshot(), true
+}
+
+// List returns running rollouts then finished ones, newest first.
+func (c *Controller) List() []Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Status
+	for _, r := range c.active {
+		out = append(out, r.snapshot())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.After(out[j].Started) })
+	for i := len(c.history) - 1; i >= 0; i-- {
+		out = append(out, c.history[i])
+	}
+	return out
+}
+
+// ErrNoRollout is returned by Promote and Abort when none runs.
+var ErrNoRollout = errors.New("no rollout in progress")
+
+// Promote ends the current pause (timed, indefinite or inconclusive).
+func (c *Controller) Promote(env, app string) error {
+	c.mu.Lock()
+	r, ok := c.active[key(env, app)]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("promoting %s in %s: %w", app, env, ErrNoRollout)
+	}
+	select {
+	case r.promote <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Abort aborts the rollout with reason.
+func (c *Controller) Abort(env, app, reason string) error {
+	c.mu.Lock()
+	r, ok := c.active[key(env, app)]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("aborting %s in %s: %w", app, env, ErrNoRollout)
+	}
+	select {
+	case r.abort <- reason:
+	default:
+	}
+	return nil
+}
+
+// Wait blocks until every rollout goroutine has returned (their context
+// must be cancelled first).
+func (c *Controller) Wait() { c.wg.Wait() }

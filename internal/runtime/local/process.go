@@ -1,0 +1,284 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/runway-cd/runway/internal/runtime"
+)
+
+type replicaSet struct {
+	procs []*process
+}
+
+type process struct {
+	cmd     *exec.Cmd
+	addr    string
+	logPath string
+	done    chan struct{} // closed when the process has exited
+	err     error         // exit status, valid after done
+}
+
+func (s *replicaSet) alive() bool {
+	for _, p := range s.procs {
+		select {
+		case <-p.done:
+			return false
+		default:
+		}
+	}
+	return len(s.procs) > 0
+}
+
+func (s *replicaSet) replicas() []runtime.Replica {
+	out := make([]runtime.Replica, len(s.procs))
+	for i, p := range s.procs {
+		out[i] = runtime.Replica{Addr: p.addr, PID: p.cmd.Process.Pid}
+	}
+	return out
+}
+
+func (s *replicaSet) stop(ctx context.Context) error {
+	var errs []error
+	for _, p := range s.procs {
+		errs = append(errs, p.stop(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Start implements runtime.Runtime.
+func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.Replica, error) {
+	e := r.env(rs.Env)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := rs.App + "/" + rs.Version
+	if s, ok := e.sets[key]; ok {
+		if s.alive() {
+			return s.replicas(), nil
+		}
+		_ = s.stop(ctx)
+		delete(e.sets, key)
+	}
+	if rs.Replicas < 1 {
+		rs.Replicas = 1
+	}
+	if rs.HealthTimeout == 0 {
+		rs.HealthTimeout = 30 * time.Second
+	}
+	logDir := filepath.Join(e.dir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating log dir: %w", err)
+	}
+	s := &replicaSet{}
+	for i := 0; i < rs.Replicas; i++ {
+		p, err := startReplica(rs, filepath.Join(logDir, fmt.Sprintf("%s-%s-%d.log", rs.App, rs.Version, i)))
+		if err != nil {
+			_ = s.stop(ctx)
+			return nil, err
+		}
+		s.procs = append(s.procs, p)
+	}
+	hctx, cancel := context.WithTimeout(ctx, rs.HealthTimeout)
+	defer cancel()
+	errc := make(chan error, len(s.procs))
+	for _, p := range s.procs {
+		go func() { errc <- p.waitHealthy(hctx, rs.HealthPath) }()
+	}
+	var errs []error
+	for range s.procs {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		_ = s.stop(ctx)
+		return nil, fmt.Errorf("starting %s %s in %s: %w", rs.App, rs.Version, rs.Env, err)
+	}
+	e.sets[key] = s
+	r.log.Info("replicas up", "env", rs.Env, "app", rs.App, "version", rs.Version, "replicas", len(s.procs))
+	return s.replicas(), nil
+}
+
+// Stop implements runtime.Runtime.
+func (r *Runtime) Stop(ctx context.Context, env, app, version string) error {
+	e := r.env(env)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := app + "/" + version
+	s, ok := e.sets[key]
+	if !ok {
+		return nil
+	}
+	delete(e.sets, key)
+	if err := s.stop(ctx); err != nil {
+		return fmt.Errorf("stopping %s %s in %s: %w", app, version, env, err)
+	}
+	r.log.Info("replicas stopped", "env", env, "app", app, "version", version)
+	return nil
+}
+
+// RunJob implements runtime.Runtime.
+func (r *Runtime) RunJob(ctx context.Context, j runtime.Job) error {
+	if len(j.Command) == 0 {
+		return errors.New("job has no command")
+	}
+	if j.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, j.Timeout)
+		defer cancel()
+	}
+	log := j.Log
+	if log == nil {
+		log = io.Discard
+	}
+	cmd := exec.CommandContext(ctx, resolve(j.Dir, j.Command[0]), j.Command[1:]...)
+	cmd.Dir = j.Dir
+	cmd.Env = append(os.Environ(), j.Vars...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil && j.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s timed out after %s", j.Name, j.Timeout)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.Name, err)
+	}
+	return nil
+}
+
+// resolve makes ./name relative to dir.
+func resolve(dir, name string) string {
+	if strings.HasPrefix(name, "./") {
+		return filepath.Join(dir, name)
+	}
+	return name
+}
+
+func startReplica(rs runtime.ReplicaSet, logPath string) (*process, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening replica log: %w", err)
+	}
+	cmd := exec.Command(resolve(rs.Dir, rs.Command[0]), rs.Command[1:]...)
+	cmd.Dir = rs.Dir
+	cmd.Env = append(os.Environ(), rs.Vars...)
+	cmd.Env = append(cmd.Env, rs.PortEnv+"="+strconv.Itoa(port),
+		"RUNWAY_ENV="+rs.Env, "RUNWAY_APP="+rs.App, "RUNWAY_VERSION="+rs.Version)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting %s: %w", rs.Command[0], err)
+	}
+	p := &process{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *process) waitHealthy(ctx context.Context, path string) error {
+	client := &http.Client{Timeout: time.Second}
+	url := "http://" + p.addr + path
+	delay := 20 * time.Millisecond
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("replica exited before it was healthy (%v); log tail:\n%s", p.err, tail(p.logPath, 2048))
+		case <-ctx.Done():
+			return fmt.Errorf("replica on %s not healthy at %s before the deadline; log tail:\n%s", p.addr, path, tail(p.logPath, 2048))
+		case <-time.After(delay):
+		}
+		if delay < 200*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// stop sends SIGTERM to the replica's process group, then SIGKILL after a
+// grace period.
+func (p *process) stop(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-p.done
+	case <-ctx.Done():
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		<-p.done
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == nil
+}
+
+// tail returns up to n bytes of the end of a file.
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := info.Size() - n
+	if off < 0 {
+		off = 0
+	}
+	b := make([]byte, info.Size()-off)
+	_, _ = f.ReadAt(b, off)
+	return string(b)
+}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/runway-cd/runway/internal/appspec"
+)
+
+// Config is the server's configuration file (YAML). Zero values take the
+// documented defaults.
+type Config struct {
+	// DataDir holds the store, artifacts and environments. Required.
+	DataDir string `json:"dataDir"`
+	// Listen is the API and webhook address. Default 127.0.0.1:7070.
+	Listen  string        `json:"listen,omitempty"`
+	Gateway GatewayConfig `json:"gateway,omitempty"`
+	// StateRepo is the GitOps state repository.
+	StateRepo RepoConfig `json:"stateRepo"`
+	// WebhookSecret verifies X-Hub-Signature-256. When empty, the value of
+	// the environment variable RUNWAY_WEBHOOK_SECRET is used; one of them
+	// is required.
+	WebhookSecret string `json:"webhookSecret,omitempty"`
+	// Apps are the tracked app repositories.
+	Apps     []AppConfig    `json:"apps"`
+	Timeouts TimeoutsConfig `json:"timeouts,omitempty"`
+	// PollInterval is the fallback re-read of the state repository.
+	// Default 30s.
+	PollInterval appspec.Duration `json:"pollInterval,omitempty"`
+	// ScrapeInterval is how often Runway scrapes the gateway's metrics for
+	// its embedded PromQL. Default 2s.
+	ScrapeInterval appspec.Duration `json:"scrapeInterval,omitempty"`
+	Postgres       PostgresConfig   `json:"postgres,omitempty"`
+}
+
+// GatewayConfig configures the data plane.
+type GatewayConfig struct {
+	// Listen is the gateway's address. Default 127.0.0.1:8080.
+	Listen string `json:"listen,omitempty"`
+	// Domain is the host suffix: <app>.<domain> is production,
+	// <app>.<env>.<domain> a staging environment. Default localhost.
+	Domain string `json:"domain,omitempty"`
+}
+
+// RepoConfig names a git repository and branch.
+type RepoConfig struct {
+	URL    string `json:"url"`
+	Branch string `json:"branch,omitempty"` // default main
+}
+
+// AppConfig is a tracked app.
+type AppConfig struct {
+	// Name is the app's name in manifests; its runway.yaml must agree.
+	Name string `json:"name"`
+	// Repo is the repository's full name as GitHub sends it
+	// (owner/name).
+	Repo string `json:"repo"`
+	// URL is where Runway clones it from (never taken from the webhook).
+	URL string `json:"url"`
+	// Branch is the tracked branch. Default main.
+	Branch string `json:"branch,omitempty"`
+}
+
+// TimeoutsConfig bounds the waits.
+type TimeoutsConfig struct {
+	Deploy   appspec.Duration `json:"deploy,omitempty"`   // staging reports; default 5m
+	Rollout  appspec.Duration `json:"rollout,omitempty"`  // production canary; default 30m
+	Health   appspec.Duration `json:"health,omitempty"`   // replica health; default 60s
+	Teardown appspec.Duration `json:"teardown,omitempty"` // staging gone; default 2m
+}
+
+// PostgresConfig configures the per-environment PostgreSQL servers.
+type PostgresConfig struct {
+	// BinDir holds initdb and postgres. Default: pg_config --bindir.
+	BinDir string `json:"binDir,omitempty"`
+	// RunAsUser runs PostgreSQL when Runway runs as root. Default
+	// postgres, or nobody.
+	RunAsUser string `json:"runAsUser,omitempty"`
+}
+
+// LoadConfig reads and validates a config file.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	var c Config
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return Config{}, fmt.Errorf("parsing config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7070"
+	}
+	if c.Gateway.Listen == "" {
+		c.Gateway.Listen = "127.0.0.1:8080"
+	}
+	if c.Gateway.Domain == "" {
+		c.Gateway.Domain = "localhost"
+	}
+	if c.StateRepo.Branch == "" {
+		c.StateRepo.Branch = "main"
+	}
+	for i := range c.Apps {
+		if c.Apps[i].Branch == "" {
+			c.Apps[i].Branch = "main"
+		}
+	}
+	if c.WebhookSecret == "" {
+		c.WebhookSecret = os.Getenv("RUNWAY_WEBHOOK_SECRET")
+	}
+	def := func(d *appspec.Duration, v time.Duration) {
+		if d.Duration == 0 {
+			d.Duration = v
+		}
+	}
+	def(&c.PollInterval, 30*time.Second)
+	def(&c.ScrapeInterval, 2*time.Second)
+	def(&c.Timeouts.Deploy, 5*time.Minute)
+	def(&c.Timeouts.Rollout, 30*time.Minute)
+	def(&c.Timeouts.Health, 60*time.Second)
+	def(&c.Timeouts.Teardown, 2*time.Minute)
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("dataDir is required"))
+	}
+	if c.StateRepo.URL == "" {
+		errs = append(errs, errors.New("stateRepo.url is required"))
+	}
+	if c.WebhookSecret == "" {
+		errs = append(errs, errors.New("webhookSecret (or RUNWAY_WEBHOOK_SECRET) is required"))
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Apps {
+		if !appspec.ValidName(a.Name) {
+			errs = append(errs, fmt.Errorf("apps[%d].name %q must be a DNS label", i, a.Name))
+		}
+		if a.Repo == "" || a.URL == "" {
+			errs = append(errs, fmt.Errorf("apps[%d] needs repo and url", i))
+		}
+		if seen[a.Name] {
+			errs = append(errs, fmt.Errorf("apps[%d]: app %q is listed twice", i, a.Name))
+		}
+		seen[a.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// app returns the tracked app for a push to repo's branch.
+func (c *Config) app(repo, branch string) (AppConfig, bool) {
+	for _, a := range c.Apps {
+		if a.Repo == repo && a.Branch == branch {
+			return a, true
+		}
+	}
+	return AppConfig{}, false
+}

@@ -1,0 +1,262 @@
+// Package server is Runway's composition root: it wires the store, state
+// repository, builder, runtime, gateway, reporter, controllers, pipeline
+// runner, webhook and API into one control plane with Run and Close, so the
+// CLI and the end-to-end tests start the same program.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/runway-cd/runway/internal/api"
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/environment"
+	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/pipeline"
+	"github.com/runway-cd/runway/internal/postgres"
+	"github.com/runway-cd/runway/internal/reporter"
+	"github.com/runway-cd/runway/internal/rollout"
+	"github.com/runway-cd/runway/internal/runtime/local"
+	"github.com/runway-cd/runway/internal/store/sqlite"
+	"github.com/runway-cd/runway/internal/webhook"
+)
+
+// Server is a running control plane with its gateway.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	db        *sqlite.DB
+	repo      *gitops.Repo
+	gw        *gateway.Gateway
+	rt        *local.Runtime
+	reporter  *reporter.Reporter
+	envs      *environment.Controller
+	rollouts  *rollout.Controller
+	pipelines *pipeline.Runner
+	metrics   *metricsPlane
+
+	apiLn, gwLn   net.Listener
+	apiSrv, gwSrv *http.Server
+
+	runCtx    context.Context
+	runCancel context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New opens everything and binds both listeners, so the addresses are
+// known before Run.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s = &Server{cfg: cfg, log: logger}
+	s.runCtx, s.runCancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+	secret, err := loadSecret(filepath.Join(cfg.DataDir, "secret"))
+	if err != nil {
+		return nil, err
+	}
+	if s.db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "runway.db")); err != nil {
+		return nil, err
+	}
+	if s.repo, err = gitops.Open(ctx, cfg.StateRepo.URL, filepath.Join(cfg.DataDir, "state"), cfg.StateRepo.Branch, logger); err != nil {
+		return nil, err
+	}
+	artifacts, err := build.NewStore(filepath.Join(cfg.DataDir, "artifacts"))
+	if err != nil {
+		return nil, err
+	}
+	s.rt, err = local.New(local.Options{
+		Dir: filepath.Join(cfg.DataDir, "envs"), Secret: secret, Logger: logger,
+		Postgres: postgres.Config{BinDir: cfg.Postgres.BinDir, RunAsUser: cfg.Postgres.RunAsUser, Logger: logger},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.apiLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listening for the API: %w", err)
+	}
+	if s.gwLn, err = net.Listen("tcp", cfg.Gateway.Listen); err != nil {
+		return nil, fmt.Errorf("listening for the gateway: %w", err)
+	}
+	s.gw = gateway.New(gateway.Options{Domain: cfg.Gateway.Domain, Logger: logger})
+	s.metrics, err = newMetricsPlane(cfg, filepath.Join(cfg.DataDir, "metrics"), "http://"+s.apiLn.Addr().String()+"/metrics", logger)
+	if err != nil {
+		return nil, err
+	}
+	s.reporter = reporter.New(s.db, logger)
+	var envs *environment.Controller
+	trigger := func() { envs.Trigger() }
+	s.rollouts = rollout.New(s.gw, &rollout.TemplateAnalyzer{Providers: s.metrics.providers}, s.repo, s.reporter, trigger, logger)
+	envs = environment.New(s.repo, s.rt, artifacts, s.gw, s.reporter, s.rollouts, environment.Options{
+		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.gwLn.Addr().String(),
+		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger,
+	})
+	s.envs = envs
+	s.pipelines = pipeline.New(s.db, artifacts, s.repo, s.reporter, envs, pipeline.Options{
+		DeployTimeout: cfg.Timeouts.Deploy.Duration, RolloutTimeout: cfg.Timeouts.Rollout.Duration,
+		TeardownTimeout: cfg.Timeouts.Teardown.Duration, Logger: logger,
+	})
+	s.apiSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	s.gwSrv = &http.Server{Handler: s.gw, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	hook := webhook.NewHandler([]byte(s.cfg.WebhookSecret), tracker{&s.cfg}, starter{s}, s.db, s.log)
+	mux.Handle("POST /webhooks/github", hook)
+	rep := s.reporter.Handler()
+	mux.Handle("/workflow/", rep)
+	mux.Handle("/api/v1/expectations/", rep)
+	mux.Handle("/api/v1/", api.New(s.pipelines, s.envs, s.rollouts, s.log))
+	mux.Handle("GET /metrics", s.gw.MetricsHandler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return mux
+}
+
+// APIAddr is the API's host:port.
+func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
+
+// GatewayAddr is the gateway's host:port.
+func (s *Server) GatewayAddr() string { return s.gwLn.Addr().String() }
+
+// Run serves until ctx is cancelled, then shuts down.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	s.goRun(func() {
+		if err := s.gwSrv.Serve(s.gwLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("gateway: %w", err)
+		}
+	})
+	s.goRun(func() {
+		if err := s.apiSrv.Serve(s.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("api: %w", err)
+		}
+	})
+	s.goRun(func() { s.metrics.run(s.runCtx) })
+	s.goRun(func() { _ = s.envs.Run(s.runCtx) })
+	if err := s.pipelines.Resume(s.runCtx); err != nil {
+		s.log.Error("resuming pipelines", "err", err)
+	}
+	s.log.Info("runway serving", "api", "http://"+s.APIAddr(), "gateway", "http://"+s.GatewayAddr(), "data", s.cfg.DataDir)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	return errors.Join(err, s.Close())
+}
+
+func (s *Server) goRun(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Close stops the control plane: pipelines and rollouts stop at their
+// current step (they resume on the next start), the servers stop, and the
+// processes of every environment are stopped.
+func (s *Server) Close() error {
+	var errs []error
+	s.closeOnce.Do(func() {
+		s.runCancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if s.apiSrv != nil {
+			errs = append(errs, s.apiSrv.Shutdown(ctx))
+		}
+		if s.pipelines != nil {
+			s.pipelines.Wait()
+		}
+		if s.rollouts != nil {
+			s.rollouts.Wait()
+		}
+		if s.gwSrv != nil {
+			errs = append(errs, s.gwSrv.Shutdown(ctx))
+		}
+		s.wg.Wait()
+		for _, ln := range []net.Listener{s.apiLn, s.gwLn} {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+		if s.rt != nil {
+			errs = append(errs, s.rt.Close(ctx))
+		}
+		if s.metrics != nil {
+			errs = append(errs, s.metrics.close())
+		}
+		if s.db != nil {
+			errs = append(errs, s.db.Close())
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func loadSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading secret: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, fmt.Errorf("generating secret: %w", err)
+	}
+	secret := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("writing secret: %w", err)
+	}
+	return []byte(secret), nil
+}
+
+// tracker answers the webhook's question: is this push ours?
+type tracker struct{ cfg *Config }
+
+func (t tracker) Tracks(repo, branch string) bool {
+	_, ok := t.cfg.app(repo, branch)
+	return ok
+}
+
+// starter turns an accepted push into a pipeline.
+type starter struct{ s *Server }
+
+func (st starter) Start(ctx context.Context, p webhook.Push) (string, error) {
+	app, ok := st.s.cfg.app(p.Repo, p.Branch)
+	if !ok {
+		return "", fmt.Errorf("push to %s %s is not tracked", p.Repo, p.Branch)
+	}
+	return st.s.pipelines.Start(st.s.runCtx, pipeline.Request{
+		App: app.Name, Repo: p.Repo, CloneURL: app.URL, Branch: p.Branch, Commit: p.After, Message: p.Message, Delivery: p.Delivery,
+	})
+}

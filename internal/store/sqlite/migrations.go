@@ -1,0 +1,45 @@
+package sqlite
+
+// migrations are the schema versions in order: entry i takes the database
+// from PRAGMA user_version i to i+1. Append new entries; never edit or
+// reorder applied ones. An entry may hold several statements.
+var migrations = []string{
+	// 1: reporter expectations and reports; webhook delivery dedup.
+	`
+CREATE TABLE reporter_expectations (
+	workflow   TEXT PRIMARY KEY,
+	apps       TEXT NOT NULL,    -- JSON array of app names, in submitted order
+	created_ns INTEGER NOT NULL
+) STRICT;
+
+-- No foreign key to reporter_expectations: a report may arrive before its
+-- workflow is submitted.
+CREATE TABLE reporter_reports (
+	workflow    TEXT NOT NULL,
+	app         TEXT NOT NULL,
+	success     INTEGER NOT NULL CHECK (success IN (0, 1)),
+	message     TEXT NOT NULL,
+	reported_ns INTEGER NOT NULL,
+	PRIMARY KEY (workflow, app)
+) STRICT;
+
+CREATE TABLE webhook_deliveries (
+	delivery    TEXT PRIMARY KEY,
+	pipeline_id TEXT NOT NULL,
+	received_ns INTEGER NOT NULL
+) STRICT;
+`,
+	// 2: pipelines, one JSON document each; (app, version) unique.
+	`
+CREATE TABLE pipelines (
+	id         TEXT PRIMARY KEY,
+	app        TEXT NOT NULL,
+	version    TEXT,
+	phase      TEXT NOT NULL,
+	created_ns INTEGER NOT NULL,
+	doc        TEXT NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX pipelines_app_version ON pipelines (app, version) WHERE version IS NOT NULL;
+CREATE INDEX pipelines_created ON pipelines (created_ns);
+`,
+}

@@ -1,0 +1,77 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/runway-cd/runway/internal/pipeline"
+)
+
+var _ pipeline.Store = (*DB)(nil)
+
+// SavePipeline implements pipeline.Store: the whole pipeline is one JSON
+// document, with the columns the queries need beside it.
+func (db *DB) SavePipeline(ctx context.Context, p *pipeline.Pipeline) error {
+	doc, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encoding pipeline %s: %w", p.ID, err)
+	}
+	var version any
+	if p.Version != "" {
+		version = p.Version
+	}
+	_, err = db.SQL().ExecContext(ctx, `
+INSERT INTO pipelines (id, app, version, phase, created_ns, doc) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET version = excluded.version, phase = excluded.phase, doc = excluded.doc`,
+		p.ID, p.App, version, string(p.Phase), unixNanos(p.Created), string(doc))
+	if err != nil {
+		if strings.Contains(err.Error(), "UNIQUE constraint failed: pipelines.app, pipelines.version") {
+			return fmt.Errorf("saving pipeline %s with version %s: %w", p.ID, p.Version, pipeline.ErrVersionTaken)
+		}
+		return fmt.Errorf("saving pipeline %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// GetPipeline implements pipeline.Store.
+func (db *DB) GetPipeline(ctx context.Context, id string) (*pipeline.Pipeline, error) {
+	var doc string
+	err := db.SQL().QueryRowContext(ctx, `SELECT doc FROM pipelines WHERE id = ?`, id).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("pipeline %q: %w", id, pipeline.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading pipeline %s: %w", id, err)
+	}
+	var p pipeline.Pipeline
+	if err := json.Unmarshal([]byte(doc), &p); err != nil {
+		return nil, fmt.Errorf("decoding pipeline %s: %w", id, err)
+	}
+	return &p, nil
+}
+
+// ListPipelines implements pipeline.Store, newest first.
+func (db *DB) ListPipelines(ctx context.Context, limit int) ([]*pipeline.Pipeline, error) {
+	rows, err := db.SQL().QueryContext(ctx, `SELECT doc FROM pipelines ORDER BY created_ns DESC, id LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing pipelines: %w", err)
+	}
+	defer rows.Close()
+	var out []*pipeline.Pipeline
+	for rows.Next() {
+		var doc string
+		if err := rows.Scan(&doc); err != nil {
+			return nil, fmt.Errorf("listing pipelines: %w", err)
+		}
+		var p pipeline.Pipeline
+		if err := json.Unmarshal([]byte(doc), &p); err != nil {
+			return nil, fmt.Errorf("decoding pipeline: %w", err)
+		}
+		out = append(out, &p)
+	}
+	return out, rows.Err()
+}

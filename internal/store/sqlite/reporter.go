@@ -1,0 +1,98 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/runway-cd/runway/internal/reporter"
+)
+
+var _ reporter.Store = (*DB)(nil)
+
+// SaveExpectation creates workflow's expectation or replaces its apps list,
+// keeping the creation time of the first save.
+func (db *DB) SaveExpectation(ctx context.Context, workflow string, apps []string, created time.Time) error {
+	if apps == nil {
+		apps = []string{}
+	}
+	appsJSON, err := json.Marshal(apps)
+	if err != nil {
+		return fmt.Errorf("encoding apps of %s: %w", workflow, err)
+	}
+	_, err = db.db.ExecContext(ctx, `
+INSERT INTO reporter_expectations (workflow, apps, created_ns) VALUES (?, ?, ?)
+ON CONFLICT (workflow) DO UPDATE SET apps = excluded.apps`,
+		workflow, string(appsJSON), unixNanos(created))
+	if err != nil {
+		return fmt.Errorf("saving expectation of %s: %w", workflow, err)
+	}
+	return nil
+}
+
+// SaveReport records r for workflow, replacing an earlier report of the same app.
+func (db *DB) SaveReport(ctx context.Context, workflow string, r reporter.Report) error {
+	_, err := db.db.ExecContext(ctx, `
+INSERT INTO reporter_reports (workflow, app, success, message, reported_ns) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (workflow, app) DO UPDATE SET
+	success = excluded.success, message = excluded.message, reported_ns = excluded.reported_ns`,
+		workflow, r.App, r.Success, r.Message, unixNanos(r.Time))
+	if err != nil {
+		return fmt.Errorf("saving report of %s for %s: %w", r.App, workflow, err)
+	}
+	return nil
+}
+
+// LoadExpectation returns workflow's expectation and all its reports, oldest
+// first. Reports are returned even when the expectation is not found.
+func (db *DB) LoadExpectation(ctx context.Context, workflow string) (apps []string, created time.Time, reports []reporter.Report, found bool, err error) {
+	var appsJSON string
+	var createdNs int64
+	err = db.db.QueryRowContext(ctx,
+		`SELECT apps, created_ns FROM reporter_expectations WHERE workflow = ?`, workflow,
+	).Scan(&appsJSON, &createdNs)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, time.Time{}, nil, false, fmt.Errorf("loading expectation of %s: %w", workflow, err)
+	default:
+		found = true
+		created = fromUnixNanos(createdNs)
+		if err := json.Unmarshal([]byte(appsJSON), &apps); err != nil {
+			return nil, time.Time{}, nil, false, fmt.Errorf("decoding apps of %s: %w", workflow, err)
+		}
+	}
+	reports, err = db.loadReports(ctx, workflow)
+	if err != nil {
+		return nil, time.Time{}, nil, false, err
+	}
+	return apps, created, reports, found, nil
+}
+
+// loadReports returns workflow's reports, oldest first.
+func (db *DB) loadReports(ctx context.Context, workflow string) ([]reporter.Report, error) {
+	rows, err := db.db.QueryContext(ctx, `
+SELECT app, success, message, reported_ns FROM reporter_reports
+WHERE workflow = ? ORDER BY reported_ns, app`, workflow)
+	if err != nil {
+		return nil, fmt.Errorf("loading reports of %s: %w", workflow, err)
+	}
+	defer rows.Close()
+	var reports []reporter.Report
+	for rows.Next() {
+		var r reporter.Report
+		var ns int64
+		if err := rows.Scan(&r.App, &r.Success, &r.Message, &ns); err != nil {
+			return nil, fmt.Errorf("reading report of %s: %w", workflow, err)
+		}
+		r.Time = fromUnixNanos(ns)
+		reports = append(reports, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading reports of %s: %w", workflow, err)
+	}
+	return reports, nil
+}

@@ -1,0 +1,123 @@
+// Package sqlite is Runway's durable state in a SQLite file, through the pure
+// Go driver modernc.org/sqlite.
+//
+// The database runs in WAL mode with a 5 s busy timeout and foreign keys on.
+// Transactions begin IMMEDIATE, so a transaction that reads then writes never
+// fails on a lock upgrade; plain queries outside transactions read
+// concurrently. Times are stored as INTEGER unix nanoseconds, UTC.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DB is an open Runway state database.
+type DB struct {
+	db *sql.DB
+}
+
+// dsnOptions are applied by the driver to every connection it opens.
+const dsnOptions = "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+
+// Open opens the database at path, creating the file if needed, and applies
+// the schema migrations it lacks.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, fmt.Errorf("opening sqlite database: empty path")
+	}
+	if strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") || path == ":memory:" {
+		// The driver would read these as URI parts or an in-memory database.
+		return nil, fmt.Errorf("opening sqlite database %q: path must be a plain file path", path)
+	}
+	sqlDB, err := sql.Open("sqlite", path+dsnOptions)
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite database %s: %w", path, err)
+	}
+	db := &DB{db: sqlDB}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("opening sqlite database %s: %w", path, err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("migrating sqlite database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	if err := db.db.Close(); err != nil {
+		return fmt.Errorf("closing sqlite database: %w", err)
+	}
+	return nil
+}
+
+// SQL returns the underlying database handle, for packages that keep their
+// own tables in this database.
+func (db *DB) SQL() *sql.DB {
+	return db.db
+}
+
+// migrate applies the migrations after the database's PRAGMA user_version,
+// each in its own transaction together with the version bump.
+func (db *DB) migrate(ctx context.Context) error {
+	for {
+		done, err := db.migrateOne(ctx)
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// migrateOne applies the next missing migration, if any. The version is read
+// inside the (immediate, so exclusive for writers) transaction, so two
+// processes opening the same file never apply a migration twice.
+func (db *DB) migrateOne(ctx context.Context) (done bool, err error) {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("beginning migration: %w", err)
+	}
+	defer tx.Rollback()
+
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return false, fmt.Errorf("reading schema version: %w", err)
+	}
+	switch {
+	case version > len(migrations):
+		return false, fmt.Errorf("schema version %d is newer than this program's %d", version, len(migrations))
+	case version == len(migrations):
+		return true, nil
+	}
+	if _, err := tx.ExecContext(ctx, migrations[version]); err != nil {
+		return false, fmt.Errorf("applying migration %d: %w", version+1, err)
+	}
+	// PRAGMA takes no bound parameters; version is an int we control.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version+1)); err != nil {
+		return false, fmt.Errorf("setting schema version %d: %w", version+1, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("committing migration %d: %w", version+1, err)
+	}
+	return false, nil
+}
+
+// unixNanos converts t for storage.
+func unixNanos(t time.Time) int64 {
+	return t.UnixNano()
+}
+
+// fromUnixNanos converts a stored time back, in UTC.
+func fromUnixNanos(ns int64) time.Time {
+	return time.Unix(0, ns).UTC()
+}

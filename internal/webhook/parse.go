@@ -1,0 +1,137 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-github/v75/github"
+)
+
+// ErrInvalid is wrapped by errors about malformed payloads.
+var ErrInvalid = errors.New("invalid push payload")
+
+// branchPrefix starts the refs of branches.
+const branchPrefix = "refs/heads/"
+
+// ParsePush decodes a push event payload (the JSON body GitHub sends with
+// X-GitHub-Event: push). It requires the repository's full name, the ref and
+// the after sha, and checks that they are well formed.
+func ParsePush(payload []byte) (Push, error) {
+	ev, err := github.ParseWebHook("push", payload)
+	if err != nil {
+		return Push{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	pe, ok := ev.(*github.PushEvent)
+	if !ok {
+		return Push{}, fmt.Errorf("%w: unexpected event type %T", ErrInvalid, ev)
+	}
+	if pe.GetRepo().GetFullName() == "" {
+		return Push{}, fmt.Errorf("%w: missing repository.full_name", ErrInvalid)
+	}
+	if pe.GetRef() == "" {
+		return Push{}, fmt.Errorf("%w: missing ref", ErrInvalid)
+	}
+	if pe.GetAfter() == "" {
+		return Push{}, fmt.Errorf("%w: missing after", ErrInvalid)
+	}
+	p := Push{
+		Repo:     pe.GetRepo().GetFullName(),
+		CloneURL: pe.GetRepo().GetCloneURL(),
+		Ref:      pe.GetRef(),
+		After:    strings.ToLower(pe.GetAfter()),
+		Message:  pe.GetHeadCommit().GetMessage(),
+		Pusher:   pusher(pe),
+	}
+	if err := checkRepo(p.Repo); err != nil {
+		return Push{}, err
+	}
+	if err := checkSHA(p.After); err != nil {
+		return Push{}, err
+	}
+	if err := checkRef(p.Ref); err != nil {
+		return Push{}, err
+	}
+	// A deleted ref has an all-zero after sha.
+	p.Deleted = pe.GetDeleted() || strings.Trim(p.After, "0") == ""
+	if b, ok := strings.CutPrefix(p.Ref, branchPrefix); ok {
+		p.Branch = b
+	}
+	return p, nil
+}
+
+// pusher names who pushed: the pusher's name, else the sender's login.
+func pusher(pe *github.PushEvent) string {
+	if n := pe.GetPusher().GetName(); n != "" {
+		return n
+	}
+	if n := pe.GetPusher().GetLogin(); n != "" {
+		return n
+	}
+	return pe.GetSender().GetLogin()
+}
+
+// checkRepo accepts owner/name with GitHub's characters for both parts.
+func checkRepo(repo string) error {
+	owner, name, ok := strings.Cut(repo, "/")
+	if !ok || !repoPart(owner) || !repoPart(name) || name == "." || name == ".." {
+		return fmt.Errorf("%w: repository.full_name %q is not owner/name", ErrInvalid, repo)
+	}
+	return nil
+}
+
+func repoPart(s string) bool {
+	if s == "" || len(s) > 100 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// checkSHA accepts a SHA-1 or SHA-256 object id in lowercase hex.
+func checkSHA(sha string) error {
+	if len(sha) != 40 && len(sha) != 64 {
+		return fmt.Errorf("%w: after %q is not a commit id", ErrInvalid, sha)
+	}
+	for _, c := range []byte(sha) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return fmt.Errorf("%w: after %q is not a commit id", ErrInvalid, sha)
+		}
+	}
+	return nil
+}
+
+// checkRef applies git's rules for ref names (git check-ref-format), so a
+// ref is safe to hand to git later.
+func checkRef(ref string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: ref %q %s", ErrInvalid, ref, why)
+	}
+	switch {
+	case len(ref) > 1024:
+		return bad("is too long")
+	case !strings.HasPrefix(ref, "refs/"):
+		return bad("does not start with refs/")
+	case strings.Contains(ref, ".."), strings.Contains(ref, "@{"), strings.Contains(ref, "//"):
+		return bad("contains '..', '@{' or '//'")
+	case strings.HasSuffix(ref, "/"), strings.HasSuffix(ref, "."), strings.HasSuffix(ref, ".lock"):
+		return bad("ends with '/', '.' or '.lock'")
+	}
+	for _, c := range []byte(ref) {
+		if c < 0x20 || c == 0x7f || strings.IndexByte(" ~^:?*[\\", c) >= 0 {
+			return bad("contains a forbidden character")
+		}
+	}
+	for _, part := range strings.Split(ref, "/") {
+		if part == "" || strings.HasPrefix(part, ".") || strings.HasPrefix(part, "-") || strings.HasSuffix(part, ".lock") {
+			return bad("has an empty component or one starting with '.' or '-'")
+		}
+	}
+	return nil
+}

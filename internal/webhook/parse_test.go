@@ -1,0 +1,123 @@
+package webhook_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/runway-cd/runway/internal/webhook"
+)
+
+const sha = "8d3f1b2c4e5a69788796a5b4c3d2e1f001234567"
+
+// pushPayload returns a push payload like GitHub's, trimmed to what matters.
+func pushPayload(repo, ref, after string) string {
+	return `{
+  "ref": "` + ref + `",
+  "before": "0123456789abcdef0123456789abcdef01234567",
+  "after": "` + after + `",
+  "created": false, "deleted": false, "forced": false,
+  "repository": {"id": 1, "name": "homelabping", "full_name": "` + repo + `",
+    "clone_url": "https://github.com/` + repo + `.git", "private": false},
+  "pusher": {"name": "chester", "email": "c@example.com"},
+  "sender": {"login": "chester", "id": 7},
+  "head_commit": {"id": "` + after + `", "message": "ping returns json", "timestamp": "2023-05-01T10:00:00Z"}
+}`
+}
+
+func TestParsePush(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload string
+		want    webhook.Push
+		wantErr bool
+	}{
+		{
+			name:    "branch",
+			payload: pushPayload("chestercodes/homelabping", "refs/heads/main", sha),
+			want: webhook.Push{
+				Repo: "chestercodes/homelabping", CloneURL: "https://github.com/chestercodes/homelabping.git",
+				Ref: "refs/heads/main", Branch: "main", After: sha, Message: "ping returns json", Pusher: "chester",
+			},
+		},
+		{
+			name:    "nested branch",
+			payload: pushPayload("o/r", "refs/heads/feature/x", sha),
+			want: webhook.Push{Repo: "o/r", CloneURL: "https://github.com/o/r.git", Ref: "refs/heads/feature/x",
+				Branch: "feature/x", After: sha, Message: "ping returns json", Pusher: "chester"},
+		},
+		{
+			name:    "tag",
+			payload: pushPayload("o/r", "refs/tags/v1", sha),
+			want: webhook.Push{Repo: "o/r", CloneURL: "https://github.com/o/r.git", Ref: "refs/tags/v1",
+				After: sha, Message: "ping returns json", Pusher: "chester"},
+		},
+		{
+			name:    "deleted by zero sha",
+			payload: pushPayload("o/r", "refs/heads/main", strings.Repeat("0", 40)),
+			want: webhook.Push{Repo: "o/r", CloneURL: "https://github.com/o/r.git", Ref: "refs/heads/main", Branch: "main",
+				After: strings.Repeat("0", 40), Message: "ping returns json", Pusher: "chester", Deleted: true},
+		},
+		{
+			name:    "deleted flag",
+			payload: strings.Replace(pushPayload("o/r", "refs/heads/main", sha), `"deleted": false`, `"deleted": true`, 1),
+			want: webhook.Push{Repo: "o/r", CloneURL: "https://github.com/o/r.git", Ref: "refs/heads/main", Branch: "main",
+				After: sha, Message: "ping returns json", Pusher: "chester", Deleted: true},
+		},
+		{name: "not json", payload: `{"ref":`, wantErr: true},
+		{name: "empty object", payload: `{}`, wantErr: true},
+		{name: "missing repository", payload: `{"ref":"refs/heads/main","after":"` + sha + `"}`, wantErr: true},
+		{name: "missing ref", payload: pushPayload("o/r", "", sha), wantErr: true},
+		{name: "missing after", payload: pushPayload("o/r", "refs/heads/main", ""), wantErr: true},
+		{name: "after not hex", payload: pushPayload("o/r", "refs/heads/main", strings.Repeat("z", 40)), wantErr: true},
+		{name: "after option", payload: pushPayload("o/r", "refs/heads/main", "--upload-pack=evil"), wantErr: true},
+		{name: "repo without owner", payload: pushPayload("homelabping", "refs/heads/main", sha), wantErr: true},
+		{name: "repo path traversal", payload: pushPayload("o/..", "refs/heads/main", sha), wantErr: true},
+		{name: "ref with dotdot", payload: pushPayload("o/r", "refs/heads/../../x", sha), wantErr: true},
+		{name: "ref with space", payload: pushPayload("o/r", "refs/heads/a b", sha), wantErr: true},
+		{name: "ref not under refs", payload: pushPayload("o/r", "main", sha), wantErr: true},
+		{name: "wrong types", payload: `{"ref":1,"after":true,"repository":"x"}`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := webhook.ParsePush([]byte(tt.payload))
+			if tt.wantErr {
+				if !errors.Is(err, webhook.ErrInvalid) {
+					t.Fatalf("ParsePush = %+v, %v; want ErrInvalid", got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParsePush: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("ParsePush =\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParsePush(f *testing.F) {
+	f.Add([]byte(pushPayload("chestercodes/homelabping", "refs/heads/main", sha)))
+	f.Add([]byte(pushPayload("o/r", "refs/tags/v1", strings.Repeat("0", 40))))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"ref":"refs/heads/x","after":"` + sha + `","repository":{"full_name":"a/b"}}`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		p, err := webhook.ParsePush(payload)
+		if err != nil {
+			if !errors.Is(err, webhook.ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if p.Repo == "" || p.Ref == "" || (len(p.After) != 40 && len(p.After) != 64) {
+			t.Fatalf("accepted incomplete push %+v", p)
+		}
+		if p.Branch != "" && "refs/heads/"+p.Branch != p.Ref {
+			t.Fatalf("branch %q does not match ref %q", p.Branch, p.Ref)
+		}
+		if strings.Contains(p.Ref, "..") || strings.ContainsAny(p.Ref, " \n\x00") || strings.HasPrefix(p.After, "-") {
+			t.Fatalf("accepted unsafe push %+v", p)
+		}
+	})
+}
