@@ -233,7 +233,9 @@ func (h *Harness) getJSON(ctx context.Context, path string, v any) error {
 }
 
 // GetJSON reads an API path into v.
-func (h *Harness) GetJSON(ctx context.Context, path string, v any) error { return h.getJSON(ctx, path, v) }
+func (h *Harness) GetJSON(ctx context.Context, path string, v any) error {
+	return h.getJSON(ctx, path, v)
+}
 
 // WaitPipeline polls the pipeline until it ends, calling onChange with
 // every new state.

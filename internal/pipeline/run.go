@@ -55,19 +55,21 @@ type stepFunc func(ctx context.Context, log io.Writer) error
 
 func (ru *run) steps() map[string]stepFunc {
 	return map[string]stepFunc{
-		StepVersion:              ru.pickVersion,
-		StepBuildApp:             func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.App) },
-		StepBuildPipeline:        func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.Pipeline) },
-		StepStage:                ru.stage,
-		StepSubmit:               ru.submit,
-		StepAwaitDeploy:          ru.awaitDeploy,
-		StepStagingMigrations:    func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, ru.p.StagingEnv, "migrations") },
-		StepStagingTests:         func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, ru.p.StagingEnv, "tests") },
-		StepPromote:              ru.promote,
-		StepAwaitRollout:         ru.awaitRollout,
-		StepProductionMigrations: func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, manifest.ProductionEnv, "migrations") },
-		StepProductionTests:      func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, manifest.ProductionEnv, "tests") },
-		StepTeardown:             ru.teardown,
+		StepVersion:           ru.pickVersion,
+		StepBuildApp:          func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.App) },
+		StepBuildPipeline:     func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.Pipeline) },
+		StepStage:             ru.stage,
+		StepSubmit:            ru.submit,
+		StepAwaitDeploy:       ru.awaitDeploy,
+		StepStagingMigrations: func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, ru.p.StagingEnv, "migrations") },
+		StepStagingTests:      func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, ru.p.StagingEnv, "tests") },
+		StepPromote:           ru.promote,
+		StepAwaitRollout:      ru.awaitRollout,
+		StepProductionMigrations: func(ctx context.Context, w io.Writer) error {
+			return ru.job(ctx, w, manifest.ProductionEnv, "migrations")
+		},
+		StepProductionTests: func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, manifest.ProductionEnv, "tests") },
+		StepTeardown:        ru.teardown,
 	}
 }
 

@@ -112,7 +112,10 @@ func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {
 		if err := r.c.router.SetCanaryWeight(r.req.Env, r.req.App, w); err != nil {
 			return fmt.Errorf("setting weight %d: %w", w, err)
 		}
-		r.set(func(s *Status) { s.Weight = w; s.Message = fmt.Sprintf("step %d/%d: weight %d%%", i+1, len(r.steps), w) })
+		r.set(func(s *Status) {
+			s.Weight = w
+			s.Message = fmt.Sprintf("step %d/%d: weight %d%%", i+1, len(r.steps), w)
+		})
 		r.c.log.Info("canary weight set", "app", r.req.App, "weight", w, "step", i+1)
 		return nil
 	case step.Pause != nil:
@@ -180,7 +183,9 @@ func (r *rollout) analyze(ctx context.Context, name string, templates []appspec.
 		}
 		out = Outcome{Phase: Error, Reason: err.Error()}
 	}
-	r.set(func(s *Status) { s.Analyses = append(s.Analyses, Run{Name: name, Phase: out.Phase, Reason: out.Reason}) })
+	r.set(func(s *Status) {
+		s.Analyses = append(s.Analyses, Run{Name: name, Phase: out.Phase, Reason: out.Reason})
+	})
 	return out, nil
 }
 

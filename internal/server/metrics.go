@@ -19,8 +19,10 @@ func newMetricsPlane(cfg Config, dir, target string, logger *slog.Logger) (*metr
 	p, err := promql.New(promql.Options{
 		Dir:      dir,
 		Interval: cfg.ScrapeInterval.Duration,
-		Targets:  func() []promql.Target { return []promql.Target{{URL: target, Labels: map[string]string{"job": "runway-gateway"}}} },
-		Logger:   logger,
+		Targets: func() []promql.Target {
+			return []promql.Target{{URL: target, Labels: map[string]string{"job": "runway-gateway"}}}
+		},
+		Logger: logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded metrics: %w", err)
