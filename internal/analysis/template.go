@@ -75,6 +75,9 @@ type PrometheusSpec struct {
 // each an AnalysisTemplate. Empty documents are skipped. Any field Runway
 // does not support is an error naming it, with its path.
 func ParseTemplates(data []byte) ([]*Template, error) {
+	if len(data) > maxTemplateBytes {
+		return nil, fmt.Errorf("parsing analysis templates: %d bytes, more than %d", len(data), maxTemplateBytes)
+	}
 	var out []*Template
 	for i, doc := range splitDocuments(data) {
 		t, err := ParseTemplate(doc)
@@ -89,8 +92,15 @@ func ParseTemplates(data []byte) ([]*Template, error) {
 	return out, nil
 }
 
+// maxTemplateBytes bounds what is parsed: templates are small, and YAML
+// can be made to expand.
+const maxTemplateBytes = 1 << 20
+
 // ParseTemplate parses exactly one AnalysisTemplate YAML (or JSON) document.
 func ParseTemplate(doc []byte) (*Template, error) {
+	if len(doc) > maxTemplateBytes {
+		return nil, fmt.Errorf("parsing analysis template: %d bytes, more than %d", len(doc), maxTemplateBytes)
+	}
 	var generic any
 	if err := yaml.Unmarshal(doc, &generic); err != nil {
 		return nil, fmt.Errorf("parsing analysis template: %w", err)

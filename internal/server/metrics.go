@@ -13,6 +13,7 @@ import (
 // metrics into a local TSDB and answers the analysis runs' PromQL.
 type metricsPlane struct {
 	embedded *promql.Provider
+	remote   remoteProviders
 }
 
 func newMetricsPlane(cfg Config, dir, target string, logger *slog.Logger) (*metricsPlane, error) {
@@ -36,7 +37,7 @@ func (m *metricsPlane) providers(address string) (analysis.Provider, error) {
 	if address == "" {
 		return m.embedded, nil
 	}
-	return newRemoteProvider(address)
+	return m.remote.get(address)
 }
 
 func (m *metricsPlane) run(ctx context.Context) {

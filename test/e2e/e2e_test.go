@@ -1,0 +1,398 @@
+// Package e2e drives a real Runway, started in-process with its real
+// gateway, git repositories, PostgreSQL servers and app processes, only
+// through its public interfaces: git pushes, signed webhooks, the JSON API
+// and HTTP through the gateway.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runway-cd/runway/internal/demo"
+	"github.com/runway-cd/runway/internal/environment"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/pipeline"
+)
+
+// TestMethod runs the scenarios in order on one Runway: each of them needs
+// production to run a stable version first, and building and deploying
+// that once instead of per scenario saves about half a minute each.
+func TestMethod(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	var logBuf syncBuffer
+	h, err := demo.Start(ctx, demo.Options{Examples: "../../examples", Dir: dir, Log: &logBuf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("closing runway: %v", err)
+		}
+		assertNoProcesses(t, dir, "")
+		if t.Failed() {
+			t.Logf("server log tail:\n%s", tail(logBuf.String(), 80))
+		}
+	})
+
+	t.Run("bad webhooks start nothing", func(t *testing.T) { testBadWebhooks(ctx, t, h) })
+
+	var stable string
+	t.Run("first version goes to production", func(t *testing.T) {
+		sha, err := h.CommitChange(ctx, "", "deploy the first version")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := runPipeline(ctx, t, h, sha, "first version")
+		if p.Phase != pipeline.Succeeded {
+			t.Fatalf("pipeline %s: %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
+		}
+		stable = p.Version
+		assertProduction(ctx, t, h, "pong", stable)
+		assertEnvGone(ctx, t, h, dir, p.StagingEnv)
+	})
+	if stable == "" {
+		t.Fatal("no stable version in production; the other scenarios need one")
+	}
+
+	t.Run("failing functional test stops the change in staging", func(t *testing.T) {
+		sha, err := h.CommitChange(ctx, "broken-test", "functional test expects PONG!")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := runPipeline(ctx, t, h, sha, "broken test")
+		if p.Phase != pipeline.Failed || p.FailedStep != pipeline.StepStagingTests {
+			t.Fatalf("pipeline %s ended %s at %q (%s), want Failed at %s", p.ID, p.Phase, p.FailedStep, p.Reason, pipeline.StepStagingTests)
+		}
+		if log := p.Step(pipeline.StepStagingTests).Log; !strings.Contains(log, "PONG!") {
+			t.Fatalf("functional test output missing from the step log:\n%s", log)
+		}
+		for _, name := range []string{pipeline.StepPromote, pipeline.StepAwaitRollout} {
+			if s := p.Step(name); s.Phase != pipeline.Skipped {
+				t.Fatalf("step %s is %s after the failure, want Skipped", name, s.Phase)
+			}
+		}
+		assertProduction(ctx, t, h, "pong", stable)
+		assertEnvGone(ctx, t, h, dir, p.StagingEnv)
+		assertGitProduction(ctx, t, h, stable)
+	})
+
+	t.Run("canary answering 500s is aborted and reverted", func(t *testing.T) {
+		sha, err := h.CommitChange(ctx, "flaky-500", "ping answers JSON, sometimes 500")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := startTraffic(ctx, h)
+		p := runPipeline(ctx, t, h, sha, "flaky canary")
+		counts := tr.stop()
+		t.Logf("production traffic during the canary: %v", counts)
+		if p.Phase != pipeline.Failed || p.FailedStep != pipeline.StepAwaitRollout {
+			t.Fatalf("pipeline %s ended %s at %q (%s), want Failed at %s", p.ID, p.Phase, p.FailedStep, p.Reason, pipeline.StepAwaitRollout)
+		}
+		if !strings.Contains(p.Reason, "analysis") || !strings.Contains(p.Reason, "Failed") {
+			t.Fatalf("reason %q does not name the failed analysis", p.Reason)
+		}
+		if counts[p.Version+"/500"] == 0 {
+			t.Fatalf("the canary never served a 500 through the gateway: %v", counts)
+		}
+		assertProduction(ctx, t, h, "pong", stable)
+		assertGitProduction(ctx, t, h, stable)
+		assertEnvGone(ctx, t, h, dir, p.StagingEnv)
+	})
+
+	t.Run("change goes through staging and canary to production", func(t *testing.T) {
+		sha, err := h.CommitChange(ctx, "json-pong", "ping answers JSON")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := startTraffic(ctx, h)
+		var stagingAddrs []string
+		p := runPipelineWatching(ctx, t, h, sha, "json pong", func(p *pipeline.Pipeline) {
+			if p.StagingEnv == "" || len(stagingAddrs) > 0 {
+				return
+			}
+			stagingAddrs = replicaAddrs(ctx, h, p.StagingEnv)
+		})
+		counts := tr.stop()
+		t.Logf("production traffic during the canary: %v", counts)
+		if p.Phase != pipeline.Succeeded {
+			t.Fatalf("pipeline %s: %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
+		}
+		if counts[p.Version+"/200"] == 0 || counts[stable+"/200"] == 0 {
+			t.Fatalf("traffic was not split between stable and canary: %v", counts)
+		}
+		for k, n := range counts {
+			if !strings.HasSuffix(k, "/200") {
+				t.Errorf("%d production requests answered %s during a healthy canary", n, k)
+			}
+		}
+		assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
+		assertGitProduction(ctx, t, h, p.Version)
+		assertEnvGone(ctx, t, h, dir, p.StagingEnv)
+		if len(stagingAddrs) == 0 {
+			t.Fatal("never saw the staging environment's replicas through the API")
+		}
+		for _, addr := range stagingAddrs {
+			if demo.Listening(addr) {
+				t.Errorf("staging replica port %s still listens", addr)
+			}
+		}
+	})
+}
+
+func testBadWebhooks(ctx context.Context, t *testing.T, h *demo.Harness) {
+	sha := strings.Repeat("a", 40)
+	tests := []struct {
+		name   string
+		send   func() (demo.PushResponse, error)
+		status int
+	}{
+		{"bad signature", func() (demo.PushResponse, error) { return h.PushSigned(ctx, "main", sha, "x", "wrong secret") }, 401},
+		{"malformed body", func() (demo.PushResponse, error) { return h.Deliver(ctx, "push", []byte(`{"ref":`), h.Secret) }, 400},
+		{"untracked branch", func() (demo.PushResponse, error) { return h.Push(ctx, "feature", sha, "x") }, 202},
+		{"not a push", func() (demo.PushResponse, error) { return h.Deliver(ctx, "issues", []byte(`{}`), h.Secret) }, 202},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := tt.send()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Status != tt.status || resp.Pipeline != "" {
+				t.Fatalf("answer %d %s, want %d and no pipeline", resp.Status, resp.Body, tt.status)
+			}
+		})
+	}
+	var ps []*pipeline.Pipeline
+	if err := h.GetJSON(ctx, "/api/v1/pipelines", &ps); err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 0 {
+		t.Fatalf("bad webhooks started %d pipelines", len(ps))
+	}
+}
+
+func runPipeline(ctx context.Context, t *testing.T, h *demo.Harness, sha, msg string) *pipeline.Pipeline {
+	return runPipelineWatching(ctx, t, h, sha, msg, nil)
+}
+
+func runPipelineWatching(ctx context.Context, t *testing.T, h *demo.Harness, sha, msg string, watch func(*pipeline.Pipeline)) *pipeline.Pipeline {
+	t.Helper()
+	resp, err := h.Push(ctx, "main", sha, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 202 || resp.Pipeline == "" {
+		t.Fatalf("webhook answered %d %s", resp.Status, resp.Body)
+	}
+	p, err := h.WaitPipeline(ctx, resp.Pipeline, watch)
+	if err != nil {
+		t.Fatalf("waiting for pipeline %s: %v", resp.Pipeline, err)
+	}
+	var b strings.Builder
+	for _, s := range p.Steps {
+		fmt.Fprintf(&b, "  %-28s %-9s %s\n", s.Name, s.Phase, s.Duration().Round(time.Millisecond))
+	}
+	t.Logf("pipeline %s %s %s\n%s", p.ID, p.Version, p.Phase, b.String())
+	return p
+}
+
+func replicaAddrs(ctx context.Context, h *demo.Harness, env string) []string {
+	var envs []environment.EnvStatus
+	if err := h.GetJSON(ctx, "/api/v1/environments", &envs); err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range envs {
+		if e.Name != env {
+			continue
+		}
+		for _, a := range e.Apps {
+			out = append(out, a.Replicas...)
+		}
+	}
+	return out
+}
+
+// assertProduction checks 50 requests through the gateway: all answered
+// body by version.
+func assertProduction(ctx context.Context, t *testing.T, h *demo.Harness, body, version string) {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		status, got, v, err := h.Get(ctx, h.ProductionHost(), "/ping")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status != 200 || got != body || v != version {
+			t.Fatalf("production request %d: %d %q from %s, want 200 %q from %s", i, status, got, v, body, version)
+		}
+	}
+}
+
+func assertGitProduction(ctx context.Context, t *testing.T, h *demo.Harness, version string) {
+	t.Helper()
+	repo, err := gitops.Open(ctx, h.StateURL, filepath.Join(t.TempDir(), "state"), "main", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := repo.ReadFile(ctx, manifest.ProductionPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Apps[demo.AppName].Version(); got != version {
+		t.Fatalf("git's production manifest has %s %s, want %s", demo.AppName, got, version)
+	}
+	s, err := repo.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := s.EnvNames(); len(names) != 1 {
+		t.Fatalf("state repo still declares environments %v", names)
+	}
+}
+
+// assertEnvGone checks that nothing of a staging environment remains: not
+// in the API, not routed, no data dir, no process.
+func assertEnvGone(ctx context.Context, t *testing.T, h *demo.Harness, dir, env string) {
+	t.Helper()
+	if env == "" {
+		t.Fatal("pipeline has no staging environment")
+	}
+	var envs []environment.EnvStatus
+	if err := h.GetJSON(ctx, "/api/v1/environments", &envs); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range envs {
+		if e.Name == env {
+			t.Fatalf("environment %s still listed by the API", env)
+		}
+	}
+	status, _, _, err := h.Get(ctx, demo.AppName+"."+env+".localhost", "/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != 404 {
+		t.Fatalf("gateway still routes %s: status %d", env, status)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "envs", env)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("data dir of %s remains (%v)", env, err)
+	}
+	assertNoProcesses(t, dir, env)
+}
+
+// assertNoProcesses scans /proc for processes of env (every env when env
+// is ""): app replicas carry RUNWAY_ENV, PostgreSQL servers their data dir
+// on the command line.
+func assertNoProcesses(t *testing.T, dir, env string) {
+	t.Helper()
+	envDir := filepath.Join(dir, "data", "envs") + "/"
+	if env != "" {
+		envDir += env + "/"
+	}
+	pids, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range pids {
+		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		environ, _ := os.ReadFile(filepath.Join(p, "environ"))
+		if len(cmdline) == 0 {
+			continue // exited or a zombie: holds nothing
+		}
+		match := bytes.Contains(cmdline, []byte(envDir))
+		if env != "" {
+			match = match || bytes.Contains(environ, []byte("RUNWAY_ENV="+env+"\x00"))
+		} else {
+			match = match || bytes.Contains(environ, []byte("RUNWAY_ENV=")) && bytes.Contains(environ, []byte(dir))
+		}
+		if match {
+			t.Errorf("process %s of %s still runs: %s", filepath.Base(p), envDir, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+		}
+	}
+}
+
+// traffic sends a request to production every 20 ms, bounded to 5
+// minutes, and counts answers by version and status.
+type traffic struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func startTraffic(ctx context.Context, h *demo.Harness) *traffic {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	tr := &traffic{cancel: cancel, counts: map[string]int{}}
+	tr.wg.Add(1)
+	go func() {
+		defer tr.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			status, _, v, err := h.Get(ctx, h.ProductionHost(), "/ping")
+			if ctx.Err() != nil {
+				return
+			}
+			key := fmt.Sprintf("%s/%d", v, status)
+			if err != nil {
+				key = "error: " + err.Error()
+			}
+			tr.mu.Lock()
+			tr.counts[key]++
+			tr.mu.Unlock()
+		}
+	}()
+	return tr
+}
+
+func (tr *traffic) stop() map[string]int {
+	tr.cancel()
+	tr.wg.Wait()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.counts
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
