@@ -1,0 +1,242 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/pipeline"
+	"github.com/runway-cd/runway/internal/reporter"
+	"github.com/runway-cd/runway/internal/store/sqlite"
+)
+
+// fakeBuilder stands in for the builder: building real artifacts is
+// covered by the build package and the end-to-end tests.
+type fakeBuilder struct {
+	mu   sync.Mutex
+	fail map[build.Kind]error
+	reqs []build.Request
+}
+
+func (b *fakeBuilder) Build(_ context.Context, req build.Request) (build.Artifact, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reqs = append(b.reqs, req)
+	if err := b.fail[req.Kind]; err != nil {
+		return build.Artifact{}, err
+	}
+	return build.Artifact{App: req.App, Version: req.Version, Kind: req.Kind, Digest: "sha256:x"}, nil
+}
+
+// fakeEnvs plays the environment controller: on every trigger it reports
+// each app of the staging manifests as deployed, or failed.
+type fakeEnvs struct {
+	rep     *reporter.Reporter
+	repo    *gitops.Repo
+	jobFail map[string]error
+	mu      sync.Mutex
+	jobs    []string
+}
+
+func (f *fakeEnvs) Trigger() {
+	ctx := context.Background()
+	snap, err := f.repo.Snapshot(ctx)
+	if err != nil {
+		return
+	}
+	for _, m := range snap.Envs {
+		for _, app := range m.AppNames() {
+			_ = f.rep.Update(ctx, m.DeployingWorkflowName, app, true, "up")
+		}
+	}
+}
+func (f *fakeEnvs) Envs() []string { return nil }
+func (f *fakeEnvs) RunJob(_ context.Context, env, app, version, kind string, log io.Writer) error {
+	f.mu.Lock()
+	f.jobs = append(f.jobs, env+"/"+kind)
+	f.mu.Unlock()
+	io.WriteString(log, kind+" output\n")
+	return f.jobFail[kind]
+}
+func (f *fakeEnvs) URL(env, app string) string { return "http://" + app + "." + env + ".localhost" }
+
+const prod = `{"envname":"production","apps":{"postgres":{"images":{"code":{"image":"postgres","image_tag":"15"}}}}}`
+
+type rig struct {
+	runner *pipeline.Runner
+	db     *sqlite.DB
+	repo   *gitops.Repo
+	envs   *fakeEnvs
+	b      *fakeBuilder
+}
+
+func newRig(t *testing.T, now time.Time) *rig {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	url := filepath.Join(dir, "state.git")
+	if err := gitops.InitBare(url, "main"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gitops.CommitDir(ctx, url, "main", fstest.MapFS{manifest.ProductionPath: {Data: []byte(prod)}}, "seed"); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := gitops.Open(ctx, url, filepath.Join(dir, "clone"), "main", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "runway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	rep := reporter.New(db, nil)
+	r := &rig{db: db, repo: repo, b: &fakeBuilder{fail: map[build.Kind]error{}}}
+	r.envs = &fakeEnvs{rep: rep, repo: repo, jobFail: map[string]error{}}
+	r.runner = pipeline.New(db, r.b, repo, rep, r.envs, pipeline.Options{
+		DeployTimeout: time.Minute, RolloutTimeout: time.Minute, TeardownTimeout: time.Second,
+		Now: func() time.Time { return now },
+	})
+	return r
+}
+
+func TestRunner(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		setup  func(r *rig)
+		assert func(t *testing.T, r *rig, p *pipeline.Pipeline)
+	}{
+		{
+			name: "all steps succeed",
+			assert: func(t *testing.T, r *rig, p *pipeline.Pipeline) {
+				if p.Phase != pipeline.Succeeded {
+					t.Fatalf("phase %s at %s: %s", p.Phase, p.FailedStep, p.Reason)
+				}
+				if p.Version != "v20261125120000" {
+					t.Fatalf("version %s", p.Version)
+				}
+				for _, s := range p.Steps {
+					if s.Phase != pipeline.Succeeded || s.Started.IsZero() || s.Finished.IsZero() {
+						t.Fatalf("step %s: %+v", s.Name, s)
+					}
+				}
+				data, err := r.repo.ReadFile(context.Background(), manifest.ProductionPath)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, _ := manifest.Parse(data)
+				if got := m.Apps["hello"].Version(); got != p.Version {
+					t.Fatalf("production has hello %q", got)
+				}
+				if m.Apps["hello"].Deploy.Revision != p.Commit || m.DeployingWorkflowName != p.ID+"-production" {
+					t.Fatalf("production manifest fields: %+v", m)
+				}
+				if strings.Join(r.envs.jobs, ",") != p.Version+"/migrations,"+p.Version+"/tests,production/migrations,production/tests" {
+					t.Fatalf("jobs ran: %v", r.envs.jobs)
+				}
+			},
+		},
+		{
+			name:  "build failure skips to teardown",
+			setup: func(r *rig) { r.b.fail[build.App] = errors.New("compile error: x.go:1") },
+			assert: func(t *testing.T, r *rig, p *pipeline.Pipeline) {
+				if p.Phase != pipeline.Failed || p.FailedStep != pipeline.StepBuildApp || !strings.Contains(p.Reason, "compile error") {
+					t.Fatalf("phase %s at %s: %s", p.Phase, p.FailedStep, p.Reason)
+				}
+				for _, s := range p.Steps[2 : len(p.Steps)-1] {
+					if s.Phase != pipeline.Skipped {
+						t.Fatalf("step %s is %s", s.Name, s.Phase)
+					}
+				}
+				if s := p.Step(pipeline.StepTeardown); s.Phase != pipeline.Succeeded {
+					t.Fatalf("teardown %s: %s", s.Phase, s.Error)
+				}
+			},
+		},
+		{
+			name:  "failing tests keep production and delete staging",
+			setup: func(r *rig) { r.envs.jobFail["tests"] = errors.New("exit status 1") },
+			assert: func(t *testing.T, r *rig, p *pipeline.Pipeline) {
+				if p.Phase != pipeline.Failed || p.FailedStep != pipeline.StepStagingTests {
+					t.Fatalf("phase %s at %s: %s", p.Phase, p.FailedStep, p.Reason)
+				}
+				if log := p.Step(pipeline.StepStagingTests).Log; !strings.Contains(log, "tests output") {
+					t.Fatalf("step log lacks the job output: %q", log)
+				}
+				snap, err := r.repo.Snapshot(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if names := snap.EnvNames(); strings.Join(names, ",") != "production" {
+					t.Fatalf("environments after failure: %v", names)
+				}
+				if _, ok := snap.Envs["production"].Apps["hello"]; ok {
+					t.Fatal("failed change reached production")
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, now)
+			if tt.setup != nil {
+				tt.setup(r)
+			}
+			ctx := context.Background()
+			id, err := r.runner.Start(ctx, pipeline.Request{App: "hello", Repo: "o/hello", CloneURL: "/x", Branch: "main", Commit: strings.Repeat("b", 40), Message: "change\nbody"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.runner.Wait()
+			p, err := r.db.GetPipeline(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.assert(t, r, p)
+		})
+	}
+}
+
+func TestVersionsAreUniqueWithinASecond(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	r := newRig(t, now)
+	r.b.fail[build.App] = errors.New("stop after version")
+	ctx := context.Background()
+	var ids []string
+	for i := 0; i < 3; i++ {
+		id, err := r.runner.Start(ctx, pipeline.Request{App: "hello", CloneURL: "/x", Branch: "main", Commit: strings.Repeat("c", 40)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	r.runner.Wait()
+	seen := map[string]bool{}
+	for _, id := range ids {
+		p, err := r.runner.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p.Version] || p.Version == "" {
+			t.Fatalf("version %q repeated or empty", p.Version)
+		}
+		seen[p.Version] = true
+	}
+}
+
+func TestGetUnknown(t *testing.T) {
+	r := newRig(t, time.Now())
+	if _, err := r.runner.Get(context.Background(), "nope"); !errors.Is(err, pipeline.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}
