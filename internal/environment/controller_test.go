@@ -1,0 +1,173 @@
+package environment
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/rollout"
+	"github.com/runway-cd/runway/internal/runtime"
+)
+
+// The fakes below record what the controller asks of the runtime; the real
+// local runtime is exercised by its own tests and the end-to-end tests.
+
+type fakeRuntime struct {
+	mu        sync.Mutex
+	envs      []string
+	destroyed []string
+	postgres  []string
+}
+
+func (f *fakeRuntime) EnsurePostgres(_ context.Context, env string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.postgres = append(f.postgres, env)
+	return nil
+}
+func (f *fakeRuntime) Database(context.Context, string, string) (runtime.Database, error) {
+	return nil, errors.New("not used")
+}
+func (f *fakeRuntime) Start(context.Context, runtime.ReplicaSet) ([]runtime.Replica, error) {
+	return nil, errors.New("not used")
+}
+func (f *fakeRuntime) Stop(context.Context, string, string, string) error { return nil }
+func (f *fakeRuntime) RunJob(context.Context, runtime.Job) error         { return nil }
+func (f *fakeRuntime) Destroy(_ context.Context, env string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.destroyed = append(f.destroyed, env)
+	return nil
+}
+func (f *fakeRuntime) Envs() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.envs)
+}
+
+type fakeSnap struct {
+	snap *gitops.Snapshot
+	err  error
+}
+
+func (f fakeSnap) Snapshot(context.Context) (*gitops.Snapshot, error) { return f.snap, f.err }
+
+type noArtifacts struct{}
+
+func (noArtifacts) Resolve(app, version string, kind build.Kind) (build.Artifact, error) {
+	return build.Artifact{}, build.ErrNotFound
+}
+
+type reports struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *reports) Update(_ context.Context, workflow, app string, ok bool, _ string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	state := "ok"
+	if !ok {
+		state = "failed"
+	}
+	r.got = append(r.got, workflow+"/"+app+"/"+state)
+	return nil
+}
+
+type noRollouts struct{}
+
+func (noRollouts) Start(context.Context, rollout.Request) error { return nil }
+func (noRollouts) Active(string, string) (rollout.Status, bool) { return rollout.Status{}, false }
+
+func envManifest(name string) *manifest.Manifest {
+	return &manifest.Manifest{EnvName: name, DeployingWorkflowName: "wf-" + name, Apps: map[string]*manifest.App{
+		"postgres": {Images: manifest.Images{Code: manifest.Image{Image: "postgres", Tag: "15"}}},
+	}}
+}
+
+func TestReconcileTearsDownOnlyConfirmedAbsence(t *testing.T) {
+	tests := []struct {
+		name          string
+		snap          fakeSnap
+		running       []string
+		wantDestroyed []string
+		wantErr       bool
+	}{
+		{
+			name:    "state repo unreadable: nothing is torn down",
+			snap:    fakeSnap{err: errors.New("remote gone")},
+			running: []string{"production", "v1"}, wantErr: true,
+		},
+		{
+			name:    "invalid manifest: its environment is left alone",
+			snap:    fakeSnap{snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"production": envManifest("production")}, Invalid: map[string]error{"v1": errors.New("bad json")}}},
+			running: []string{"production", "v1"},
+		},
+		{
+			name:          "manifest deleted: environment torn down",
+			snap:          fakeSnap{snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"production": envManifest("production")}}},
+			running:       []string{"production", "v1", "v2"},
+			wantDestroyed: []string{"v1", "v2"},
+		},
+		{
+			name:    "production manifest missing: production is never torn down",
+			snap:    fakeSnap{snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{}}},
+			running: []string{"production"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt := &fakeRuntime{envs: tt.running}
+			gw := gateway.New(gateway.Options{})
+			rep := &reports{}
+			c := New(tt.snap, rt, noArtifacts{}, gw, rep, noRollouts{}, Options{GatewayAddr: "127.0.0.1:8080"})
+			err := c.Reconcile(context.Background())
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Reconcile error = %v, wantErr %v", err, tt.wantErr)
+			}
+			if !slices.Equal(rt.destroyed, tt.wantDestroyed) {
+				t.Fatalf("destroyed %v, want %v", rt.destroyed, tt.wantDestroyed)
+			}
+		})
+	}
+}
+
+func TestReconcileReportsServicesOncePerWorkflow(t *testing.T) {
+	rt := &fakeRuntime{}
+	rep := &reports{}
+	snap := &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"v1": envManifest("v1")}}
+	c := New(fakeSnap{snap: snap}, rt, noArtifacts{}, gateway.New(gateway.Options{}), rep, noRollouts{}, Options{})
+	for i := 0; i < 3; i++ {
+		if err := c.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(rep.got, []string{"wf-v1/postgres/ok"}) {
+		t.Fatalf("reports %v, want one success for postgres", rep.got)
+	}
+}
+
+func TestMissingArtifactReportsFailure(t *testing.T) {
+	m := envManifest("v1")
+	m.Apps["web"] = &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "runway.local/web", Tag: "v1"}}}
+	rep := &reports{}
+	c := New(fakeSnap{snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"v1": m}}}, &fakeRuntime{}, noArtifacts{},
+		gateway.New(gateway.Options{}), rep, noRollouts{}, Options{})
+	if err := c.Reconcile(context.Background()); err == nil {
+		t.Fatal("reconcile of an app without an artifact succeeded")
+	}
+	if !slices.Contains(rep.got, "wf-v1/web/failed") {
+		t.Fatalf("reports %v lack web's failure", rep.got)
+	}
+	// The failed version is not retried on every pass.
+	if err := c.Reconcile(context.Background()); err != nil {
+		t.Fatalf("second pass retried the failed version: %v", err)
+	}
+}
+
