@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -92,9 +93,9 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 		return err
 	}
 	fmt.Fprintf(out, "== Change: /ping answers {\"value\":\"pong\"}; push %.12s\n", sha)
-	traffic := h.startTraffic(ctx)
+	traffic := h.StartTraffic(ctx)
 	p, err := h.follow(ctx, out, sha, "ping answers JSON")
-	split := traffic.stop()
+	split := summarize(traffic.Stop())
 	if err != nil {
 		return err
 	}
@@ -216,9 +217,9 @@ func printSummary(out io.Writer, first, p *pipeline.Pipeline, total time.Duratio
 	fmt.Fprintf(out, "  demo total     %s\n", total.Round(10*time.Millisecond))
 }
 
-// traffic sends requests to production until stopped, counting answers
-// by version and status.
-type traffic struct {
+// Traffic sends requests to production until stopped, counting answers
+// by "version/status".
+type Traffic struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -226,10 +227,11 @@ type traffic struct {
 	sent   atomic.Int64
 }
 
-// startTraffic sends a request every 20 ms (bounded to 10 minutes).
-func (h *Harness) startTraffic(ctx context.Context) *traffic {
+// StartTraffic sends a request to production every 20 ms, bounded to 10
+// minutes, until Stop.
+func (h *Harness) StartTraffic(ctx context.Context) *Traffic {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	t := &traffic{cancel: cancel, counts: map[string]int{}}
+	t := &Traffic{cancel: cancel, counts: map[string]int{}}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -241,14 +243,14 @@ func (h *Harness) startTraffic(ctx context.Context) *traffic {
 				return
 			case <-tick.C:
 			}
-			t.sent.Add(1)
 			status, _, version, err := h.Get(ctx, h.ProductionHost(), "/ping")
 			if ctx.Err() != nil {
 				return // stopped mid-request: not an answer
 			}
+			t.sent.Add(1)
 			key := fmt.Sprintf("%s/%d", version, status)
 			if err != nil {
-				key = "error"
+				key = "error: " + err.Error()
 			}
 			t.mu.Lock()
 			t.counts[key]++
@@ -258,19 +260,22 @@ func (h *Harness) startTraffic(ctx context.Context) *traffic {
 	return t
 }
 
-func (t *traffic) stop() string {
+// Stop ends the traffic and returns the counts.
+func (t *Traffic) Stop() map[string]int {
 	t.cancel()
 	t.wg.Wait()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var parts []string
-	for k, n := range t.counts {
-		parts = append(parts, fmt.Sprintf("%s: %d", k, n))
-	}
-	return fmt.Sprintf("%d requests (%s)", t.sent.Load(), strings.Join(sorted(parts), ", "))
+	return maps.Clone(t.counts)
 }
 
-func sorted(s []string) []string {
-	sort.Strings(s)
-	return s
+func summarize(counts map[string]int) string {
+	var parts []string
+	total := 0
+	for k, n := range counts {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, n))
+		total += n
+	}
+	sort.Strings(parts)
+	return fmt.Sprintf("%d requests (%s)", total, strings.Join(parts, ", "))
 }

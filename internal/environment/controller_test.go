@@ -38,7 +38,7 @@ func (f *fakeRuntime) Start(context.Context, runtime.ReplicaSet) ([]runtime.Repl
 	return nil, errors.New("not used")
 }
 func (f *fakeRuntime) Stop(context.Context, string, string, string) error { return nil }
-func (f *fakeRuntime) RunJob(context.Context, runtime.Job) error         { return nil }
+func (f *fakeRuntime) RunJob(context.Context, runtime.Job) error          { return nil }
 func (f *fakeRuntime) Destroy(_ context.Context, env string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -170,4 +170,3 @@ func TestMissingArtifactReportsFailure(t *testing.T) {
 		t.Fatalf("second pass retried the failed version: %v", err)
 	}
 }
-

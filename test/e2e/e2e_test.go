@@ -95,9 +95,9 @@ func TestMethod(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := startTraffic(ctx, h)
+		tr := h.StartTraffic(ctx)
 		p := runPipeline(ctx, t, h, sha, "flaky canary")
-		counts := tr.stop()
+		counts := tr.Stop()
 		t.Logf("production traffic during the canary: %v", counts)
 		if p.Phase != pipeline.Failed || p.FailedStep != pipeline.StepAwaitRollout {
 			t.Fatalf("pipeline %s ended %s at %q (%s), want Failed at %s", p.ID, p.Phase, p.FailedStep, p.Reason, pipeline.StepAwaitRollout)
@@ -118,7 +118,7 @@ func TestMethod(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := startTraffic(ctx, h)
+		tr := h.StartTraffic(ctx)
 		var stagingAddrs []string
 		p := runPipelineWatching(ctx, t, h, sha, "json pong", func(p *pipeline.Pipeline) {
 			if p.StagingEnv == "" || len(stagingAddrs) > 0 {
@@ -126,7 +126,7 @@ func TestMethod(t *testing.T) {
 			}
 			stagingAddrs = replicaAddrs(ctx, h, p.StagingEnv)
 		})
-		counts := tr.stop()
+		counts := tr.Stop()
 		t.Logf("production traffic during the canary: %v", counts)
 		if p.Phase != pipeline.Succeeded {
 			t.Fatalf("pipeline %s: %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
@@ -323,53 +323,6 @@ func assertNoProcesses(t *testing.T, dir, env string) {
 			t.Errorf("process %s of %s still runs: %s", filepath.Base(p), envDir, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 		}
 	}
-}
-
-// traffic sends a request to production every 20 ms, bounded to 5
-// minutes, and counts answers by version and status.
-type traffic struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	counts map[string]int
-}
-
-func startTraffic(ctx context.Context, h *demo.Harness) *traffic {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	tr := &traffic{cancel: cancel, counts: map[string]int{}}
-	tr.wg.Add(1)
-	go func() {
-		defer tr.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			status, _, v, err := h.Get(ctx, h.ProductionHost(), "/ping")
-			if ctx.Err() != nil {
-				return
-			}
-			key := fmt.Sprintf("%s/%d", v, status)
-			if err != nil {
-				key = "error: " + err.Error()
-			}
-			tr.mu.Lock()
-			tr.counts[key]++
-			tr.mu.Unlock()
-		}
-	}()
-	return tr
-}
-
-func (tr *traffic) stop() map[string]int {
-	tr.cancel()
-	tr.wg.Wait()
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.counts
 }
 
 type syncBuffer struct {
