@@ -51,18 +51,18 @@ const queryTimeout = 30 * time.Second
 
 // Result is the outcome of a run.
 type Result struct {
-	Phase   Phase
-	Reason  string
-	Metrics []MetricResult
+	Phase   Phase          `json:"phase"`
+	Reason  string         `json:"reason,omitempty"`
+	Metrics []MetricResult `json:"metrics"`
 }
 
 // MetricResult is the outcome of one metric with all its measurements,
 // including those passed in as previous.
 type MetricResult struct {
-	Name         string
-	Phase        Phase
-	Reason       string
-	Measurements []Measurement
+	Name         string        `json:"name"`
+	Phase        Phase         `json:"phase"`
+	Reason       string        `json:"reason,omitempty"`
+	Measurements []Measurement `json:"measurements"`
 }
 
 // Execute runs all metrics concurrently, each on its own schedule: the

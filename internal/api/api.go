@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/runway-cd/runway/internal/analysis"
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/rollout"
@@ -31,6 +32,13 @@ type Rollouts interface {
 	List() []rollout.Status
 	Promote(env, app string) error
 	Abort(env, app, reason string) error
+	Retry(env, app string) error
+}
+
+// AnalysisRuns reads recorded analysis runs.
+type AnalysisRuns interface {
+	GetAnalysisRun(ctx context.Context, name string) (analysis.RunRecord, error)
+	ListAnalysisRuns(ctx context.Context, limit int) ([]analysis.RunRecord, error)
 }
 
 // Handler serves the API under /api/v1/.
@@ -38,22 +46,26 @@ type Handler struct {
 	pipelines Pipelines
 	envs      Environments
 	rollouts  Rollouts
+	runs      AnalysisRuns
 	log       *slog.Logger
 	mux       *http.ServeMux
 }
 
 // New returns the API handler.
-func New(p Pipelines, e Environments, r Rollouts, logger *slog.Logger) *Handler {
+func New(p Pipelines, e Environments, r Rollouts, runs AnalysisRuns, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	h := &Handler{pipelines: p, envs: e, rollouts: r, log: logger, mux: http.NewServeMux()}
+	h := &Handler{pipelines: p, envs: e, rollouts: r, runs: runs, log: logger, mux: http.NewServeMux()}
 	h.handle("GET /api/v1/pipelines", h.listPipelines)
 	h.handle("GET /api/v1/pipelines/{id}", h.getPipeline)
 	h.handle("GET /api/v1/environments", h.listEnvironments)
 	h.handle("GET /api/v1/rollouts", h.listRollouts)
 	h.handle("POST /api/v1/rollouts/{env}/{app}/promote", h.promote)
 	h.handle("POST /api/v1/rollouts/{env}/{app}/abort", h.abort)
+	h.handle("POST /api/v1/rollouts/{env}/{app}/retry", h.retry)
+	h.handle("GET /api/v1/analysisruns", h.listRuns)
+	h.handle("GET /api/v1/analysisruns/{name}", h.getRun)
 	return h
 }
 
@@ -76,8 +88,10 @@ func (h *Handler) handle(pattern string, f handlerFunc) {
 // toStatus maps an error to an HTTP status and a message safe to show.
 func toStatus(err error) (int, string) {
 	switch {
-	case errors.Is(err, pipeline.ErrNotFound), errors.Is(err, rollout.ErrNoRollout):
+	case errors.Is(err, pipeline.ErrNotFound), errors.Is(err, rollout.ErrNoRollout), errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, err.Error()
+	case errors.Is(err, rollout.ErrNotPaused):
+		return http.StatusConflict, err.Error()
 	case errors.Is(err, errBadRequest):
 		return http.StatusBadRequest, err.Error()
 	default:
@@ -86,6 +100,10 @@ func toStatus(err error) (int, string) {
 }
 
 var errBadRequest = errors.New("bad request")
+
+// ErrNotFound marks a missing object; stores wrap it (or their own
+// sentinel, mapped by the composition root).
+var ErrNotFound = errors.New("not found")
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -147,5 +165,31 @@ func (h *Handler) abort(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "aborting"})
+	return nil
+}
+
+func (h *Handler) retry(w http.ResponseWriter, r *http.Request) error {
+	if err := h.rollouts.Retry(r.PathValue("env"), r.PathValue("app")); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "retrying"})
+	return nil
+}
+
+func (h *Handler) listRuns(w http.ResponseWriter, r *http.Request) error {
+	runs, err := h.runs.ListAnalysisRuns(r.Context(), 100)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, runs)
+	return nil
+}
+
+func (h *Handler) getRun(w http.ResponseWriter, r *http.Request) error {
+	run, err := h.runs.GetAnalysisRun(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, run)
 	return nil
 }

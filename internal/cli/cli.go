@@ -31,7 +31,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), demoCmd(), pipelinesCmd(), rolloutCmd())
+	root.AddCommand(serveCmd(), demoCmd(), pipelinesCmd(), rolloutCmd(), analysisRunsCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "runway:", err)
 		return 1
@@ -110,6 +110,24 @@ func pipelinesCmd() *cobra.Command {
 	return cmd
 }
 
+func analysisRunsCmd() *cobra.Command {
+	var api string
+	cmd := &cobra.Command{
+		Use:   "analysisruns [NAME]",
+		Short: "List analysis runs, or show one with every measurement",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/api/v1/analysisruns"
+			if len(args) == 1 {
+				path += "/" + url.PathEscape(args[0])
+			}
+			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodGet, api+path)
+		},
+	}
+	apiFlag(cmd, &api)
+	return cmd
+}
+
 func rolloutCmd() *cobra.Command {
 	var api, env, reason string
 	cmd := &cobra.Command{Use: "rollout", Short: "Show and steer canary rollouts"}
@@ -136,7 +154,17 @@ func rolloutCmd() *cobra.Command {
 			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodPost, fmt.Sprintf("%s/api/v1/rollouts/%s/%s/abort?reason=%s", api, env, args[0], url.QueryEscape(reason)))
 		},
 	}
-	for _, c := range []*cobra.Command{list, promote, abort} {
+	retry := &cobra.Command{
+		Use:   "retry APP",
+		Short: "Run the inconclusive analysis of APP's paused rollout again, as a fresh run",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodPost, fmt.Sprintf("%s/api/v1/rollouts/%s/%s/retry", api, env, args[0]))
+		},
+	}
+	apiFlag(list, &api)
+	cmd.AddCommand(list)
+	for _, c := range []*cobra.Command{promote, abort, retry} {
 		apiFlag(c, &api)
 		c.Flags().StringVar(&env, "env", "production", "environment")
 		cmd.AddCommand(c)

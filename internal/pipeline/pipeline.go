@@ -121,12 +121,13 @@ var ErrNotFound = errors.New("pipeline not found")
 // Store keeps pipelines durably.
 type Store interface {
 	// SavePipeline inserts or replaces a pipeline. It fails with
-	// ErrVersionTaken if another pipeline of the app has the version.
+	// ErrVersionTaken if another pipeline has the version.
 	SavePipeline(ctx context.Context, p *Pipeline) error
 	GetPipeline(ctx context.Context, id string) (*Pipeline, error)
 	ListPipelines(ctx context.Context, limit int) ([]*Pipeline, error)
 }
 
-// ErrVersionTaken is returned when two pipelines of an app would share a
-// version.
+// ErrVersionTaken is returned when two pipelines would share a version
+// (versions also name staging environments, so they are unique across
+// apps).
 var ErrVersionTaken = errors.New("version already taken")

@@ -3,33 +3,81 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/runway-cd/runway/internal/analysis"
 )
 
 var _ Analyzer = (*TemplateAnalyzer)(nil)
 
+// RunStore keeps analysis runs and their measurements.
+type RunStore interface {
+	SaveAnalysisRun(ctx context.Context, r analysis.RunRecord) error
+}
+
 // TemplateAnalyzer runs AnalysisTemplates shipped in the canary's artifact
-// (the files listed in its app spec's analysisTemplates).
+// (the files listed in its app spec's analysisTemplates) and records every
+// run with its measurements.
 type TemplateAnalyzer struct {
 	Providers analysis.ProviderFor
-	// Observer, if set, is told of every measurement.
-	Observer analysis.Observer
+	// Runs, if set, receives the run's record after every measurement.
+	Runs   RunStore
+	Logger *slog.Logger
 }
 
 // Analyze implements Analyzer.
 func (a *TemplateAnalyzer) Analyze(ctx context.Context, req AnalysisRequest) (Outcome, error) {
+	names := make([]string, len(req.Templates))
+	for i, t := range req.Templates {
+		names[i] = t.TemplateName
+	}
+	rec := analysis.NewRecorder(analysis.RunRecord{
+		Name: req.Name, Env: req.Args["env"], App: req.Args["app"], Version: req.Args["version"],
+		Templates: names, StartedAt: time.Now().UTC(),
+	}, func(r analysis.RunRecord) { a.save(ctx, r) })
+	run, err := a.prepare(req)
+	if err != nil {
+		rec.Fail(err.Error(), time.Now().UTC())
+		return Outcome{}, err
+	}
+	res, err := run.Execute(ctx, a.Providers, rec, nil)
+	if err != nil {
+		if ctx.Err() == nil {
+			rec.Fail(err.Error(), time.Now().UTC())
+		}
+		return Outcome{}, fmt.Errorf("analysis %s: %w", req.Name, err)
+	}
+	rec.Finish(res, time.Now().UTC())
+	return Outcome{Phase: string(res.Phase), Reason: res.Reason}, nil
+}
+
+func (a *TemplateAnalyzer) save(ctx context.Context, r analysis.RunRecord) {
+	if a.Runs == nil {
+		return
+	}
+	if err := a.Runs.SaveAnalysisRun(context.WithoutCancel(ctx), r); err != nil {
+		log := a.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Error("saving analysis run", "run", r.Name, "err", err)
+	}
+}
+
+// prepare loads the templates the request names and resolves their args.
+func (a *TemplateAnalyzer) prepare(req AnalysisRequest) (*analysis.Run, error) {
 	byName := map[string]*analysis.Template{}
 	for _, f := range req.Artifact.Spec.AnalysisTemplates {
 		data, err := os.ReadFile(filepath.Join(req.Artifact.Dir, filepath.FromSlash(f)))
 		if err != nil {
-			return Outcome{}, fmt.Errorf("reading analysis template file %s: %w", f, err)
+			return nil, fmt.Errorf("reading analysis template file %s: %w", f, err)
 		}
 		ts, err := analysis.ParseTemplates(data)
 		if err != nil {
-			return Outcome{}, fmt.Errorf("analysis template file %s: %w", f, err)
+			return nil, fmt.Errorf("analysis template file %s: %w", f, err)
 		}
 		for _, t := range ts {
 			byName[t.Metadata.Name] = t
@@ -39,25 +87,13 @@ func (a *TemplateAnalyzer) Analyze(ctx context.Context, req AnalysisRequest) (Ou
 	for _, ref := range req.Templates {
 		t, ok := byName[ref.TemplateName]
 		if !ok {
-			return Outcome{}, fmt.Errorf("analysis template %q is not in the app's analysisTemplates files", ref.TemplateName)
+			return nil, fmt.Errorf("analysis template %q is not in the app's analysisTemplates files", ref.TemplateName)
 		}
 		templates = append(templates, t)
 	}
 	run, err := analysis.NewRun(req.Name, templates, req.Args)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("preparing analysis %s: %w", req.Name, err)
+		return nil, fmt.Errorf("preparing analysis %s: %w", req.Name, err)
 	}
-	obs := a.Observer
-	if obs == nil {
-		obs = noObserver{}
-	}
-	res, err := run.Execute(ctx, a.Providers, obs, nil)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("analysis %s: %w", req.Name, err)
-	}
-	return Outcome{Phase: string(res.Phase), Reason: res.Reason}, nil
+	return run, nil
 }
-
-type noObserver struct{}
-
-func (noObserver) Measured(context.Context, string, analysis.Measurement) {}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/runway-cd/runway/internal/analysis"
 	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
@@ -20,7 +21,9 @@ type rollout struct {
 	steps   []appspec.Step
 	canary  []gateway.Backend
 	promote chan struct{}
+	retry   chan struct{}
 	abort   chan string
+	runs    int // analysis runs started, for unique run names
 
 	mu     sync.Mutex
 	status Status
@@ -80,29 +83,37 @@ func (r *rollout) progress(ctx context.Context) error {
 	if err := r.c.router.SetRoute(r.route(0)); err != nil {
 		return fmt.Errorf("routing canary: %w", err)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	// The steps run under stepsCtx, which a failing background analysis
+	// cancels with its verdict; the background analysis runs under bgCtx,
+	// terminated (Argo's terminate: Successful unless it failed) once the
+	// steps are done.
+	stepsCtx, abortSteps := context.WithCancelCause(ctx)
+	defer abortSteps(nil)
+	bgCtx, stopBackground := context.WithCancelCause(ctx)
 	var bg sync.WaitGroup
-	defer bg.Wait()
+	endBackground := func() {
+		stopBackground(analysis.ErrTerminated)
+		bg.Wait()
+	}
+	defer endBackground()
+	verdict := func(err error) error {
+		if cause := context.Cause(stepsCtx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+		return err
+	}
+	bgSpec := r.req.Artifact.Spec.Strategy.Canary
 	for i, step := range r.steps {
-		if cn := r.req.Artifact.Spec.Strategy.Canary; cn != nil && cn.Analysis != nil && cn.Analysis.StartingStep == i {
-			r.startBackground(ctx, cancel, &bg, cn.Analysis)
+		if bgSpec != nil && bgSpec.Analysis != nil && bgSpec.Analysis.StartingStep == i {
+			r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis)
 		}
 		r.set(func(s *Status) { s.Step = i })
-		if err := r.step(ctx, i, step); err != nil {
-			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-				return cause
-			}
-			return err
+		if err := r.step(stepsCtx, i, step); err != nil {
+			return verdict(err)
 		}
 	}
-	if cn := r.req.Artifact.Spec.Strategy.Canary; cn != nil && cn.Analysis != nil && cn.Analysis.StartingStep == len(r.steps) {
-		r.startBackground(ctx, cancel, &bg, cn.Analysis)
-	}
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause
-	}
-	return nil
+	endBackground()
+	return verdict(nil)
 }
 
 func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {
@@ -125,26 +136,47 @@ func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {
 		}
 		return r.pause(ctx, fmt.Sprintf("step %d/%d: pause %s", i+1, len(r.steps), d), d)
 	case step.Analysis != nil:
-		name := fmt.Sprintf("%s-%s-step%d", r.req.App, r.req.CanaryVersion, i+1)
-		r.set(func(s *Status) { s.Message = fmt.Sprintf("step %d/%d: analysis %s", i+1, len(r.steps), name) })
-		out, err := r.analyze(ctx, name, step.Analysis.Templates, step.Analysis.Args)
-		if err != nil {
-			return err
-		}
-		switch out.Phase {
-		case Successful:
-			return nil
-		case Inconclusive:
-			return r.pause(ctx, fmt.Sprintf("step %d/%d: analysis inconclusive (%s); paused until promoted or aborted", i+1, len(r.steps), out.Reason), 0)
-		default:
-			return &errAborted{reason: fmt.Sprintf("analysis %s %s: %s", name, out.Phase, out.Reason)}
+		for {
+			out, name, err := r.stepAnalysis(ctx, i, step.Analysis)
+			if err != nil {
+				return err
+			}
+			switch out.Phase {
+			case Successful:
+				return nil
+			case Inconclusive:
+				err := r.pauseFor(ctx, fmt.Sprintf("step %d/%d: analysis %s inconclusive (%s); paused until promoted, retried or aborted", i+1, len(r.steps), name, out.Reason), 0, true)
+				if errors.Is(err, errRetry) {
+					continue // a fresh run; the inconclusive one stays readable
+				}
+				return err
+			default:
+				return &errAborted{reason: fmt.Sprintf("analysis %s %s: %s", name, out.Phase, out.Reason)}
+			}
 		}
 	}
 	return nil
 }
 
+func (r *rollout) stepAnalysis(ctx context.Context, i int, a *appspec.StepAnalysis) (Outcome, string, error) {
+	r.runs++
+	name := fmt.Sprintf("%s-%s-step%d-%d", r.req.App, r.req.CanaryVersion, i+1, r.runs)
+	r.set(func(s *Status) { s.Message = fmt.Sprintf("step %d/%d: analysis %s", i+1, len(r.steps), name) })
+	out, err := r.analyze(ctx, name, a.Templates, a.Args)
+	return out, name, err
+}
+
+// errRetry ends a pause whose analysis is to be run again.
+var errRetry = errors.New("retry requested")
+
 // pause waits d, or until promoted when d is 0; an abort ends it.
 func (r *rollout) pause(ctx context.Context, msg string, d time.Duration) error {
+	return r.pauseFor(ctx, msg, d, false)
+}
+
+// pauseFor is pause; with retryable set a retry request ends it with
+// errRetry, otherwise retries are ignored.
+func (r *rollout) pauseFor(ctx context.Context, msg string, d time.Duration, retryable bool) error {
 	phase := Progressing
 	if d == 0 {
 		phase = Paused
@@ -157,11 +189,17 @@ func (r *rollout) pause(ctx context.Context, msg string, d time.Duration) error 
 		defer t.Stop()
 		timer = t.C
 	}
+	var retryCh chan struct{}
+	if retryable {
+		retryCh = r.retry
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-timer:
 	case <-r.promote:
+	case <-retryCh:
+		return errRetry
 	case reason := <-r.abort:
 		return &errAborted{reason: "aborted by request: " + reason}
 	}

@@ -160,7 +160,7 @@ func (c *Controller) Start(ctx context.Context, req Request) error {
 		steps = cn.Steps
 	}
 	r := &rollout{
-		c: c, req: req, steps: steps, promote: make(chan struct{}, 1), abort: make(chan string, 1),
+		c: c, req: req, steps: steps, promote: make(chan struct{}, 1), retry: make(chan struct{}, 1), abort: make(chan string, 1),
 		status: Status{Env: req.Env, App: req.App, StableVersion: req.StableVersion, CanaryVersion: req.CanaryVersion,
 			Phase: Progressing, Steps: len(steps), Started: time.Now().UTC(), Message: "starting canary replicas"},
 	}
@@ -224,6 +224,30 @@ func (c *Controller) Promote(env, app string) error {
 	}
 	return nil
 }
+
+// Retry runs the analysis of a rollout paused on an inconclusive result
+// again, as a fresh run; earlier runs stay readable. An aborted rollout is
+// not retried here: its git change was reverted, so it is retried by
+// pushing (or re-running) the change.
+func (c *Controller) Retry(env, app string) error {
+	c.mu.Lock()
+	r, ok := c.active[key(env, app)]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("retrying %s in %s: %w (an aborted rollout was reverted in git: push the change again)", app, env, ErrNoRollout)
+	}
+	if s := r.snapshot(); s.Phase != Paused {
+		return fmt.Errorf("retrying %s in %s: %w: the rollout is %s, not paused on an inconclusive analysis", app, env, ErrNotPaused, s.Phase)
+	}
+	select {
+	case r.retry <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// ErrNotPaused is returned by Retry for a rollout that is not paused.
+var ErrNotPaused = errors.New("rollout not paused")
 
 // Abort aborts the rollout with reason.
 func (c *Controller) Abort(env, app, reason string) error {

@@ -112,7 +112,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	s.reporter = reporter.New(s.db, logger)
 	var envs *environment.Controller
 	trigger := func() { envs.Trigger() }
-	s.rollouts = rollout.New(s.gw, &rollout.TemplateAnalyzer{Providers: s.metrics.providers}, s.repo, s.reporter, trigger, logger)
+	s.rollouts = rollout.New(s.gw, &rollout.TemplateAnalyzer{Providers: s.metrics.providers, Runs: s.db, Logger: logger}, s.repo, s.reporter, trigger, logger)
 	envs = environment.New(s.repo, s.rt, artifacts, s.gw, s.reporter, s.rollouts, environment.Options{
 		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.gwLn.Addr().String(),
 		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger,
@@ -134,7 +134,7 @@ func (s *Server) routes() http.Handler {
 	rep := s.reporter.Handler()
 	mux.Handle("/workflow/", rep)
 	mux.Handle("/api/v1/expectations/", rep)
-	mux.Handle("/api/v1/", api.New(s.pipelines, s.envs, s.rollouts, s.log))
+	mux.Handle("/api/v1/", api.New(s.pipelines, s.envs, s.rollouts, s.db, s.log))
 	mux.Handle("GET /metrics", s.gw.MetricsHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return mux

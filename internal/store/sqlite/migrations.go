@@ -29,7 +29,8 @@ CREATE TABLE webhook_deliveries (
 	received_ns INTEGER NOT NULL
 ) STRICT;
 `,
-	// 2: pipelines, one JSON document each; (app, version) unique.
+	// 2: pipelines, one JSON document each. A version is unique across
+	// apps: it also names the staging environment.
 	`
 CREATE TABLE pipelines (
 	id         TEXT PRIMARY KEY,
@@ -39,7 +40,19 @@ CREATE TABLE pipelines (
 	created_ns INTEGER NOT NULL,
 	doc        TEXT NOT NULL
 ) STRICT;
-CREATE UNIQUE INDEX pipelines_app_version ON pipelines (app, version) WHERE version IS NOT NULL;
+CREATE UNIQUE INDEX pipelines_version ON pipelines (version) WHERE version IS NOT NULL;
 CREATE INDEX pipelines_created ON pipelines (created_ns);
+`,
+	// 3: analysis runs with their measurements, one JSON document each.
+	`
+CREATE TABLE analysis_runs (
+	name       TEXT PRIMARY KEY,
+	env        TEXT NOT NULL,
+	app        TEXT NOT NULL,
+	phase      TEXT NOT NULL,
+	started_ns INTEGER NOT NULL,
+	doc        TEXT NOT NULL
+) STRICT;
+CREATE INDEX analysis_runs_started ON analysis_runs (started_ns);
 `,
 }

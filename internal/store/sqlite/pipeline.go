@@ -29,7 +29,7 @@ INSERT INTO pipelines (id, app, version, phase, created_ns, doc) VALUES (?, ?, ?
 ON CONFLICT (id) DO UPDATE SET version = excluded.version, phase = excluded.phase, doc = excluded.doc`,
 		p.ID, p.App, version, string(p.Phase), unixNanos(p.Created), string(doc))
 	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE constraint failed: pipelines.app, pipelines.version") {
+		if strings.Contains(err.Error(), "UNIQUE constraint failed: pipelines.version") {
 			return fmt.Errorf("saving pipeline %s with version %s: %w", p.ID, p.Version, pipeline.ErrVersionTaken)
 		}
 		return fmt.Errorf("saving pipeline %s: %w", p.ID, err)
