@@ -181,6 +181,9 @@ func (h *Handler) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if runs == nil {
+		runs = []analysis.RunRecord{}
+	}
 	writeJSON(w, http.StatusOK, runs)
 	return nil
 }

@@ -221,6 +221,9 @@ func (s *Spec) validate() error {
 		if j != nil && len(j.Command) == 0 {
 			errs = append(errs, fmt.Errorf("%s.command is required", name))
 		}
+		if j != nil && j.Timeout.Duration < 0 {
+			errs = append(errs, fmt.Errorf("%s.timeout is negative", name))
+		}
 		if j != nil && strings.TrimSpace(s.Build.Pipeline) == "" {
 			errs = append(errs, fmt.Errorf("%s needs build.pipeline to build the pipeline artifact", name))
 		}

@@ -22,11 +22,12 @@ type rollout struct {
 	canary  []gateway.Backend
 	promote chan struct{}
 	retry   chan struct{}
-	abort   chan string
 	runs    int // analysis runs started, for unique run names
 
 	mu     sync.Mutex
 	status Status
+	cancel context.CancelCauseFunc // aborts the rollout, set by run
+	paused bool                    // in a pause step or an inconclusive pause
 }
 
 func (r *rollout) snapshot() Status {
@@ -51,20 +52,29 @@ func (e *errAborted) Error() string { return e.reason }
 func (r *rollout) run(ctx context.Context) {
 	log := r.c.log.With("env", r.req.Env, "app", r.req.App, "canary", r.req.CanaryVersion, "stable", r.req.StableVersion)
 	log.Info("rollout started", "steps", len(r.steps))
+	shutdown := ctx
+	ctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	r.mu.Lock()
+	r.cancel = abort
+	r.mu.Unlock()
 	err := r.progress(ctx)
-	if ctx.Err() != nil {
+	if shutdown.Err() != nil {
 		// Shutting down: leave the canary as it is; it is not a verdict.
 		log.Info("rollout interrupted by shutdown", "step", r.snapshot().Step)
 		return
 	}
 	var ab *errAborted
-	if errors.As(err, &ab) || err != nil {
+	if cause := context.Cause(ctx); errors.As(cause, &ab) {
+		err = ab // an abort request wins over whatever the step was doing
+	}
+	if err != nil {
 		reason := err.Error()
 		r.abortRollout(ctx, reason)
 		log.Warn("rollout aborted", "reason", reason)
 		return
 	}
-	if err := r.promoteRollout(ctx); err != nil {
+	if err := r.promoteRollout(context.WithoutCancel(ctx)); err != nil {
 		r.abortRollout(ctx, "promoting: "+err.Error())
 		log.Error("rollout failed at promotion", "err", err)
 		return
@@ -181,8 +191,23 @@ func (r *rollout) pauseFor(ctx context.Context, msg string, d time.Duration, ret
 	if d == 0 {
 		phase = Paused
 	}
-	r.set(func(s *Status) { s.Message = msg; s.Phase = phase })
-	defer r.set(func(s *Status) { s.Phase = Progressing })
+	// A promote or retry sent before this pause began is stale.
+	select {
+	case <-r.promote:
+	default:
+	}
+	select {
+	case <-r.retry:
+	default:
+	}
+	r.mu.Lock()
+	r.status.Message, r.status.Phase, r.paused = msg, phase, true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.status.Phase, r.paused = Progressing, false
+		r.mu.Unlock()
+	}()
 	var timer <-chan time.Time
 	if d > 0 {
 		t := time.NewTimer(d)
@@ -200,8 +225,6 @@ func (r *rollout) pauseFor(ctx context.Context, msg string, d time.Duration, ret
 	case <-r.promote:
 	case <-retryCh:
 		return errRetry
-	case reason := <-r.abort:
-		return &errAborted{reason: "aborted by request: " + reason}
 	}
 	return nil
 }

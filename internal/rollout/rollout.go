@@ -160,7 +160,7 @@ func (c *Controller) Start(ctx context.Context, req Request) error {
 		steps = cn.Steps
 	}
 	r := &rollout{
-		c: c, req: req, steps: steps, promote: make(chan struct{}, 1), retry: make(chan struct{}, 1), abort: make(chan string, 1),
+		c: c, req: req, steps: steps, promote: make(chan struct{}, 1), retry: make(chan struct{}, 1),
 		status: Status{Env: req.Env, App: req.App, StableVersion: req.StableVersion, CanaryVersion: req.CanaryVersion,
 			Phase: Progressing, Steps: len(steps), Started: time.Now().UTC(), Message: "starting canary replicas"},
 	}
@@ -210,13 +210,21 @@ func (c *Controller) List() []Status {
 // ErrNoRollout is returned by Promote and Abort when none runs.
 var ErrNoRollout = errors.New("no rollout in progress")
 
-// Promote ends the current pause (timed, indefinite or inconclusive).
+// Promote ends the current pause (timed, indefinite or inconclusive), as
+// Argo Rollouts' promote does. Outside a pause it is refused, so it can not
+// skip a later pause by surprise.
 func (c *Controller) Promote(env, app string) error {
 	c.mu.Lock()
 	r, ok := c.active[key(env, app)]
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("promoting %s in %s: %w", app, env, ErrNoRollout)
+	}
+	r.mu.Lock()
+	paused := r.paused
+	r.mu.Unlock()
+	if !paused {
+		return fmt.Errorf("promoting %s in %s: %w: it is at a setWeight or analysis step; promote ends pauses", app, env, ErrNotPaused)
 	}
 	select {
 	case r.promote <- struct{}{}:
@@ -257,10 +265,13 @@ func (c *Controller) Abort(env, app, reason string) error {
 	if !ok {
 		return fmt.Errorf("aborting %s in %s: %w", app, env, ErrNoRollout)
 	}
-	select {
-	case r.abort <- reason:
-	default:
+	r.mu.Lock()
+	cancel := r.cancel
+	r.mu.Unlock()
+	if cancel == nil {
+		return fmt.Errorf("aborting %s in %s: %w", app, env, ErrNoRollout)
 	}
+	cancel(&errAborted{reason: "aborted by request: " + reason})
 	return nil
 }
 

@@ -1,0 +1,550 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/runway-cd/runway/internal/runtime"
+)
+
+// serverSource is a tiny app: it listens on $PORT, answers /healthz (or
+// not, by its -mode flag) and tells who it is on /whoami.
+const serverSource = `package main
+
+import (
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	mode := flag.String("mode", "ok", "ok, crash or unhealthy")
+	flag.Parse()
+	fmt.Printf("pid %d starting in mode %s\n", os.Getpid(), *mode)
+	if *mode == "crash" {
+		fmt.Fprintln(os.Stderr, "fatal: the config file is missing")
+		os.Exit(3)
+	}
+	http.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if *mode == "unhealthy" {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	http.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d %s %s %s %s", os.Getpid(), os.Getenv("RUNWAY_ENV"), os.Getenv("RUNWAY_APP"), os.Getenv("RUNWAY_VERSION"), os.Getenv("GREETING"))
+	})
+	if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+`
+
+// appDir is the directory holding the built test server as ./server, the
+// way an app artifact holds its program.
+var appDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "runway-local-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(serverSource), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	build := exec.Command("go", "build", "-o", "server", "main.go")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the test server: %v\n%s", err, out)
+		return 1
+	}
+	appDir = dir
+	return m.Run()
+}
+
+// newRuntime returns a runtime in a temporary dir that stops everything it
+// started when the test ends.
+func newRuntime(t *testing.T) *Runtime {
+	t.Helper()
+	rt, err := New(Options{
+		Dir:    filepath.Join(t.TempDir(), "envs"),
+		Secret: []byte("test secret"),
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, env := range rt.Envs() {
+			if err := rt.Destroy(ctx, env); err != nil {
+				t.Errorf("cleanup Destroy %s: %v", env, err)
+			}
+		}
+		if err := rt.Close(ctx); err != nil {
+			t.Errorf("cleanup Close: %v", err)
+		}
+	})
+	return rt
+}
+
+func testReplicaSet(env, version string, replicas int, args ...string) runtime.ReplicaSet {
+	return runtime.ReplicaSet{
+		Env: env, App: "web", Version: version,
+		Dir:        appDir,
+		Command:    append([]string{"./server"}, args...),
+		PortEnv:    "PORT",
+		HealthPath: "/healthz",
+		Replicas:   replicas,
+		Vars:       []string{"GREETING=hello"},
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d %q, %v", url, resp.StatusCode, b, err)
+	}
+	return string(b)
+}
+
+func listens(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// gone reports whether no process has pid (a reaped child is gone).
+func gone(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func TestStartStopReplicas(t *testing.T) {
+	ctx := t.Context()
+	rt := newRuntime(t)
+	rs := testReplicaSet("env-a", "v1", 2)
+
+	first, err := rt.Start(ctx, rs)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if len(first) != 2 || first[0].Addr == first[1].Addr || first[0].PID == first[1].PID {
+		t.Fatalf("Start = %+v, want 2 distinct replicas", first)
+	}
+
+	steps := []struct {
+		name   string
+		act    func(t *testing.T) []runtime.Replica
+		assert func(t *testing.T, got []runtime.Replica)
+	}{
+		{
+			name: "both replicas answer with their own pid and variables",
+			act:  func(*testing.T) []runtime.Replica { return first },
+			assert: func(t *testing.T, got []runtime.Replica) {
+				for _, r := range got {
+					want := fmt.Sprintf("%d env-a web v1 hello", r.PID)
+					if body := get(t, "http://"+r.Addr+"/whoami"); body != want {
+						t.Errorf("replica %s says %q, want %q", r.Addr, body, want)
+					}
+				}
+			},
+		},
+		{
+			name: "starting again returns the same processes",
+			act: func(t *testing.T) []runtime.Replica {
+				again, err := rt.Start(ctx, rs)
+				if err != nil {
+					t.Fatalf("second Start: %v", err)
+				}
+				return again
+			},
+			assert: func(t *testing.T, got []runtime.Replica) {
+				if !slices.Equal(got, first) {
+					t.Errorf("second Start = %+v, want the first replicas %+v", got, first)
+				}
+			},
+		},
+		{
+			name: "another version runs beside it",
+			act: func(t *testing.T) []runtime.Replica {
+				v2, err := rt.Start(ctx, testReplicaSet("env-a", "v2", 1))
+				if err != nil {
+					t.Fatalf("Start v2: %v", err)
+				}
+				return v2
+			},
+			assert: func(t *testing.T, got []runtime.Replica) {
+				if body := get(t, "http://"+got[0].Addr+"/whoami"); !strings.Contains(body, " v2 ") {
+					t.Errorf("v2 replica says %q", body)
+				}
+				for _, r := range first {
+					if !listens(r.Addr) {
+						t.Errorf("v1 replica %s stopped when v2 started", r.Addr)
+					}
+				}
+				if err := rt.Stop(ctx, "env-a", "web", "v2"); err != nil {
+					t.Fatalf("Stop v2: %v", err)
+				}
+			},
+		},
+		{
+			name: "stop closes the ports and ends the processes",
+			act: func(t *testing.T) []runtime.Replica {
+				if err := rt.Stop(ctx, "env-a", "web", "v1"); err != nil {
+					t.Fatalf("Stop: %v", err)
+				}
+				return first
+			},
+			assert: func(t *testing.T, got []runtime.Replica) {
+				for _, r := range got {
+					if listens(r.Addr) {
+						t.Errorf("%s still listens after Stop", r.Addr)
+					}
+					if !gone(r.PID) {
+						t.Errorf("process %d still exists after Stop", r.PID)
+					}
+				}
+			},
+		},
+		{
+			name: "stopping again is a no-op",
+			act: func(t *testing.T) []runtime.Replica {
+				if err := rt.Stop(ctx, "env-a", "web", "v1"); err != nil {
+					t.Fatalf("second Stop: %v", err)
+				}
+				return nil
+			},
+			assert: func(*testing.T, []runtime.Replica) {},
+		},
+		{
+			name: "start after stop starts new processes",
+			act: func(t *testing.T) []runtime.Replica {
+				again, err := rt.Start(ctx, rs)
+				if err != nil {
+					t.Fatalf("Start after Stop: %v", err)
+				}
+				return again
+			},
+			assert: func(t *testing.T, got []runtime.Replica) {
+				if len(got) != 2 {
+					t.Fatalf("Start after Stop = %+v", got)
+				}
+				for _, r := range got {
+					if r.PID == first[0].PID || r.PID == first[1].PID {
+						t.Errorf("pid %d reused from the stopped set", r.PID)
+					}
+					get(t, "http://"+r.Addr+"/healthz")
+				}
+			},
+		},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.assert(t, st.act(t))
+		})
+	}
+}
+
+func TestStartFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		rs      runtime.ReplicaSet
+		want    []string
+		logWant string
+	}{
+		{
+			name:    "program exits at once",
+			rs:      testReplicaSet("env-b", "crash", 1, "-mode=crash"),
+			want:    []string{"starting web crash in env-b", "replica exited before it was healthy", "fatal: the config file is missing"},
+			logWant: "mode crash",
+		},
+		{
+			name: "health never passes",
+			rs: func() runtime.ReplicaSet {
+				rs := testReplicaSet("env-b", "sick", 2, "-mode=unhealthy")
+				rs.HealthTimeout = 500 * time.Millisecond
+				return rs
+			}(),
+			want:    []string{"not healthy at /healthz before the deadline", "pid "},
+			logWant: "mode unhealthy",
+		},
+		{
+			name: "program does not exist",
+			rs: func() runtime.ReplicaSet {
+				rs := testReplicaSet("env-b", "missing", 1)
+				rs.Command = []string{"./no-such-program"}
+				return rs
+			}(),
+			want: []string{"starting ./no-such-program"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt := newRuntime(t)
+			got, err := rt.Start(t.Context(), tt.rs)
+			if err == nil {
+				t.Fatalf("Start succeeded with %+v", got)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if tt.logWant == "" {
+				return
+			}
+			// Every replica started must have been stopped: their logs
+			// say which pids they had.
+			logs, _ := filepath.Glob(filepath.Join(rt.opts.Dir, tt.rs.Env, "logs", "*.log"))
+			if len(logs) != tt.rs.Replicas {
+				t.Fatalf("logs = %v, want %d", logs, tt.rs.Replicas)
+			}
+			for _, l := range logs {
+				b, err := os.ReadFile(l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var pid int
+				if _, err := fmt.Sscanf(string(b), "pid %d", &pid); err != nil || !bytes.Contains(b, []byte(tt.logWant)) {
+					t.Fatalf("log %s = %q", l, b)
+				}
+				if !gone(pid) {
+					t.Errorf("replica %d left running after a failed Start", pid)
+				}
+			}
+		})
+	}
+}
+
+func TestRunJob(t *testing.T) {
+	rt := newRuntime(t)
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		job     runtime.Job
+		want    []string // substrings of the error; none means success
+		wantLog string
+	}{
+		{
+			name:    "success writes its output to the log, in its dir, with its variables",
+			job:     runtime.Job{Name: "migrations", Dir: dir, Command: []string{"sh", "-c", `echo "$GREETING from $(pwd)"`}, Vars: []string{"GREETING=hi"}},
+			wantLog: "hi from " + dir,
+		},
+		{
+			name:    "non-zero exit is an error naming the job",
+			job:     runtime.Job{Name: "tests", Dir: dir, Command: []string{"sh", "-c", "echo 1 test failed; exit 3"}},
+			want:    []string{"tests: exit status 3"},
+			wantLog: "1 test failed",
+		},
+		{
+			name: "timeout kills the job and its children",
+			job:  runtime.Job{Name: "tests", Dir: dir, Command: []string{"sh", "-c", "sleep 60 & wait"}, Timeout: 200 * time.Millisecond},
+			want: []string{"tests timed out after 200ms"},
+		},
+		{
+			name: "no command",
+			job:  runtime.Job{Name: "tests", Dir: dir},
+			want: []string{"job has no command"},
+		},
+		{
+			name: "missing program",
+			job:  runtime.Job{Name: "migrations", Dir: dir, Command: []string{"./migrate"}},
+			want: []string{"migrations:", "migrate"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var log bytes.Buffer
+			tt.job.Log = &log
+			err := rt.RunJob(t.Context(), tt.job)
+			if len(tt.want) == 0 && err != nil {
+				t.Fatalf("RunJob: %v", err)
+			}
+			if len(tt.want) > 0 && err == nil {
+				t.Fatalf("RunJob succeeded, want an error containing %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if !strings.Contains(log.String(), tt.wantLog) {
+				t.Errorf("log = %q, want it to contain %q", log.String(), tt.wantLog)
+			}
+		})
+	}
+}
+
+// envValue returns the value of key in a KEY=value list.
+func envValue(vars []string, key string) string {
+	for _, kv := range vars {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestPostgresDatabaseAndDestroy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	rt := newRuntime(t)
+	const env = "env-db"
+
+	if _, err := rt.Database(ctx, env, "my-app"); err == nil {
+		t.Fatal("Database before EnsurePostgres succeeded")
+	}
+	if err := rt.EnsurePostgres(ctx, env); err != nil {
+		t.Fatalf("EnsurePostgres: %v", err)
+	}
+	pgPID := rt.env(env).pg.PID()
+	if err := rt.EnsurePostgres(ctx, env); err != nil {
+		t.Fatalf("second EnsurePostgres: %v", err)
+	}
+	if got := rt.env(env).pg.PID(); got != pgPID {
+		t.Fatalf("second EnsurePostgres restarted the server: pid %d, then %d", pgPID, got)
+	}
+
+	var vars []string
+	for i := range 2 { // the hook may run again: same database, same password
+		db, err := rt.Database(ctx, env, "my-app")
+		if err != nil {
+			t.Fatalf("Database (call %d): %v", i+1, err)
+		}
+		if vars != nil && !slices.Equal(db.Env(), vars) {
+			t.Fatalf("Database again = %v, want %v", db.Env(), vars)
+		}
+		vars = db.Env()
+	}
+	if got := envValue(vars, "PGUSER"); got != "my_app" {
+		t.Errorf("PGUSER = %q, want my_app", got)
+	}
+	if got := envValue(vars, "PGDATABASE"); got != "my_app" {
+		t.Errorf("PGDATABASE = %q, want my_app", got)
+	}
+	conn, err := pgx.Connect(ctx, envValue(vars, "DATABASE_URL"))
+	if err != nil {
+		t.Fatalf("connecting with DATABASE_URL: %v", err)
+	}
+	var one int
+	err = conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+	conn.Close(ctx)
+	if err != nil || one != 1 {
+		t.Fatalf("SELECT 1 = %d, %v", one, err)
+	}
+	pgAddr := net.JoinHostPort(envValue(vars, "PGHOST"), envValue(vars, "PGPORT"))
+
+	replicas, err := rt.Start(ctx, testReplicaSet(env, "v1", 1))
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	// A directory left by an earlier run counts as an environment too.
+	if err := os.MkdirAll(filepath.Join(rt.opts.Dir, "leftover"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := rt.Envs(); !slices.Equal(got, []string{env, "leftover"}) {
+		t.Fatalf("Envs = %v, want [%s leftover]", got, env)
+	}
+
+	if err := rt.Destroy(ctx, env); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	checks := []struct {
+		name string
+		ok   func() bool
+	}{
+		{"env dir removed", func() bool {
+			_, err := os.Stat(filepath.Join(rt.opts.Dir, env))
+			return errors.Is(err, os.ErrNotExist)
+		}},
+		{"postgres process gone", func() bool { return gone(pgPID) }},
+		{"postgres port closed", func() bool { return !listens(pgAddr) }},
+		{"replica process gone", func() bool { return gone(replicas[0].PID) }},
+		{"replica port closed", func() bool { return !listens(replicas[0].Addr) }},
+		{"env no longer listed", func() bool { return slices.Equal(rt.Envs(), []string{"leftover"}) }},
+		{"destroying again succeeds", func() bool { return rt.Destroy(ctx, env) == nil }},
+		{"leftover dir destroyed too", func() bool {
+			return rt.Destroy(ctx, "leftover") == nil && len(rt.Envs()) == 0
+		}},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			if !c.ok() {
+				t.Error("not so")
+			}
+		})
+	}
+}
+
+func TestNewNeedsSecret(t *testing.T) {
+	if _, err := New(Options{Dir: t.TempDir()}); err == nil {
+		t.Fatal("New without a secret succeeded")
+	}
+}
+
+func TestPasswordsDiffer(t *testing.T) {
+	a, err := New(Options{Dir: t.TempDir(), Secret: []byte("s1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Options{Dir: t.TempDir(), Secret: []byte("s1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		env, app string
+		same     bool
+	}{
+		{"same env and app after a restart", "e1", "app", true},
+		{"other env", "e2", "app", false},
+		{"other app", "e1", "app2", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := a.password("e1", "app") == b.password(tt.env, tt.app); got != tt.same {
+				t.Errorf("password equal = %v, want %v", got, tt.same)
+			}
+		})
+	}
+	if p := a.password("e1", "app"); len(p) != 32 || strconv.Quote(p) != `"`+p+`"` {
+		t.Errorf("password %q is not 32 plain characters", p)
+	}
+}
