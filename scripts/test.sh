@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+# The canary tests also run against a real Prometheus server.
+if ! command -v prometheus >/dev/null; then
+  echo "installing prometheus (apt-get) for the real-server canary tests"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 go vet ./...
 (cd examples/homelabping && go vet ./... && go build ./...)
 go test -race -count=1 -timeout 40m "$@" ./...

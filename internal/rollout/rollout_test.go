@@ -48,6 +48,18 @@ type recordingRouter struct {
 	*gateway.Gateway
 	mu      sync.Mutex
 	weights []int
+	// stableAt is when a route without canary was last set.
+	stableAt time.Time
+}
+
+func (r *recordingRouter) SetRoute(rt gateway.Route) error {
+	err := r.Gateway.SetRoute(rt)
+	if len(rt.Canary) == 0 {
+		r.mu.Lock()
+		r.stableAt = time.Now()
+		r.mu.Unlock()
+	}
+	return err
 }
 
 func (r *recordingRouter) SetCanaryWeight(env, app string, weight int) error {
@@ -74,6 +86,8 @@ type scriptedAnalyzer struct {
 	mu       sync.Mutex
 	outcomes []Outcome
 	requests []AnalysisRequest
+	// verdictAt is when the last scripted outcome was returned.
+	verdictAt time.Time
 }
 
 func (a *scriptedAnalyzer) Analyze(ctx context.Context, req AnalysisRequest) (Outcome, error) {
@@ -85,6 +99,7 @@ func (a *scriptedAnalyzer) Analyze(ctx context.Context, req AnalysisRequest) (Ou
 	}
 	out := a.outcomes[0]
 	a.outcomes = a.outcomes[1:]
+	a.verdictAt = time.Now()
 	a.mu.Unlock()
 	if out.Phase == blockUntilCancelled {
 		<-ctx.Done()
@@ -175,7 +190,7 @@ type fixture struct {
 	done     chan struct{}
 }
 
-func backend(t *testing.T, body string) gateway.Backend {
+func backend(t testing.TB, body string) gateway.Backend {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, body)
@@ -184,7 +199,7 @@ func backend(t *testing.T, body string) gateway.Backend {
 	return gateway.Backend{Addr: srv.Listener.Addr().String()}
 }
 
-func newFixture(t *testing.T, outcomes []Outcome) *fixture {
+func newFixture(t testing.TB, outcomes []Outcome) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
@@ -219,7 +234,7 @@ func newFixture(t *testing.T, outcomes []Outcome) *fixture {
 	return fx
 }
 
-func parseSpec(t *testing.T, steps string) *appspec.Spec {
+func parseSpec(t testing.TB, steps string) *appspec.Spec {
 	t.Helper()
 	spec, err := appspec.Parse([]byte(`
 name: web
@@ -235,7 +250,7 @@ strategy:
 	return spec
 }
 
-func stableEntry(t *testing.T) *manifest.App {
+func stableEntry(t testing.TB) *manifest.App {
 	t.Helper()
 	m, err := manifest.Parse([]byte(productionJSON(stableVersion, "57ab1e")))
 	if err != nil {
@@ -245,7 +260,7 @@ func stableEntry(t *testing.T) *manifest.App {
 }
 
 // start begins the rollout; the test's end cancels it and waits for it.
-func (fx *fixture) start(t *testing.T, spec *appspec.Spec) {
+func (fx *fixture) start(t testing.TB, spec *appspec.Spec) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); fx.ctl.Wait() })
@@ -262,7 +277,7 @@ func (fx *fixture) start(t *testing.T, spec *appspec.Spec) {
 }
 
 // wait returns the rollout's final status once it has ended.
-func (fx *fixture) wait(t *testing.T) Status {
+func (fx *fixture) wait(t testing.TB) Status {
 	t.Helper()
 	select {
 	case <-fx.done:
@@ -644,4 +659,24 @@ func TestAbortDuringAnalysis(t *testing.T) {
 		t.Fatal(err)
 	}
 	fx.assertAborted(t, fx.wait(t), "aborted by request: bad canary")
+}
+
+// BenchmarkFailingVerdictToStable measures the time from an analysis run's
+// Failed verdict to the gateway sending all traffic to stable (reported as
+// ns/op; git revert and canary shutdown come after and are not included).
+func BenchmarkFailingVerdictToStable(b *testing.B) {
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		fx := newFixture(b, []Outcome{{Phase: Failed, Reason: "error ratio 0.4 > 0.2"}})
+		fx.start(b, parseSpec(b, "      - setWeight: 50\n      - analysis: {templates: [{templateName: t}]}\n"))
+		fx.wait(b)
+		fx.router.mu.Lock()
+		stableAt := fx.router.stableAt
+		fx.router.mu.Unlock()
+		fx.analyzer.mu.Lock()
+		verdictAt := fx.analyzer.verdictAt
+		fx.analyzer.mu.Unlock()
+		total += stableAt.Sub(verdictAt)
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns-to-stable/op")
 }
