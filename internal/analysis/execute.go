@@ -228,6 +228,10 @@ func (e *metricExec) nextAt(started time.Time) time.Time {
 // measure takes one measurement.
 func (e *metricExec) measure(ctx context.Context, clock Clock) Measurement {
 	m := Measurement{StartedAt: clock.Now()}
+	if skip, ok := e.checkSamples(ctx, m.StartedAt); !ok {
+		skip.StartedAt, skip.FinishedAt = m.StartedAt, clock.Now()
+		return skip
+	}
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	values, err := e.provider.Query(qctx, e.metric.Query, m.StartedAt)
 	cancel()

@@ -36,6 +36,10 @@ type Metric struct {
 	// Address of the Prometheus server; "" is the embedded provider.
 	Address string
 	Query   string
+	// MinSamples, when above 0, is the number of samples SamplesQuery must
+	// count before the metric is judged (from AnnotationMinSamples).
+	MinSamples   int
+	SamplesQuery string
 }
 
 // effectiveCount returns how many measurements complete the metric, and
@@ -85,6 +89,9 @@ func NewRun(name string, templates []*Template, args map[string]string) (*Run, e
 			owner[spec.Name] = t.Metadata.Name
 			m, err := resolveMetric(spec, values, false)
 			if err != nil {
+				return nil, fmt.Errorf("analysis run %q: template %q: %w", name, t.Metadata.Name, err)
+			}
+			if m.MinSamples, m.SamplesQuery, err = minSamples(t, values); err != nil {
 				return nil, fmt.Errorf("analysis run %q: template %q: %w", name, t.Metadata.Name, err)
 			}
 			run.Metrics = append(run.Metrics, m)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -130,6 +131,11 @@ func (t *Template) validate() error {
 	}
 	if t.Metadata.Name == "" {
 		return fmt.Errorf("metadata.name is empty")
+	}
+	if raw, ok := t.Metadata.Annotations[AnnotationMinSamples]; ok {
+		if n, err := strconv.Atoi(strings.TrimSpace(raw)); err != nil || n < 1 {
+			return fmt.Errorf("metadata.annotations[%s]: %q is not a positive integer", AnnotationMinSamples, raw)
+		}
 	}
 	seen := map[string]bool{}
 	for i, a := range t.Spec.Args {
