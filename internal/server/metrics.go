@@ -7,6 +7,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/analysis"
 	"github.com/runway-cd/runway/internal/analysis/promql"
+	"github.com/runway-cd/runway/internal/gateway"
 )
 
 // metricsPlane is Runway's embedded Prometheus: it scrapes the gateway's
@@ -16,14 +17,18 @@ type metricsPlane struct {
 	remote   remoteProviders
 }
 
-func newMetricsPlane(cfg Config, dir, target string, logger *slog.Logger) (*metricsPlane, error) {
+// routeLister lists the gateway's routes, whose backends are the app
+// replicas to scrape.
+type routeLister interface {
+	Routes() []gateway.Route
+}
+
+func newMetricsPlane(cfg Config, dir, gatewayMetrics string, routes routeLister, logger *slog.Logger) (*metricsPlane, error) {
 	p, err := promql.New(promql.Options{
 		Dir:      dir,
 		Interval: cfg.ScrapeInterval.Duration,
-		Targets: func() []promql.Target {
-			return []promql.Target{{URL: target, Labels: map[string]string{"job": "runway-gateway"}}}
-		},
-		Logger: logger,
+		Targets:  func() []promql.Target { return scrapeTargets(gatewayMetrics, routes.Routes()) },
+		Logger:   logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded metrics: %w", err)
@@ -47,3 +52,22 @@ func (m *metricsPlane) run(ctx context.Context) {
 }
 
 func (m *metricsPlane) close() error { return m.embedded.Close() }
+
+// scrapeTargets are the gateway's metrics and every routed replica's
+// /metrics, labelled with its environment, app and version.
+func scrapeTargets(gatewayMetrics string, routes []gateway.Route) []promql.Target {
+	targets := []promql.Target{{URL: gatewayMetrics, Labels: map[string]string{"job": "runway-gateway"}}}
+	add := func(r gateway.Route, version string, backends []gateway.Backend) {
+		for _, b := range backends {
+			targets = append(targets, promql.Target{
+				URL:    "http://" + b.Addr + "/metrics",
+				Labels: map[string]string{"job": "app", "env": r.Env, "app": r.App, "version": version},
+			})
+		}
+	}
+	for _, r := range routes {
+		add(r, r.StableVersion, r.Stable)
+		add(r, r.CanaryVersion, r.Canary)
+	}
+	return targets
+}

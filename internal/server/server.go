@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 		return nil, fmt.Errorf("listening for the gateway: %w", err)
 	}
 	s.gw = gateway.New(gateway.Options{Domain: cfg.Gateway.Domain, Logger: logger})
-	s.metrics, err = newMetricsPlane(cfg, filepath.Join(cfg.DataDir, "metrics"), "http://"+s.apiLn.Addr().String()+"/metrics", logger)
+	s.metrics, err = newMetricsPlane(cfg, filepath.Join(cfg.DataDir, "metrics"), "http://"+s.apiLn.Addr().String()+"/metrics", s.gw, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +136,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/api/v1/expectations/", rep)
 	mux.Handle("/api/v1/", api.New(s.pipelines, s.envs, s.rollouts, s.db, s.log))
 	mux.Handle("GET /metrics", s.gw.MetricsHandler())
+	// The embedded store answers PromQL like a Prometheus server, so a
+	// template can be tried (or Grafana pointed) at <api>/prometheus.
+	mux.Handle("/prometheus/", http.StripPrefix("/prometheus", s.metrics.embedded.Handler()))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return mux
 }

@@ -11,6 +11,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
 )
@@ -116,5 +117,35 @@ func TestServeAndClose(t *testing.T) {
 	}
 	if err := srv2.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestScrapeTargets(t *testing.T) {
+	routes := []gateway.Route{
+		{Env: "production", App: "web", StableVersion: "v1", Stable: []gateway.Backend{{Addr: "127.0.0.1:1"}, {Addr: "127.0.0.1:2"}},
+			CanaryVersion: "v2", Canary: []gateway.Backend{{Addr: "127.0.0.1:3"}}},
+		{Env: "v3", App: "web", StableVersion: "v3", Stable: []gateway.Backend{{Addr: "127.0.0.1:4"}}},
+	}
+	got := scrapeTargets("http://127.0.0.1:7070/metrics", routes)
+	want := []string{
+		"http://127.0.0.1:7070/metrics job=runway-gateway",
+		"http://127.0.0.1:1/metrics env=production app=web version=v1",
+		"http://127.0.0.1:2/metrics env=production app=web version=v1",
+		"http://127.0.0.1:3/metrics env=production app=web version=v2",
+		"http://127.0.0.1:4/metrics env=v3 app=web version=v3",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d targets, want %d: %+v", len(got), len(want), got)
+	}
+	for i, tg := range got {
+		s := tg.URL
+		if j := tg.Labels["job"]; j == "runway-gateway" {
+			s += " job=" + j
+		} else {
+			s += " env=" + tg.Labels["env"] + " app=" + tg.Labels["app"] + " version=" + tg.Labels["version"]
+		}
+		if s != want[i] {
+			t.Errorf("target %d = %s, want %s", i, s, want[i])
+		}
 	}
 }

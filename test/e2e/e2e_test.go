@@ -7,8 +7,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,6 +144,7 @@ func TestMethod(t *testing.T) {
 		assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
 		assertGitProduction(ctx, t, h, p.Version)
 		assertEnvGone(ctx, t, h, dir, p.StagingEnv)
+		assertAppMetricsScraped(ctx, t, h, p.Version)
 		if len(stagingAddrs) == 0 {
 			t.Fatal("never saw the staging environment's replicas through the API")
 		}
@@ -151,6 +154,30 @@ func TestMethod(t *testing.T) {
 			}
 		}
 	})
+}
+
+// assertAppMetricsScraped checks, through Runway's PromQL endpoint, that
+// the app's own /metrics (not only the gateway's) reached the embedded
+// store, labelled with the environment and version.
+func assertAppMetricsScraped(ctx context.Context, t *testing.T, h *demo.Harness, version string) {
+	t.Helper()
+	q := url.QueryEscape(fmt.Sprintf(`sum(homelabping_requests_total{env="production",version=%q,path="/ping"})`, version))
+	var resp struct {
+		Status string
+		Data   struct{ Result []json.RawMessage }
+	}
+	for i := 0; ; i++ {
+		if err := h.GetJSON(ctx, "/prometheus/api/v1/query?query="+q, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status == "success" && len(resp.Data.Result) == 1 {
+			return
+		}
+		if i == 50 {
+			t.Fatalf("the app's metrics were not scraped: %+v", resp)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func testBadWebhooks(ctx context.Context, t *testing.T, h *demo.Harness) {
