@@ -24,7 +24,7 @@ const (
 // DefaultSamplesQuery counts the version's requests through Runway's
 // gateway over the last minute; it needs the args env, app and version,
 // which Runway passes to every run (the template must declare them).
-const DefaultSamplesQuery = `sum(increase(runway_gateway_requests_total{env="{{args.env}}",app="{{args.app}}",version="{{args.version}}"}[1m]))`
+const DefaultSamplesQuery = `sum(increase(runway_gateway_requests_total{job="runway-gateway",env="{{args.env}}",app="{{args.app}}",version="{{args.version}}"}[1m]))`
 
 // minSamples reads the template's min-samples annotations.
 func minSamples(t *Template, args map[string]string) (int, string, error) {

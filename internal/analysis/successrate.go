@@ -34,7 +34,7 @@ spec:
     provider:
       prometheus:
         query: |
-          (sum(rate(runway_gateway_requests_total{env="{{args.env}}",app="{{args.app}}",version="{{args.version}}",code=~"5.."}[30s])) or vector(0))
+          (sum(rate(runway_gateway_requests_total{job="runway-gateway",env="{{args.env}}",app="{{args.app}}",version="{{args.version}}",code=~"5.."}[30s])) or vector(0))
           /
-          sum(rate(runway_gateway_requests_total{env="{{args.env}}",app="{{args.app}}",version="{{args.version}}"}[30s]))
+          sum(rate(runway_gateway_requests_total{job="runway-gateway",env="{{args.env}}",app="{{args.app}}",version="{{args.version}}"}[30s]))
 `

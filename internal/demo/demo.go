@@ -34,6 +34,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 		opts.Timeout = 10 * time.Minute
 	}
 	start := time.Now()
+	keepCtx := ctx // --keep runs until the caller's context ends (Ctrl-C), not the timeout
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "runway-demo-")
@@ -54,7 +55,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 		if opts.Keep && err == nil {
 			fmt.Fprintf(out, "\n--keep: Runway keeps running. API %s  gateway http://%s (try: curl -H 'Host: %s' http://%s/ping). Ctrl-C to stop.\n",
 				h.APIURL(), h.GatewayAddr(), h.ProductionHost(), h.GatewayAddr())
-			<-ctx.Done()
+			<-keepCtx.Done()
 		}
 		fmt.Fprintln(out, "stopping runway")
 		if cerr := h.Close(); cerr != nil && err == nil {

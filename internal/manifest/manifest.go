@@ -264,7 +264,8 @@ func (d *Deploy) MarshalJSON() ([]byte, error) {
 var ErrNoApp = errors.New("app not in manifest")
 
 // EnvNameFromPath returns the environment a state repo path describes, or
-// "" when the path is not a manifest.
+// "" when the path is not a manifest (including a staging file named after
+// production).
 func EnvNameFromPath(p string) string {
 	if p == ProductionPath {
 		return ProductionEnv
@@ -273,5 +274,9 @@ func EnvNameFromPath(p string) string {
 	if strings.TrimSuffix(dir, "/") != StagingDir || !strings.HasSuffix(file, ".json") {
 		return ""
 	}
-	return strings.TrimSuffix(file, ".json")
+	env := strings.TrimSuffix(file, ".json")
+	if env == ProductionEnv {
+		return "" // a staging file can never stand for production
+	}
+	return env
 }

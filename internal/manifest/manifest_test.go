@@ -115,6 +115,7 @@ func TestEnvNameFromPath(t *testing.T) {
 		{"nested", "apps/staging/manifests/x/v1.json", ""},
 		{"other", "README.md", ""},
 		{"not json", "apps/staging/manifests/v1.yaml", ""},
+		{"staging file named production", "apps/staging/manifests/production.json", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

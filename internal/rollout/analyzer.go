@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -45,8 +46,14 @@ func (a *TemplateAnalyzer) Analyze(ctx context.Context, req AnalysisRequest) (Ou
 	}
 	res, err := run.Execute(ctx, a.Providers, rec, nil)
 	if err != nil {
-		if ctx.Err() == nil {
-			rec.Fail(err.Error(), time.Now().UTC())
+		// A shutdown leaves the record Running (the run is not over); an
+		// abort or a failing background analysis ends it, with the cause.
+		if cause := context.Cause(ctx); cause == nil || !errors.Is(cause, context.Canceled) {
+			reason := err.Error()
+			if cause != nil {
+				reason = "stopped before it ended: " + cause.Error()
+			}
+			rec.Fail(reason, time.Now().UTC())
 		}
 		return Outcome{}, fmt.Errorf("analysis %s: %w", req.Name, err)
 	}

@@ -27,7 +27,8 @@ type rollout struct {
 	mu     sync.Mutex
 	status Status
 	cancel context.CancelCauseFunc // aborts the rollout, set by run
-	paused bool                    // in a pause step or an inconclusive pause
+	paused    bool                 // in a pause step or an inconclusive pause
+	retryable bool                 // paused on an inconclusive analysis
 }
 
 func (r *rollout) snapshot() Status {
@@ -201,11 +202,11 @@ func (r *rollout) pauseFor(ctx context.Context, msg string, d time.Duration, ret
 	default:
 	}
 	r.mu.Lock()
-	r.status.Message, r.status.Phase, r.paused = msg, phase, true
+	r.status.Message, r.status.Phase, r.paused, r.retryable = msg, phase, true, retryable
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
-		r.status.Phase, r.paused = Progressing, false
+		r.status.Phase, r.paused, r.retryable = Progressing, false, false
 		r.mu.Unlock()
 	}()
 	var timer <-chan time.Time

@@ -244,8 +244,11 @@ func (c *Controller) Retry(env, app string) error {
 	if !ok {
 		return fmt.Errorf("retrying %s in %s: %w (an aborted rollout was reverted in git: push the change again)", app, env, ErrNoRollout)
 	}
-	if s := r.snapshot(); s.Phase != Paused {
-		return fmt.Errorf("retrying %s in %s: %w: the rollout is %s, not paused on an inconclusive analysis", app, env, ErrNotPaused, s.Phase)
+	r.mu.Lock()
+	retryable := r.retryable
+	r.mu.Unlock()
+	if !retryable {
+		return fmt.Errorf("retrying %s in %s: %w: it is not paused on an inconclusive analysis", app, env, ErrNotPaused)
 	}
 	select {
 	case r.retry <- struct{}{}:

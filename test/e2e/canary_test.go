@@ -231,7 +231,7 @@ spec:
       %s
       successCondition: result[0] <= 0.2
       provider:
-        %s          query: '(sum(rate(runway_gateway_requests_total{env="{{args.env}}",app="{{args.app}}",version="{{args.version}}",code=~"5.."}[10s])) or vector(0)) / sum(rate(runway_gateway_requests_total{env="{{args.env}}",app="{{args.app}}",version="{{args.version}}"}[10s]))'
+        %s          query: '(sum(rate(runway_gateway_requests_total{job="runway-gateway",env="{{args.env}}",app="{{args.app}}",version="{{args.version}}",code=~"5.."}[10s])) or vector(0)) / sum(rate(runway_gateway_requests_total{job="runway-gateway",env="{{args.env}}",app="{{args.app}}",version="{{args.version}}"}[10s]))'
 `, fields, prov)
 }
 
@@ -372,7 +372,7 @@ func waitRun(ctx context.Context, t *testing.T, h *demo.Harness, suffix string) 
 func startPrometheus(t *testing.T, bin, target string) string {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: runway\n    static_configs:\n      - targets: ['%s']\n", target)
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: runway-gateway\n    static_configs:\n      - targets: ['%s']\n", target)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ runway_gateway_requests_total{env="staging",app="ping",version="v2",code="500"} 
 				return body
 			})
 			clock := &stepNow{t: time.Now().Add(-time.Hour), step: 5 * time.Second}
-			p := newProvider(t, Options{Now: clock.now, Targets: func() []Target { return []Target{{URL: e.srv.URL}} }})
+			p := newProvider(t, Options{Now: clock.now, Targets: func() []Target { return []Target{{URL: e.srv.URL, Labels: map[string]string{"job": "runway-gateway"}}} }})
 			scrape(t, p, 8)
 
 			tmpl, err := analysis.ParseTemplate([]byte(analysis.MaintainSuccessRate))
