@@ -326,7 +326,22 @@ func (ru *run) promote(ctx context.Context, w io.Writer) error {
 func (ru *run) productionWorkflow() string { return ru.p.ID + "-production" }
 
 func (ru *run) awaitRollout(ctx context.Context, w io.Writer) error {
-	return ru.await(ctx, w, ru.productionWorkflow(), ru.r.opts.RolloutTimeout, "production rollout")
+	err := ru.await(ctx, w, ru.productionWorkflow(), ru.r.opts.RolloutTimeout, "production rollout")
+	if err == nil || ctx.Err() != nil || ru.r.opts.AbortRollout == nil {
+		return err
+	}
+	// The rollout did not end by itself (it reports its own failure, which
+	// needs no abort): stop it rather than leave a canary serving.
+	exp, gerr := ru.r.reporter.Get(ctx, ru.productionWorkflow())
+	if _, reported := exp.Reports[ru.p.App]; gerr == nil && !reported {
+		reason := fmt.Sprintf("pipeline %s stopped waiting for it: %v", ru.p.ID, err)
+		if aerr := ru.r.opts.AbortRollout(manifest.ProductionEnv, ru.p.App, reason); aerr != nil {
+			fmt.Fprintf(w, "aborting the rollout: %v\n", aerr)
+		} else {
+			fmt.Fprintf(w, "rollout of %s aborted: %s\n", ru.p.Version, reason)
+		}
+	}
+	return err
 }
 
 // teardown deletes the staging manifest (already gone after a promotion)

@@ -31,6 +31,7 @@ type StateRepo interface {
 type Reporter interface {
 	Submit(ctx context.Context, workflow string, apps []string) error
 	Wait(ctx context.Context, workflow string, timeout time.Duration) (reporter.Expectation, error)
+	Get(ctx context.Context, workflow string) (reporter.Expectation, error)
 }
 
 // Environments is the environment controller.
@@ -68,6 +69,10 @@ type Options struct {
 	// Zero value: 2m.
 	TeardownTimeout time.Duration
 	Logger          *slog.Logger
+	// AbortRollout, if set, aborts the production rollout of app when the
+	// pipeline stops waiting for it (deadline), so no canary is left
+	// serving for a pipeline that already failed.
+	AbortRollout func(env, app, reason string) error
 	// Now is the clock. Zero value: time.Now.
 	Now func() time.Time
 }

@@ -43,8 +43,10 @@ type fakeEnvs struct {
 	rep     *reporter.Reporter
 	repo    *gitops.Repo
 	jobFail map[string]error
-	mu      sync.Mutex
-	jobs    []string
+	// silentProduction: production never reports (a rollout that hangs).
+	silentProduction bool
+	mu               sync.Mutex
+	jobs             []string
 }
 
 func (f *fakeEnvs) Trigger() {
@@ -54,6 +56,9 @@ func (f *fakeEnvs) Trigger() {
 		return
 	}
 	for _, m := range snap.Envs {
+		if f.silentProduction && m.EnvName == manifest.ProductionEnv {
+			continue
+		}
 		for _, app := range m.AppNames() {
 			_ = f.rep.Update(ctx, m.DeployingWorkflowName, app, true, "up")
 		}
@@ -204,6 +209,43 @@ func TestRunner(t *testing.T) {
 			}
 			tt.assert(t, r, p)
 		})
+	}
+}
+
+func TestRolloutDeadlineAbortsTheRollout(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	r := newRig(t, now)
+	r.envs.silentProduction = true
+	var mu sync.Mutex
+	var aborted []string
+	opts := pipeline.Options{DeployTimeout: time.Minute, RolloutTimeout: 200 * time.Millisecond, TeardownTimeout: time.Second,
+		Now: func() time.Time { return now },
+		AbortRollout: func(env, app, reason string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			aborted = append(aborted, env+"/"+app+": "+reason)
+			return nil
+		}}
+	rep := reporter.New(r.db, nil)
+	r.envs.rep = rep
+	runner := pipeline.New(r.db, r.b, r.repo, rep, r.envs, opts)
+	ctx := context.Background()
+	id, err := runner.Start(ctx, pipeline.Request{App: "hello", CloneURL: "/x", Branch: "main", Commit: strings.Repeat("d", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner.Wait()
+	p, err := runner.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Phase != pipeline.Failed || p.FailedStep != pipeline.StepAwaitRollout || !strings.Contains(p.Reason, "deadline") {
+		t.Fatalf("pipeline %s at %s: %s", p.Phase, p.FailedStep, p.Reason)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(aborted) != 1 || !strings.HasPrefix(aborted[0], "production/hello: pipeline "+id) {
+		t.Fatalf("aborted = %v, want one abort of production/hello naming the pipeline", aborted)
 	}
 }
 

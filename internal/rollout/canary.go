@@ -24,11 +24,11 @@ type rollout struct {
 	retry   chan struct{}
 	runs    int // analysis runs started, for unique run names
 
-	mu     sync.Mutex
-	status Status
-	cancel context.CancelCauseFunc // aborts the rollout, set by run
-	paused    bool                 // in a pause step or an inconclusive pause
-	retryable bool                 // paused on an inconclusive analysis
+	mu        sync.Mutex
+	status    Status
+	cancel    context.CancelCauseFunc // aborts the rollout, set by run
+	paused    bool                    // in a pause step or an inconclusive pause
+	retryable bool                    // paused on an inconclusive analysis
 }
 
 func (r *rollout) snapshot() Status {
