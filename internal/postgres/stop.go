@@ -29,6 +29,12 @@ func (i *Instance) stopLocked(ctx context.Context) error {
 	select {
 	case <-i.exited:
 	default:
+		if !i.sameProcess() {
+			// An adopted server that exited since the last poll: its pid
+			// may already name another process, which must not be signalled.
+			<-i.exited
+			break
+		}
 		if err := syscall.Kill(i.pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("signalling postgres %d to shut down: %w", i.pid, err)
 		}
@@ -56,6 +62,9 @@ func (i *Instance) stopLocked(ctx context.Context) error {
 // postmaster so it cannot fork, list its children, then kill all their
 // groups. Killed children are reparented, so wait for them via /proc.
 func (i *Instance) kill() {
+	if !i.sameProcess() {
+		return
+	}
 	_ = syscall.Kill(i.pid, syscall.SIGSTOP)
 	kids := children(i.pid)
 	_ = syscall.Kill(-i.pid, syscall.SIGKILL)
@@ -67,6 +76,18 @@ func (i *Instance) kill() {
 	if !awaitGone(kids, killWait) {
 		i.log.Warn("postgres: server processes outlived SIGKILL", "pid", i.pid, "dir", i.dir)
 	}
+}
+
+// sameProcess reports whether i.pid still names the server that was
+// started or adopted, told apart from a later process by its start time.
+// Without a recorded start time (it could not be read) it trusts the pid,
+// which is safe only for a child not yet reaped: Adopt refuses such records.
+func (i *Instance) sameProcess() bool {
+	if i.startedAt == 0 {
+		return true
+	}
+	st, err := readProcStat(i.pid)
+	return err == nil && st.startTime == i.startedAt
 }
 
 // killWait bounds how long kill waits for killed processes to end.

@@ -1,7 +1,10 @@
 // Package local is the default runtime: every app replica is a process on a
 // free loopback port of this machine, every environment's database its own
 // PostgreSQL server, and everything of an environment lives under one
-// directory, so tearing it down leaves nothing behind.
+// directory, so tearing it down leaves nothing behind. Replicas are
+// recorded in the environment's replicas.json (pid and process start time),
+// so a restarted control plane adopts what still runs (Adopt) instead of
+// restarting it, and never mistakes a reused pid for a replica.
 package local
 
 import (
@@ -17,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/runway-cd/runway/internal/postgres"
 	"github.com/runway-cd/runway/internal/runtime"
@@ -33,6 +37,9 @@ type Options struct {
 	Secret   []byte
 	Postgres postgres.Config
 	Logger   *slog.Logger // nil: slog.Default()
+	// AdoptHealthTimeout bounds how long Adopt waits for a recorded
+	// replica to answer its health path. Zero value: 5s.
+	AdoptHealthTimeout time.Duration
 }
 
 // Runtime runs environments as local processes.

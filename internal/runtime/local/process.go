@@ -19,18 +19,33 @@ import (
 )
 
 type replicaSet struct {
-	procs []*process
+	app, version string
+	healthPath   string
+	procs        []*process
+	// incomplete marks an adopted set that lost replicas while no control
+	// plane watched it; Start replaces it as it would a set with a dead
+	// replica.
+	incomplete bool
 }
 
 type process struct {
-	cmd     *exec.Cmd
-	addr    string
-	logPath string
-	done    chan struct{} // closed when the process has exited
-	err     error         // exit status, valid after done
+	index     int
+	pid       int
+	startTime uint64 // field 22 of /proc/<pid>/stat: tells a reused pid apart
+	addr      string
+	logPath   string
+	done      chan struct{} // closed when the process has exited
+	err       error         // exit status of a child, valid after done
+	// adopted processes are not children: done is closed by a goroutine
+	// polling /proc, which release ends.
+	adopted bool
+	release func()
 }
 
 func (s *replicaSet) alive() bool {
+	if s.incomplete {
+		return false
+	}
 	for _, p := range s.procs {
 		select {
 		case <-p.done:
@@ -44,7 +59,7 @@ func (s *replicaSet) alive() bool {
 func (s *replicaSet) replicas() []runtime.Replica {
 	out := make([]runtime.Replica, len(s.procs))
 	for i, p := range s.procs {
-		out[i] = runtime.Replica{Addr: p.addr, PID: p.cmd.Process.Pid}
+		out[i] = runtime.Replica{Addr: p.addr, PID: p.pid}
 	}
 	return out
 }
@@ -69,6 +84,9 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 		}
 		_ = s.stop(ctx)
 		delete(e.sets, key)
+		if err := e.saveRecords(nil); err != nil {
+			return nil, err
+		}
 	}
 	if rs.Replicas < 1 {
 		rs.Replicas = 1
@@ -80,14 +98,20 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating log dir: %w", err)
 	}
-	s := &replicaSet{}
+	s := &replicaSet{app: rs.App, version: rs.Version, healthPath: rs.HealthPath}
 	for i := 0; i < rs.Replicas; i++ {
-		p, err := startReplica(rs, filepath.Join(logDir, fmt.Sprintf("%s-%s-%d.log", rs.App, rs.Version, i)))
+		p, err := startReplica(rs, i, filepath.Join(logDir, fmt.Sprintf("%s-%s-%d.log", rs.App, rs.Version, i)))
 		if err != nil {
 			_ = s.stop(ctx)
 			return nil, err
 		}
 		s.procs = append(s.procs, p)
+	}
+	// Recorded before the health wait, so a control plane that dies during
+	// it leaves no unrecorded process behind.
+	if err := e.saveRecords(s); err != nil {
+		_ = s.stop(ctx)
+		return nil, err
 	}
 	hctx, cancel := context.WithTimeout(ctx, rs.HealthTimeout)
 	defer cancel()
@@ -103,6 +127,9 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 	}
 	if err := errors.Join(errs...); err != nil {
 		_ = s.stop(ctx)
+		if serr := e.saveRecords(nil); serr != nil {
+			r.log.Warn("recording replicas", "env", rs.Env, "err", serr)
+		}
 		return nil, fmt.Errorf("starting %s %s in %s: %w", rs.App, rs.Version, rs.Env, err)
 	}
 	e.sets[key] = s
@@ -123,6 +150,9 @@ func (r *Runtime) Stop(ctx context.Context, env, app, version string) error {
 	delete(e.sets, key)
 	if err := s.stop(ctx); err != nil {
 		return fmt.Errorf("stopping %s %s in %s: %w", app, version, env, err)
+	}
+	if err := e.saveRecords(nil); err != nil {
+		return err
 	}
 	r.log.Info("replicas stopped", "env", env, "app", app, "version", version)
 	return nil
@@ -167,7 +197,7 @@ func resolve(dir, name string) string {
 	return name
 }
 
-func startReplica(rs runtime.ReplicaSet, logPath string) (*process, error) {
+func startReplica(rs runtime.ReplicaSet, index int, logPath string) (*process, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -187,7 +217,17 @@ func startReplica(rs runtime.ReplicaSet, logPath string) (*process, error) {
 		logf.Close()
 		return nil, fmt.Errorf("starting %s: %w", rs.Command[0], err)
 	}
-	p := &process{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), logPath: logPath, done: make(chan struct{})}
+	p := &process{
+		index:   index,
+		pid:     cmd.Process.Pid,
+		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		logPath: logPath,
+		done:    make(chan struct{}),
+		release: func() {},
+	}
+	// Read before Wait can reap it; the start time is set at fork, so it
+	// is the same after exec.
+	p.startTime, _ = procStartTime(p.pid)
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
@@ -225,26 +265,48 @@ func (p *process) waitHealthy(ctx context.Context, path string) error {
 	}
 }
 
-// stop sends SIGTERM to the replica's process group, then SIGKILL after a
-// grace period.
+// stop sends SIGTERM to the replica's process group (replicas are started
+// with Setpgid, so the group id is the pid), then SIGKILL after a grace
+// period or once ctx ends. A pid no longer naming the replica is never
+// signalled.
 func (p *process) stop(ctx context.Context) error {
 	select {
 	case <-p.done:
 		return nil
 	default:
 	}
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	if !p.same() {
+		<-p.done // an adopted replica that exited since the last poll
+		return nil
+	}
+	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
+	timer := time.NewTimer(stopGrace)
+	defer timer.Stop()
 	select {
 	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
+		return nil
+	case <-timer.C:
 	case <-ctx.Done():
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
 	}
+	if p.same() {
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	}
+	<-p.done
 	return nil
+}
+
+// stopGrace is how long a replica may take to exit after SIGTERM.
+const stopGrace = 5 * time.Second
+
+// same reports whether p.pid still names the replica: the same start time
+// (a child's zombie still has it). A child whose start time could not be
+// read is trusted, since its pid is not reused before it is reaped.
+func (p *process) same() bool {
+	if p.startTime == 0 && !p.adopted {
+		return true
+	}
+	st, err := procStartTime(p.pid)
+	return err == nil && st == p.startTime
 }
 
 func freePort() (int, error) {

@@ -1,0 +1,97 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+)
+
+// ErrNotRunning says the server recorded in an instance dir does not run
+// (any more): no record, the process is gone, its pid now belongs to
+// another process, or it does not accept connections.
+var ErrNotRunning = errors.New("postgres not running")
+
+// adoptPoll is how often an adopted server is checked for having exited;
+// it is not a child, so nothing else tells.
+const adoptPoll = 200 * time.Millisecond
+
+// Adopt takes over the server that an earlier Start (possibly by another
+// process) recorded in dir/instance.json, without restarting it. It adopts
+// the server only if the recorded pid runs with the recorded start time and
+// the server accepts connections; otherwise it returns an error wrapping
+// ErrNotRunning and signals nothing, since the pid may have been reused.
+// The returned Instance supports EnsureDatabase, Stop and Remove; a
+// goroutine polls /proc until the server exits, since a process that is
+// not a child cannot be waited for.
+func Adopt(ctx context.Context, cfg Config, dir string) (*Instance, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("resolving instance dir: %w", err)
+	}
+	rec, err := readRecord(dir)
+	if err != nil {
+		return nil, fmt.Errorf("adopting postgres in %s: %w: %w", dir, ErrNotRunning, err)
+	}
+	proc, err := recordedProcess(rec)
+	if err != nil {
+		return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
+	}
+	inst := &Instance{
+		dir:       dir,
+		dataDir:   filepath.Join(dir, "data"),
+		sockDir:   rec.SocketDir,
+		ownsSock:  rec.SocketDir != filepath.Join(dir, "sock") && previousSocketDir(dir) == rec.SocketDir,
+		logPath:   filepath.Join(dir, "postgres.log"),
+		port:      rec.Port,
+		pid:       rec.PID,
+		log:       log,
+		startedAt: rec.StartTime,
+	}
+	if err := inst.ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
+		}
+		return nil, fmt.Errorf("adopting postgres in %s: %w: %w", dir, ErrNotRunning, err)
+	}
+	inst.exited = make(chan struct{})
+	go watchExit(proc, inst.exited)
+	log.Info("postgres: adopted", "dir", dir, "port", inst.port, "pid", inst.pid)
+	return inst, nil
+}
+
+// recordedProcess checks that the recorded server still runs as the same
+// process: same pid and same start time, not exited.
+func recordedProcess(rec record) (procStat, error) {
+	if rec.PID <= 0 || rec.StartTime == 0 {
+		return procStat{}, fmt.Errorf("%w: record has pid %d and start time %d", ErrNotRunning, rec.PID, rec.StartTime)
+	}
+	st, err := readProcStat(rec.PID)
+	if err != nil {
+		return procStat{}, fmt.Errorf("%w: %w", ErrNotRunning, err)
+	}
+	if st.startTime != rec.StartTime {
+		return procStat{}, fmt.Errorf("%w: pid %d started at %d, recorded %d: another process", ErrNotRunning, rec.PID, st.startTime, rec.StartTime)
+	}
+	if !running(st) {
+		return procStat{}, fmt.Errorf("%w: pid %d has exited", ErrNotRunning, rec.PID)
+	}
+	return st, nil
+}
+
+// watchExit closes exited once p no longer runs. An adopted server is not
+// this process' child, so it cannot be waited for; /proc is polled.
+func watchExit(p procStat, exited chan<- struct{}) {
+	tick := time.NewTicker(adoptPoll)
+	defer tick.Stop()
+	for running(p) {
+		<-tick.C
+	}
+	close(exited)
+}
