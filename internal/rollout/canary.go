@@ -23,6 +23,9 @@ type rollout struct {
 	promote chan struct{}
 	retry   chan struct{}
 	runs    int // analysis runs started, for unique run names
+	// bgInconclusive carries the reason a background analysis ended
+	// Inconclusive; the steps pause on it.
+	bgInconclusive chan string
 
 	mu        sync.Mutex
 	status    Status
@@ -114,14 +117,36 @@ func (r *rollout) progress(ctx context.Context) error {
 		return err
 	}
 	bgSpec := r.req.Artifact.Spec.Strategy.Canary
+	// holdOnInconclusive pauses for a person when the background analysis
+	// ended Inconclusive: promote goes on without it, retry starts a fresh
+	// background run.
+	holdOnInconclusive := func() error {
+		select {
+		case reason := <-r.bgInconclusive:
+			err := r.pauseFor(stepsCtx, "background analysis inconclusive ("+reason+"); paused until promoted, retried or aborted", 0, true)
+			if errors.Is(err, errRetry) {
+				r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis)
+				return nil
+			}
+			return err
+		default:
+			return nil
+		}
+	}
 	for i, step := range r.steps {
 		if bgSpec != nil && bgSpec.Analysis != nil && bgSpec.Analysis.StartingStep == i {
 			r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis)
+		}
+		if err := holdOnInconclusive(); err != nil {
+			return verdict(err)
 		}
 		r.set(func(s *Status) { s.Step = i })
 		if err := r.step(stepsCtx, i, step); err != nil {
 			return verdict(err)
 		}
+	}
+	if err := holdOnInconclusive(); err != nil {
+		return verdict(err)
 	}
 	endBackground()
 	return verdict(nil)
@@ -170,8 +195,10 @@ func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {
 }
 
 func (r *rollout) stepAnalysis(ctx context.Context, i int, a *appspec.StepAnalysis) (Outcome, string, error) {
+	r.mu.Lock()
 	r.runs++
 	name := fmt.Sprintf("%s-%s-step%d-%d", r.req.App, r.req.CanaryVersion, i+1, r.runs)
+	r.mu.Unlock()
 	r.set(func(s *Status) { s.Message = fmt.Sprintf("step %d/%d: analysis %s", i+1, len(r.steps), name) })
 	out, err := r.analyze(ctx, name, a.Templates, a.Args)
 	return out, name, err
@@ -257,9 +284,19 @@ func (r *rollout) startBackground(ctx context.Context, cancel context.CancelCaus
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		name := fmt.Sprintf("%s-%s-background", r.req.App, r.req.CanaryVersion)
+		r.mu.Lock()
+		r.runs++
+		name := fmt.Sprintf("%s-%s-background-%d", r.req.App, r.req.CanaryVersion, r.runs)
+		r.mu.Unlock()
 		out, err := r.analyze(ctx, name, a.Templates, a.Args)
-		if err != nil || out.Phase == Successful || out.Phase == Inconclusive {
+		if err != nil || out.Phase == Successful {
+			return
+		}
+		if out.Phase == Inconclusive {
+			select {
+			case r.bgInconclusive <- name + ": " + out.Reason:
+			default:
+			}
 			return
 		}
 		cancel(&errAborted{reason: fmt.Sprintf("background analysis %s %s: %s", name, out.Phase, out.Reason)})

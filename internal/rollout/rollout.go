@@ -160,7 +160,7 @@ func (c *Controller) Start(ctx context.Context, req Request) error {
 		steps = cn.Steps
 	}
 	r := &rollout{
-		c: c, req: req, steps: steps, promote: make(chan struct{}, 1), retry: make(chan struct{}, 1),
+		c: c, req: req, steps: steps, promote: make(chan struct{}, 1), retry: make(chan struct{}, 1), bgInconclusive: make(chan string, 1),
 		status: Status{Env: req.Env, App: req.App, StableVersion: req.StableVersion, CanaryVersion: req.CanaryVersion,
 			Phase: Progressing, Steps: len(steps), Started: time.Now().UTC(), Message: "starting canary replicas"},
 	}

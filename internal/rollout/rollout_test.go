@@ -680,3 +680,18 @@ func BenchmarkFailingVerdictToStable(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns-to-stable/op")
 }
+
+func TestBackgroundInconclusivePauses(t *testing.T) {
+	fx := newFixture(t, []Outcome{{Phase: Inconclusive, Reason: "no data"}})
+	spec := parseSpec(t, "      - setWeight: 10\n      - pause: {duration: 100ms}\n      - setWeight: 20\n")
+	spec.Strategy.Canary.Analysis = &appspec.BackgroundAnalysis{Templates: []appspec.TemplateRef{{TemplateName: "t"}}}
+	fx.start(t, spec)
+	st := fx.waitPaused(t)
+	if !strings.Contains(st.Message, "background analysis inconclusive") {
+		t.Fatalf("paused for another reason: %s", st.Message)
+	}
+	if err := fx.ctl.Promote(env, app); err != nil {
+		t.Fatal(err)
+	}
+	fx.assertPromoted(t, fx.wait(t))
+}

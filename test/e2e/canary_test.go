@@ -120,7 +120,7 @@ func runCanaryScenarios(t *testing.T, prometheusAddress func(*testing.T, *demo.H
 		if p.Phase != pipeline.Succeeded {
 			t.Fatalf("pipeline %s: %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
 		}
-		run := findRun(ctx, t, h, p.Version+"-background")
+		run := findRun(ctx, t, h, p.Version+"-background-1")
 		if run.Phase != analysis.PhaseSuccessful || len(run.Metrics) == 0 || len(run.Metrics[0].Measurements) == 0 {
 			t.Fatalf("background analysis run: %+v", run)
 		}
