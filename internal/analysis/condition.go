@@ -24,9 +24,41 @@ type conditions struct {
 func conditionEnv(result []float64) map[string]any {
 	return map[string]any{
 		"result": result,
-		"isNaN":  math.IsNaN,
-		"isInf":  func(f float64) bool { return math.IsInf(f, 0) },
+		"isNaN":  isNaN,
+		"isInf":  isInf,
 	}
+}
+
+// isNaN accepts a value or the whole result, as Argo Rollouts' templates
+// write both isNaN(result[0]) and isNaN(result): for a result it reports
+// whether any value is NaN (a scalar query has one).
+func isNaN(v any) bool {
+	switch x := v.(type) {
+	case float64:
+		return math.IsNaN(x)
+	case []float64:
+		for _, f := range x {
+			if math.IsNaN(f) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isInf is isNaN's counterpart for infinities.
+func isInf(v any) bool {
+	switch x := v.(type) {
+	case float64:
+		return math.IsInf(x, 0)
+	case []float64:
+		for _, f := range x {
+			if math.IsInf(f, 0) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // compileConditions compiles m's conditions; in partial mode a condition
