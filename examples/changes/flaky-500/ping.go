@@ -8,9 +8,9 @@ import (
 )
 
 // pingHandler answers GET /ping like the json-pong change, but fails on
-// purpose: the 3rd and 4th of every 5 requests a process serves get a 500.
-// The first request succeeds, so staging's functional test passes and only
-// the canary's analysis can catch it.
+// purpose: 30% of the requests a process serves get a 500 (the 3rd, 6th and
+// 9th of every 10). The first requests succeed, so staging's functional test
+// passes and only the canary's analysis can catch it.
 type pingHandler struct {
 	db    rowQuerier
 	count atomic.Uint64
@@ -23,7 +23,7 @@ type pingResponse struct {
 }
 
 func (h *pingHandler) serve(w http.ResponseWriter, r *http.Request) error {
-	if n := (h.count.Add(1) - 1) % 5; n == 2 || n == 3 {
+	if n := (h.count.Add(1) - 1) % 10; n == 2 || n == 5 || n == 8 {
 		return &httpError{Code: http.StatusInternalServerError, Message: "injected failure"}
 	}
 	name, err := readPingName(r.Context(), h.db)
