@@ -31,6 +31,7 @@ type Environments interface {
 type Rollouts interface {
 	List() []rollout.Status
 	Promote(env, app string) error
+	PromoteFull(env, app string) error
 	Abort(env, app, reason string) error
 	Retry(env, app string) error
 }
@@ -149,7 +150,11 @@ func (h *Handler) listRollouts(w http.ResponseWriter, _ *http.Request) error {
 }
 
 func (h *Handler) promote(w http.ResponseWriter, r *http.Request) error {
-	if err := h.rollouts.Promote(r.PathValue("env"), r.PathValue("app")); err != nil {
+	promote := h.rollouts.Promote
+	if r.URL.Query().Get("full") == "true" {
+		promote = h.rollouts.PromoteFull
+	}
+	if err := promote(r.PathValue("env"), r.PathValue("app")); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "promoting"})

@@ -111,6 +111,16 @@ func (f *fakeRollouts) check(verb, env, app string) error {
 	return nil
 }
 
+func (f *fakeRollouts) PromoteFull(env, app string) error {
+	if err := f.check("promoting", env, app); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.promoted = append(f.promoted, env+"/"+app+" full")
+	return nil
+}
+
 func (f *fakeRollouts) Promote(env, app string) error {
 	if err := f.check("promoting", env, app); err != nil {
 		return err
@@ -316,6 +326,14 @@ func TestAPI(t *testing.T) {
 				}
 				if len(f.rollouts.calls().promoted) != 1 || f.rollouts.calls().promoted[0] != "production/web" {
 					t.Errorf("promoted = %v", f.rollouts.calls().promoted)
+				}
+			},
+		},
+		{
+			name: "full promote", method: "POST", path: "/api/v1/rollouts/production/web/promote?full=true", wantStatus: http.StatusAccepted,
+			assert: func(t *testing.T, f fakes, body string) {
+				if got := f.rollouts.calls().promoted; len(got) != 1 || got[0] != "production/web full" {
+					t.Errorf("promoted = %v", got)
 				}
 			},
 		},

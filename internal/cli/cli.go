@@ -130,6 +130,7 @@ func analysisRunsCmd() *cobra.Command {
 
 func rolloutCmd() *cobra.Command {
 	var api, env, reason string
+	var full bool
 	cmd := &cobra.Command{Use: "rollout", Short: "Show and steer canary rollouts"}
 	list := &cobra.Command{
 		Use:   "list",
@@ -140,10 +141,10 @@ func rolloutCmd() *cobra.Command {
 	}
 	promote := &cobra.Command{
 		Use:   "promote APP",
-		Short: "End the current pause of APP's rollout",
+		Short: "End the current pause of APP's rollout (--full: skip every remaining step)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodPost, fmt.Sprintf("%s/api/v1/rollouts/%s/%s/promote", api, env, args[0]))
+			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodPost, fmt.Sprintf("%s/api/v1/rollouts/%s/%s/promote?full=%v", api, env, args[0], full))
 		},
 	}
 	abort := &cobra.Command{
@@ -170,6 +171,7 @@ func rolloutCmd() *cobra.Command {
 		cmd.AddCommand(c)
 	}
 	abort.Flags().StringVar(&reason, "reason", "aborted from the command line", "why")
+	promote.Flags().BoolVar(&full, "full", false, "skip every remaining step, pause and analysis")
 	return cmd
 }
 

@@ -32,6 +32,9 @@ type rollout struct {
 	cancel    context.CancelCauseFunc // aborts the rollout, set by run
 	paused    bool                    // in a pause step or an inconclusive pause
 	retryable bool                    // paused on an inconclusive analysis
+	// full is set by a full promote: skip every remaining step.
+	full       bool
+	cancelStep context.CancelCauseFunc // cancels the running step
 }
 
 func (r *rollout) snapshot() Status {
@@ -134,6 +137,9 @@ func (r *rollout) progress(ctx context.Context) error {
 		}
 	}
 	for i, step := range r.steps {
+		if r.skipping() {
+			break
+		}
 		if bgSpec != nil && bgSpec.Analysis != nil && bgSpec.Analysis.StartingStep == i {
 			r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis)
 		}
@@ -141,15 +147,44 @@ func (r *rollout) progress(ctx context.Context) error {
 			return verdict(err)
 		}
 		r.set(func(s *Status) { s.Step = i })
-		if err := r.step(stepsCtx, i, step); err != nil {
+		if err := r.runStep(stepsCtx, i, step); err != nil {
 			return verdict(err)
 		}
+	}
+	if r.skipping() {
+		r.c.log.Info("full promote: remaining steps skipped", "app", r.req.App, "canary", r.req.CanaryVersion)
+		endBackground()
+		return verdict(nil)
 	}
 	if err := holdOnInconclusive(); err != nil {
 		return verdict(err)
 	}
 	endBackground()
 	return verdict(nil)
+}
+
+// errSkip is the cause a full promote cancels the current step with.
+var errSkip = errors.New("skipped by a full promote")
+
+// runStep runs one step under its own context, which a full promote
+// cancels; a step cancelled that way is not a failure.
+func (r *rollout) runStep(ctx context.Context, i int, step appspec.Step) error {
+	stepCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r.mu.Lock()
+	r.cancelStep = cancel
+	r.mu.Unlock()
+	err := r.step(stepCtx, i, step)
+	if err != nil && errors.Is(context.Cause(stepCtx), errSkip) && ctx.Err() == nil {
+		return nil
+	}
+	return err
+}
+
+func (r *rollout) skipping() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.full
 }
 
 func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {

@@ -257,6 +257,26 @@ func (c *Controller) Retry(env, app string) error {
 	return nil
 }
 
+// PromoteFull skips every remaining step, pause and analysis, as Argo
+// Rollouts' promote --full does: the canary goes to 100% and becomes
+// stable.
+func (c *Controller) PromoteFull(env, app string) error {
+	c.mu.Lock()
+	r, ok := c.active[key(env, app)]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("promoting %s in %s: %w", app, env, ErrNoRollout)
+	}
+	r.mu.Lock()
+	r.full = true
+	cancel := r.cancelStep
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel(errSkip)
+	}
+	return nil
+}
+
 // ErrNotPaused is returned by Retry for a rollout that is not paused.
 var ErrNotPaused = errors.New("rollout not paused")
 

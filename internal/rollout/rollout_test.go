@@ -695,3 +695,22 @@ func TestBackgroundInconclusivePauses(t *testing.T) {
 	}
 	fx.assertPromoted(t, fx.wait(t))
 }
+
+func TestPromoteFullSkipsRemainingSteps(t *testing.T) {
+	fx := newFixture(t, []Outcome{{Phase: blockUntilCancelled}})
+	fx.start(t, parseSpec(t, "      - setWeight: 10\n      - analysis: {templates: [{templateName: t}]}\n      - setWeight: 30\n      - pause: {}\n"))
+	for i := 0; len(fx.analyzer.calls()) == 0; i++ {
+		if i == 3000 {
+			t.Fatalf("analysis never started: %+v", fx.ctl.List())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := fx.ctl.PromoteFull(env, app); err != nil {
+		t.Fatal(err)
+	}
+	st := fx.wait(t)
+	fx.assertPromoted(t, st)
+	if w := fx.router.seen(); slices.Contains(w, 30) {
+		t.Fatalf("weights %v: the skipped setWeight 30 ran", w)
+	}
+}
