@@ -16,6 +16,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/pipeline"
+	"github.com/runway-cd/runway/internal/rollout"
 )
 
 // RunOptions configure the demo.
@@ -112,7 +113,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 	if err := h.checkStagingGone(ctx, p.StagingEnv); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "staging environment %s is gone: no route, no process, no data dir\n", p.StagingEnv)
+	fmt.Fprintf(out, "staging environment %s is gone: no route, no process, no listening port, no data dir\n", p.StagingEnv)
 	printSummary(out, first, p, time.Since(start))
 	return nil
 }
@@ -127,6 +128,10 @@ func (h *Harness) follow(ctx context.Context, out io.Writer, commit, message str
 		return nil, fmt.Errorf("webhook answered %d %s", resp.Status, resp.Body)
 	}
 	fmt.Fprintf(out, "webhook accepted: pipeline %s\n", resp.Pipeline)
+	out = &lockedWriter{w: out}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go h.watchCanary(watchCtx, out, resp.Pipeline)
 	printed := map[string]pipeline.Phase{}
 	shownURL := false
 	p, err := h.WaitPipeline(ctx, resp.Pipeline, func(p *pipeline.Pipeline) {
@@ -145,6 +150,9 @@ func (h *Harness) follow(ctx context.Context, out io.Writer, commit, message str
 				fmt.Fprintf(out, "  - %-28s skipped\n", s.Name)
 			}
 			printed[s.Name] = s.Phase
+			if s.Name == pipeline.StepAwaitDeploy && s.Phase == pipeline.Succeeded {
+				h.recordStaging(ctx, p.StagingEnv)
+			}
 			if s.Name == pipeline.StepStage && s.Phase == pipeline.Succeeded && !shownURL && p.StagingURL != "" {
 				fmt.Fprintf(out, "    staging environment %s: %s (Host header routes it; gateway %s)\n", p.StagingEnv, p.StagingURL, h.GatewayAddr())
 				shownURL = true
@@ -163,6 +171,74 @@ func (h *Harness) follow(ctx context.Context, out io.Writer, commit, message str
 	}
 	fmt.Fprintf(out, "pipeline %s Succeeded: %s is in production\n", p.ID, p.Version)
 	return p, nil
+}
+
+// recordStaging remembers the replica addresses of a staging environment,
+// to check after teardown that none still listens.
+func (h *Harness) recordStaging(ctx context.Context, env string) {
+	var envs []environment.EnvStatus
+	if err := h.GetJSON(ctx, "/api/v1/environments", &envs); err != nil {
+		return
+	}
+	for _, e := range envs {
+		if e.Name != env {
+			continue
+		}
+		for _, a := range e.Apps {
+			h.stagingAddrs[env] = append(h.stagingAddrs[env], a.Replicas...)
+		}
+	}
+}
+
+// watchCanary prints the production rollout of the pipeline's version as
+// it moves: each weight, pause and analysis verdict.
+func (h *Harness) watchCanary(ctx context.Context, out io.Writer, id string) {
+	var version, lastMsg string
+	seenRuns := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if version == "" {
+			p, err := h.Pipeline(ctx, id)
+			if err != nil || p.Version == "" {
+				continue
+			}
+			version = p.Version
+		}
+		var rs []rollout.Status
+		if err := h.GetJSON(ctx, "/api/v1/rollouts", &rs); err != nil {
+			continue
+		}
+		for _, r := range rs {
+			if r.CanaryVersion != version {
+				continue
+			}
+			for _, a := range r.Analyses[min(seenRuns, len(r.Analyses)):] {
+				fmt.Fprintf(out, "      canary: analysis %s %s: %s\n", a.Name, a.Phase, a.Reason)
+			}
+			seenRuns = len(r.Analyses)
+			if r.Message != lastMsg {
+				fmt.Fprintf(out, "      canary: %s\n", r.Message)
+				lastMsg = r.Message
+			}
+			break
+		}
+	}
+}
+
+// lockedWriter serialises the step lines and the canary lines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func tailString(s string, lines int) string {
@@ -194,6 +270,14 @@ func (h *Harness) checkStagingGone(ctx context.Context, env string) error {
 	}
 	if _, err := os.Stat(filepath.Join(h.Dir, "data", "envs", env)); !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("data dir of %s still exists", env)
+	}
+	if left := Leftovers(filepath.Join(h.Dir, "data"), env); len(left) > 0 {
+		return fmt.Errorf("processes of %s still run: %s", env, strings.Join(left, "; "))
+	}
+	for _, addr := range h.stagingAddrs[env] {
+		if Listening(addr) {
+			return fmt.Errorf("port %s of %s still listens", addr, env)
+		}
 	}
 	return nil
 }

@@ -46,8 +46,10 @@ type Harness struct {
 	Examples string
 	Server   *server.Server
 	client   *http.Client
-	cancel   context.CancelFunc
-	done     chan error
+	// stagingAddrs are replica addresses seen per staging environment.
+	stagingAddrs map[string][]string
+	cancel       context.CancelFunc
+	done         chan error
 }
 
 // Options configure a harness.
@@ -71,7 +73,7 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 			return nil, err
 		}
 	}
-	h := &Harness{Dir: dir, Examples: opts.Examples, client: &http.Client{Timeout: 30 * time.Second}}
+	h := &Harness{Dir: dir, Examples: opts.Examples, client: &http.Client{Timeout: 30 * time.Second}, stagingAddrs: map[string][]string{}}
 	h.StateURL = filepath.Join(dir, "repos", "state.git")
 	h.AppURL = filepath.Join(dir, "repos", "homelabping.git")
 	if err := h.seed(ctx); err != nil {

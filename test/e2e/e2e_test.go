@@ -324,31 +324,12 @@ func assertEnvGone(ctx context.Context, t *testing.T, h *demo.Harness, dir, env 
 	assertNoProcesses(t, dir, env)
 }
 
-// assertNoProcesses scans /proc for processes of env (every env when env
-// is ""): app replicas carry RUNWAY_ENV, PostgreSQL servers their data dir
-// on the command line.
+// assertNoProcesses checks that no process of env (every env when env is
+// "") of the Runway in dir still runs.
 func assertNoProcesses(t *testing.T, dir, env string) {
 	t.Helper()
-	envDir := filepath.Join(dir, "data", "envs") + "/"
-	if env != "" {
-		envDir += env + "/"
-	}
-	pids, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range pids {
-		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
-		environ, _ := os.ReadFile(filepath.Join(p, "environ"))
-		if len(cmdline) == 0 {
-			continue // exited or a zombie: holds nothing
-		}
-		match := bytes.Contains(cmdline, []byte(envDir))
-		if env != "" {
-			match = match || bytes.Contains(environ, []byte("RUNWAY_ENV="+env+"\x00"))
-		} else {
-			match = match || bytes.Contains(environ, []byte("RUNWAY_ENV=")) && bytes.Contains(environ, []byte(dir))
-		}
-		if match {
-			t.Errorf("process %s of %s still runs: %s", filepath.Base(p), envDir, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
-		}
+	for _, p := range demo.Leftovers(filepath.Join(dir, "data"), env) {
+		t.Errorf("process of environment %q still runs: %s", env, p)
 	}
 }
 
