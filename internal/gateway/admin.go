@@ -1,0 +1,252 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+)
+
+// maxAdminBody bounds the body of an admin request.
+const maxAdminBody = 1 << 20
+
+// Health is the body of the admin API's GET /healthz.
+type Health struct {
+	// Status is "ok".
+	Status string `json:"status"`
+	// PID is the gateway process's id, so a supervisor can tell that the
+	// process answering is the one it recorded.
+	PID int `json:"pid"`
+	// Routes is the number of routes in the table.
+	Routes int `json:"routes"`
+}
+
+// WeightRequest is the body of POST /routes/{env}/{app}/weight.
+type WeightRequest struct {
+	Weight int `json:"weight"`
+}
+
+// ErrorResponse is the body of every admin API error.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// AdminHandler returns the gateway's control API, for a control plane that
+// runs in another process. It answers only clients on loopback, in JSON:
+//
+//	GET    /healthz                    Health
+//	GET    /routes                     []Route, as Routes
+//	GET    /routes/{env}/{app}         Route, or 404
+//	PUT    /routes/{env}/{app}         body Route; answers the route set
+//	POST   /routes/{env}/{app}/weight  body WeightRequest; answers the route
+//	DELETE /routes/{env}/{app}         204
+//	DELETE /envs/{env}                 204
+//	GET    /metrics                    MetricsHandler
+//
+// Every change is saved to statePath with SaveRoutes before the 2xx answer,
+// so a gateway restarted with LoadRoutes(statePath) comes back with every
+// change it acknowledged. Errors are ErrorResponse with status 400 for a bad
+// body or invalid route, 404 for a missing route (read or weight change), 413 for
+// a body over 1 MiB and 500 when the table could not be saved.
+func (g *Gateway) AdminHandler(statePath string) http.Handler {
+	a := &admin{g: g, statePath: statePath}
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", a.handle(a.health))
+	mux.Handle("GET /routes", a.handle(a.routes))
+	mux.Handle("GET /routes/{env}/{app}", a.handle(a.route))
+	mux.Handle("PUT /routes/{env}/{app}", a.handle(a.setRoute))
+	mux.Handle("POST /routes/{env}/{app}/weight", a.handle(a.setWeight))
+	mux.Handle("DELETE /routes/{env}/{app}", a.handle(a.removeRoute))
+	mux.Handle("DELETE /envs/{env}", a.handle(a.removeEnv))
+	mux.Handle("GET /metrics", g.MetricsHandler())
+	return loopbackOnly(mux)
+}
+
+// admin serves the control API of one Gateway.
+type admin struct {
+	g         *Gateway
+	statePath string
+	// mu orders changes with their saves, so the file always ends with the
+	// table of the last change, never an older snapshot saved late.
+	mu sync.Mutex
+}
+
+// apiError is an error with the status and message a client may see.
+type apiError struct {
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func (a *admin) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxAdminBody)
+		if err := h(w, r); err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
+// writeError maps err to a status and a message safe to show; the detail of
+// unexpected errors goes to the log only.
+func (a *admin) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	var tooLarge *http.MaxBytesError
+	code, msg := http.StatusInternalServerError, "internal error"
+	switch {
+	case errors.As(err, &ae):
+		code, msg = ae.code, ae.msg
+	case errors.As(err, &tooLarge):
+		code, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", tooLarge.Limit)
+	case errors.Is(err, ErrNoRoute):
+		code, msg = http.StatusNotFound, err.Error()
+	case errors.Is(err, ErrInvalidRoute):
+		code, msg = http.StatusBadRequest, err.Error()
+	}
+	if code >= 500 {
+		a.g.log.ErrorContext(r.Context(), "gateway admin request", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, code, ErrorResponse{Error: msg})
+}
+
+func (a *admin) health(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, Health{Status: "ok", PID: os.Getpid(), Routes: len(*a.g.routes.Load())})
+	return nil
+}
+
+func (a *admin) routes(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, a.g.Routes())
+	return nil
+}
+
+func (a *admin) route(w http.ResponseWriter, r *http.Request) error {
+	env, app := r.PathValue("env"), r.PathValue("app")
+	rt, ok := a.g.Route(env, app)
+	if !ok {
+		return &apiError{http.StatusNotFound, fmt.Sprintf("%s/%s: %v", env, app, ErrNoRoute)}
+	}
+	writeJSON(w, http.StatusOK, rt)
+	return nil
+}
+
+func (a *admin) setRoute(w http.ResponseWriter, r *http.Request) error {
+	env, app := r.PathValue("env"), r.PathValue("app")
+	var rt Route
+	if err := decodeBody(r, &rt); err != nil {
+		return err
+	}
+	if rt.Env == "" {
+		rt.Env = env
+	}
+	if rt.App == "" {
+		rt.App = app
+	}
+	if rt.Env != env || rt.App != app {
+		return &apiError{http.StatusBadRequest, fmt.Sprintf("body names route %s/%s, path names %s/%s", rt.Env, rt.App, env, app)}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.g.SetRoute(rt); err != nil {
+		return err
+	}
+	if err := a.save(); err != nil {
+		return err
+	}
+	got, _ := a.g.Route(env, app)
+	writeJSON(w, http.StatusOK, got)
+	return nil
+}
+
+func (a *admin) setWeight(w http.ResponseWriter, r *http.Request) error {
+	env, app := r.PathValue("env"), r.PathValue("app")
+	var req WeightRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.g.SetCanaryWeight(env, app, req.Weight); err != nil {
+		return err
+	}
+	if err := a.save(); err != nil {
+		return err
+	}
+	got, _ := a.g.Route(env, app)
+	writeJSON(w, http.StatusOK, got)
+	return nil
+}
+
+func (a *admin) removeRoute(w http.ResponseWriter, r *http.Request) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.g.RemoveRoute(r.PathValue("env"), r.PathValue("app"))
+	if err := a.save(); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *admin) removeEnv(w http.ResponseWriter, r *http.Request) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.g.RemoveEnv(r.PathValue("env"))
+	if err := a.save(); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// save persists the table; callers hold a.mu.
+func (a *admin) save() error {
+	if err := a.g.SaveRoutes(a.statePath); err != nil {
+		return fmt.Errorf("persisting change: %w", err)
+	}
+	return nil
+}
+
+// decodeBody decodes exactly one JSON value with no unknown fields into v.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return &apiError{http.StatusBadRequest, "decoding body: " + err.Error()}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return &apiError{http.StatusBadRequest, "decoding body: data after the JSON value"}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}
+
+// loopbackOnly refuses requests from anywhere but this machine: the admin API
+// changes where production traffic goes.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			writeJSON(w, http.StatusForbidden, ErrorResponse{Error: "admin API answers loopback clients only"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// SaveRoutes writes the route table to path as a JSON array of Route, in the
+// order of Routes. The write is atomic: the table goes to a temporary file in
+// the same directory, which is synced and then renamed over path, so a crash
+// leaves either the old file or the new one, never a torn one.
+func (g *Gateway) SaveRoutes(path string) error {
+	data, err := json.MarshalIndent(g.Routes(), "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding routes: %w", err)
+	}
+	data = append(data, '\n')
+	if err := writeFileAtomic(path, data); err != nil {
+		return fmt.Errorf("saving routes to %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadRoutes replaces the route table with the routes saved in path by
+// SaveRoutes, in one step. A missing file means no routes. A file that is
+// not a valid route table is an error and leaves the table unchanged.
+func (g *Gateway) LoadRoutes(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		g.update(func(t table) { clear(t) })
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loading routes: %w", err)
+	}
+	routes, err := decodeRoutes(data)
+	if err != nil {
+		return fmt.Errorf("loading routes from %s: %w", path, err)
+	}
+	g.update(func(t table) {
+		clear(t)
+		for _, r := range routes {
+			t[routeKey{r.Env, r.App}] = g.newEntry(r)
+		}
+	})
+	return nil
+}
+
+// decodeRoutes parses and validates a saved route table.
+func decodeRoutes(data []byte) ([]Route, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var routes []Route
+	if err := dec.Decode(&routes); err != nil {
+		return nil, fmt.Errorf("decoding: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("decoding: data after the route table")
+	}
+	if routes == nil {
+		return nil, errors.New("decoding: want a JSON array of routes, got null")
+	}
+	seen := make(map[routeKey]bool, len(routes))
+	for i, r := range routes {
+		if err := r.validate(); err != nil {
+			return nil, fmt.Errorf("route %d (%s/%s): %w", i, r.Env, r.App, err)
+		}
+		k := routeKey{r.Env, r.App}
+		if seen[k] {
+			return nil, fmt.Errorf("route %d: %s/%s appears twice", i, r.Env, r.App)
+		}
+		seen[k] = true
+		routes[i] = r.clone()
+	}
+	return routes, nil
+}
+
+// writeFileAtomic replaces path with data by writing a synced temporary file
+// beside it and renaming it, then syncing the directory so the rename itself
+// survives a power loss.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // fails harmlessly once renamed
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package gatewayproc
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Record is what RecordPath holds about the running gateway: enough to find
+// it again after the control plane restarts, and to tell it from an
+// unrelated process that got the same PID.
+type Record struct {
+	PID int `json:"pid"`
+	// StartTime is field 22 of /proc/<pid>/stat: clock ticks after boot.
+	StartTime uint64 `json:"startTime"`
+	// Listen and Admin are the gateway's traffic and admin addresses.
+	Listen string `json:"listen"`
+	Admin  string `json:"admin"`
+}
+
+// readRecord reads the record at path.
+func readRecord(path string) (Record, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Record{}, fmt.Errorf("reading gateway record: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, fmt.Errorf("decoding gateway record %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// writeRecord replaces the record at path atomically: a synced temporary
+// file renamed over it, then the directory synced, so a crash leaves the old
+// record or the new one.
+func writeRecord(path string, r Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encoding gateway record: %w", err)
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing gateway record: %w", err)
+	}
+	defer os.Remove(f.Name()) // fails harmlessly once renamed
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("writing gateway record: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("syncing gateway record: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing gateway record: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("replacing gateway record: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing directory of gateway record: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory of gateway record: %w", err)
+	}
+	return nil
+}
