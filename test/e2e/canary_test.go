@@ -43,26 +43,9 @@ func TestCanaryPrometheusServer(t *testing.T) {
 }
 
 func runCanaryScenarios(t *testing.T, prometheusAddress func(*testing.T, *demo.Harness) string) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	var logBuf syncBuffer
-	h, err := demo.Start(ctx, demo.Options{Examples: "../../examples", Dir: dir, Log: &logBuf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("closing runway: %v", err)
-		}
-		assertNoProcesses(t, dir, "")
-		if t.Failed() {
-			t.Logf("server log tail:\n%s", tail(logBuf.String(), 80))
-		}
-	})
+	h, _ := startRunway(ctx, t)
 	address := prometheusAddress(t, h)
 	sha, err := h.CommitChange(ctx, "", "first version")
 	if err != nil {

@@ -29,26 +29,9 @@ import (
 // production to run a stable version first, and building and deploying
 // that once instead of per scenario saves about half a minute each.
 func TestMethod(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	var logBuf syncBuffer
-	h, err := demo.Start(ctx, demo.Options{Examples: "../../examples", Dir: dir, Log: &logBuf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("closing runway: %v", err)
-		}
-		assertNoProcesses(t, dir, "")
-		if t.Failed() {
-			t.Logf("server log tail:\n%s", tail(logBuf.String(), 80))
-		}
-	})
+	h, dir := startRunway(ctx, t)
 
 	t.Run("bad webhooks start nothing", func(t *testing.T) { testBadWebhooks(ctx, t, h) })
 
@@ -322,6 +305,33 @@ func assertEnvGone(ctx context.Context, t *testing.T, h *demo.Harness, dir, env 
 		t.Fatalf("data dir of %s remains (%v)", env, err)
 	}
 	assertNoProcesses(t, dir, env)
+}
+
+// startRunway starts a Runway with its repositories in a temporary
+// directory; cleanup stops it and checks that no process of it remains.
+func startRunway(ctx context.Context, t *testing.T) (*demo.Harness, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	var logBuf syncBuffer
+	h, err := demo.Start(ctx, demo.Options{Examples: "../../examples", Dir: dir, Log: &logBuf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("closing runway: %v", err)
+		}
+		assertNoProcesses(t, dir, "")
+		if t.Failed() {
+			t.Logf("server log tail:\n%s", tail(logBuf.String(), 80))
+		}
+	})
+	return h, dir
 }
 
 // assertNoProcesses checks that no process of env (every env when env is
