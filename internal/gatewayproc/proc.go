@@ -3,11 +3,9 @@ package gatewayproc
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
+
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // procStat is what the supervisor reads from /proc/<pid>/stat.
@@ -16,39 +14,17 @@ type procStat struct {
 	startTime uint64 // field 22: clock ticks after boot
 }
 
-// readProcStat reads /proc/<pid>/stat. The command name, field 2, is in
-// parentheses and may itself hold spaces or parentheses, so the other fields
-// are counted from the last ')'.
+// readProcStat reads /proc/<pid>/stat.
 func readProcStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procStat{}, fmt.Errorf("reading stat of process %d: %w", pid, err)
-	}
-	line := string(b)
-	end := strings.LastIndexByte(line, ')')
-	if end < 0 {
-		return procStat{}, fmt.Errorf("parsing stat of process %d: no command name", pid)
-	}
-	fields := strings.Fields(line[end+1:]) // fields[0] is field 3, the state
-	if len(fields) < 20 || len(fields[0]) == 0 {
-		return procStat{}, fmt.Errorf("parsing stat of process %d: %d fields after the command name, want at least 20", pid, len(fields))
-	}
-	start, err := strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("parsing start time of process %d: %w", pid, err)
-	}
-	return procStat{state: fields[0][0], startTime: start}, nil
+	st, err := procfs.Read(pid)
+	return procStat{state: st.State, startTime: st.StartTime}, err
 }
 
 // running reports whether pid is still the process that started at
 // startTime and has not exited; a zombie has exited. Comparing start times
 // is what keeps a reused PID from being taken for the gateway.
 func running(pid int, startTime uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	st, err := readProcStat(pid)
-	return err == nil && st.startTime == startTime && st.state != 'Z' && st.state != 'X'
+	return procfs.Running(pid, startTime)
 }
 
 // signal sends sig to pid if it is still the process that started at

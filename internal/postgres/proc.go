@@ -1,12 +1,9 @@
 package postgres
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // procStat holds the fields of /proc/<pid>/stat that Runway uses.
@@ -19,64 +16,31 @@ type procStat struct {
 
 // readProcStat reads /proc/<pid>/stat.
 func readProcStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procStat{}, fmt.Errorf("reading stat of process %d: %w", pid, err)
-	}
-	return parseProcStat(string(b))
+	st, err := procfs.Read(pid)
+	return fromProcfs(st), err
 }
 
-// parseProcStat parses a /proc/<pid>/stat line. The command name (field 2)
-// is in parentheses and may itself hold spaces and parentheses, so fields
-// are counted from the last ')'.
+// parseProcStat parses a /proc/<pid>/stat line.
 func parseProcStat(line string) (procStat, error) {
-	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
-	if open < 0 || end < open {
-		return procStat{}, fmt.Errorf("parsing /proc stat: no command name in %q", line)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(line[:open]))
-	if err != nil {
-		return procStat{}, fmt.Errorf("parsing /proc stat pid: %w", err)
-	}
-	fields := strings.Fields(line[end+1:]) // fields[0] is field 3 (state)
-	if len(fields) < 20 {
-		return procStat{}, fmt.Errorf("parsing /proc stat: %d fields after the command name, want at least 20", len(fields))
-	}
-	ppid, err := strconv.Atoi(fields[1])
-	if err != nil {
-		return procStat{}, fmt.Errorf("parsing /proc stat ppid: %w", err)
-	}
-	start, err := strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("parsing /proc stat start time: %w", err)
-	}
-	return procStat{pid: pid, state: fields[0][0], ppid: ppid, startTime: start}, nil
+	st, err := procfs.Parse(line)
+	return fromProcfs(st), err
+}
+
+func fromProcfs(st procfs.Stat) procStat {
+	return procStat{pid: st.PID, state: st.State, ppid: st.PPID, startTime: st.StartTime}
 }
 
 // procStartTime is the start time of pid, field 22 of /proc/<pid>/stat.
 func procStartTime(pid int) (uint64, error) {
-	st, err := readProcStat(pid)
-	if err != nil {
-		return 0, err
-	}
-	return st.startTime, nil
+	st, err := procfs.Read(pid)
+	return st.StartTime, err
 }
 
 // children lists the processes whose parent is pid.
 func children(pid int) []procStat {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
 	var kids []procStat
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := readProcStat(p); err == nil && st.ppid == pid {
-			kids = append(kids, st)
-		}
+	for _, st := range procfs.Children(pid) {
+		kids = append(kids, fromProcfs(st))
 	}
 	return kids
 }

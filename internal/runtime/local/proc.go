@@ -1,11 +1,7 @@
 package local
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // procStat is what the runtime reads from /proc/<pid>/stat.
@@ -14,28 +10,10 @@ type procStat struct {
 	startTime uint64 // field 22: clock ticks after boot
 }
 
-// readProcStat reads /proc/<pid>/stat. The command name (field 2) is in
-// parentheses and may hold spaces and parentheses, so fields are counted
-// from the last ')'.
+// readProcStat reads /proc/<pid>/stat.
 func readProcStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procStat{}, fmt.Errorf("reading stat of process %d: %w", pid, err)
-	}
-	line := string(b)
-	end := strings.LastIndexByte(line, ')')
-	if end < 0 {
-		return procStat{}, fmt.Errorf("parsing stat of process %d: no command name", pid)
-	}
-	fields := strings.Fields(line[end+1:]) // fields[0] is field 3 (state)
-	if len(fields) < 20 {
-		return procStat{}, fmt.Errorf("parsing stat of process %d: %d fields after the command name, want at least 20", pid, len(fields))
-	}
-	start, err := strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("parsing start time of process %d: %w", pid, err)
-	}
-	return procStat{state: fields[0][0], startTime: start}, nil
+	st, err := procfs.Read(pid)
+	return procStat{state: st.State, startTime: st.StartTime}, err
 }
 
 // procStartTime is the start time of pid, field 22 of /proc/<pid>/stat.
@@ -46,7 +24,4 @@ func procStartTime(pid int) (uint64, error) {
 
 // runs reports whether pid is the process that started at startTime and
 // has not exited (a zombie has).
-func runs(pid int, startTime uint64) bool {
-	st, err := readProcStat(pid)
-	return err == nil && st.startTime == startTime && st.state != 'Z' && st.state != 'X'
-}
+func runs(pid int, startTime uint64) bool { return procfs.Running(pid, startTime) }
