@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runway-cd/runway/internal/demo"
+	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/server"
 )
 
@@ -31,7 +32,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), demoCmd(), pipelinesCmd(), rolloutCmd(), analysisRunsCmd())
+	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), pipelinesCmd(), rolloutCmd(), analysisRunsCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "runway:", err)
 		return 1
@@ -64,6 +65,20 @@ func serveCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&opts.config, "config", "c", "runway.yaml", "server config file")
 	cmd.Flags().StringVar(&opts.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+func gatewayCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                "gateway [--listen ADDR] [--admin ADDR] [--state FILE] [--domain D]",
+		Short:              "Run the data plane's gateway (runway serve starts and adopts it)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := gateway.Main(cmd.Context(), args); code != 0 {
+				return fmt.Errorf("gateway exited with code %d", code)
+			}
+			return nil
+		},
+	}
 }
 
 func demoCmd() *cobra.Command {

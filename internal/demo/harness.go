@@ -46,6 +46,9 @@ type Harness struct {
 	Examples string
 	Server   *server.Server
 	client   *http.Client
+	cfg      server.Config
+	gwAddr   string
+	logger   *slog.Logger
 	// stagingAddrs are replica addresses seen per staging environment.
 	stagingAddrs map[string][]string
 	cancel       context.CancelFunc
@@ -89,6 +92,8 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 		StateRepo:     server.RepoConfig{URL: h.StateURL},
 		WebhookSecret: h.Secret,
 		Apps:          []server.AppConfig{{Name: AppName, Repo: RepoName, URL: h.AppURL}},
+		// The demo and the tests leave nothing running behind them.
+		StopDataPlaneOnExit: true,
 	}
 	cfg.PollInterval.Duration = 5 * time.Second
 	cfg.ScrapeInterval.Duration = 500 * time.Millisecond
@@ -100,15 +105,37 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 		logw = io.Discard
 	}
 	logger := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	srv, err := server.New(ctx, cfg, logger)
-	if err != nil {
+	h.cfg, h.logger = cfg, logger
+	if err := h.serve(ctx); err != nil {
 		return nil, err
 	}
+	return h, nil
+}
+
+func (h *Harness) serve(ctx context.Context) error {
+	srv, err := server.New(ctx, h.cfg, h.logger)
+	if err != nil {
+		return err
+	}
 	h.Server = srv
+	if h.gwAddr == "" {
+		h.gwAddr = srv.GatewayAddr()
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- srv.Run(runCtx) }()
-	return h, nil
+	return nil
+}
+
+// Restart stops the control plane, leaving the data plane (gateway, apps,
+// databases) serving, and starts a new one on the same data dir, which
+// adopts it.
+func (h *Harness) Restart(ctx context.Context) error {
+	h.Server.KeepDataPlane()
+	if err := h.Close(); err != nil {
+		return fmt.Errorf("stopping the control plane: %w", err)
+	}
+	return h.serve(ctx)
 }
 
 // Close stops Runway and everything it started.
@@ -140,8 +167,9 @@ func (h *Harness) seed(ctx context.Context) error {
 // APIURL is Runway's API base URL.
 func (h *Harness) APIURL() string { return "http://" + h.Server.APIAddr() }
 
-// GatewayAddr is the gateway's host:port.
-func (h *Harness) GatewayAddr() string { return h.Server.GatewayAddr() }
+// GatewayAddr is the gateway's host:port. It stays the same across
+// Restart: the new control plane adopts the gateway.
+func (h *Harness) GatewayAddr() string { return h.gwAddr }
 
 // ProductionHost is the example app's production host name.
 func (h *Harness) ProductionHost() string { return AppName + ".localhost" }

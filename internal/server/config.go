@@ -35,6 +35,10 @@ type Config struct {
 	// its embedded PromQL. Default 2s.
 	ScrapeInterval appspec.Duration `json:"scrapeInterval,omitempty"`
 	Postgres       PostgresConfig   `json:"postgres,omitempty"`
+	// StopDataPlaneOnExit stops the gateway, the apps and their databases
+	// when runway serve exits. Default false: they keep serving and the
+	// next start adopts them.
+	StopDataPlaneOnExit bool `json:"stopDataPlaneOnExit,omitempty"`
 }
 
 // GatewayConfig configures the data plane.
@@ -44,6 +48,13 @@ type GatewayConfig struct {
 	// Domain is the host suffix: <app>.<domain> is production,
 	// <app>.<env>.<domain> a staging environment. Default localhost.
 	Domain string `json:"domain,omitempty"`
+	// Mode is "process" (the default: the gateway is its own process and
+	// keeps serving while runway serve restarts; a restarted runway serve
+	// adopts it) or "inprocess".
+	Mode string `json:"mode,omitempty"`
+	// Command runs the gateway process. Default: this binary's "gateway"
+	// subcommand.
+	Command []string `json:"command,omitempty"`
 }
 
 // RepoConfig names a git repository and branch.
@@ -105,6 +116,9 @@ func (c *Config) setDefaults() {
 	if c.Gateway.Domain == "" {
 		c.Gateway.Domain = "localhost"
 	}
+	if c.Gateway.Mode == "" {
+		c.Gateway.Mode = "process"
+	}
 	if c.StateRepo.Branch == "" {
 		c.StateRepo.Branch = "main"
 	}
@@ -136,6 +150,9 @@ func (c *Config) validate() error {
 	}
 	if c.StateRepo.URL == "" {
 		errs = append(errs, errors.New("stateRepo.url is required"))
+	}
+	if c.Gateway.Mode != "process" && c.Gateway.Mode != "inprocess" {
+		errs = append(errs, fmt.Errorf("gateway.mode %q must be process or inprocess", c.Gateway.Mode))
 	}
 	if c.WebhookSecret == "" {
 		errs = append(errs, errors.New("webhookSecret (or RUNWAY_WEBHOOK_SECRET) is required"))

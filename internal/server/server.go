@@ -22,7 +22,6 @@ import (
 	"github.com/runway-cd/runway/internal/api"
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/environment"
-	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/postgres"
@@ -40,7 +39,7 @@ type Server struct {
 
 	db        *sqlite.DB
 	repo      *gitops.Repo
-	gw        *gateway.Gateway
+	data      *dataPlane
 	rt        *local.Runtime
 	reporter  *reporter.Reporter
 	envs      *environment.Controller
@@ -48,8 +47,8 @@ type Server struct {
 	pipelines *pipeline.Runner
 	metrics   *metricsPlane
 
-	apiLn, gwLn   net.Listener
-	apiSrv, gwSrv *http.Server
+	apiLn  net.Listener
+	apiSrv *http.Server
 
 	runCtx    context.Context
 	runCancel context.CancelFunc
@@ -101,20 +100,29 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	if s.apiLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listening for the API: %w", err)
 	}
-	if s.gwLn, err = net.Listen("tcp", cfg.Gateway.Listen); err != nil {
-		return nil, fmt.Errorf("listening for the gateway: %w", err)
+	report, err := s.rt.Adopt(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("adopting running apps: %w", err)
 	}
-	s.gw = gateway.New(gateway.Options{Domain: cfg.Gateway.Domain, Logger: logger})
-	s.metrics, err = newMetricsPlane(cfg, filepath.Join(cfg.DataDir, "metrics"), "http://"+s.apiLn.Addr().String()+"/metrics", s.gw, logger)
+	for _, a := range report.Adopted {
+		logger.Info("adopted", "process", a)
+	}
+	for _, d := range report.Dropped {
+		logger.Info("not adopted", "process", d)
+	}
+	if s.data, err = newDataPlane(ctx, cfg, s.apiLn.Addr().String(), logger); err != nil {
+		return nil, err
+	}
+	s.metrics, err = newMetricsPlane(cfg, filepath.Join(cfg.DataDir, "metrics"), s.data.metricsURL, s.data.router, logger)
 	if err != nil {
 		return nil, err
 	}
 	s.reporter = reporter.New(s.db, logger)
 	var envs *environment.Controller
 	trigger := func() { envs.Trigger() }
-	s.rollouts = rollout.New(s.gw, &rollout.TemplateAnalyzer{Providers: s.metrics.providers, Runs: s.db, Logger: logger}, s.repo, s.reporter, trigger, logger)
-	envs = environment.New(s.repo, s.rt, artifacts, s.gw, s.reporter, s.rollouts, environment.Options{
-		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.gwLn.Addr().String(),
+	s.rollouts = rollout.New(s.data.router, &rollout.TemplateAnalyzer{Providers: s.metrics.providers, Runs: s.db, Logger: logger}, s.repo, s.reporter, trigger, logger)
+	envs = environment.New(s.repo, s.rt, artifacts, s.data.router, s.reporter, s.rollouts, environment.Options{
+		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.data.addr,
 		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger,
 	})
 	s.envs = envs
@@ -123,7 +131,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 		TeardownTimeout: cfg.Timeouts.Teardown.Duration, Logger: logger, AbortRollout: s.rollouts.Abort,
 	})
 	s.apiSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
-	s.gwSrv = &http.Server{Handler: s.gw, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
 
@@ -135,7 +142,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/workflow/", rep)
 	mux.Handle("/api/v1/expectations/", rep)
 	mux.Handle("/api/v1/", api.New(s.pipelines, s.envs, s.rollouts, s.db, s.log))
-	mux.Handle("GET /metrics", s.gw.MetricsHandler())
+	mux.Handle("GET /metrics", s.data.metricsHandler())
 	// The embedded store answers PromQL like a Prometheus server, so a
 	// template can be tried (or Grafana pointed) at <api>/prometheus.
 	mux.Handle("/prometheus/", http.StripPrefix("/prometheus", s.metrics.embedded.Handler()))
@@ -147,14 +154,14 @@ func (s *Server) routes() http.Handler {
 func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
 
 // GatewayAddr is the gateway's host:port.
-func (s *Server) GatewayAddr() string { return s.gwLn.Addr().String() }
+func (s *Server) GatewayAddr() string { return s.data.addr }
 
 // Run serves until ctx is cancelled, then shuts down.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	s.goRun(func() {
-		if err := s.gwSrv.Serve(s.gwLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("gateway: %w", err)
+		if err := s.data.run(s.runCtx); err != nil {
+			errc <- err
 		}
 	})
 	s.goRun(func() {
@@ -184,9 +191,14 @@ func (s *Server) goRun(f func()) {
 	}()
 }
 
+// KeepDataPlane makes the next Close leave the data plane serving even if
+// the config says to stop it (a restart of the control plane alone).
+func (s *Server) KeepDataPlane() { s.cfg.StopDataPlaneOnExit = false }
+
 // Close stops the control plane: pipelines and rollouts stop at their
-// current step (they resume on the next start), the servers stop, and the
-// processes of every environment are stopped.
+// current step (they resume on the next start) and the API stops. The data
+// plane (gateway process, app replicas, PostgreSQL servers) keeps serving
+// for the next start to adopt, unless StopDataPlaneOnExit is set.
 func (s *Server) Close() error {
 	var errs []error
 	s.closeOnce.Do(func() {
@@ -202,17 +214,20 @@ func (s *Server) Close() error {
 		if s.rollouts != nil {
 			s.rollouts.Wait()
 		}
-		if s.gwSrv != nil {
-			errs = append(errs, s.gwSrv.Shutdown(ctx))
+		stop := s.cfg.StopDataPlaneOnExit
+		if s.data != nil {
+			errs = append(errs, s.data.close(ctx, stop))
 		}
 		s.wg.Wait()
-		for _, ln := range []net.Listener{s.apiLn, s.gwLn} {
-			if ln != nil {
-				_ = ln.Close()
-			}
+		if s.apiLn != nil {
+			_ = s.apiLn.Close()
 		}
 		if s.rt != nil {
-			errs = append(errs, s.rt.Close(ctx))
+			if stop {
+				errs = append(errs, s.rt.Close(ctx))
+			} else {
+				s.rt.Detach() // apps and databases keep serving; the next start adopts them
+			}
 		}
 		if s.metrics != nil {
 			errs = append(errs, s.metrics.close())

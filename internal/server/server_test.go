@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -14,6 +18,7 @@ import (
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -57,9 +62,63 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-// TestServeAndClose starts the real server on loopback and checks that it
-// answers and that Close releases both listeners.
-func TestServeAndClose(t *testing.T) {
+// serveFor runs srv until the returned stop is called; stop returns Run's
+// error.
+func serveFor(t *testing.T, srv *Server) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// stopGatewayProcess kills the gateway process recorded in dataDir, if it
+// still runs.
+func stopGatewayProcess(t *testing.T, dataDir string) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "gateway", "gateway.json"))
+	if err != nil {
+		return
+	}
+	var rec struct {
+		PID       int    `json:"pid"`
+		StartTime uint64 `json:"startTime"`
+	}
+	if json.Unmarshal(b, &rec) == nil && procfs.Running(rec.PID, rec.StartTime) {
+		_ = syscall.Kill(rec.PID, syscall.SIGKILL)
+		t.Logf("killed the gateway process %d left running", rec.PID)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+func listening(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
+// TestDataPlaneOutlivesControlPlane starts the real server twice on one
+// data dir: the gateway process of the first keeps serving after it exits
+// and the second adopts it (same address, no second gateway); only a
+// server told to stop its data plane stops it.
+func TestDataPlaneOutlivesControlPlane(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state.git")
@@ -72,51 +131,48 @@ func TestServeAndClose(t *testing.T) {
 	}
 	cfg := Config{DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", Gateway: GatewayConfig{Listen: "127.0.0.1:0"},
 		StateRepo: RepoConfig{URL: state}, WebhookSecret: "s"}
-	srv, err := New(ctx, cfg, nil)
+
+	first, err := New(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	// Registered before serveFor, so it runs after the server stopped:
+	// whatever happens, the gateway process is stopped.
+	t.Cleanup(func() { stopGatewayProcess(t, cfg.DataDir) })
+	stopFirst := serveFor(t, first)
+	gwAddr, apiAddr := first.GatewayAddr(), first.APIAddr()
 	for _, c := range []struct{ url, want string }{
-		{"http://" + srv.APIAddr() + "/healthz", "ok"},
-		{"http://" + srv.APIAddr() + "/api/v1/pipelines", "[]"},
-		{"http://" + srv.GatewayAddr() + "/", "no route"},
+		{"http://" + apiAddr + "/healthz", "ok"},
+		{"http://" + apiAddr + "/api/v1/pipelines", "[]"},
+		{"http://" + gwAddr + "/", "no route"},
 	} {
-		resp, err := http.Get(c.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.Contains(string(body), c.want) {
-			t.Fatalf("GET %s = %q, want %q", c.url, body, c.want)
+		if got := get(t, c.url); !strings.Contains(got, c.want) {
+			t.Fatalf("GET %s = %q, want %q", c.url, got, c.want)
 		}
 	}
-	apiAddr, gwAddr := srv.APIAddr(), srv.GatewayAddr()
-	cancel()
-	if err := <-done; err != nil {
+	if err := stopFirst(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	done <- nil
-	for _, addr := range []string{apiAddr, gwAddr} {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			t.Errorf("%s still listens after Close", addr)
-		}
+	if listening(apiAddr) {
+		t.Fatal("the API still listens after Close")
 	}
-	// A second server can take the same data dir.
-	srv2, err := New(ctx, cfg, nil)
+	if got := get(t, "http://"+gwAddr+"/"); !strings.Contains(got, "no route") {
+		t.Fatalf("the gateway stopped with the control plane: %q", got)
+	}
+
+	cfg.StopDataPlaneOnExit = true
+	second, err := New(ctx, cfg, nil)
 	if err != nil {
-		t.Fatalf("reopening the data dir: %v", err)
+		t.Fatalf("restarting on the same data dir: %v", err)
 	}
-	if err := srv2.Close(); err != nil {
+	if second.GatewayAddr() != gwAddr {
+		t.Fatalf("second server's gateway on %s, want the adopted one on %s", second.GatewayAddr(), gwAddr)
+	}
+	if err := second.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if listening(gwAddr) {
+		t.Fatal("the gateway still listens after a Close that stops the data plane")
 	}
 }
 

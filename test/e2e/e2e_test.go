@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +99,10 @@ func TestMethod(t *testing.T) {
 		assertEnvGone(ctx, t, h, dir, p.StagingEnv)
 	})
 
+	t.Run("control plane restart: production keeps serving, processes are adopted", func(t *testing.T) {
+		testRestart(ctx, t, h, dir, stable)
+	})
+
 	t.Run("change goes through staging and canary to production", func(t *testing.T) {
 		sha, err := h.CommitChange(ctx, "json-pong", "ping answers JSON")
 		if err != nil {
@@ -161,6 +166,52 @@ func assertAppMetricsScraped(ctx context.Context, t *testing.T, h *demo.Harness,
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// testRestart restarts the control plane alone while a prober sends a
+// request to production every 20 ms: no request may fail, and the new
+// control plane adopts the gateway and the replicas instead of starting
+// new ones.
+func testRestart(ctx context.Context, t *testing.T, h *demo.Harness, dir, stable string) {
+	before := replicaAddrs(ctx, h, "production")
+	if len(before) == 0 {
+		t.Fatal("no production replicas listed")
+	}
+	gw := h.GatewayAddr()
+	tr := h.StartTraffic(ctx)
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	if err := h.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var after []string
+	for i := 0; ; i++ {
+		if after = replicaAddrs(ctx, h, "production"); len(after) > 0 {
+			break
+		}
+		if i == 600 {
+			t.Fatal("the restarted control plane never listed production's replicas")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	recovered := time.Since(start)
+	time.Sleep(300 * time.Millisecond)
+	counts := tr.Stop()
+	t.Logf("restart: control plane back with production listed after %s; probes during the restart: %v", recovered.Round(time.Millisecond), counts)
+	for k, n := range counts {
+		if k != stable+"/200" {
+			t.Errorf("%d probes answered %s during the restart", n, k)
+		}
+	}
+	if h.Server.GatewayAddr() != gw {
+		t.Fatalf("gateway moved from %s to %s: not adopted", gw, h.Server.GatewayAddr())
+	}
+	slices.Sort(before)
+	slices.Sort(after)
+	if !slices.Equal(before, after) {
+		t.Fatalf("production replicas %v became %v: restarted instead of adopted", before, after)
+	}
+	assertProduction(ctx, t, h, "pong", stable)
 }
 
 func testBadWebhooks(ctx context.Context, t *testing.T, h *demo.Harness) {

@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/gateway/remote"
+	"github.com/runway-cd/runway/internal/gatewayproc"
+)
+
+// router is the gateway's routing table, in this process or in the
+// gateway process.
+type router interface {
+	SetRoute(r gateway.Route) error
+	SetCanaryWeight(env, app string, weight int) error
+	Route(env, app string) (gateway.Route, bool)
+	Routes() []gateway.Route
+	RemoveRoute(env, app string)
+	RemoveEnv(env string)
+	Host(env, app string) string
+}
+
+var (
+	_ router = (*gateway.Gateway)(nil)
+	_ router = (*remote.Client)(nil)
+)
+
+// dataPlane is the gateway: its own process (mode "process", the
+// default), which keeps serving while the control plane restarts, or a
+// part of this process (mode "inprocess").
+type dataPlane struct {
+	router     router
+	addr       string // traffic host:port
+	metricsURL string // the gateway's Prometheus metrics
+
+	// mode inprocess
+	gw  *gateway.Gateway
+	ln  net.Listener
+	srv *http.Server
+
+	// mode process
+	proc *gatewayproc.Handle
+	log  *slog.Logger
+}
+
+func newDataPlane(ctx context.Context, cfg Config, apiAddr string, logger *slog.Logger) (*dataPlane, error) {
+	d := &dataPlane{log: logger}
+	if cfg.Gateway.Mode == "inprocess" {
+		ln, err := net.Listen("tcp", cfg.Gateway.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listening for the gateway: %w", err)
+		}
+		d.gw = gateway.New(gateway.Options{Domain: cfg.Gateway.Domain, Logger: logger})
+		d.ln, d.router, d.addr = ln, d.gw, ln.Addr().String()
+		d.srv = &http.Server{Handler: d.gw, ReadHeaderTimeout: 10 * time.Second}
+		d.metricsURL = "http://" + apiAddr + "/metrics"
+		return d, nil
+	}
+	dir := filepath.Join(cfg.DataDir, "gateway")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating gateway dir: %w", err)
+	}
+	command := cfg.Gateway.Command
+	if len(command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding the runway binary for the gateway: %w", err)
+		}
+		command = []string{exe, "gateway"}
+	}
+	command = append(command, "--domain", cfg.Gateway.Domain)
+	h, err := gatewayproc.Ensure(ctx, gatewayproc.Options{
+		Command: command, Listen: cfg.Gateway.Listen,
+		StatePath:  filepath.Join(dir, "routes.json"),
+		RecordPath: filepath.Join(dir, "gateway.json"),
+		LogPath:    filepath.Join(dir, "gateway.log"),
+		Logger:     logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the gateway process: %w", err)
+	}
+	client := remote.New(h.AdminURL(), cfg.Gateway.Domain)
+	d.proc, d.router, d.addr, d.metricsURL = h, client, h.ListenAddr(), client.MetricsURL()
+	logger.Info("gateway process", "pid", h.PID(), "listen", h.ListenAddr(), "admin", h.AdminURL())
+	return d, nil
+}
+
+// run serves (inprocess) or watches the gateway process, restarting it
+// if it dies, until ctx ends.
+func (d *dataPlane) run(ctx context.Context) error {
+	if d.srv != nil {
+		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		return nil
+	}
+	d.proc.Watch(ctx, func(gap time.Duration) {
+		d.log.Warn("gateway process died and was restarted", "gap", gap, "pid", d.proc.PID())
+	})
+	return nil
+}
+
+// metricsHandler serves the gateway's metrics on the API.
+func (d *dataPlane) metricsHandler() http.Handler {
+	if d.gw != nil {
+		return d.gw.MetricsHandler()
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, d.metricsURL, nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			http.Error(w, "gateway metrics unavailable", http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	})
+}
+
+// close stops serving in this process; the gateway process is stopped
+// only when stop is set, otherwise it keeps serving its last routes for
+// the next control plane to adopt.
+func (d *dataPlane) close(ctx context.Context, stop bool) error {
+	if d.srv != nil {
+		err := d.srv.Shutdown(ctx)
+		_ = d.ln.Close()
+		return err
+	}
+	if stop && d.proc != nil {
+		return d.proc.Stop(ctx)
+	}
+	return nil
+}
