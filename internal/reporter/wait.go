@@ -16,18 +16,16 @@ const recheckInterval = 5 * time.Second
 //
 // When timeout passes first, Wait returns the expectation in phase Failed with
 // a reason naming the apps that did not report; that outcome is not stored,
-// so a later Get still shows Pending. A timeout <= 0 means no deadline. When
-// ctx ends first, Wait returns ctx's error.
+// so a later Get still shows Pending. The timeout counts from the
+// expectation's submission (stored), so a wait resumed after a restart
+// keeps its original deadline. A timeout <= 0 means no deadline. When ctx
+// ends first, Wait returns ctx's error.
 func (r *Reporter) Wait(ctx context.Context, workflow string, timeout time.Duration) (Expectation, error) {
 	if err := validateName("workflow", workflow); err != nil {
 		return Expectation{}, err
 	}
 	var deadline <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		deadline = t.C
-	}
+	armed := false
 	recheck := time.NewTicker(r.recheck)
 	defer recheck.Stop()
 
@@ -41,6 +39,15 @@ func (r *Reporter) Wait(ctx context.Context, workflow string, timeout time.Durat
 		}
 		if found && exp.Phase != PhasePending {
 			return exp, nil
+		}
+		if timeout > 0 && !armed {
+			start := time.Now()
+			if found && !exp.Created.IsZero() {
+				start = exp.Created
+			}
+			t := time.NewTimer(time.Until(start.Add(timeout)))
+			defer t.Stop()
+			deadline, armed = t.C, true
 		}
 		select {
 		case <-changed:
