@@ -45,6 +45,8 @@ func (f *fakeRuntime) Destroy(_ context.Context, env string) error {
 	f.destroyed = append(f.destroyed, env)
 	return nil
 }
+func (f *fakeRuntime) Versions(string, string) []string { return nil }
+
 func (f *fakeRuntime) Envs() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/runway-cd/runway/internal/build"
@@ -87,6 +88,11 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 	if want == as.version || want == as.failed {
 		return nil
 	}
+	if st.name == manifest.ProductionEnv && as.version == "" {
+		if err := c.recoverStable(ctx, st, name, as, want); err != nil {
+			return err
+		}
+	}
 	if st.name == manifest.ProductionEnv && as.version != "" {
 		return c.startRollout(ctx, st, name, as, a)
 	}
@@ -114,6 +120,40 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 	as.version, as.entry, as.backends, as.failed = want, a, backends, ""
 	c.log.Info("app deployed", "env", st.name, "app", name, "version", want, "url", c.URL(st.name, name))
 	c.report(ctx, st, name, as, true, fmt.Sprintf("%s %s is healthy", name, want))
+	return nil
+}
+
+// recoverStable handles a control plane that restarted during a canary:
+// production runs (adopted) both the manifest's version and another one.
+// The other one was the stable version, so it is routed as stable again
+// and the manifest's version goes through a canary from its first step,
+// rather than being promoted without analysis.
+func (c *Controller) recoverStable(ctx context.Context, st *envState, name string, as *appState, want string) error {
+	var stable string
+	for _, v := range c.rt.Versions(st.name, name) {
+		if v != want {
+			stable = v // versions sort by time: the newest other one
+		}
+	}
+	if stable == "" || !slices.Contains(c.rt.Versions(st.name, name), want) {
+		return nil
+	}
+	art, err := c.artifacts.Resolve(name, stable, build.App)
+	if err != nil {
+		return fmt.Errorf("recovering stable %s %s: %w", name, stable, err)
+	}
+	backends, err := c.startReplicas(ctx, st.name, art)
+	if err != nil {
+		return fmt.Errorf("recovering stable %s %s: %w", name, stable, err)
+	}
+	if err := c.router.SetRoute(gateway.Route{Env: st.name, App: name, StableVersion: stable, Stable: backends}); err != nil {
+		return fmt.Errorf("routing %s: %w", name, err)
+	}
+	// The entry written back to git if the canary is aborted: the stable
+	// version's artifact (its revision is not known after a restart).
+	entry := &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "runway.local/" + name, Tag: stable}}}
+	as.version, as.entry, as.backends = stable, entry, backends
+	c.log.Warn("restarted during a canary: stable version recovered, canary starts over", "app", name, "stable", stable, "canary", want)
 	return nil
 }
 

@@ -71,4 +71,7 @@ type Runtime interface {
 	Destroy(ctx context.Context, env string) error
 	// Envs lists the environments that have anything running or on disk.
 	Envs() []string
+	// Versions lists the versions of app that run in env (after a restart:
+	// the adopted ones), sorted.
+	Versions(env, app string) []string
 }

@@ -181,6 +181,43 @@ func runCanaryScenarios(t *testing.T, prometheusAddress func(*testing.T, *demo.H
 		}
 		assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
 	})
+
+	t.Run("restart during a canary starts it over instead of promoting it unanalysed", func(t *testing.T) {
+		spec := canarySpec(`    steps:
+      - setWeight: 40
+      - pause: {}
+`)
+		sha := commitCanary(ctx, t, h, "json-pong", spec, successRateTemplate(address, "interval: 1s\n      count: 2"))
+		resp, err := h.Push(ctx, "main", sha, "canary interrupted by a restart")
+		if err != nil || resp.Pipeline == "" {
+			t.Fatalf("push: %v %+v", err, resp)
+		}
+		before := waitRollout(ctx, t, h, func(s rollout.Status) bool { return s.Phase == rollout.Paused && s.Weight == 40 })
+		tr := h.StartTraffic(ctx)
+		if err := h.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		after := waitRollout(ctx, t, h, func(s rollout.Status) bool { return s.Phase == rollout.Paused && s.Weight == 40 })
+		counts := tr.Stop()
+		t.Logf("probes during the restart: %v", counts)
+		if after.CanaryVersion != before.CanaryVersion || after.StableVersion != before.StableVersion {
+			t.Fatalf("after the restart the rollout is %s over %s, want %s over %s", after.CanaryVersion, after.StableVersion, before.CanaryVersion, before.StableVersion)
+		}
+		for k, n := range counts {
+			if !strings.HasSuffix(k, "/200") {
+				t.Errorf("%d probes answered %s during the restart", n, k)
+			}
+		}
+		promote(ctx, t, h)
+		p, err := h.WaitPipeline(ctx, resp.Pipeline, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Phase != pipeline.Succeeded {
+			t.Fatalf("pipeline %s: %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
+		}
+		assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
+	})
 }
 
 func canarySpec(strategy string) string {

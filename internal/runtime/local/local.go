@@ -162,6 +162,27 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 	return nil
 }
 
+// Versions implements runtime.Runtime.
+func (r *Runtime) Versions(env, app string) []string {
+	r.mu.Lock()
+	e, ok := r.envs[env]
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for key, s := range e.sets {
+		a, v, ok := strings.Cut(key, "/")
+		if ok && a == app && s.alive() {
+			out = append(out, v)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Envs implements runtime.Runtime.
 func (r *Runtime) Envs() []string {
 	seen := map[string]bool{}
