@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 )
 
@@ -81,4 +83,18 @@ func Main(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// RunIfInvoked makes a test binary stand in for the runway binary when
+// the server under test starts its gateway process ("<binary> gateway
+// --listen ..."): it then serves as the gateway and exits. Call it first
+// in TestMain.
+func RunIfInvoked() {
+	if len(os.Args) < 2 || os.Args[1] != "gateway" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := Main(ctx, os.Args[2:])
+	stop()
+	os.Exit(code)
 }
