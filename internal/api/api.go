@@ -93,14 +93,10 @@ func toStatus(err error) (int, string) {
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, rollout.ErrNotPaused):
 		return http.StatusConflict, err.Error()
-	case errors.Is(err, errBadRequest):
-		return http.StatusBadRequest, err.Error()
 	default:
 		return http.StatusInternalServerError, "internal error"
 	}
 }
-
-var errBadRequest = errors.New("bad request")
 
 // ErrNotFound marks a missing object; stores wrap it (or their own
 // sentinel, mapped by the composition root).

@@ -165,7 +165,7 @@ func (h *Harness) follow(ctx context.Context, out io.Writer, commit, message str
 	if p.Phase != pipeline.Succeeded {
 		msg := fmt.Sprintf("pipeline %s %s at step %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
 		if s := p.Step(p.FailedStep); s != nil {
-			msg += "\n--- log tail of " + s.Name + " ---\n" + tailString(s.Log, 40)
+			msg += "\n--- log tail of " + s.Name + " ---\n" + TailLines(s.Log, 40)
 		}
 		return p, errors.New(msg)
 	}
@@ -241,7 +241,8 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
-func tailString(s string, lines int) string {
+// TailLines returns the last lines of s.
+func TailLines(s string, lines int) string {
 	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(parts) > lines {
 		parts = parts[len(parts)-lines:]

@@ -238,14 +238,14 @@ func (h *Harness) Deliver(ctx context.Context, event string, payload []byte, sec
 // Pipeline reads a pipeline through the API.
 func (h *Harness) Pipeline(ctx context.Context, id string) (*pipeline.Pipeline, error) {
 	var p pipeline.Pipeline
-	if err := h.getJSON(ctx, "/api/v1/pipelines/"+id, &p); err != nil {
+	if err := h.GetJSON(ctx, "/api/v1/pipelines/"+id, &p); err != nil {
 		return nil, err
 	}
 	return &p, nil
 }
 
 // GetJSON reads an API path into v.
-func (h *Harness) getJSON(ctx context.Context, path string, v any) error {
+func (h *Harness) GetJSON(ctx context.Context, path string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.APIURL()+path, nil)
 	if err != nil {
 		return err
@@ -260,11 +260,6 @@ func (h *Harness) getJSON(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return json.Unmarshal(body, v)
-}
-
-// GetJSON reads an API path into v.
-func (h *Harness) GetJSON(ctx context.Context, path string, v any) error {
-	return h.getJSON(ctx, path, v)
 }
 
 // WaitPipeline polls the pipeline until it ends, calling onChange with

@@ -6,7 +6,6 @@ package manifest
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path"
 	"regexp"
@@ -259,9 +258,6 @@ func (d *Deploy) UnmarshalJSON(b []byte) error {
 func (d *Deploy) MarshalJSON() ([]byte, error) {
 	return encode(d.extra, map[string]any{"revision": d.Revision})
 }
-
-// ErrNoApp is returned when a manifest lacks the app asked for.
-var ErrNoApp = errors.New("app not in manifest")
 
 // EnvNameFromPath returns the environment a state repo path describes, or
 // "" when the path is not a manifest (including a staging file named after

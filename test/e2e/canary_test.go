@@ -436,7 +436,7 @@ func startPrometheus(t *testing.T, bin, target string) string {
 		}
 		if i == 300 {
 			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("prometheus not ready at %s:\n%s", url, tail(string(log), 20))
+			t.Fatalf("prometheus not ready at %s:\n%s", url, demo.TailLines(string(log), 20))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

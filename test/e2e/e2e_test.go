@@ -379,7 +379,7 @@ func startRunway(ctx context.Context, t *testing.T) (*demo.Harness, string) {
 		}
 		assertNoProcesses(t, dir, "")
 		if t.Failed() {
-			t.Logf("server log tail:\n%s", tail(logBuf.String(), 80))
+			t.Logf("server log tail:\n%s", demo.TailLines(logBuf.String(), 80))
 		}
 	})
 	return h, dir
@@ -409,12 +409,4 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-func tail(s string, lines int) string {
-	parts := strings.Split(s, "\n")
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return strings.Join(parts, "\n")
 }
