@@ -86,6 +86,10 @@ type noRollouts struct{}
 
 func (noRollouts) Start(context.Context, rollout.Request) error { return nil }
 func (noRollouts) Active(string, string) (rollout.Status, bool) { return rollout.Status{}, false }
+func (noRollouts) Resumable(context.Context, string, string) (rollout.Checkpoint, bool) {
+	return rollout.Checkpoint{}, false
+}
+func (noRollouts) Settle(context.Context, string, string, string) {}
 
 func envManifest(name string) *manifest.Manifest {
 	return &manifest.Manifest{EnvName: name, DeployingWorkflowName: "wf-" + name, Apps: map[string]*manifest.App{

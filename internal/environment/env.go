@@ -118,24 +118,39 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 		}
 	}
 	as.version, as.entry, as.backends, as.failed = want, a, backends, ""
+	if st.name == manifest.ProductionEnv {
+		c.rollouts.Settle(ctx, st.name, name, want)
+	}
 	c.log.Info("app deployed", "env", st.name, "app", name, "version", want, "url", c.URL(st.name, name))
 	c.report(ctx, st, name, as, true, fmt.Sprintf("%s %s is healthy", name, want))
 	return nil
 }
 
-// recoverStable handles a control plane that restarted during a canary:
-// production runs (adopted) both the manifest's version and another one.
-// The other one was the stable version, so it is routed as stable again
-// and the manifest's version goes through a canary from its first step,
-// rather than being promoted without analysis.
+// recoverStable handles a control plane that restarted while production
+// was changing version: besides (or instead of) the manifest's version,
+// production runs (adopted) another one. That one was the stable version:
+// it is routed as stable again and the manifest's version goes through a
+// canary, resumed from its checkpoint when the rollout left one, rather
+// than being promoted without analysis.
 func (c *Controller) recoverStable(ctx context.Context, st *envState, name string, as *appState, want string) error {
+	running := c.rt.Versions(st.name, name)
 	var stable string
-	for _, v := range c.rt.Versions(st.name, name) {
+	for _, v := range running {
 		if v != want {
 			stable = v // versions sort by time: the newest other one
 		}
 	}
-	if stable == "" || !slices.Contains(c.rt.Versions(st.name, name), want) {
+	cp, resumable := c.rollouts.Resumable(ctx, st.name, name)
+	resumable = resumable && cp.CanaryVersion == want
+	switch {
+	case resumable && slices.Contains(running, cp.StableVersion):
+		stable = cp.StableVersion
+	case slices.Contains(running, want):
+		// No rollout of it was under way: want is the stable version and
+		// any other one is garbage for the collector.
+		return nil
+	}
+	if stable == "" {
 		return nil
 	}
 	art, err := c.artifacts.Resolve(name, stable, build.App)
@@ -149,11 +164,11 @@ func (c *Controller) recoverStable(ctx context.Context, st *envState, name strin
 	if err := c.router.SetRoute(gateway.Route{Env: st.name, App: name, StableVersion: stable, Stable: backends}); err != nil {
 		return fmt.Errorf("routing %s: %w", name, err)
 	}
-	// The entry written back to git if the canary is aborted: the stable
-	// version's artifact (its revision is not known after a restart).
+	// The entry written back to git if the canary is aborted; the
+	// rollout's checkpoint has the full one, with its git revision.
 	entry := &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "runway.local/" + name, Tag: stable}}}
 	as.version, as.entry, as.backends = stable, entry, backends
-	c.log.Warn("restarted during a canary: stable version recovered, canary starts over", "app", name, "stable", stable, "canary", want)
+	c.log.Warn("restarted during a rollout: stable version recovered", "app", name, "stable", stable, "canary", want, "checkpoint", resumable)
 	return nil
 }
 

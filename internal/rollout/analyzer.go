@@ -17,6 +17,7 @@ var _ Analyzer = (*TemplateAnalyzer)(nil)
 // RunStore keeps analysis runs and their measurements.
 type RunStore interface {
 	SaveAnalysisRun(ctx context.Context, r analysis.RunRecord) error
+	GetAnalysisRun(ctx context.Context, name string) (analysis.RunRecord, error)
 }
 
 // TemplateAnalyzer runs AnalysisTemplates shipped in the canary's artifact
@@ -35,16 +36,36 @@ func (a *TemplateAnalyzer) Analyze(ctx context.Context, req AnalysisRequest) (Ou
 	for i, t := range req.Templates {
 		names[i] = t.TemplateName
 	}
-	rec := analysis.NewRecorder(analysis.RunRecord{
+	start := analysis.RunRecord{
 		Name: req.Name, Env: req.Args["env"], App: req.Args["app"], Version: req.Args["version"],
 		Templates: names, StartedAt: time.Now().UTC(),
-	}, func(r analysis.RunRecord) { a.save(ctx, r) })
+	}
+	var previous map[string][]analysis.Measurement
+	if req.Resume {
+		prev, ok := a.previous(ctx, req.Name)
+		if ok && prev.Phase != analysis.PhaseRunning {
+			// It ended before the restart: its verdict stands.
+			return Outcome{Phase: string(prev.Phase), Reason: prev.Reason}, nil
+		}
+		if ok {
+			start = prev
+			previous = map[string][]analysis.Measurement{}
+			for _, m := range prev.Metrics {
+				previous[m.Name] = m.Measurements
+			}
+		}
+	}
+	rec := analysis.NewRecorder(start, func(r analysis.RunRecord) { a.save(ctx, r) })
 	run, err := a.prepare(req)
 	if err != nil {
 		rec.Fail(err.Error(), time.Now().UTC())
 		return Outcome{}, err
 	}
-	res, err := run.Execute(ctx, a.Providers, rec, nil)
+	if previous != nil {
+		// initialDelay and the interval count from the first start.
+		run.StartedAt = start.StartedAt
+	}
+	res, err := run.Execute(ctx, a.Providers, rec, previous)
 	if err != nil {
 		// A shutdown leaves the record Running (the run is not over); an
 		// abort or a failing background analysis ends it, with the cause.
@@ -61,16 +82,32 @@ func (a *TemplateAnalyzer) Analyze(ctx context.Context, req AnalysisRequest) (Ou
 	return Outcome{Phase: string(res.Phase), Reason: res.Reason}, nil
 }
 
+// previous loads the stored record of a run a restart interrupted.
+func (a *TemplateAnalyzer) previous(ctx context.Context, name string) (analysis.RunRecord, bool) {
+	if a.Runs == nil {
+		return analysis.RunRecord{}, false
+	}
+	rec, err := a.Runs.GetAnalysisRun(ctx, name)
+	if err != nil {
+		a.logger().Warn("resuming analysis run: no stored record, it starts afresh", "run", name, "err", err)
+		return analysis.RunRecord{}, false
+	}
+	return rec, true
+}
+
+func (a *TemplateAnalyzer) logger() *slog.Logger {
+	if a.Logger == nil {
+		return slog.Default()
+	}
+	return a.Logger
+}
+
 func (a *TemplateAnalyzer) save(ctx context.Context, r analysis.RunRecord) {
 	if a.Runs == nil {
 		return
 	}
 	if err := a.Runs.SaveAnalysisRun(context.WithoutCancel(ctx), r); err != nil {
-		log := a.Logger
-		if log == nil {
-			log = slog.Default()
-		}
-		log.Error("saving analysis run", "run", r.Name, "err", err)
+		a.logger().Error("saving analysis run", "run", r.Name, "err", err)
 	}
 }
 

@@ -35,6 +35,14 @@ type rollout struct {
 	// full is set by a full promote: skip every remaining step.
 	full       bool
 	cancelStep context.CancelCauseFunc // cancels the running step
+
+	// Checkpointed state (see Checkpoint).
+	resume       *Checkpoint // what a restarted rollout resumes from
+	pauseStarted time.Time
+	stepRun      string
+	bgRun        string
+	aborting     string
+	promoting    bool
 }
 
 func (r *rollout) snapshot() Status {
@@ -64,7 +72,14 @@ func (r *rollout) run(ctx context.Context) {
 	defer abort(nil)
 	r.mu.Lock()
 	r.cancel = abort
+	aborting := r.aborting
 	r.mu.Unlock()
+	if aborting != "" {
+		// Killed in the middle of an abort: finish it.
+		r.abortRollout(ctx, aborting)
+		log.Warn("rollout aborted", "reason", aborting)
+		return
+	}
 	err := r.progress(ctx)
 	if shutdown.Err() != nil {
 		// Shutting down: leave the canary as it is; it is not a verdict.
@@ -81,6 +96,7 @@ func (r *rollout) run(ctx context.Context) {
 		log.Warn("rollout aborted", "reason", reason)
 		return
 	}
+	r.update(ctx, func(r *rollout) { r.promoting = true })
 	if err := r.promoteRollout(context.WithoutCancel(ctx)); err != nil {
 		r.abortRollout(ctx, "promoting: "+err.Error())
 		log.Error("rollout failed at promotion", "err", err)
@@ -97,8 +113,19 @@ func (r *rollout) progress(ctx context.Context) error {
 		return &errAborted{reason: fmt.Sprintf("canary %s did not start: %v", r.req.CanaryVersion, err)}
 	}
 	r.canary = canary
-	if err := r.c.router.SetRoute(r.route(0)); err != nil {
+	// A resumed rollout routes the weight it had; a new one starts at 0.
+	if err := r.c.router.SetRoute(r.route(r.snapshot().Weight)); err != nil {
 		return fmt.Errorf("routing canary: %w", err)
+	}
+	r.mu.Lock()
+	resume, promoting := r.resume, r.promoting
+	r.mu.Unlock()
+	if promoting {
+		return nil // every step had passed before a restart
+	}
+	first := 0
+	if resume != nil {
+		first = resume.Step
 	}
 	// The steps run under stepsCtx, which a failing background analysis
 	// cancels with its verdict; the background analysis runs under bgCtx,
@@ -128,7 +155,7 @@ func (r *rollout) progress(ctx context.Context) error {
 		case reason := <-r.bgInconclusive:
 			err := r.pauseFor(stepsCtx, "background analysis inconclusive ("+reason+"); paused until promoted, retried or aborted", 0, true)
 			if errors.Is(err, errRetry) {
-				r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis)
+				r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis, false)
 				return nil
 			}
 			return err
@@ -137,17 +164,28 @@ func (r *rollout) progress(ctx context.Context) error {
 		}
 	}
 	for i, step := range r.steps {
+		if i < first {
+			continue
+		}
 		if r.skipping() {
 			break
 		}
-		if bgSpec != nil && bgSpec.Analysis != nil && bgSpec.Analysis.StartingStep == i {
-			r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis)
+		if bgSpec != nil && bgSpec.Analysis != nil && (bgSpec.Analysis.StartingStep == i || i == first && resume != nil && bgSpec.Analysis.StartingStep < i) {
+			r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis, true)
 		}
 		if err := holdOnInconclusive(); err != nil {
 			return verdict(err)
 		}
-		r.set(func(s *Status) { s.Step = i })
-		if err := r.runStep(stepsCtx, i, step); err != nil {
+		if resume == nil || i != first {
+			r.update(ctx, func(r *rollout) {
+				r.status.Step, r.stepRun, r.pauseStarted = i, "", time.Time{}
+			})
+		}
+		err := r.runStep(stepsCtx, i, step)
+		r.mu.Lock()
+		r.resume = nil // the resumed step is done with
+		r.mu.Unlock()
+		if err != nil {
 			return verdict(err)
 		}
 	}
@@ -194,9 +232,9 @@ func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {
 		if err := r.c.router.SetCanaryWeight(r.req.Env, r.req.App, w); err != nil {
 			return fmt.Errorf("setting weight %d: %w", w, err)
 		}
-		r.set(func(s *Status) {
-			s.Weight = w
-			s.Message = fmt.Sprintf("step %d/%d: weight %d%%", i+1, len(r.steps), w)
+		r.update(ctx, func(r *rollout) {
+			r.status.Weight = w
+			r.status.Message = fmt.Sprintf("step %d/%d: weight %d%%", i+1, len(r.steps), w)
 		})
 		r.c.log.Info("canary weight set", "app", r.req.App, "weight", w, "step", i+1)
 		return nil
@@ -205,7 +243,18 @@ func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {
 		if d == 0 {
 			return r.pause(ctx, fmt.Sprintf("step %d/%d: paused until promoted", i+1, len(r.steps)), 0)
 		}
-		return r.pause(ctx, fmt.Sprintf("step %d/%d: pause %s", i+1, len(r.steps), d), d)
+		// A resumed timed pause waits only what was left of it.
+		r.mu.Lock()
+		if r.pauseStarted.IsZero() {
+			r.pauseStarted = time.Now().UTC()
+		}
+		left := d - time.Since(r.pauseStarted)
+		r.mu.Unlock()
+		r.save(ctx)
+		if left <= 0 {
+			return nil
+		}
+		return r.pause(ctx, fmt.Sprintf("step %d/%d: pause %s", i+1, len(r.steps), d), left)
 	case step.Analysis != nil:
 		for {
 			out, name, err := r.stepAnalysis(ctx, i, step.Analysis)
@@ -229,13 +278,21 @@ func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {
 	return nil
 }
 
+// stepAnalysis runs the step's analysis; a resumed step continues the run
+// it had started, and a retry starts a fresh one.
 func (r *rollout) stepAnalysis(ctx context.Context, i int, a *appspec.StepAnalysis) (Outcome, string, error) {
 	r.mu.Lock()
-	r.runs++
-	name := fmt.Sprintf("%s-%s-step%d-%d", r.req.App, r.req.CanaryVersion, i+1, r.runs)
+	name, resume := r.stepRun, r.stepRun != "" && r.resume != nil
+	if !resume {
+		r.runs++
+		name = fmt.Sprintf("%s-%s-step%d-%d", r.req.App, r.req.CanaryVersion, i+1, r.runs)
+	}
+	r.stepRun = name
+	r.status.Message = fmt.Sprintf("step %d/%d: analysis %s", i+1, len(r.steps), name)
+	r.resume = nil // a retry after this run is a fresh run
 	r.mu.Unlock()
-	r.set(func(s *Status) { s.Message = fmt.Sprintf("step %d/%d: analysis %s", i+1, len(r.steps), name) })
-	out, err := r.analyze(ctx, name, a.Templates, a.Args)
+	r.save(ctx)
+	out, err := r.analyze(ctx, name, a.Templates, a.Args, resume)
 	return out, name, err
 }
 
@@ -292,7 +349,7 @@ func (r *rollout) pauseFor(ctx context.Context, msg string, d time.Duration, ret
 	return nil
 }
 
-func (r *rollout) analyze(ctx context.Context, name string, templates []appspec.TemplateRef, args []appspec.Arg) (Outcome, error) {
+func (r *rollout) analyze(ctx context.Context, name string, templates []appspec.TemplateRef, args []appspec.Arg, resume bool) (Outcome, error) {
 	all := map[string]string{
 		"app": r.req.App, "env": r.req.Env, "version": r.req.CanaryVersion,
 		"canary-version": r.req.CanaryVersion, "stable-version": r.req.StableVersion,
@@ -300,30 +357,35 @@ func (r *rollout) analyze(ctx context.Context, name string, templates []appspec.
 	for _, a := range args {
 		all[a.Name] = a.Value
 	}
-	out, err := r.c.analyzer.Analyze(ctx, AnalysisRequest{Name: name, Templates: templates, Args: all, Artifact: r.req.Artifact})
+	out, err := r.c.analyzer.Analyze(ctx, AnalysisRequest{Name: name, Templates: templates, Args: all, Artifact: r.req.Artifact, Resume: resume})
 	if err != nil {
 		if ctx.Err() != nil {
 			return Outcome{}, ctx.Err()
 		}
 		out = Outcome{Phase: Error, Reason: err.Error()}
 	}
-	r.set(func(s *Status) {
-		s.Analyses = append(s.Analyses, Run{Name: name, Phase: out.Phase, Reason: out.Reason})
+	r.update(ctx, func(r *rollout) {
+		r.status.Analyses = append(r.status.Analyses, Run{Name: name, Phase: out.Phase, Reason: out.Reason})
 	})
 	return out, nil
 }
 
 // startBackground runs the background analysis until the steps end; a
 // failure cancels the steps with the reason.
-func (r *rollout) startBackground(ctx context.Context, cancel context.CancelCauseFunc, wg *sync.WaitGroup, a *appspec.BackgroundAnalysis) {
+func (r *rollout) startBackground(ctx context.Context, cancel context.CancelCauseFunc, wg *sync.WaitGroup, a *appspec.BackgroundAnalysis, mayResume bool) {
+	r.mu.Lock()
+	name, resume := r.bgRun, mayResume && r.bgRun != "" && r.resume != nil
+	if !resume {
+		r.runs++
+		name = fmt.Sprintf("%s-%s-background-%d", r.req.App, r.req.CanaryVersion, r.runs)
+	}
+	r.bgRun = name
+	r.mu.Unlock()
+	r.save(ctx)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		r.mu.Lock()
-		r.runs++
-		name := fmt.Sprintf("%s-%s-background-%d", r.req.App, r.req.CanaryVersion, r.runs)
-		r.mu.Unlock()
-		out, err := r.analyze(ctx, name, a.Templates, a.Args)
+		out, err := r.analyze(ctx, name, a.Templates, a.Args, resume)
 		if err != nil || out.Phase == Successful {
 			return
 		}
@@ -360,10 +422,12 @@ func (r *rollout) promoteRollout(ctx context.Context) error {
 		return err
 	}
 	msg := fmt.Sprintf("%s %s promoted after %d steps", r.req.App, r.req.CanaryVersion, len(r.steps))
-	r.set(func(s *Status) {
-		s.Phase, s.Weight, s.Step, s.Message, s.Finished = Healthy, 100, len(r.steps), msg, time.Now().UTC()
-	})
+	// Reported before the checkpoint says so: a restart in between
+	// reports again (reports are idempotent) rather than never.
 	r.reportEnd(ctx, true, msg)
+	r.update(ctx, func(r *rollout) {
+		r.status.Phase, r.status.Weight, r.status.Step, r.status.Message, r.status.Finished = Healthy, 100, len(r.steps), msg, time.Now().UTC()
+	})
 	return nil
 }
 
@@ -375,7 +439,9 @@ func (r *rollout) abortRollout(ctx context.Context, reason string) {
 	if err := r.c.router.SetRoute(route); err != nil {
 		r.c.log.Error("routing back to stable", "err", err)
 	}
-	r.set(func(s *Status) { s.Phase, s.Weight, s.Message = Degraded, 0, "aborted: "+reason })
+	r.update(ctx, func(r *rollout) {
+		r.status.Phase, r.status.Weight, r.status.Message, r.aborting = Degraded, 0, "aborted: "+reason, reason
+	})
 	if err := r.req.Target.Aborted(ctx); err != nil {
 		r.c.log.Error("stopping canary", "err", err)
 	}
@@ -383,8 +449,8 @@ func (r *rollout) abortRollout(ctx context.Context, reason string) {
 		r.c.log.Error("reverting production manifest", "err", err)
 		reason += fmt.Sprintf(" (git revert failed: %v)", err)
 	}
-	r.set(func(s *Status) { s.Finished = time.Now().UTC(); s.Message = "aborted: " + reason })
 	r.reportEnd(ctx, false, fmt.Sprintf("canary %s aborted: %s", r.req.CanaryVersion, reason))
+	r.update(ctx, func(r *rollout) { r.status.Finished, r.status.Message = time.Now().UTC(), "aborted: "+reason })
 }
 
 func (r *rollout) reportEnd(ctx context.Context, ok bool, msg string) {

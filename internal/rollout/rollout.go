@@ -39,6 +39,10 @@ type AnalysisRequest struct {
 	Templates []appspec.TemplateRef
 	Args      map[string]string
 	Artifact  build.Artifact // holds the template files
+	// Resume continues the run of this name that a killed control plane
+	// left unfinished, with its stored measurements; a run it finds ended
+	// gives its stored verdict.
+	Resume bool
 }
 
 // Outcome is an analysis run's end: Successful, Failed, Inconclusive or
@@ -125,6 +129,7 @@ type Controller struct {
 	reporter Reporter
 	onDone   func()
 	log      *slog.Logger
+	cps      Checkpoints // nil: rollouts do not survive a restart
 
 	mu      sync.Mutex
 	active  map[string]*rollout
@@ -146,6 +151,34 @@ func New(router Router, analyzer Analyzer, repo StateRepo, reporter Reporter, on
 
 func key(env, app string) string { return env + "/" + app }
 
+// Persist makes every rollout save its checkpoint to cps, and Start resume
+// from an unfinished one. Call it before the first Start. If cps can list
+// rollouts, the finished ones become the history List shows.
+func (c *Controller) Persist(ctx context.Context, cps Checkpoints) error {
+	c.cps = cps
+	lister, ok := cps.(interface {
+		ListRollouts(ctx context.Context, limit int) ([]Checkpoint, error)
+	})
+	if !ok {
+		return nil
+	}
+	all, err := lister.ListRollouts(ctx, maxHistory)
+	if err != nil {
+		return fmt.Errorf("loading rollout history: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(all) - 1; i >= 0; i-- { // oldest first, as history is kept
+		if all[i].Done() {
+			c.history = append(c.history, all[i].Status)
+		}
+	}
+	return nil
+}
+
+// maxHistory is how many finished rollouts List shows.
+const maxHistory = 100
+
 // Start begins a rollout in the background. It fails if one is already
 // running for the app.
 func (c *Controller) Start(ctx context.Context, req Request) error {
@@ -164,6 +197,12 @@ func (c *Controller) Start(ctx context.Context, req Request) error {
 		status: Status{Env: req.Env, App: req.App, StableVersion: req.StableVersion, CanaryVersion: req.CanaryVersion,
 			Phase: Progressing, Steps: len(steps), Started: time.Now().UTC(), Message: "starting canary replicas"},
 	}
+	if cp, ok := c.resumable(ctx, req); ok {
+		r.resumeFrom(cp)
+		c.log.Info("rollout resumed from its checkpoint", "env", req.Env, "app", req.App, "canary", req.CanaryVersion,
+			"step", cp.Step+1, "weight", cp.Weight, "stepRun", cp.StepRun, "backgroundRun", cp.BackgroundRun)
+	}
+	r.save(ctx)
 	c.active[k] = r
 	c.wg.Add(1)
 	go func() {
@@ -172,8 +211,8 @@ func (c *Controller) Start(ctx context.Context, req Request) error {
 		c.mu.Lock()
 		delete(c.active, k)
 		c.history = append(c.history, r.snapshot())
-		if len(c.history) > 100 {
-			c.history = c.history[len(c.history)-100:]
+		if len(c.history) > maxHistory {
+			c.history = c.history[len(c.history)-maxHistory:]
 		}
 		c.mu.Unlock()
 		c.onDone()

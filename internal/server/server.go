@@ -121,6 +121,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	var envs *environment.Controller
 	trigger := func() { envs.Trigger() }
 	s.rollouts = rollout.New(s.data.router, &rollout.TemplateAnalyzer{Providers: s.metrics.providers, Runs: s.db, Logger: logger}, s.repo, s.reporter, trigger, logger)
+	if err := s.rollouts.Persist(ctx, s.db); err != nil {
+		return nil, err
+	}
 	envs = environment.New(s.repo, s.rt, artifacts, s.data.router, s.reporter, s.rollouts, environment.Options{
 		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.data.addr,
 		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger,

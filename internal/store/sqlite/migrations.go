@@ -55,4 +55,19 @@ CREATE TABLE analysis_runs (
 ) STRICT;
 CREATE INDEX analysis_runs_started ON analysis_runs (started_ns);
 `,
+	// 4: rollout checkpoints: one row per rollout (env, app, canary
+	// version), the whole state as JSON, so a restarted control plane
+	// resumes a canary at the step and weight it had.
+	`
+CREATE TABLE rollouts (
+	env        TEXT NOT NULL,
+	app        TEXT NOT NULL,
+	canary     TEXT NOT NULL,
+	finished   INTEGER NOT NULL CHECK (finished IN (0, 1)),
+	started_ns INTEGER NOT NULL,
+	doc        TEXT NOT NULL,
+	PRIMARY KEY (env, app, canary)
+) STRICT;
+CREATE INDEX rollouts_unfinished ON rollouts (env, app) WHERE finished = 0;
+`,
 }
