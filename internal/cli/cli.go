@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -211,4 +213,18 @@ func call(ctx context.Context, out io.Writer, method, url string) error {
 	}
 	_, err = out.Write(body)
 	return err
+}
+
+// RunIfInvoked makes a test binary stand in for the runway binary when a
+// test starts "<binary> serve ..." or "<binary> gateway ...": it then runs
+// that command until SIGTERM or SIGINT and exits. Call it first in
+// TestMain.
+func RunIfInvoked() {
+	if len(os.Args) < 2 || os.Args[1] != "serve" && os.Args[1] != "gateway" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }

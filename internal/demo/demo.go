@@ -316,12 +316,18 @@ type Traffic struct {
 // StartTraffic sends a request to production every 20 ms, bounded to 10
 // minutes, until Stop.
 func (h *Harness) StartTraffic(ctx context.Context) *Traffic {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	return h.StartTrafficEvery(ctx, 20*time.Millisecond, 10*time.Minute)
+}
+
+// StartTrafficEvery sends a request to production every interval, for at
+// most limit, until Stop.
+func (h *Harness) StartTrafficEvery(ctx context.Context, interval, limit time.Duration) *Traffic {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	t := &Traffic{cancel: cancel, counts: map[string]int{}}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
 			select {

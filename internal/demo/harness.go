@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -53,6 +54,10 @@ type Harness struct {
 	stagingAddrs map[string][]string
 	cancel       context.CancelFunc
 	done         chan error
+	apiAddr      string
+	// proc is the control plane when it runs as its own process.
+	proc *controlPlane
+	logw io.Writer
 }
 
 // Options configure a harness.
@@ -65,6 +70,11 @@ type Options struct {
 	Log io.Writer
 	// Tune adjusts the server's config before it starts.
 	Tune func(*server.Config)
+	// Process runs the control plane as its own process ("runway serve"
+	// from the running binary, which must handle that argument: see
+	// RunIfInvoked), so that it can be killed. Its log goes to Log and to
+	// runway.log in Dir.
+	Process bool
 }
 
 // Start creates the repositories and starts Runway.
@@ -105,7 +115,13 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 		logw = io.Discard
 	}
 	logger := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	h.cfg, h.logger = cfg, logger
+	h.cfg, h.logger, h.logw = cfg, logger, logw
+	if opts.Process {
+		if err := h.startProcess(ctx); err != nil {
+			return nil, err
+		}
+		return h, nil
+	}
 	if err := h.serve(ctx); err != nil {
 		return nil, err
 	}
@@ -118,6 +134,7 @@ func (h *Harness) serve(ctx context.Context) error {
 		return err
 	}
 	h.Server = srv
+	h.apiAddr = srv.APIAddr()
 	if h.gwAddr == "" {
 		h.gwAddr = srv.GatewayAddr()
 	}
@@ -131,6 +148,9 @@ func (h *Harness) serve(ctx context.Context) error {
 // databases) serving, and starts a new one on the same data dir, which
 // adopts it.
 func (h *Harness) Restart(ctx context.Context) error {
+	if h.proc != nil {
+		return errors.New("restart: the control plane runs as a process; use Kill and Respawn")
+	}
 	h.Server.KeepDataPlane()
 	if err := h.Close(); err != nil {
 		return fmt.Errorf("stopping the control plane: %w", err)
@@ -140,6 +160,9 @@ func (h *Harness) Restart(ctx context.Context) error {
 
 // Close stops Runway and everything it started.
 func (h *Harness) Close() error {
+	if h.proc != nil {
+		return h.stopProcess()
+	}
 	if h.cancel == nil {
 		return nil
 	}
@@ -165,7 +188,7 @@ func (h *Harness) seed(ctx context.Context) error {
 }
 
 // APIURL is Runway's API base URL.
-func (h *Harness) APIURL() string { return "http://" + h.Server.APIAddr() }
+func (h *Harness) APIURL() string { return "http://" + h.apiAddr }
 
 // GatewayAddr is the gateway's host:port. It stays the same across
 // Restart: the new control plane adopts the gateway.

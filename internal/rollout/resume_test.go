@@ -261,3 +261,39 @@ func TestSettleEndsUnfinishedRollouts(t *testing.T) {
 		})
 	}
 }
+
+func TestStartEndsSupersededCheckpoints(t *testing.T) {
+	fx := newFixture(t, nil)
+	cps := &memCheckpoints{}
+	fx.ctl.Persist(t.Context(), cps)
+	// A rollout of another canary that a restart interrupted and the
+	// manifest has since moved past.
+	old := Checkpoint{
+		Status:   Status{Env: env, App: app, StableVersion: stableVersion, CanaryVersion: "v20251231000000", Phase: Progressing, Started: time.Now().UTC()},
+		Workflow: "web-old-production",
+	}
+	if err := cps.SaveRollout(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	fx.startWith(t, fx.request(t, "      - setWeight: 50\n"))
+	select {
+	case <-fx.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("rollout did not end")
+	}
+	if list := fx.ctl.List(); len(list) != 2 || list[0].Phase != Healthy || list[1].CanaryVersion != "v20251231000000" {
+		t.Fatalf("List = %+v, want the new rollout Healthy then the superseded one", list)
+	}
+	if cp := cps.get("v20251231000000"); !cp.Done() || cp.Phase != Degraded || !strings.Contains(cp.Message, "superseded") {
+		t.Fatalf("old checkpoint: done %v phase %s message %q; want ended as superseded", cp.Done(), cp.Phase, cp.Message)
+	}
+	var oldReport *update
+	for _, u := range fx.reporter.all() {
+		if u.Workflow == "web-old-production" {
+			oldReport = &u
+		}
+	}
+	if oldReport == nil || oldReport.Success {
+		t.Fatalf("reports %+v: want a failure for the superseded rollout's workflow", fx.reporter.all())
+	}
+}

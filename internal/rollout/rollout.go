@@ -182,10 +182,22 @@ const maxHistory = 100
 // Start begins a rollout in the background. It fails if one is already
 // running for the app.
 func (c *Controller) Start(ctx context.Context, req Request) error {
+	k := key(req.Env, req.App)
+	running := func() bool {
+		_, ok := c.active[k]
+		return ok
+	}
+	c.mu.Lock()
+	busy := running()
+	c.mu.Unlock()
+	if busy {
+		return fmt.Errorf("a rollout of %s in %s is already running", req.App, req.Env)
+	}
+	// Outside c.mu: it may end superseded checkpoints, which records them.
+	cp, resume := c.resumable(ctx, req)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := key(req.Env, req.App)
-	if _, ok := c.active[k]; ok {
+	if running() {
 		return fmt.Errorf("a rollout of %s in %s is already running", req.App, req.Env)
 	}
 	var steps []appspec.Step
@@ -197,7 +209,7 @@ func (c *Controller) Start(ctx context.Context, req Request) error {
 		status: Status{Env: req.Env, App: req.App, StableVersion: req.StableVersion, CanaryVersion: req.CanaryVersion,
 			Phase: Progressing, Steps: len(steps), Started: time.Now().UTC(), Message: "starting canary replicas"},
 	}
-	if cp, ok := c.resumable(ctx, req); ok {
+	if resume {
 		r.resumeFrom(cp)
 		c.log.Info("rollout resumed from its checkpoint", "env", req.Env, "app", req.App, "canary", req.CanaryVersion,
 			"step", cp.Step+1, "weight", cp.Weight, "stepRun", cp.StepRun, "backgroundRun", cp.BackgroundRun)

@@ -4,12 +4,13 @@ import (
 	"os"
 	"testing"
 
-	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/cli"
 )
 
-// TestMain lets this test binary stand in for the runway binary when the
-// server under test starts its gateway process.
+// TestMain lets this test binary stand in for the runway binary: the
+// server under test starts its gateway process with it, and the kill test
+// runs "runway serve" with it.
 func TestMain(m *testing.M) {
-	gateway.RunIfInvoked()
+	cli.RunIfInvoked()
 	os.Exit(m.Run())
 }
