@@ -67,6 +67,9 @@ type Options struct {
 	// HealthTimeout bounds a replica set's wait for health. Zero: 60s.
 	HealthTimeout time.Duration
 	Logger        *slog.Logger
+	// Store is pruned of stale rows at the end of every pass. nil: store
+	// rows are not collected.
+	Store GarbageStore
 }
 
 // Controller reconciles environments.
@@ -151,7 +154,8 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 // Reconcile makes one pass: read the state repository, tear down what it
-// no longer declares, create or update what it does.
+// no longer declares, create or update what it does, then collect what
+// nothing explains (see collectGarbage).
 func (c *Controller) Reconcile(ctx context.Context) error {
 	c.pass.Lock()
 	defer c.pass.Unlock()
@@ -174,6 +178,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("environment %s: %w", name, err))
 		}
 	}
+	errs = append(errs, c.collectGarbage(ctx, snap))
 	return errors.Join(errs...)
 }
 

@@ -46,6 +46,10 @@ func (f *fakeRuntime) Destroy(_ context.Context, env string) error {
 	return nil
 }
 func (f *fakeRuntime) Versions(string, string) []string { return nil }
+func (f *fakeRuntime) Running() []runtime.Deployment    { return nil }
+func (f *fakeRuntime) CollectStrays(context.Context) ([]string, error) {
+	return nil, nil
+}
 
 func (f *fakeRuntime) Envs() []string {
 	f.mu.Lock()

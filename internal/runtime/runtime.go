@@ -46,6 +46,11 @@ type Job struct {
 	Timeout  time.Duration
 }
 
+// Deployment names one version of an app in an environment.
+type Deployment struct {
+	Env, App, Version string
+}
+
 // Database is how an app reaches its database.
 type Database interface {
 	// Env returns the variables an app gets: PGHOST ... and DATABASE_URL.
@@ -74,4 +79,14 @@ type Runtime interface {
 	// Versions lists the versions of app that run in env (after a restart:
 	// the adopted ones), sorted.
 	Versions(env, app string) []string
+	// Running lists every version of every app the runtime runs or has
+	// adopted, sorted by environment, app and version. An environment in
+	// the middle of a change may be left out: absence from the list does
+	// not mean that nothing runs.
+	Running() []Deployment
+	// CollectStrays stops what the runtime started but recorded nowhere
+	// (a control plane killed between starting a process and recording
+	// it), and says what it stopped. It never touches what it cannot
+	// prove it started.
+	CollectStrays(ctx context.Context) ([]string, error)
 }

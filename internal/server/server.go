@@ -110,6 +110,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	for _, d := range report.Dropped {
 		logger.Info("not adopted", "process", d)
 	}
+	// Processes started but never recorded are strays whatever the state
+	// repo says; every reconcile pass looks again.
+	if _, err := s.rt.CollectStrays(ctx); err != nil {
+		logger.Warn("collecting stray processes", "err", err)
+	}
 	if s.data, err = newDataPlane(ctx, cfg, s.apiLn.Addr().String(), logger); err != nil {
 		return nil, err
 	}
@@ -126,7 +131,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	}
 	envs = environment.New(s.repo, s.rt, artifacts, s.data.router, s.reporter, s.rollouts, environment.Options{
 		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.data.addr,
-		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger,
+		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger, Store: s.db,
 	})
 	s.envs = envs
 	s.pipelines = pipeline.New(s.db, artifacts, s.repo, s.reporter, envs, pipeline.Options{

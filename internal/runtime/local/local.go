@@ -142,6 +142,9 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 		}
 		delete(e.sets, key)
 	}
+	if err := r.destroyStrays(ctx, e); err != nil {
+		errs = append(errs, err)
+	}
 	if e.pg != nil {
 		if err := e.pg.Remove(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("removing postgres of %s: %w", env, err))

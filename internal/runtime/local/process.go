@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,6 +95,7 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 	if rs.HealthTimeout == 0 {
 		rs.HealthTimeout = 30 * time.Second
 	}
+	rs.Vars = append(slices.Clip(rs.Vars), r.markerVar())
 	logDir := filepath.Join(e.dir, "logs")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating log dir: %w", err)

@@ -1,0 +1,362 @@
+package environment_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runway-cd/runway/internal/analysis"
+	"github.com/runway-cd/runway/internal/appspec"
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/environment"
+	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/procfs"
+	"github.com/runway-cd/runway/internal/rollout"
+	"github.com/runway-cd/runway/internal/runtime"
+	"github.com/runway-cd/runway/internal/runtime/local"
+	"github.com/runway-cd/runway/internal/store/sqlite"
+)
+
+// testAppVar makes the test binary a tiny app: it answers on $PORT.
+const testAppVar = "RUNWAY_ENVIRONMENT_TEST_APP"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(testAppVar) == "1" {
+		http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// binArtifacts resolves every app version to the test binary as a tiny app.
+type binArtifacts struct{}
+
+func (binArtifacts) Resolve(app, version string, kind build.Kind) (build.Artifact, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return build.Artifact{}, err
+	}
+	return build.Artifact{App: app, Version: version, Kind: kind, Dir: filepath.Dir(exe), Spec: &appspec.Spec{
+		Name: app,
+		Run:  appspec.Run{Command: []string{exe}, PortEnv: "PORT", HealthPath: "/healthz", Replicas: 1, Env: map[string]string{testAppVar: "1"}},
+	}}, nil
+}
+
+// activeRollouts reports the rollouts it was given as active or
+// resumable; starting one does nothing.
+type activeRollouts struct {
+	active    map[string]rollout.Status     // by env/app
+	resumable map[string]rollout.Checkpoint // by env/app
+}
+
+func (r activeRollouts) Active(env, app string) (rollout.Status, bool) {
+	s, ok := r.active[env+"/"+app]
+	return s, ok
+}
+func (activeRollouts) Start(context.Context, rollout.Request) error { return nil }
+func (r activeRollouts) Resumable(_ context.Context, env, app string) (rollout.Checkpoint, bool) {
+	cp, ok := r.resumable[env+"/"+app]
+	return cp, ok
+}
+func (activeRollouts) Settle(context.Context, string, string, string) {}
+
+type snapshot struct {
+	snap *gitops.Snapshot
+	err  error
+}
+
+func (s snapshot) Snapshot(context.Context) (*gitops.Snapshot, error) { return s.snap, s.err }
+
+type noReports struct{}
+
+func (noReports) Update(context.Context, string, string, bool, string) error { return nil }
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func app(version string) *manifest.App {
+	return &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "runway.local/x", Tag: version}}}
+}
+
+// gcWorld is a control plane restarted over leftovers: processes, routes,
+// files and store rows, some wanted and some not.
+type gcWorld struct {
+	rt       *local.Runtime
+	dir      string
+	gw       *gateway.Gateway
+	db       *sqlite.DB
+	logs     *lockedBuffer
+	stray    [2]uint64 // pid, start time of an unrecorded replica
+	alien    [2]uint64 // a process that only looks like one
+	snap     *gitops.Snapshot
+	rollouts activeRollouts
+}
+
+func newGCWorld(t *testing.T) *gcWorld {
+	t.Helper()
+	ctx := t.Context()
+	w := &gcWorld{dir: filepath.Join(t.TempDir(), "envs"), logs: &lockedBuffer{}}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), w.logs), nil))
+	var err error
+	w.rt, err = local.New(local.Options{Dir: w.dir, Secret: []byte("test"), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, env := range w.rt.Envs() {
+			_ = w.rt.Destroy(ctx, env)
+		}
+		_ = w.rt.Close(ctx)
+	})
+	start := func(env, name, version string) {
+		art, _ := binArtifacts{}.Resolve(name, version, build.App)
+		run := art.Spec.Run
+		_, err := w.rt.Start(ctx, runtime.ReplicaSet{Env: env, App: name, Version: version, Dir: art.Dir, Command: run.Command,
+			PortEnv: run.PortEnv, HealthPath: run.HealthPath, Replicas: 1, Vars: []string{testAppVar + "=1"}})
+		if err != nil {
+			t.Fatalf("starting %s %s in %s: %v", name, version, env, err)
+		}
+	}
+	// Staging runs an old version beside the declared one, and an app its
+	// manifest no longer has. Production was restarted mid-canary: v1 is
+	// the stable version, v2 the manifest's canary (its rollout left a
+	// checkpoint), v0 a leftover. api has an active rollout from v5 to v6
+	// and a leftover v4.
+	for _, d := range []runtime.Deployment{
+		{Env: "stg", App: "web", Version: "v1"}, {Env: "stg", App: "web", Version: "v2"}, {Env: "stg", App: "old", Version: "v1"},
+		{Env: "production", App: "web", Version: "v0"}, {Env: "production", App: "web", Version: "v1"}, {Env: "production", App: "web", Version: "v2"},
+		{Env: "production", App: "api", Version: "v4"}, {Env: "production", App: "api", Version: "v5"}, {Env: "production", App: "api", Version: "v6"},
+		{Env: "broken", App: "web", Version: "v1"},
+	} {
+		start(d.Env, d.App, d.Version)
+	}
+	w.rollouts = activeRollouts{
+		active: map[string]rollout.Status{"production/api": {Env: "production", App: "api", StableVersion: "v5", CanaryVersion: "v6"}},
+		resumable: map[string]rollout.Checkpoint{"production/web": {Status: rollout.Status{
+			Env: "production", App: "web", StableVersion: "v1", CanaryVersion: "v2"}}},
+	}
+	w.snap = &gitops.Snapshot{
+		Envs: map[string]*manifest.Manifest{
+			"stg":        {EnvName: "stg", Apps: map[string]*manifest.App{"web": app("v2")}},
+			"production": {EnvName: "production", Apps: map[string]*manifest.App{"web": app("v2"), "api": app("v6")}},
+		},
+		Invalid: map[string]error{"broken": errors.New("bad json")},
+	}
+
+	// An environment half created before a crash: initdb unfinished, a
+	// postmaster.pid naming no server.
+	pgData := filepath.Join(w.dir, "half", "postgres", "data")
+	if err := os.MkdirAll(pgData, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pgData, "postmaster.pid"), []byte("999999\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	abs, _ := filepath.Abs(w.dir)
+	w.stray = spawn(t, testAppVar+"=1", "RUNWAY_ENV=stg", "RUNWAY_RUNTIME_DIR="+abs, "PORT=0")
+	w.alien = spawn(t, testAppVar+"=1", "RUNWAY_ENV=stg", "PORT=0")
+
+	w.gw = gateway.New(gateway.Options{})
+	backend := []gateway.Backend{{Addr: "127.0.0.1:1"}}
+	for _, r := range [][2]string{{"gone", "web"}, {"stg", "old"}, {"broken", "web"}, {"production", "web"}} {
+		if err := w.gw.SetRoute(gateway.Route{Env: r[0], App: r[1], StableVersion: "v1", Stable: backend}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if w.db, err = sqlite.Open(ctx, filepath.Join(t.TempDir(), "runway.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.db.Close() })
+	for _, r := range []analysis.RunRecord{
+		{Name: "web-v2-1", Env: "production", App: "web", Version: "v2", Phase: analysis.PhaseRunning, StartedAt: time.Now()},
+		{Name: "api-v6-1", Env: "production", App: "api", Version: "v6", Phase: analysis.PhaseRunning, StartedAt: time.Now()},
+		{Name: "old-v3-1", Env: "production", App: "old", Version: "v3", Phase: analysis.PhaseRunning, StartedAt: time.Now()},
+	} {
+		if err := w.db.SaveAnalysisRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+// spawn starts the test binary as an app with vars, not through the
+// runtime, and returns its pid and start time.
+func spawn(t *testing.T, vars ...string) [2]uint64 {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), vars...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }() // reaps it once GC stops it
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+	st, err := procfs.Read(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [2]uint64{uint64(cmd.Process.Pid), st.StartTime}
+}
+
+func (w *gcWorld) routes() []string {
+	var out []string
+	for _, r := range w.gw.Routes() {
+		out = append(out, r.Env+"/"+r.App)
+	}
+	return out
+}
+
+func (w *gcWorld) phase(t *testing.T, run string) analysis.Phase {
+	r, err := w.db.GetAnalysisRun(t.Context(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Phase
+}
+
+func running(p [2]uint64) bool { return procfs.Running(int(p[0]), p[1]) }
+
+func TestGarbageCollection(t *testing.T) {
+	tests := []struct {
+		name    string
+		snapErr error
+		assert  func(t *testing.T, w *gcWorld)
+	}{
+		{
+			name:    "state repo unreadable: nothing is removed",
+			snapErr: errors.New("remote gone"),
+			assert: func(t *testing.T, w *gcWorld) {
+				for env, want := range map[string][]string{"stg/web": {"v1", "v2"}, "stg/old": {"v1"}, "production/web": {"v0", "v1", "v2"}, "production/api": {"v4", "v5", "v6"}} {
+					e, a, _ := strings.Cut(env, "/")
+					if got := w.rt.Versions(e, a); !slices.Equal(got, want) {
+						t.Errorf("%s runs %v, want %v", env, got, want)
+					}
+				}
+				if !running(w.stray) {
+					t.Error("unrecorded replica stopped without a confirmed snapshot")
+				}
+				if got := w.routes(); len(got) != 4 {
+					t.Errorf("routes = %v, want all 4", got)
+				}
+				if _, err := os.Stat(filepath.Join(w.dir, "half")); err != nil {
+					t.Errorf("half-created env removed: %v", err)
+				}
+				if p := w.phase(t, "old-v3-1"); p != analysis.PhaseRunning {
+					t.Errorf("analysis run = %s, want still Running", p)
+				}
+			},
+		},
+		{
+			name: "state repo read: what nothing explains is removed and logged",
+			assert: func(t *testing.T, w *gcWorld) {
+				for env, want := range map[string][]string{
+					"stg/web": {"v2"}, "stg/old": nil,
+					// Restarted mid-canary: stable and canary both kept.
+					"production/web": {"v1", "v2"},
+					"production/api": {"v5", "v6"},
+					"broken/web":     {"v1"}, // invalid manifest: left as it is
+				} {
+					e, a, _ := strings.Cut(env, "/")
+					if got := w.rt.Versions(e, a); !slices.Equal(got, want) {
+						t.Errorf("%s runs %v, want %v", env, got, want)
+					}
+				}
+				if got := w.routes(); !slices.Equal(got, []string{"broken/web", "production/api", "production/web", "stg/web"}) {
+					t.Errorf("routes = %v", got)
+				}
+				if _, err := os.Stat(filepath.Join(w.dir, "half")); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("half-created env left: %v", err)
+				}
+				for run, want := range map[string]analysis.Phase{
+					"old-v3-1": analysis.PhaseError,   // no rollout of its app
+					"api-v6-1": analysis.PhaseRunning, // its rollout is active
+					"web-v2-1": analysis.PhaseRunning, // its rollout can resume
+				} {
+					if p := w.phase(t, run); p != want {
+						t.Errorf("analysis run %s = %s, want %s", run, p, want)
+					}
+				}
+				logs := w.logs.String()
+				for _, want := range []string{
+					"garbage: stopping a version nothing wants\" env=stg app=web version=v1",
+					"garbage: stopping a version nothing wants\" env=stg app=old version=v1",
+					"garbage: stopping a version nothing wants\" env=production app=web version=v0",
+					"garbage: stopping a version nothing wants\" env=production app=api version=v4",
+					"garbage: removing a route nothing wants\" env=gone app=web",
+					"garbage: removing a route nothing wants\" env=stg app=old",
+					"garbage: analysis run abandoned\" run=old-v3-1",
+					"stray process stopped\" env=stg kind=replica pid=" + fmt.Sprint(w.stray[0]),
+					"environment torn down\" env=half",
+				} {
+					if !strings.Contains(logs, want) {
+						t.Errorf("log lacks %q", want)
+					}
+				}
+				if strings.Count(logs, "garbage: stopping a version") != 4 {
+					t.Errorf("log stops other versions too:\n%s", logs)
+				}
+				deadline := time.Now().Add(30 * time.Second)
+				for running(w.stray) && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if running(w.stray) {
+					t.Error("unrecorded replica still runs")
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newGCWorld(t)
+			c := environment.New(snapshot{snap: w.snap, err: tt.snapErr}, w.rt, binArtifacts{}, w.gw, noReports{}, w.rollouts,
+				environment.Options{Store: w.db, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), w.logs), nil))})
+			err := c.Reconcile(t.Context())
+			if (err != nil) != (tt.snapErr != nil) {
+				t.Fatalf("Reconcile = %v", err)
+			}
+			tt.assert(t, w)
+			if !running(w.alien) {
+				t.Error("a process without the runtime's marker was stopped")
+			}
+		})
+	}
+}

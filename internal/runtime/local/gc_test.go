@@ -1,0 +1,313 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runway-cd/runway/internal/postgres"
+	"github.com/runway-cd/runway/internal/procfs"
+	"github.com/runway-cd/runway/internal/runtime"
+)
+
+// logBuffer collects a runtime's log for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newLoggedRuntime is newRuntimeIn whose log also goes to the returned
+// buffer.
+func newLoggedRuntime(t *testing.T, dir string) (*Runtime, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	rt, err := New(Options{
+		Dir:    dir,
+		Secret: []byte("test secret"),
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), nil)),
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return rt, logs
+}
+
+// startUnrecorded starts a replica the way Start does, marker included,
+// but records it nowhere: a control plane killed right after the spawn.
+func startUnrecorded(t *testing.T, rt *Runtime, env, version string) *process {
+	t.Helper()
+	rs := testReplicaSet(env, version, 1)
+	rs.Vars = append(rs.Vars, rt.markerVar())
+	logDir := filepath.Join(rt.opts.Dir, env, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := startReplica(rs, 0, filepath.Join(logDir, "web-"+version+"-0.log"))
+	if err != nil {
+		t.Fatalf("startReplica: %v", err)
+	}
+	t.Cleanup(func() { _ = p.stop(context.Background()) })
+	if err := p.waitHealthy(t.Context(), "/healthz"); err != nil {
+		t.Fatalf("unrecorded replica: %v", err)
+	}
+	return p
+}
+
+// startForeign starts a sleep that is not the runtime's, with extra
+// environment variables and working directory dir.
+func startForeign(t *testing.T, dir string, vars ...string) (pid int, start uint64) {
+	t.Helper()
+	cmd := exec.Command("sleep", "300")
+	cmd.Env = append(os.Environ(), vars...)
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting sleep: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	st, err := procfs.Read(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid, st.StartTime
+}
+
+func TestCollectStraysReplicas(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "envs")
+	track := cleanupDir(t, dir)
+	rt, logs := newLoggedRuntime(t, dir)
+	const env = "staging-1"
+
+	// A recorded replica that started a child of its own.
+	rs := testReplicaSet(env, "v1", 1)
+	rs.Command = []string{"/bin/sh", "-c", "sleep 300 & exec ./server"}
+	recorded, err := rt.Start(ctx, rs)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	track(recorded[0].PID)
+	recordedStart, _ := procStartTime(recorded[0].PID)
+	var child procfs.Stat
+	for _, k := range procfs.Children(recorded[0].PID) {
+		child = k
+	}
+	if child.PID == 0 {
+		t.Fatal("the recorded replica's child sleep is not running")
+	}
+	track(child.PID)
+
+	inEnv := startUnrecorded(t, rt, env, "v2")
+	track(inEnv.pid)
+	inGhost := startUnrecorded(t, rt, "ghost", "v1") // an env nothing else knows
+	track(inGhost.pid)
+	if err := os.MkdirAll(filepath.Join(dir, env), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A replica started before replicas got the marker: its output goes
+	// to the environment's logs.
+	legacyLog, err := os.Create(filepath.Join(dir, env, "logs", "web-v0-0.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer legacyLog.Close()
+	legacy := exec.Command("sleep", "300")
+	legacy.Env = append(os.Environ(), "RUNWAY_ENV="+env)
+	legacy.Stdout, legacy.Stderr = legacyLog, legacyLog
+	if err := legacy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	legacyDone := make(chan struct{})
+	go func() { _ = legacy.Wait(); close(legacyDone) }()
+	t.Cleanup(func() { _ = legacy.Process.Kill(); <-legacyDone })
+	otherDir := filepath.Join(t.TempDir(), "other-envs")
+	foreign := map[string][2]uint64{}
+	for name, vars := range map[string][]string{
+		"same env name, no marker":           {"RUNWAY_ENV=" + env},
+		"marker of another runtime":          {"RUNWAY_ENV=" + env, runtimeDirVar + "=" + otherDir},
+		"no variables, working dir in ours":  nil,
+		"env var and working dir, no marker": {"RUNWAY_ENV=" + env, "RUNWAY_APP=web"},
+	} {
+		pid, start := startForeign(t, filepath.Join(dir, env), vars...)
+		foreign[name] = [2]uint64{uint64(pid), start}
+	}
+
+	stopped, err := rt.CollectStrays(ctx)
+	if err != nil {
+		t.Fatalf("CollectStrays: %v", err)
+	}
+	checks := []struct {
+		name string
+		ok   func() bool
+	}{
+		{"three strays reported", func() bool {
+			return len(stopped) == 3 && strings.HasPrefix(stopped[0], "ghost/replica pid ") &&
+				strings.HasPrefix(stopped[1], env+"/replica pid ") && strings.HasPrefix(stopped[2], env+"/replica pid ")
+		}},
+		{"unrecorded replica of a known env stopped", func() bool { return waitExited(inEnv) }},
+		{"unrecorded replica without the marker stopped", func() bool {
+			select {
+			case <-legacyDone:
+				return true
+			case <-time.After(time.Minute):
+				return false
+			}
+		}},
+		{"unrecorded replica of an unknown env stopped", func() bool { return waitExited(inGhost) }},
+		{"each removal logged", func() bool { return strings.Count(logs.String(), "stray process stopped") == 3 }},
+		{"recorded replica untouched", func() bool { return procfs.Running(recorded[0].PID, recordedStart) && listens(recorded[0].Addr) }},
+		{"recorded replica's child untouched", func() bool { return procfs.Running(child.PID, child.StartTime) }},
+		{"a second pass finds nothing", func() bool {
+			again, err := rt.CollectStrays(ctx)
+			return err == nil && len(again) == 0
+		}},
+	}
+	for name, f := range foreign {
+		checks = append(checks, struct {
+			name string
+			ok   func() bool
+		}{"foreign process untouched: " + name, func() bool { return procfs.Running(int(f[0]), f[1]) }})
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			if !c.ok() {
+				t.Errorf("not so (stopped %q)", stopped)
+			}
+		})
+	}
+}
+
+// waitExited reports whether a replica started by this test process ends
+// (it is reaped by its Wait goroutine) within a minute.
+func waitExited(p *process) bool {
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(time.Minute):
+		return false
+	}
+}
+
+func TestCollectStraysPostgres(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "envs")
+	cleanupDir(t, dir)
+	rt, _ := newLoggedRuntime(t, dir)
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
+
+	if err := rt.EnsurePostgres(ctx, "owned"); err != nil {
+		t.Fatalf("EnsurePostgres: %v", err)
+	}
+	owned := rt.env("owned").pg.PID()
+	ownedStart, _ := procStartTime(owned)
+
+	// A server started but killed before it was recorded: instance.json
+	// is written only once the server accepts connections.
+	stray, err := postgres.Start(ctx, postgres.Config{Logger: rt.log}, filepath.Join(dir, "crashed", "postgres"))
+	if err != nil {
+		t.Fatalf("postgres.Start: %v", err)
+	}
+	t.Cleanup(func() { _ = stray.Remove(context.Background()) })
+	strayStart, _ := procStartTime(stray.PID())
+	if err := os.Remove(filepath.Join(dir, "crashed", "postgres", "instance.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	stopped, err := rt.CollectStrays(ctx)
+	if err != nil {
+		t.Fatalf("CollectStrays: %v", err)
+	}
+	if len(stopped) != 1 || !strings.HasPrefix(stopped[0], "crashed/postgres pid ") {
+		t.Fatalf("stopped %q, want the crashed env's server", stopped)
+	}
+	if procfs.Running(stray.PID(), strayStart) {
+		t.Error("unrecorded server still runs")
+	}
+	if !procfs.Running(owned, ownedStart) {
+		t.Error("the runtime's own server was stopped")
+	}
+	if _, err := rt.Database(ctx, "owned", "app"); err != nil {
+		t.Errorf("own server unusable after collection: %v", err)
+	}
+}
+
+func TestDestroyHalfCreatedEnv(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "envs")
+	track := cleanupDir(t, dir)
+	rt, _ := newLoggedRuntime(t, dir)
+	const env = "half"
+	// initdb interrupted, and a postmaster.pid naming no server.
+	pgDir := filepath.Join(dir, env, "postgres")
+	for _, d := range []string{filepath.Join(pgDir, "data.init", "base"), filepath.Join(pgDir, "data")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(pgDir, "data", "postmaster.pid"), []byte("999999\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startUnrecorded(t, rt, env, "v1")
+	track(p.pid)
+
+	rep, err := rt.Adopt(ctx)
+	if err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	if len(rep.Adopted) != 0 {
+		t.Fatalf("adopted %v from a half-created env", rep.Adopted)
+	}
+	if !slices.Contains(rt.Envs(), env) {
+		t.Fatalf("Envs = %v, want the half-created %s listed", rt.Envs(), env)
+	}
+	if err := rt.Destroy(ctx, env); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, env)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("env dir left: %v", err)
+	}
+	if !waitExited(p) {
+		t.Error("unrecorded replica outlived Destroy")
+	}
+	if slices.Contains(rt.Envs(), env) {
+		t.Errorf("Envs = %v after Destroy", rt.Envs())
+	}
+}
+
+func TestRunning(t *testing.T) {
+	ctx := t.Context()
+	rt := newRuntime(t)
+	for _, d := range []runtime.Deployment{{Env: "b", App: "web", Version: "v2"}, {Env: "a", App: "web", Version: "v1"}, {Env: "b", App: "web", Version: "v1"}} {
+		if _, err := rt.Start(ctx, testReplicaSet(d.Env, d.Version, 1)); err != nil {
+			t.Fatalf("Start %v: %v", d, err)
+		}
+	}
+	want := []runtime.Deployment{{Env: "a", App: "web", Version: "v1"}, {Env: "b", App: "web", Version: "v1"}, {Env: "b", App: "web", Version: "v2"}}
+	if got := rt.Running(); !slices.Equal(got, want) {
+		t.Fatalf("Running = %v, want %v", got, want)
+	}
+}
