@@ -128,6 +128,7 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 	_ = ru.update(ctx, func(p *Pipeline) {
 		p.Steps[i].Phase, p.Steps[i].Started, p.Steps[i].Finished, p.Steps[i].Error = Running, ru.r.opts.Now().UTC(), time.Time{}, ""
 	})
+	ru.r.log.Info("step started", "pipeline", ru.p.ID, "step", name)
 	err := f(ctx, lb)
 	if ctx.Err() != nil {
 		return ctx.Err()
