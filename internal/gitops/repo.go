@@ -50,6 +50,18 @@ func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*R
 	}
 	r := &Repo{url: url, dir: dir, branch: branch, log: logger}
 	repo, err := git.PlainOpen(dir)
+	if err == nil {
+		if cerr := checkClone(repo); cerr != nil {
+			// The clone is a cache of the remote: a process killed while
+			// git wrote a ref (go-git truncates, then writes) leaves it
+			// unreadable. Clone it again.
+			logger.Warn("state repo clone is damaged, probably by a crash mid-write; cloning it again", "dir", dir, "err", cerr)
+			if err := os.RemoveAll(dir); err != nil {
+				return nil, fmt.Errorf("removing damaged state repo clone %s: %w", dir, err)
+			}
+			err = git.ErrRepositoryNotExists
+		}
+	}
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 			return nil, fmt.Errorf("creating state repo dir: %w", err)
@@ -68,6 +80,28 @@ func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*R
 	}
 	r.repo = repo
 	return r, nil
+}
+
+// checkClone reads every reference of a clone and the commit each points
+// to: an error means the clone cannot be trusted.
+func checkClone(repo *git.Repository) error {
+	refs, err := repo.References()
+	if err != nil {
+		return fmt.Errorf("listing references: %w", err)
+	}
+	defer refs.Close()
+	return refs.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Type() != plumbing.HashReference {
+			if _, err := repo.Reference(ref.Name(), true); err != nil {
+				return fmt.Errorf("resolving %s: %w", ref.Name(), err)
+			}
+			return nil
+		}
+		if _, err := repo.CommitObject(ref.Hash()); err != nil {
+			return fmt.Errorf("reading commit %s of %s: %w", ref.Hash(), ref.Name(), err)
+		}
+		return nil
+	})
 }
 
 // URL is the state repository's address.
