@@ -62,6 +62,26 @@ func NewStore(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
+// RemoveInterrupted deletes the work directories of builds that never
+// finished (the process building them was killed) and returns their
+// names. Call it before the first build: a running build's directory
+// would go too.
+func (s *Store) RemoveInterrupted() ([]string, error) {
+	tmp := filepath.Join(s.dir, "tmp")
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("listing interrupted builds: %w", err)
+	}
+	var removed []string
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
+			return removed, fmt.Errorf("removing interrupted build %s: %w", e.Name(), err)
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, nil
+}
+
 // Request says what to build.
 type Request struct {
 	App     string // must match the spec's name

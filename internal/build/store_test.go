@@ -105,3 +105,33 @@ func TestBuild(t *testing.T) {
 		t.Fatalf("build left %d temp dirs", len(entries))
 	}
 }
+
+func TestRemoveInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a build killed mid-way leaves: its work directory in tmp.
+	work := filepath.Join(dir, "tmp", "web-v1-123")
+	if err := os.MkdirAll(filepath.Join(work, "src"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kept := filepath.Join(dir, "sha256", "abc")
+	if err := os.MkdirAll(kept, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := s.RemoveInterrupted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != "web-v1-123" {
+		t.Fatalf("removed %v, want [web-v1-123]", removed)
+	}
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Fatalf("work dir still there: %v", err)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatalf("artifact dir removed: %v", err)
+	}
+}

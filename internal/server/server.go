@@ -90,6 +90,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	if err != nil {
 		return nil, err
 	}
+	interrupted, err := artifacts.RemoveInterrupted()
+	for _, d := range interrupted {
+		logger.Info("garbage: removed the work directory of an interrupted build", "dir", d)
+	}
+	if err != nil {
+		logger.Warn("removing interrupted builds", "err", err)
+	}
 	s.rt, err = local.New(local.Options{
 		Dir: filepath.Join(cfg.DataDir, "envs"), Secret: secret, Logger: logger,
 		Postgres: postgres.Config{BinDir: cfg.Postgres.BinDir, RunAsUser: cfg.Postgres.RunAsUser, Logger: logger},
