@@ -95,8 +95,12 @@ func (ru *run) execute(ctx context.Context) {
 			_ = ru.update(ctx, func(p *Pipeline) { p.Steps[i].Phase = Skipped })
 			continue
 		}
+		if ru.r.isDraining() {
+			log.Info("pipeline stopped for shutdown; it resumes at this step on restart", "step", name)
+			return
+		}
 		err := ru.runStep(ctx, i, funcs[name])
-		if ctx.Err() != nil {
+		if errors.Is(err, errInterrupted) || ctx.Err() != nil {
 			log.Info("pipeline interrupted; it resumes at this step on restart", "step", name)
 			return
 		}
@@ -129,11 +133,18 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 		p.Steps[i].Phase, p.Steps[i].Started, p.Steps[i].Finished, p.Steps[i].Error = Running, ru.r.opts.Now().UTC(), time.Time{}, ""
 	})
 	ru.r.log.Info("step started", "pipeline", ru.p.ID, "step", name)
-	err := f(ctx, lb)
-	if ctx.Err() != nil {
-		return ctx.Err()
+	stepCtx, cancel := ru.r.stepContext(ctx, name)
+	err := f(stepCtx, lb)
+	interrupted := err != nil && stepCtx.Err() != nil
+	cancel()
+	if interrupted {
+		// Interrupted (shutdown or drain): the step stays Running and runs
+		// again on restart; what it wrote so far is kept.
+		fmt.Fprintf(lb, "-- interrupted at %s by shutdown; this step runs again on restart\n", ru.r.opts.Now().UTC().Format(time.RFC3339))
+		_ = ru.update(context.WithoutCancel(ctx), func(p *Pipeline) { p.Steps[i].Log = lb.String() })
+		return errInterrupted
 	}
-	_ = ru.update(ctx, func(p *Pipeline) {
+	_ = ru.update(context.WithoutCancel(ctx), func(p *Pipeline) {
 		s := &p.Steps[i]
 		s.Finished, s.Log = ru.r.opts.Now().UTC(), lb.String()
 		if err != nil {

@@ -91,6 +91,9 @@ type Runner struct {
 	running  map[string]*run
 	versions sync.Mutex // serialises version picking
 	wg       sync.WaitGroup
+	// draining is closed by Drain.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 // New returns a runner.
@@ -110,7 +113,7 @@ func New(store Store, builder Builder, repo StateRepo, rep Reporter, envs Enviro
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Runner{store: store, builder: builder, repo: repo, reporter: rep, envs: envs, opts: opts, log: opts.Logger, running: map[string]*run{}}
+	return &Runner{store: store, builder: builder, repo: repo, reporter: rep, envs: envs, opts: opts, log: opts.Logger, running: map[string]*run{}, draining: make(chan struct{})}
 }
 
 // Start records a new pipeline durably, then runs it in the background

@@ -39,6 +39,10 @@ type Config struct {
 	// when runway serve exits. Default false: they keep serving and the
 	// next start adopts them.
 	StopDataPlaneOnExit bool `json:"stopDataPlaneOnExit,omitempty"`
+	// ShutdownGrace is how long SIGTERM lets running pipeline steps that
+	// do work (builds, pushes, migrations, tests) finish before they are
+	// interrupted; waits stop at once. Default 20s.
+	ShutdownGrace appspec.Duration `json:"shutdownGrace,omitempty"`
 }
 
 // GatewayConfig configures the data plane.
@@ -141,6 +145,7 @@ func (c *Config) setDefaults() {
 	def(&c.Timeouts.Rollout, 30*time.Minute)
 	def(&c.Timeouts.Health, 60*time.Second)
 	def(&c.Timeouts.Teardown, 2*time.Minute)
+	def(&c.ShutdownGrace, 20*time.Second)
 }
 
 func (c *Config) validate() error {

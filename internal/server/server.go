@@ -210,19 +210,34 @@ func (s *Server) goRun(f func()) {
 // the config says to stop it (a restart of the control plane alone).
 func (s *Server) KeepDataPlane() { s.cfg.StopDataPlaneOnExit = false }
 
-// Close stops the control plane: pipelines and rollouts stop at their
-// current step (they resume on the next start) and the API stops. The data
+// Close stops the control plane, as SIGTERM does: the API stops accepting,
+// pipeline steps doing work get ShutdownGrace to finish (waits stop at
+// once), then everything still running stops where it is: pipelines at
+// their step and rollouts at their checkpoint, to resume on the next
+// start. The data
 // plane (gateway process, app replicas, PostgreSQL servers) keeps serving
 // for the next start to adopt, unless StopDataPlaneOnExit is set.
 func (s *Server) Close() error {
 	var errs []error
 	s.closeOnce.Do(func() {
-		s.runCancel()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		// Drain: first stop accepting (a webhook being answered is
+		// recorded first), then let pipeline steps reach a checkpoint.
 		if s.apiSrv != nil {
 			errs = append(errs, s.apiSrv.Shutdown(ctx))
 		}
+		if s.pipelines != nil {
+			start := time.Now()
+			dctx, dcancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace.Duration)
+			if err := s.pipelines.Drain(dctx); err != nil {
+				s.log.Warn("shutdown grace over; interrupting the remaining steps (they run again on restart)", "err", err)
+			} else {
+				s.log.Info("pipelines drained", "took", time.Since(start).Round(time.Millisecond))
+			}
+			dcancel()
+		}
+		s.runCancel()
 		if s.pipelines != nil {
 			s.pipelines.Wait()
 		}
