@@ -35,7 +35,7 @@ const recoverDeadline = 30 * time.Second
 func TestGatewayKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	h, _, _ := startRunwayWith(ctx, t, nil)
+	h, _, _ := startRunwayWith(ctx, t, demo.Options{})
 	stable := deployFirstVersion(ctx, t, h)
 	gwAddr := h.GatewayAddr()
 
@@ -92,9 +92,9 @@ func TestGatewayKilled(t *testing.T) {
 func TestStateRepoUnreadable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	h, dir, logBuf := startRunwayWith(ctx, t, func(cfg *server.Config) {
+	h, dir, logBuf := startRunwayWith(ctx, t, demo.Options{Tune: func(cfg *server.Config) {
 		cfg.PollInterval.Duration = time.Second
-	})
+	}})
 	stable := deployFirstVersion(ctx, t, h)
 	replicas := replicaAddrs(ctx, h, "production")
 	slices.Sort(replicas)
@@ -409,34 +409,6 @@ func deployFirstVersion(ctx context.Context, t *testing.T, h *demo.Harness) stri
 	}
 	assertProduction(ctx, t, h, "pong", p.Version)
 	return p.Version
-}
-
-// startRunwayWith is startRunway with a config hook and the server's log
-// kept for the test. Cleanup also checks that no gateway process remains.
-func startRunwayWith(ctx context.Context, t *testing.T, tune func(*server.Config)) (*demo.Harness, string, *syncBuffer) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
-	dir := t.TempDir()
-	logBuf := &syncBuffer{}
-	h, err := demo.Start(ctx, demo.Options{Examples: "../../examples", Dir: dir, Log: logBuf, Tune: tune})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("closing runway: %v", err)
-		}
-		assertNoProcesses(t, dir, "")
-		if left := demo.GatewayProcesses(h.DataDir()); len(left) > 0 {
-			t.Errorf("gateway processes still run after close: %v", left)
-		}
-		if t.Failed() {
-			t.Logf("server log tail:\n%s", demo.TailLines(logBuf.String(), 80))
-		}
-	})
-	return h, dir, logBuf
 }
 
 // prober sends GET /ping to production through the gateway at a fixed

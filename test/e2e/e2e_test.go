@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -362,14 +363,29 @@ func assertEnvGone(ctx context.Context, t *testing.T, h *demo.Harness, dir, env 
 // directory; cleanup stops it and checks that no process of it remains.
 func startRunway(ctx context.Context, t *testing.T) (*demo.Harness, string) {
 	t.Helper()
+	h, dir, _ := startRunwayWith(ctx, t, demo.Options{})
+	return h, dir
+}
+
+// startRunwayWith is startRunway with harness options (Examples, Dir are
+// set here; opts.Log, if set, gets the server's log too) and the server's
+// log in a buffer.
+func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*demo.Harness, string, *syncBuffer) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	var logBuf syncBuffer
-	h, err := demo.Start(ctx, demo.Options{Examples: "../../examples", Dir: dir, Log: &logBuf})
+	logBuf := &syncBuffer{}
+	opts.Examples, opts.Dir = "../../examples", dir
+	if opts.Log != nil {
+		opts.Log = io.MultiWriter(logBuf, opts.Log)
+	} else {
+		opts.Log = logBuf
+	}
+	h, err := demo.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,11 +394,14 @@ func startRunway(ctx context.Context, t *testing.T) (*demo.Harness, string) {
 			t.Errorf("closing runway: %v", err)
 		}
 		assertNoProcesses(t, dir, "")
+		if left := demo.GatewayProcesses(h.DataDir()); len(left) > 0 {
+			t.Errorf("gateway processes still run after close: %v", left)
+		}
 		if t.Failed() {
-			t.Logf("server log tail:\n%s", demo.TailLines(logBuf.String(), 80))
+			t.Logf("server log tail:\n%s", demo.TailLines(logBuf.String(), 120))
 		}
 	})
-	return h, dir
+	return h, dir, logBuf
 }
 
 // assertNoProcesses checks that no process of env (every env when env is

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,27 +30,10 @@ type killPoint struct {
 // every probe (one every 50 ms) all along, and nothing may be left that no
 // environment explains.
 func TestKillControlPlane(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	var logBuf syncBuffer
 	events := &logEvents{ch: make(chan string, 256)}
-	h, err := demo.Start(ctx, demo.Options{Examples: "../../examples", Dir: dir, Log: io.MultiWriter(&logBuf, events), Process: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("closing runway: %v", err)
-		}
-		assertNoProcesses(t, dir, "")
-		if t.Failed() {
-			t.Logf("server log tail:\n%s", demo.TailLines(logBuf.String(), 120))
-		}
-	})
+	h, dir, _ := startRunwayWith(ctx, t, demo.Options{Process: true, Log: events})
 
 	sha, err := h.CommitChange(ctx, "", "deploy the first version")
 	if err != nil {
