@@ -61,3 +61,28 @@ func TestOpenReclonesDamagedClone(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenWithRemoteGone(t *testing.T) {
+	ctx := t.Context()
+	url := newStateRepo(t)
+	dir := filepath.Join(t.TempDir(), "clone")
+	if _, err := Open(ctx, url, dir, "main", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(url, url+".away"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, url, dir, "main", nil)
+	if err != nil {
+		t.Fatalf("Open with the remote gone and a sound clone: %v", err)
+	}
+	if _, err := r.Snapshot(ctx); err == nil {
+		t.Fatal("Snapshot with the remote gone succeeded: it must not confirm anything")
+	}
+	if err := os.Truncate(filepath.Join(dir, ".git", "refs", "heads", "main"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, url, dir, "main", nil); err == nil {
+		t.Fatal("Open with the remote gone and a damaged clone succeeded")
+	}
+}

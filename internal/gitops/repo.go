@@ -39,8 +39,17 @@ type Repo struct {
 	repo *git.Repository
 }
 
-// Open clones url into dir, or opens the clone already there. branch is
-// the branch Runway reads and writes; "" means main.
+// Open clones url into dir afresh. branch is the branch Runway reads and
+// writes; "" means main.
+//
+// The clone is only a cache of the remote, and one left by a killed
+// process cannot be trusted: go-git writes refs, the index and the work
+// tree in place (a ref file is truncated, then written), so a kill leaves
+// files half-written ("ref file is empty", "EOF"). So Open clones into a
+// new directory and swaps it in. When the remote cannot be reached, the
+// clone already there is used if every ref and its commit read back;
+// reads then fail until the remote is back, which callers treat as
+// "nothing confirmed".
 func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*Repo, error) {
 	if branch == "" {
 		branch = "main"
@@ -49,35 +58,39 @@ func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*R
 		logger = slog.Default()
 	}
 	r := &Repo{url: url, dir: dir, branch: branch, log: logger}
-	repo, err := git.PlainOpen(dir)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("creating state repo dir: %w", err)
+	}
+	fresh := dir + ".new"
+	_ = os.RemoveAll(fresh)
+	repo, err := git.PlainCloneContext(ctx, fresh, false, &git.CloneOptions{
+		URL:           url,
+		ReferenceName: plumbing.NewBranchReferenceName(branch),
+		SingleBranch:  true,
+	})
 	if err == nil {
-		if cerr := checkClone(repo); cerr != nil {
-			// The clone is a cache of the remote: a process killed while
-			// git wrote a ref (go-git truncates, then writes) leaves it
-			// unreadable. Clone it again.
-			logger.Warn("state repo clone is damaged, probably by a crash mid-write; cloning it again", "dir", dir, "err", cerr)
-			if err := os.RemoveAll(dir); err != nil {
-				return nil, fmt.Errorf("removing damaged state repo clone %s: %w", dir, err)
-			}
-			err = git.ErrRepositoryNotExists
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("replacing state repo clone %s: %w", dir, err)
 		}
+		if err := os.Rename(fresh, dir); err != nil {
+			return nil, fmt.Errorf("replacing state repo clone %s: %w", dir, err)
+		}
+		if repo, err = git.PlainOpen(dir); err != nil {
+			return nil, fmt.Errorf("opening state repo clone %s: %w", dir, err)
+		}
+		r.repo = repo
+		return r, nil
 	}
-	if errors.Is(err, git.ErrRepositoryNotExists) {
-		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-			return nil, fmt.Errorf("creating state repo dir: %w", err)
-		}
-		repo, err = git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{
-			URL:           url,
-			ReferenceName: plumbing.NewBranchReferenceName(branch),
-			SingleBranch:  true,
-		})
-		if err != nil {
-			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("cloning state repo %s: %w", url, err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("opening state repo clone %s: %w", dir, err)
+	_ = os.RemoveAll(fresh)
+	cloneErr := fmt.Errorf("cloning state repo %s: %w", url, err)
+	repo, err = git.PlainOpen(dir)
+	if err != nil {
+		return nil, cloneErr
 	}
+	if err := checkClone(repo); err != nil {
+		return nil, fmt.Errorf("%w; the clone there is damaged: %v", cloneErr, err)
+	}
+	logger.Warn("state repo unreachable; using the clone already there until it is back", "dir", dir, "err", cloneErr)
 	r.repo = repo
 	return r, nil
 }
