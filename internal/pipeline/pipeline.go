@@ -74,6 +74,11 @@ type Pipeline struct {
 	Started    time.Time `json:"started,omitzero"`
 	Finished   time.Time `json:"finished,omitzero"`
 	Steps      []Step    `json:"steps"`
+
+	// StagingKeptUntil is set when the pipeline failed and its staging
+	// environment was kept for debugging (Options.KeepOnFailure): it is
+	// removed at that time, when its TTL passes.
+	StagingKeptUntil time.Time `json:"stagingKeptUntil,omitzero"`
 }
 
 // Step is one step's state.

@@ -55,21 +55,28 @@ type stepFunc func(ctx context.Context, log io.Writer) error
 
 func (ru *run) steps() map[string]stepFunc {
 	return map[string]stepFunc{
-		StepVersion:           ru.pickVersion,
-		StepBuildApp:          func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.App) },
-		StepBuildPipeline:     func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.Pipeline) },
-		StepStage:             ru.stage,
-		StepSubmit:            ru.submit,
-		StepAwaitDeploy:       ru.awaitDeploy,
-		StepStagingMigrations: func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, ru.p.StagingEnv, "migrations") },
-		StepStagingTests:      func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, ru.p.StagingEnv, "tests") },
-		StepPromote:           ru.promote,
-		StepAwaitRollout:      ru.awaitRollout,
+		StepVersion:       ru.pickVersion,
+		StepBuildApp:      func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.App) },
+		StepBuildPipeline: func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.Pipeline) },
+		StepStage:         ru.stage,
+		// Steps needing the staging environment fail once it expired.
+		StepSubmit:      ru.beforeExpiry(ru.submit),
+		StepAwaitDeploy: ru.untilExpiry(ru.awaitDeploy),
+		StepStagingMigrations: ru.untilExpiry(func(ctx context.Context, w io.Writer) error {
+			return ru.job(ctx, w, StepStagingMigrations, ru.p.StagingEnv, "migrations")
+		}),
+		StepStagingTests: ru.untilExpiry(func(ctx context.Context, w io.Writer) error {
+			return ru.job(ctx, w, StepStagingTests, ru.p.StagingEnv, "tests")
+		}),
+		StepPromote:      ru.beforeExpiry(ru.promote),
+		StepAwaitRollout: ru.awaitRollout,
 		StepProductionMigrations: func(ctx context.Context, w io.Writer) error {
-			return ru.job(ctx, w, manifest.ProductionEnv, "migrations")
+			return ru.job(ctx, w, StepProductionMigrations, manifest.ProductionEnv, "migrations")
 		},
-		StepProductionTests: func(ctx context.Context, w io.Writer) error { return ru.job(ctx, w, manifest.ProductionEnv, "tests") },
-		StepTeardown:        ru.teardown,
+		StepProductionTests: func(ctx context.Context, w io.Writer) error {
+			return ru.job(ctx, w, StepProductionTests, manifest.ProductionEnv, "tests")
+		},
+		StepTeardown: ru.teardown,
 	}
 }
 
@@ -269,10 +276,12 @@ func (ru *run) submit(ctx context.Context, w io.Writer) error {
 }
 
 func (ru *run) awaitDeploy(ctx context.Context, w io.Writer) error {
-	return ru.await(ctx, w, ru.p.ID, ru.r.opts.DeployTimeout, "staging environment")
+	return ru.await(ctx, w, StepAwaitDeploy, ru.p.ID, ru.r.opts.DeployTimeout, "staging environment")
 }
 
-func (ru *run) await(ctx context.Context, w io.Writer, workflow string, timeout time.Duration, what string) error {
+// await waits for workflow's reports; the reporter fails it when timeout
+// passes, counted from the submission, and its reason names the deadline.
+func (ru *run) await(ctx context.Context, w io.Writer, step, workflow string, timeout time.Duration, what string) error {
 	exp, err := ru.r.reporter.Wait(ctx, workflow, timeout)
 	if err != nil {
 		return fmt.Errorf("waiting for %s: %w", what, err)
@@ -283,14 +292,21 @@ func (ru *run) await(ctx context.Context, w io.Writer, workflow string, timeout 
 		}
 	}
 	if exp.Phase != reporter.PhaseSucceeded {
-		return failf("%s not ready: %s", what, exp.Reason)
+		return failf("%s: %s not ready: %s", step, what, exp.Reason)
 	}
 	return nil
 }
 
-func (ru *run) job(ctx context.Context, w io.Writer, env, kind string) error {
+// job runs a migrations or tests job, bounded by JobTimeout.
+func (ru *run) job(ctx context.Context, w io.Writer, step, env, kind string) error {
 	fmt.Fprintf(w, "running %s of %s %s against %s (%s)\n", kind, ru.p.App, ru.p.Version, env, ru.r.envs.URL(env, ru.p.App))
-	if err := ru.r.envs.RunJob(ctx, env, ru.p.App, ru.p.Version, kind, w); err != nil {
+	jctx, cancel := context.WithTimeout(ctx, ru.r.opts.JobTimeout)
+	defer cancel()
+	err := ru.r.envs.RunJob(jctx, env, ru.p.App, ru.p.Version, kind, w)
+	if err != nil && ctx.Err() == nil && errors.Is(jctx.Err(), context.DeadlineExceeded) {
+		return failf("%s: deadline %s passed running %s of %s %s in %s", step, shortDuration(ru.r.opts.JobTimeout), kind, ru.p.App, ru.p.Version, env)
+	}
+	if err != nil {
 		return failf("%s in %s failed: %v", kind, env, err)
 	}
 	return nil
@@ -338,7 +354,7 @@ func (ru *run) promote(ctx context.Context, w io.Writer) error {
 func (ru *run) productionWorkflow() string { return ru.p.ID + "-production" }
 
 func (ru *run) awaitRollout(ctx context.Context, w io.Writer) error {
-	err := ru.await(ctx, w, ru.productionWorkflow(), ru.r.opts.RolloutTimeout, "production rollout")
+	err := ru.await(ctx, w, StepAwaitRollout, ru.productionWorkflow(), ru.r.opts.RolloutTimeout, "production rollout")
 	if err == nil || ctx.Err() != nil || ru.r.opts.AbortRollout == nil {
 		return err
 	}
@@ -357,12 +373,16 @@ func (ru *run) awaitRollout(ctx context.Context, w io.Writer) error {
 }
 
 // teardown deletes the staging manifest (already gone after a promotion)
-// and waits until the environment no longer runs.
+// and waits until the environment no longer runs, unless a failed
+// pipeline's environment is kept for debugging.
 func (ru *run) teardown(ctx context.Context, w io.Writer) error {
 	env := ru.p.StagingEnv
 	if env == "" {
 		fmt.Fprintln(w, "no staging environment was created")
 		return nil
+	}
+	if kept, err := ru.keepForDebugging(ctx, w); err != nil || kept {
+		return err
 	}
 	if _, err := ru.r.repo.Commit(ctx, fmt.Sprintf("tear down %s (%s)", env, ru.p.ID),
 		gitops.Change{Path: manifest.StagingPath(env), Delete: true}); err != nil {
@@ -376,7 +396,8 @@ func (ru *run) teardown(ctx context.Context, w io.Writer) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return failf("staging environment %s still runs %s after its manifest was deleted", env, ru.r.opts.TeardownTimeout)
+			return failf("%s: deadline %s passed: staging environment %s still runs after its manifest was deleted",
+				StepTeardown, shortDuration(ru.r.opts.TeardownTimeout), env)
 		}
 		select {
 		case <-ctx.Done():

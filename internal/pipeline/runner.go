@@ -68,7 +68,18 @@ type Options struct {
 	// TeardownTimeout bounds the wait for the staging environment to go.
 	// Zero value: 2m.
 	TeardownTimeout time.Duration
-	Logger          *slog.Logger
+	// JobTimeout bounds each migrations or functional tests job, on top
+	// of the job's own timeout in the app spec. Zero value: 10m.
+	JobTimeout time.Duration
+	// StagingTTL is how long a staging environment may live, from the
+	// start of the step that pushed its manifest; then the Reaper removes
+	// it and the steps still waiting on it fail. Zero value: 24h.
+	StagingTTL time.Duration
+	// KeepOnFailure keeps a failed pipeline's staging environment for
+	// debugging until its TTL instead of tearing it down. Zero value:
+	// torn down.
+	KeepOnFailure bool
+	Logger        *slog.Logger
 	// AbortRollout, if set, aborts the production rollout of app when the
 	// pipeline stops waiting for it (deadline), so no canary is left
 	// serving for a pipeline that already failed.
@@ -91,6 +102,7 @@ type Runner struct {
 	running  map[string]*run
 	versions sync.Mutex // serialises version picking
 	wg       sync.WaitGroup
+	expiries expiries // staging environments the reaper removed
 	// draining is closed by Drain.
 	draining  chan struct{}
 	drainOnce sync.Once
@@ -106,6 +118,12 @@ func New(store Store, builder Builder, repo StateRepo, rep Reporter, envs Enviro
 	}
 	if opts.TeardownTimeout == 0 {
 		opts.TeardownTimeout = 2 * time.Minute
+	}
+	if opts.JobTimeout == 0 {
+		opts.JobTimeout = 10 * time.Minute
+	}
+	if opts.StagingTTL == 0 {
+		opts.StagingTTL = 24 * time.Hour
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -28,6 +28,7 @@ type Config struct {
 	// Apps are the tracked app repositories.
 	Apps     []AppConfig    `json:"apps"`
 	Timeouts TimeoutsConfig `json:"timeouts,omitempty"`
+	Staging  StagingConfig  `json:"staging,omitempty"`
 	// PollInterval is the fallback re-read of the state repository.
 	// Default 30s.
 	PollInterval appspec.Duration `json:"pollInterval,omitempty"`
@@ -80,12 +81,30 @@ type AppConfig struct {
 	Branch string `json:"branch,omitempty"`
 }
 
-// TimeoutsConfig bounds the waits.
+// TimeoutsConfig bounds the waits. When one passes, the pipeline fails
+// with a reason naming the step and the deadline.
 type TimeoutsConfig struct {
 	Deploy   appspec.Duration `json:"deploy,omitempty"`   // staging reports; default 5m
 	Rollout  appspec.Duration `json:"rollout,omitempty"`  // production canary; default 30m
 	Health   appspec.Duration `json:"health,omitempty"`   // replica health; default 60s
 	Teardown appspec.Duration `json:"teardown,omitempty"` // staging gone; default 2m
+	// Job bounds each migrations or functional tests job of a pipeline,
+	// on top of the job's own timeout in the app's runway.yaml. Default
+	// 10m.
+	Job appspec.Duration `json:"job,omitempty"`
+}
+
+// StagingConfig sets how long staging environments live.
+type StagingConfig struct {
+	// TTL is a staging environment's longest life, counted from the
+	// pipeline step that pushed its manifest (or, for a manifest no
+	// pipeline explains, from the commit that added it). Then its
+	// manifest is deleted ("expire staging environment X: TTL 24h
+	// passed") and a pipeline still waiting on it fails. Default 24h.
+	TTL appspec.Duration `json:"ttl,omitempty"`
+	// KeepOnFailure keeps a failed pipeline's staging environment for
+	// debugging until its TTL. Default false: it is torn down.
+	KeepOnFailure bool `json:"keepOnFailure,omitempty"`
 }
 
 // PostgresConfig configures the per-environment PostgreSQL servers.
@@ -145,6 +164,8 @@ func (c *Config) setDefaults() {
 	def(&c.Timeouts.Rollout, 30*time.Minute)
 	def(&c.Timeouts.Health, 60*time.Second)
 	def(&c.Timeouts.Teardown, 2*time.Minute)
+	def(&c.Timeouts.Job, 10*time.Minute)
+	def(&c.Staging.TTL, 24*time.Hour)
 	def(&c.ShutdownGrace, 20*time.Second)
 }
 
@@ -162,6 +183,7 @@ func (c *Config) validate() error {
 	if c.WebhookSecret == "" {
 		errs = append(errs, errors.New("webhookSecret (or RUNWAY_WEBHOOK_SECRET) is required"))
 	}
+	errs = append(errs, c.validateDurations()...)
 	seen := map[string]bool{}
 	for i, a := range c.Apps {
 		if !appspec.ValidName(a.Name) {
@@ -176,6 +198,31 @@ func (c *Config) validate() error {
 		seen[a.Name] = true
 	}
 	return errors.Join(errs...)
+}
+
+// validateDurations rejects negative durations (zero takes the default)
+// and a staging TTL too short for a staging environment to be used.
+func (c *Config) validateDurations() []error {
+	var errs []error
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"timeouts.deploy", c.Timeouts.Deploy.Duration},
+		{"timeouts.rollout", c.Timeouts.Rollout.Duration},
+		{"timeouts.health", c.Timeouts.Health.Duration},
+		{"timeouts.teardown", c.Timeouts.Teardown.Duration},
+		{"timeouts.job", c.Timeouts.Job.Duration},
+		{"staging.ttl", c.Staging.TTL.Duration},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %s must not be negative (leave it out for the default)", d.key, d.v))
+		}
+	}
+	if ttl, deploy := c.Staging.TTL.Duration, c.Timeouts.Deploy.Duration; ttl > 0 && ttl < deploy {
+		errs = append(errs, fmt.Errorf("staging.ttl %s is shorter than timeouts.deploy %s: staging environments would expire before they are ready", ttl, deploy))
+	}
+	return errs
 }
 
 // app returns the tracked app for a push to repo's branch.

@@ -144,6 +144,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	s.pipelines = pipeline.New(s.db, artifacts, s.repo, s.reporter, envs, pipeline.Options{
 		DeployTimeout: cfg.Timeouts.Deploy.Duration, RolloutTimeout: cfg.Timeouts.Rollout.Duration,
 		TeardownTimeout: cfg.Timeouts.Teardown.Duration, Logger: logger, AbortRollout: s.rollouts.Abort,
+		JobTimeout: cfg.Timeouts.Job.Duration, StagingTTL: cfg.Staging.TTL.Duration, KeepOnFailure: cfg.Staging.KeepOnFailure,
 	})
 	s.apiSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
@@ -186,6 +187,7 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	s.goRun(func() { s.metrics.run(s.runCtx) })
 	s.goRun(func() { _ = s.envs.Run(s.runCtx) })
+	s.goRun(func() { pipeline.NewReaper(s.pipelines, s.repo, s.db).Run(s.runCtx) }) // expires staging envs past their TTL
 	if err := s.pipelines.Resume(s.runCtx); err != nil {
 		s.log.Error("resuming pipelines", "err", err)
 	}
