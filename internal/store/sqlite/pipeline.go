@@ -39,17 +39,23 @@ ON CONFLICT (id) DO UPDATE SET version = excluded.version, phase = excluded.phas
 
 // GetPipeline implements pipeline.Store.
 func (db *DB) GetPipeline(ctx context.Context, id string) (*pipeline.Pipeline, error) {
+	return db.pipelineWhere(ctx, "id", id)
+}
+
+// pipelineWhere loads the pipeline whose column (id or version, both
+// unique) is value.
+func (db *DB) pipelineWhere(ctx context.Context, column, value string) (*pipeline.Pipeline, error) {
 	var doc string
-	err := db.SQL().QueryRowContext(ctx, `SELECT doc FROM pipelines WHERE id = ?`, id).Scan(&doc)
+	err := db.SQL().QueryRowContext(ctx, `SELECT doc FROM pipelines WHERE `+column+` = ?`, value).Scan(&doc)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("pipeline %q: %w", id, pipeline.ErrNotFound)
+		return nil, fmt.Errorf("pipeline with %s %q: %w", column, value, pipeline.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("loading pipeline %s: %w", id, err)
+		return nil, fmt.Errorf("loading the pipeline with %s %s: %w", column, value, err)
 	}
 	var p pipeline.Pipeline
 	if err := json.Unmarshal([]byte(doc), &p); err != nil {
-		return nil, fmt.Errorf("decoding pipeline %s: %w", id, err)
+		return nil, fmt.Errorf("decoding the pipeline with %s %s: %w", column, value, err)
 	}
 	return &p, nil
 }
