@@ -435,6 +435,7 @@ func (r *rollout) promoteRollout(ctx context.Context) error {
 // canary, reports the failure and reverts git.
 func (r *rollout) abortRollout(ctx context.Context, reason string) {
 	ctx = context.WithoutCancel(ctx)
+	r.c.log.Warn("aborting rollout", "app", r.req.App, "canary", r.req.CanaryVersion, "reason", reason)
 	route := gateway.Route{Env: r.req.Env, App: r.req.App, StableVersion: r.req.StableVersion, Stable: r.req.Stable}
 	if err := r.c.router.SetRoute(route); err != nil {
 		r.c.log.Error("routing back to stable", "err", err)

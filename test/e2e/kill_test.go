@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,12 +24,13 @@ type killPoint struct {
 	recovered time.Duration // from the kill to the API listing production again
 }
 
-// TestKillControlPlane runs the demo's change (json-pong, a healthy
-// canary) with "runway serve" as a process of its own, and kills it with
-// SIGKILL after each pipeline step starts and at each canary weight, then
-// starts it again. The pipeline must still succeed, production must answer
-// every probe (one every 50 ms) all along, and nothing may be left that no
-// environment explains.
+// TestKillControlPlane runs the demo's changes with "runway serve" as a
+// process of its own and kills it with SIGKILL after each pipeline step
+// starts, at each canary weight and while a rollout is being aborted, then
+// starts it again. A healthy change (json-pong) must still succeed with
+// production answering every probe (one every 50 ms); a failing canary
+// (flaky-500) must still be aborted and reverted, with only the canary's
+// own answers failing. Nothing may be left that no environment explains.
 func TestKillControlPlane(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -46,31 +48,73 @@ func TestKillControlPlane(t *testing.T) {
 	stable := first.Version
 	stableAddrs := replicaAddrs(ctx, h, manifest.ProductionEnv)
 
-	sha, err = h.CommitChange(ctx, "json-pong", "ping answers JSON")
+	p, kills, counts, loadCounts := killChange(ctx, t, h, events, "json-pong", "ping answers JSON")
+	if p.Phase != pipeline.Succeeded {
+		t.Fatalf("pipeline %s ended %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
+	}
+	if len(kills) < 12 {
+		t.Errorf("only %d kill points were reached, want at least 12", len(kills))
+	}
+	for k, n := range merge(counts, loadCounts) {
+		if !strings.HasSuffix(k, "/200") {
+			t.Errorf("%d production requests answered %s during the kills", n, k)
+		}
+	}
+	if counts[p.Version+"/200"] == 0 || counts[stable+"/200"] == 0 {
+		t.Errorf("probes did not see both versions: %v", counts)
+	}
+	assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
+	assertGitProduction(ctx, t, h, p.Version)
+	assertEnvGone(ctx, t, h, dir, p.StagingEnv)
+	assertOnlyExplained(t, h, p.Version, stableAddrs)
+	if t.Failed() {
+		return
+	}
+
+	// A canary meant to fail (30% of its answers are 500s), killed along
+	// the way and while it is being aborted: the abort must still complete,
+	// and the only failed requests are the canary's own.
+	stable = p.Version
+	p, kills, counts, loadCounts = killChange(ctx, t, h, events, "flaky-500", "ping answers JSON, sometimes 500")
+	if p.Phase != pipeline.Failed || p.FailedStep != pipeline.StepAwaitRollout || !strings.Contains(p.Reason, "analysis") {
+		t.Fatalf("pipeline %s ended %s at %q (%s), want Failed at %s by the analysis", p.ID, p.Phase, p.FailedStep, p.Reason, pipeline.StepAwaitRollout)
+	}
+	if !slices.ContainsFunc(kills, func(k killPoint) bool { return strings.HasPrefix(k.at, "rollout aborting") }) {
+		t.Errorf("no kill while the rollout was being aborted: %+v", kills)
+	}
+	for k, n := range merge(counts, loadCounts) {
+		if !strings.HasSuffix(k, "/200") && k != p.Version+"/500" {
+			t.Errorf("%d production requests answered %s: only the failing canary may fail", n, k)
+		}
+	}
+	assertProduction(ctx, t, h, `{"value":"pong"}`, stable)
+	assertGitProduction(ctx, t, h, stable)
+	assertEnvGone(ctx, t, h, dir, p.StagingEnv)
+	assertOnlyExplained(t, h, stable, nil)
+}
+
+// killChange commits a change overlay, pushes it and follows its pipeline
+// with killAlong, under a 50 ms prober and load beside it (the canary's
+// analysis wants 10 canary requests a minute before it judges; a prober
+// alone gives a canary at 20% about 4 a second, fewer than that across a
+// kill and a restart). It logs the kills, probe counts and recovery times.
+func killChange(ctx context.Context, t *testing.T, h *demo.Harness, events *logEvents, change, msg string) (*pipeline.Pipeline, []killPoint, map[string]int, map[string]int) {
+	t.Helper()
+	sha, err := h.CommitChange(ctx, change, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for len(events.ch) > 0 {
-		<-events.ch // the first pipeline's
+		<-events.ch // earlier pipelines'
 	}
-	resp, err := h.Push(ctx, "main", sha, "ping answers JSON")
+	resp, err := h.Push(ctx, "main", sha, msg)
 	if err != nil || resp.Status != 202 {
 		t.Fatalf("push: %+v, %v", resp, err)
 	}
-	// The prober the issue asks for, and load beside it: the canary's
-	// analysis wants 10 canary requests a minute before it judges, and a
-	// prober alone gives a canary at 20% about 4 a second, fewer than
-	// that across a kill and a restart.
 	traffic := h.StartTrafficEvery(ctx, 50*time.Millisecond, 15*time.Minute)
 	load := h.StartTrafficEvery(ctx, 20*time.Millisecond, 15*time.Minute)
 	kills, p := killAlong(ctx, t, h, resp.Pipeline, events.ch)
-	counts := traffic.Stop()
-	loadCounts := load.Stop()
-	for k, n := range loadCounts {
-		if !strings.HasSuffix(k, "/200") {
-			t.Errorf("%d load requests answered %s during the kills", n, k)
-		}
-	}
+	counts, loadCounts := traffic.Stop(), load.Stop()
 
 	var recoveries []time.Duration
 	var b strings.Builder
@@ -86,26 +130,21 @@ func TestKillControlPlane(t *testing.T) {
 			failed += n
 		}
 	}
-	t.Logf("kill test: %d kills; probes sent %d, failed %d (%v); load %v; recovery median %s, max %s\n%s",
-		len(kills), sent, failed, counts, loadCounts, median(recoveries).Round(time.Millisecond),
-		recoveries[len(recoveries)-1].Round(time.Millisecond), b.String())
+	var med, worst time.Duration
+	if len(recoveries) > 0 {
+		med, worst = median(recoveries), recoveries[len(recoveries)-1]
+	}
+	t.Logf("kill test, change %s: pipeline %s; %d kills; probes sent %d, failed %d (%v); load %v; recovery median %s, max %s\n%s",
+		change, p.Phase, len(kills), sent, failed, counts, loadCounts, med.Round(time.Millisecond), worst.Round(time.Millisecond), b.String())
+	return p, kills, counts, loadCounts
+}
 
-	if p.Phase != pipeline.Succeeded {
-		t.Fatalf("pipeline %s ended %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
+func merge(a, b map[string]int) map[string]int {
+	out := maps.Clone(a)
+	for k, n := range b {
+		out[k] += n
 	}
-	if len(kills) < 12 {
-		t.Errorf("only %d kill points were reached, want at least 12", len(kills))
-	}
-	if failed > 0 {
-		t.Errorf("%d of %d production probes failed during the kills", failed, sent)
-	}
-	if counts[p.Version+"/200"] == 0 || counts[stable+"/200"] == 0 {
-		t.Errorf("probes did not see both versions: %v", counts)
-	}
-	assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
-	assertGitProduction(ctx, t, h, p.Version)
-	assertEnvGone(ctx, t, h, dir, p.StagingEnv)
-	assertOnlyExplained(t, h, p.Version, stableAddrs)
+	return out
 }
 
 // logEvents turns the control plane's log into kill points: a step
@@ -134,6 +173,8 @@ func (l *logEvents) Write(b []byte) (int, error) {
 			ev = "step " + logValue(line, "step") + " started"
 		case strings.Contains(line, `msg="canary weight set"`):
 			ev = "canary at weight " + logValue(line, "weight") + "%"
+		case strings.Contains(line, `msg="aborting rollout"`):
+			ev = "rollout aborting"
 		}
 		if ev != "" {
 			select {
