@@ -51,8 +51,9 @@ type Reporter interface {
 type Rollouts interface {
 	Start(ctx context.Context, req rollout.Request) error
 	Active(env, app string) (rollout.Status, bool)
-	// Resumable is the unfinished rollout of app a restart interrupted.
-	Resumable(ctx context.Context, env, app string) (rollout.Checkpoint, bool)
+	// Resumable is the unfinished rollout of app a restart interrupted;
+	// an error means it is not known.
+	Resumable(ctx context.Context, env, app string) (rollout.Checkpoint, bool, error)
 	// Settle ends unfinished rollouts of app once version runs alone.
 	Settle(ctx context.Context, env, app, version string)
 }

@@ -90,8 +90,8 @@ type noRollouts struct{}
 
 func (noRollouts) Start(context.Context, rollout.Request) error { return nil }
 func (noRollouts) Active(string, string) (rollout.Status, bool) { return rollout.Status{}, false }
-func (noRollouts) Resumable(context.Context, string, string) (rollout.Checkpoint, bool) {
-	return rollout.Checkpoint{}, false
+func (noRollouts) Resumable(context.Context, string, string) (rollout.Checkpoint, bool, error) {
+	return rollout.Checkpoint{}, false, nil
 }
 func (noRollouts) Settle(context.Context, string, string, string) {}
 

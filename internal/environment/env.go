@@ -127,30 +127,40 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 }
 
 // recoverStable handles a control plane that restarted while production
-// was changing version: besides (or instead of) the manifest's version,
-// production runs (adopted) another one. That one was the stable version:
-// it is routed as stable again and the manifest's version goes through a
-// canary, resumed from its checkpoint when the rollout left one, rather
-// than being promoted without analysis.
+// was changing version. The rollout's checkpoint, if one is unfinished,
+// says what was stable: that version is routed as stable again (started
+// if it died meanwhile) and the manifest's version goes through a canary,
+// resumed from the checkpoint when it is the same canary; nothing is
+// promoted without analysis. A checkpoint that had passed every step makes
+// its canary the stable version. Without a checkpoint, a manifest version
+// already running is the stable one; otherwise the newest other version
+// running is. A checkpoint that cannot be read stops the app's recovery
+// for this pass.
 func (c *Controller) recoverStable(ctx context.Context, st *envState, name string, as *appState, want string) error {
 	running := c.rt.Versions(st.name, name)
-	var stable string
-	for _, v := range running {
-		if v != want {
-			stable = v // versions sort by time: the newest other one
-		}
+	cp, found, err := c.rollouts.Resumable(ctx, st.name, name)
+	if err != nil {
+		return fmt.Errorf("recovering %s: %w", name, err)
 	}
-	cp, resumable := c.rollouts.Resumable(ctx, st.name, name)
-	resumable = resumable && cp.CanaryVersion == want
+	var stable string
 	switch {
-	case resumable && slices.Contains(running, cp.StableVersion):
+	case found && cp.Promoting && cp.Aborting == "":
+		if cp.CanaryVersion == want {
+			return nil // it was promoted: the manifest's version is stable
+		}
+		stable = cp.CanaryVersion
+	case found:
 		stable = cp.StableVersion
 	case slices.Contains(running, want):
-		// No rollout of it was under way: want is the stable version and
-		// any other one is garbage for the collector.
-		return nil
+		return nil // no rollout was under way: want is stable, others are garbage
+	default:
+		for _, v := range running {
+			if v != want {
+				stable = v // versions sort by time: the newest other one
+			}
+		}
 	}
-	if stable == "" {
+	if stable == "" || stable == want {
 		return nil
 	}
 	art, err := c.artifacts.Resolve(name, stable, build.App)
@@ -167,8 +177,11 @@ func (c *Controller) recoverStable(ctx context.Context, st *envState, name strin
 	// The entry written back to git if the canary is aborted; the
 	// rollout's checkpoint has the full one, with its git revision.
 	entry := &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "runway.local/" + name, Tag: stable}}}
+	if found && cp.StableVersion == stable && cp.StableEntry != nil {
+		entry = cp.StableEntry
+	}
 	as.version, as.entry, as.backends = stable, entry, backends
-	c.log.Warn("restarted during a rollout: stable version recovered", "app", name, "stable", stable, "canary", want, "checkpoint", resumable)
+	c.log.Warn("restarted during a rollout: stable version recovered", "app", name, "stable", stable, "canary", want, "checkpoint", found)
 	return nil
 }
 

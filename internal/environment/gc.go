@@ -109,8 +109,9 @@ func (c *Controller) unwanted(ctx context.Context, m *manifest.Manifest, d runti
 	if s, ok := c.rollouts.Active(d.Env, d.App); ok && (d.Version == s.StableVersion || d.Version == s.CanaryVersion) {
 		return "", false
 	}
-	if cp, ok := c.rollouts.Resumable(ctx, d.Env, d.App); ok && (d.Version == cp.StableVersion || d.Version == cp.CanaryVersion) {
-		return "", false
+	cp, ok, err := c.rollouts.Resumable(ctx, d.Env, d.App)
+	if err != nil || ok && (d.Version == cp.StableVersion || d.Version == cp.CanaryVersion) {
+		return "", false // wanted by a rollout that resumes, or not known
 	}
 	return why, true
 }
@@ -168,8 +169,8 @@ func (c *Controller) collectStore(ctx context.Context) error {
 		if _, ok := c.rollouts.Active(r.Env, r.App); ok {
 			return true
 		}
-		_, ok := c.rollouts.Resumable(ctx, r.Env, r.App)
-		return ok
+		_, ok, err := c.rollouts.Resumable(ctx, r.Env, r.App)
+		return ok || err != nil // when not known, keep it
 	}
 	var errs []error
 	ended, err := c.opts.Store.AbandonAnalysisRuns(ctx, live, "no rollout of the app runs or can resume", now)

@@ -72,9 +72,9 @@ func (r activeRollouts) Active(env, app string) (rollout.Status, bool) {
 	return s, ok
 }
 func (activeRollouts) Start(context.Context, rollout.Request) error { return nil }
-func (r activeRollouts) Resumable(_ context.Context, env, app string) (rollout.Checkpoint, bool) {
+func (r activeRollouts) Resumable(_ context.Context, env, app string) (rollout.Checkpoint, bool, error) {
 	cp, ok := r.resumable[env+"/"+app]
-	return cp, ok
+	return cp, ok, nil
 }
 func (activeRollouts) Settle(context.Context, string, string, string) {}
 

@@ -61,7 +61,10 @@ func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*R
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, fmt.Errorf("creating state repo dir: %w", err)
 	}
-	fresh := dir + ".new"
+	fresh, old := dir+".new", dir+".old"
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		_ = os.Rename(old, dir) // a swap a kill interrupted: take the old clone back
+	}
 	_ = os.RemoveAll(fresh)
 	repo, err := git.PlainCloneContext(ctx, fresh, false, &git.CloneOptions{
 		URL:           url,
@@ -69,12 +72,15 @@ func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*R
 		SingleBranch:  true,
 	})
 	if err == nil {
-		if err := os.RemoveAll(dir); err != nil {
+		// Swapped so that a kill at any point leaves a clone at dir or old.
+		_ = os.RemoveAll(old)
+		if err := os.Rename(dir, old); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("replacing state repo clone %s: %w", dir, err)
 		}
 		if err := os.Rename(fresh, dir); err != nil {
 			return nil, fmt.Errorf("replacing state repo clone %s: %w", dir, err)
 		}
+		_ = os.RemoveAll(old)
 		if repo, err = git.PlainOpen(dir); err != nil {
 			return nil, fmt.Errorf("opening state repo clone %s: %w", dir, err)
 		}

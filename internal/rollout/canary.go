@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ type rollout struct {
 	// full is set by a full promote: skip every remaining step.
 	full       bool
 	cancelStep context.CancelCauseFunc // cancels the running step
+	saveMu     sync.Mutex              // orders checkpoint writes
 
 	// Checkpointed state (see Checkpoint).
 	resume       *Checkpoint // what a restarted rollout resumes from
@@ -365,7 +367,13 @@ func (r *rollout) analyze(ctx context.Context, name string, templates []appspec.
 		out = Outcome{Phase: Error, Reason: err.Error()}
 	}
 	r.update(ctx, func(r *rollout) {
-		r.status.Analyses = append(r.status.Analyses, Run{Name: name, Phase: out.Phase, Reason: out.Reason})
+		run := Run{Name: name, Phase: out.Phase, Reason: out.Reason}
+		// A resumed run may have been listed before the restart.
+		if i := slices.IndexFunc(r.status.Analyses, func(a Run) bool { return a.Name == name }); i >= 0 {
+			r.status.Analyses[i] = run
+			return
+		}
+		r.status.Analyses = append(r.status.Analyses, run)
 	})
 	return out, nil
 }
@@ -436,13 +444,15 @@ func (r *rollout) promoteRollout(ctx context.Context) error {
 func (r *rollout) abortRollout(ctx context.Context, reason string) {
 	ctx = context.WithoutCancel(ctx)
 	r.c.log.Warn("aborting rollout", "app", r.req.App, "canary", r.req.CanaryVersion, "reason", reason)
+	// Recorded first: a restart from here on finishes the abort (routing
+	// back again) rather than resuming the canary at its weight.
+	r.update(ctx, func(r *rollout) {
+		r.status.Phase, r.status.Weight, r.status.Message, r.aborting = Degraded, 0, "aborted: "+reason, reason
+	})
 	route := gateway.Route{Env: r.req.Env, App: r.req.App, StableVersion: r.req.StableVersion, Stable: r.req.Stable}
 	if err := r.c.router.SetRoute(route); err != nil {
 		r.c.log.Error("routing back to stable", "err", err)
 	}
-	r.update(ctx, func(r *rollout) {
-		r.status.Phase, r.status.Weight, r.status.Message, r.aborting = Degraded, 0, "aborted: "+reason, reason
-	})
 	if err := r.req.Target.Aborted(ctx); err != nil {
 		r.c.log.Error("stopping canary", "err", err)
 	}

@@ -13,6 +13,10 @@ func (r *rollout) save(ctx context.Context) {
 	if r.c.cps == nil {
 		return
 	}
+	// Snapshot and write under one lock, so that the step loop and the
+	// background analysis never write an older state over a newer one.
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
 	cp := r.checkpoint()
 	if err := r.c.cps.SaveRollout(context.WithoutCancel(ctx), cp); err != nil {
 		r.c.log.Error("saving rollout checkpoint", "app", r.req.App, "canary", r.req.CanaryVersion, "err", err)
@@ -55,54 +59,62 @@ func (r *rollout) resumeFrom(cp Checkpoint) {
 
 // resumable finds the unfinished checkpoint req continues: same canary
 // and same stable version. Other unfinished checkpoints of the app are
-// rollouts that can no longer go on: they are ended as superseded.
-func (c *Controller) resumable(ctx context.Context, req Request) (Checkpoint, bool) {
+// rollouts that can no longer go on: they are ended, as promoted if their
+// canary had been promoted and is req's stable version, else as
+// superseded. An error means the checkpoints could not be read: the
+// rollout must not start (it would overwrite one).
+func (c *Controller) resumable(ctx context.Context, req Request) (Checkpoint, bool, error) {
 	if c.cps == nil {
-		return Checkpoint{}, false
+		return Checkpoint{}, false, nil
 	}
 	cps, err := c.cps.UnfinishedRollouts(ctx, req.Env, req.App)
 	if err != nil {
-		c.log.Error("reading rollout checkpoints; the canary starts from its first step", "app", req.App, "err", err)
-		return Checkpoint{}, false
+		return Checkpoint{}, false, fmt.Errorf("reading rollout checkpoints of %s: %w", req.App, err)
 	}
 	var found *Checkpoint
 	for i, cp := range cps {
-		if cp.CanaryVersion == req.CanaryVersion && cp.StableVersion == req.StableVersion {
+		switch {
+		case cp.CanaryVersion == req.CanaryVersion && cp.StableVersion == req.StableVersion:
 			found = &cps[i]
-			continue
+		case cp.Promoting && cp.Aborting == "" && cp.CanaryVersion == req.StableVersion:
+			cp.Weight, cp.Step = 100, cp.Steps
+			c.end(ctx, cp, true, fmt.Sprintf("%s %s promoted (recorded after a restart)", req.App, cp.CanaryVersion))
+		default:
+			c.end(ctx, cp, false, fmt.Sprintf("superseded: %s %s now rolls out over %s", req.App, req.CanaryVersion, req.StableVersion))
 		}
-		c.end(ctx, cp, false, fmt.Sprintf("superseded: %s %s now rolls out over %s", req.App, req.CanaryVersion, req.StableVersion))
 	}
 	if found == nil {
-		return Checkpoint{}, false
+		return Checkpoint{}, false, nil
 	}
-	return *found, true
+	return *found, true, nil
 }
 
 // Resumable returns the newest unfinished checkpoint of app in env that no
 // running rollout owns: after a restart, what the environment controller
-// needs to recover the stable version a canary ran beside.
-func (c *Controller) Resumable(ctx context.Context, env, app string) (Checkpoint, bool) {
+// needs to recover the stable version a canary ran beside. An error means
+// it is not known: act on nothing.
+func (c *Controller) Resumable(ctx context.Context, env, app string) (Checkpoint, bool, error) {
 	if c.cps == nil {
-		return Checkpoint{}, false
+		return Checkpoint{}, false, nil
 	}
 	if _, ok := c.Active(env, app); ok {
-		return Checkpoint{}, false
+		return Checkpoint{}, false, nil
 	}
 	cps, err := c.cps.UnfinishedRollouts(ctx, env, app)
-	if err != nil || len(cps) == 0 {
-		if err != nil {
-			c.log.Error("reading rollout checkpoints", "app", app, "err", err)
-		}
-		return Checkpoint{}, false
+	if err != nil {
+		return Checkpoint{}, false, fmt.Errorf("reading rollout checkpoints of %s: %w", app, err)
 	}
-	return cps[len(cps)-1], true
+	if len(cps) == 0 {
+		return Checkpoint{}, false, nil
+	}
+	return cps[len(cps)-1], true, nil
 }
 
 // Settle ends the unfinished checkpoints of app in env once production
 // runs version without a canary: the control plane was killed after the
 // rollout's outcome was applied but before it was recorded. A checkpoint
-// whose canary is version was promoted; any other one did not go through.
+// whose canary is version and that had passed every step was promoted;
+// any other one did not go through.
 // Either way its pipeline gets the report it waits for.
 func (c *Controller) Settle(ctx context.Context, env, app, version string) {
 	if c.cps == nil {
@@ -118,11 +130,11 @@ func (c *Controller) Settle(ctx context.Context, env, app, version string) {
 	}
 	for _, cp := range cps {
 		switch {
-		case cp.CanaryVersion == version:
-			cp.Weight, cp.Step = 100, cp.Steps
-			c.end(ctx, cp, true, fmt.Sprintf("%s %s promoted (recorded after a restart)", app, version))
 		case cp.Aborting != "":
 			c.end(ctx, cp, false, fmt.Sprintf("canary %s aborted: %s", cp.CanaryVersion, cp.Aborting))
+		case cp.CanaryVersion == version && cp.Promoting:
+			cp.Weight, cp.Step = 100, cp.Steps
+			c.end(ctx, cp, true, fmt.Sprintf("%s %s promoted (recorded after a restart)", app, version))
 		default:
 			c.end(ctx, cp, false, fmt.Sprintf("canary %s did not finish: production runs %s", cp.CanaryVersion, version))
 		}

@@ -225,13 +225,16 @@ func TestResumeFinishesAnAbort(t *testing.T) {
 
 func TestSettleEndsUnfinishedRollouts(t *testing.T) {
 	tests := []struct {
-		name     string
-		aborting string
-		runs     string // the version production runs alone
+		name      string
+		aborting  string
+		promoting bool
+		runs      string // the version production runs alone
 		wantOK   bool
 		wantMsg  string
 	}{
-		{name: "canary runs: it was promoted", runs: canaryVersion, wantOK: true, wantMsg: "promoted"},
+		{name: "canary runs after every step passed: it was promoted", promoting: true, runs: canaryVersion, wantOK: true, wantMsg: "promoted"},
+		{name: "canary runs before every step passed: not a promotion", runs: canaryVersion, wantMsg: "did not finish"},
+		{name: "canary runs after an abort began: not a promotion", aborting: "rate too low", promoting: true, runs: canaryVersion, wantMsg: "rate too low"},
 		{name: "stable runs: it did not finish", runs: stableVersion, wantMsg: "did not finish"},
 		{name: "stable runs after an abort", aborting: "rate too low", runs: stableVersion, wantMsg: "rate too low"},
 	}
@@ -242,7 +245,7 @@ func TestSettleEndsUnfinishedRollouts(t *testing.T) {
 			fx.ctl.Persist(t.Context(), cps)
 			cp := Checkpoint{
 				Status:   Status{Env: env, App: app, StableVersion: stableVersion, CanaryVersion: canaryVersion, Phase: Progressing, Started: time.Now().UTC()},
-				Workflow: workflow, Aborting: tt.aborting,
+				Workflow: workflow, Aborting: tt.aborting, Promoting: tt.promoting,
 			}
 			if err := cps.SaveRollout(t.Context(), cp); err != nil {
 				t.Fatal(err)
@@ -255,8 +258,8 @@ func TestSettleEndsUnfinishedRollouts(t *testing.T) {
 			if left, _ := cps.UnfinishedRollouts(t.Context(), env, app); len(left) != 0 {
 				t.Fatalf("unfinished after Settle: %+v", left)
 			}
-			if _, ok := fx.ctl.Resumable(t.Context(), env, app); ok {
-				t.Fatal("Resumable after Settle")
+			if _, ok, err := fx.ctl.Resumable(t.Context(), env, app); ok || err != nil {
+				t.Fatalf("Resumable after Settle: %v, %v", ok, err)
 			}
 		})
 	}

@@ -193,8 +193,14 @@ func (c *Controller) Start(ctx context.Context, req Request) error {
 	if busy {
 		return fmt.Errorf("a rollout of %s in %s is already running", req.App, req.Env)
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("starting a rollout of %s: %w", req.App, err) // shutting down
+	}
 	// Outside c.mu: it may end superseded checkpoints, which records them.
-	cp, resume := c.resumable(ctx, req)
+	cp, resume, err := c.resumable(ctx, req)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if running() {
