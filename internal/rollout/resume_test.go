@@ -229,8 +229,8 @@ func TestSettleEndsUnfinishedRollouts(t *testing.T) {
 		aborting  string
 		promoting bool
 		runs      string // the version production runs alone
-		wantOK   bool
-		wantMsg  string
+		wantOK    bool
+		wantMsg   string
 	}{
 		{name: "canary runs after every step passed: it was promoted", promoting: true, runs: canaryVersion, wantOK: true, wantMsg: "promoted"},
 		{name: "canary runs before every step passed: not a promotion", runs: canaryVersion, wantMsg: "did not finish"},

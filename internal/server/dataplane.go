@@ -88,7 +88,7 @@ func newDataPlane(ctx context.Context, cfg Config, apiAddr string, logger *slog.
 	if err != nil {
 		return nil, fmt.Errorf("starting the gateway process: %w", err)
 	}
-	client := remote.New(h.AdminURL(), cfg.Gateway.Domain)
+	client := remote.New(h.AdminURL(), cfg.Gateway.Domain).WithLogger(logger)
 	d.proc, d.router, d.addr, d.metricsURL = h, client, h.ListenAddr(), client.MetricsURL()
 	logger.Info("gateway process", "pid", h.PID(), "listen", h.ListenAddr(), "admin", h.AdminURL())
 	return d, nil

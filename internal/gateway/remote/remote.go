@@ -41,7 +41,8 @@ type Client struct {
 
 // New returns a Client for the gateway whose admin API is at adminURL
 // (e.g. "http://127.0.0.1:7071") and whose routes are under domain (empty
-// means "localhost", as in gateway.Options). It logs to slog.Default().
+// means "localhost", as in gateway.Options). It logs to slog.Default()
+// unless given a logger with WithLogger.
 func New(adminURL string, domain string) *Client {
 	base, err := url.Parse(strings.TrimSuffix(adminURL, "/"))
 	if err != nil {
@@ -59,6 +60,15 @@ func New(adminURL string, domain string) *Client {
 		log:   slog.Default(),
 		hosts: gateway.New(gateway.Options{Domain: domain}),
 	}
+}
+
+// WithLogger makes the client log to logger instead of slog.Default() and
+// returns it.
+func (c *Client) WithLogger(logger *slog.Logger) *Client {
+	if logger != nil {
+		c.log = logger
+	}
+	return c
 }
 
 // AdminURL returns the base URL of the gateway's admin API.

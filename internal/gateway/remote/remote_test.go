@@ -3,6 +3,7 @@ package remote_test
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -165,7 +166,8 @@ func TestClientGatewayDown(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c := remote.New("http://"+addr, "")
+	var logged strings.Builder
+	c := remote.New("http://"+addr, "").WithLogger(slog.New(slog.NewTextHandler(&logged, nil)))
 	if err := c.SetRoute(gateway.Route{Env: "production", App: "web"}); err == nil || !strings.Contains(err.Error(), "setting route production/web") {
 		t.Errorf("SetRoute to a gateway that is down = %v, want an error saying what was done", err)
 	}
@@ -180,6 +182,9 @@ func TestClientGatewayDown(t *testing.T) {
 	}
 	c.RemoveRoute("production", "web") // logs, must not panic
 	c.RemoveEnv("production")
+	if !strings.Contains(logged.String(), "level=ERROR") {
+		t.Errorf("the client's logger got no error while the gateway was down: %q", logged.String())
+	}
 }
 
 func TestClientNotAGateway(t *testing.T) {
