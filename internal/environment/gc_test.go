@@ -1,7 +1,6 @@
 package environment_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/logbuf"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/procfs"
 	"github.com/runway-cd/runway/internal/rollout"
@@ -89,23 +88,6 @@ type noReports struct{}
 
 func (noReports) Update(context.Context, string, string, bool, string) error { return nil }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func app(version string) *manifest.App {
 	return &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "runway.local/x", Tag: version}}}
 }
@@ -117,7 +99,7 @@ type gcWorld struct {
 	dir      string
 	gw       *gateway.Gateway
 	db       *sqlite.DB
-	logs     *lockedBuffer
+	logs     *logbuf.Buffer
 	stray    [2]uint64 // pid, start time of an unrecorded replica
 	alien    [2]uint64 // a process that only looks like one
 	snap     *gitops.Snapshot
@@ -127,7 +109,7 @@ type gcWorld struct {
 func newGCWorld(t *testing.T) *gcWorld {
 	t.Helper()
 	ctx := t.Context()
-	w := &gcWorld{dir: filepath.Join(t.TempDir(), "envs"), logs: &lockedBuffer{}}
+	w := &gcWorld{dir: filepath.Join(t.TempDir(), "envs"), logs: &logbuf.Buffer{}}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), w.logs), nil))
 	var err error
 	w.rt, err = local.New(local.Options{Dir: w.dir, Secret: []byte("test"), Logger: log})

@@ -18,6 +18,7 @@ import (
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/gatewayproc"
 	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/logbuf"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/server"
@@ -343,7 +344,7 @@ func appOf(e *environment.EnvStatus, app string) *environment.AppStatus {
 }
 
 // waitLog waits until the log holds at least n lines with substr.
-func waitLog(ctx context.Context, t *testing.T, log *syncBuffer, substr string, n int) {
+func waitLog(ctx context.Context, t *testing.T, log *logbuf.Buffer, substr string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(recoverDeadline)
 	for strings.Count(log.String(), substr) < n {

@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,13 +15,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/runway-cd/runway/internal/demo"
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/logbuf"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/pipeline"
 )
@@ -370,7 +369,7 @@ func startRunway(ctx context.Context, t *testing.T) (*demo.Harness, string) {
 // startRunwayWith is startRunway with harness options (Examples, Dir are
 // set here; opts.Log, if set, gets the server's log too) and the server's
 // log in a buffer.
-func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*demo.Harness, string, *syncBuffer) {
+func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*demo.Harness, string, *logbuf.Buffer) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test")
@@ -378,7 +377,7 @@ func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*dem
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	logBuf := &syncBuffer{}
+	logBuf := &logbuf.Buffer{}
 	opts.Examples, opts.Dir = "../../examples", dir
 	if opts.Log != nil {
 		opts.Log = io.MultiWriter(logBuf, opts.Log)
@@ -411,21 +410,4 @@ func assertNoProcesses(t *testing.T, dir, env string) {
 	for _, p := range demo.Leftovers(filepath.Join(dir, "data"), env) {
 		t.Errorf("process of environment %q still runs: %s", env, p)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

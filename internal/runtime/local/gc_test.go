@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,38 +10,20 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/runway-cd/runway/internal/logbuf"
 	"github.com/runway-cd/runway/internal/postgres"
 	"github.com/runway-cd/runway/internal/procfs"
 	"github.com/runway-cd/runway/internal/runtime"
 )
 
-// logBuffer collects a runtime's log for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newLoggedRuntime is newRuntimeIn whose log also goes to the returned
 // buffer.
-func newLoggedRuntime(t *testing.T, dir string) (*Runtime, *logBuffer) {
+func newLoggedRuntime(t *testing.T, dir string) (*Runtime, *logbuf.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &logbuf.Buffer{}
 	rt, err := New(Options{
 		Dir:    dir,
 		Secret: []byte("test secret"),
