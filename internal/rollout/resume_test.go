@@ -210,15 +210,7 @@ func TestResumeFinishesAnAbort(t *testing.T) {
 	if len(ups) != 1 || ups[0].Success || ups[0].Workflow != workflow {
 		t.Fatalf("reports %+v, want one failure for %s", ups, workflow)
 	}
-	data, err := fx.repo.ReadFile(t.Context(), manifest.ProductionPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := manifest.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := m.Apps[app]; got.Version() != stableVersion || got.Deploy.Revision != "57ab1e" {
+	if got, _ := fx.production(t); got.Version() != stableVersion || got.Deploy.Revision != "57ab1e" {
 		t.Fatalf("production manifest has %s (revision %q), want the stable entry back", got.Version(), got.Deploy.Revision)
 	}
 }

@@ -220,21 +220,10 @@ func corruptRepo(t *testing.T, repo string) func() {
 // waits until the environment has gone without a trace.
 func testReconcileResumes(ctx context.Context, t *testing.T, h *demo.Harness, dir, env, version string) {
 	t.Helper()
-	repo, err := gitops.Open(ctx, h.StateURL, filepath.Join(t.TempDir(), "state"), "main", nil)
-	if err != nil {
-		t.Fatalf("the restored state repo cannot be cloned: %v", err)
-	}
-	data, err := repo.ReadFile(ctx, manifest.ProductionPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := manifest.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, m := gitProduction(ctx, t, h)
 	m.EnvName, m.DeployingWorkflowName = env, ""
 	m.ChangeDescription = "state repo back: reconciliation resumes"
-	data, err = m.Marshal()
+	data, err := m.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -303,11 +303,13 @@ func assertProduction(ctx context.Context, t *testing.T, h *demo.Harness, body, 
 	}
 }
 
-func assertGitProduction(ctx context.Context, t *testing.T, h *demo.Harness, version string) {
+// gitProduction clones the state repository and reads its production
+// manifest.
+func gitProduction(ctx context.Context, t *testing.T, h *demo.Harness) (*gitops.Repo, *manifest.Manifest) {
 	t.Helper()
 	repo, err := gitops.Open(ctx, h.StateURL, filepath.Join(t.TempDir(), "state"), "main", nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("cloning the state repo: %v", err)
 	}
 	data, err := repo.ReadFile(ctx, manifest.ProductionPath)
 	if err != nil {
@@ -317,6 +319,12 @@ func assertGitProduction(ctx context.Context, t *testing.T, h *demo.Harness, ver
 	if err != nil {
 		t.Fatal(err)
 	}
+	return repo, m
+}
+
+func assertGitProduction(ctx context.Context, t *testing.T, h *demo.Harness, version string) {
+	t.Helper()
+	repo, m := gitProduction(ctx, t, h)
 	if got := m.Apps[demo.AppName].Version(); got != version {
 		t.Fatalf("git's production manifest has %s %s, want %s", demo.AppName, got, version)
 	}
