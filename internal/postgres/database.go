@@ -62,13 +62,65 @@ func (i *Instance) EnsureDatabase(ctx context.Context, name, user, password stri
 	if _, err := conn.Exec(ctx, "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; SET standard_conforming_strings = on"); err != nil {
 		return Conn{}, fmt.Errorf("ensuring database %s: configuring session: %w", name, err)
 	}
-	if err := ensureRole(ctx, conn, user, password); err != nil {
-		return Conn{}, fmt.Errorf("ensuring role %s: %w", user, err)
+	// Concurrent updates of one catalog row fail ("tuple concurrently
+	// updated", duplicate keys) rather than wait, so callers take turns:
+	// a session lock, released when the session closes below. A killed
+	// control plane's session keeps it only until its running statement
+	// ends and the server finds the client gone.
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", ensureLockKey); err != nil {
+		return Conn{}, fmt.Errorf("ensuring database %s: waiting for other sessions: %w", name, err)
 	}
-	if err := ensureOwnedDatabase(ctx, conn, name, user); err != nil {
-		return Conn{}, fmt.Errorf("ensuring database %s: %w", name, err)
+	for attempt := 1; ; attempt++ {
+		err = ensureRoleAndDatabase(ctx, conn, name, user, password)
+		if err == nil || !retryable(err) || attempt == ensureAttempts {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return Conn{}, fmt.Errorf("ensuring database %s: %w", name, errors.Join(err, ctx.Err()))
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		return Conn{}, err
 	}
 	return Conn{Host: loopback, Port: i.port, User: user, Password: password, Database: name}, nil
+}
+
+// ensureLockKey is the advisory lock EnsureDatabase holds while it changes
+// roles and databases ("runway-ensure" in ASCII, cut to 63 bits).
+const ensureLockKey int64 = 0x72756e7761792d65
+
+// ensureAttempts bounds retries of a change that raced a session outside
+// Runway's lock (an operator's psql, say).
+const ensureAttempts = 4
+
+func ensureRoleAndDatabase(ctx context.Context, conn *pgx.Conn, name, user, password string) error {
+	if err := ensureRole(ctx, conn, user, password); err != nil {
+		return fmt.Errorf("ensuring role %s: %w", user, err)
+	}
+	if err := ensureOwnedDatabase(ctx, conn, name, user); err != nil {
+		return fmt.Errorf("ensuring database %s: %w", name, err)
+	}
+	return nil
+}
+
+// retryable reports whether err is a catalog race that succeeds when tried
+// again: a concurrent update of the same row (XX000 "tuple concurrently
+// updated"), a duplicate key from a concurrent create, a serialization
+// failure or a deadlock.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "40001", "40P01", "23505":
+		return true
+	case "XX000":
+		return strings.Contains(pgErr.Message, "concurrently")
+	}
+	return false
 }
 
 func ensureRole(ctx context.Context, conn *pgx.Conn, user, password string) error {

@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -95,5 +97,39 @@ func TestQuoteLiteral(t *testing.T) {
 				t.Fatalf("quoteLiteral(%q) = %s, want %s", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestEnsureDatabaseConcurrent runs EnsureDatabase for one app from many
+// sessions at once, as a restarted control plane does while the server
+// still finishes the statement of its killed predecessor's session:
+// PostgreSQL answers concurrent updates of one catalog row with "tuple
+// concurrently updated", which must be retried, not returned.
+func TestEnsureDatabaseConcurrent(t *testing.T) {
+	inst := startInstance(t, filepath.Join(t.TempDir(), "env"))
+	const sessions, rounds = 6, 5
+	errs := make(chan error, sessions*rounds)
+	var wg sync.WaitGroup
+	for range sessions {
+		wg.Go(func() {
+			for range rounds {
+				_, err := inst.EnsureDatabase(t.Context(), "shop", "shop", "secret")
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent EnsureDatabase: %v", err)
+		}
+	}
+	c, err := inst.EnsureDatabase(t.Context(), "shop", "shop", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queryAsApp(t, c); got != "pong" {
+		t.Fatal("the app cannot query its database after concurrent ensures")
 	}
 }
