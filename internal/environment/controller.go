@@ -63,6 +63,9 @@ type Options struct {
 	// PollInterval is the fallback re-read of the state repository when no
 	// trigger came. Zero value: 30s.
 	PollInterval time.Duration
+	// RetryInterval is the first wait before a failed pass is retried;
+	// it doubles on each failure up to PollInterval. Zero value: 1s.
+	RetryInterval time.Duration
 	// GatewayAddr is the gateway's host:port, for the URLs given to jobs.
 	GatewayAddr string
 	// HealthTimeout bounds a replica set's wait for health. Zero: 60s.
@@ -116,6 +119,9 @@ func New(repo Snapshotter, rt runtime.Runtime, artifacts Artifacts, router Route
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 30 * time.Second
 	}
+	if opts.RetryInterval == 0 {
+		opts.RetryInterval = time.Second
+	}
 	if opts.HealthTimeout == 0 {
 		opts.HealthTimeout = 60 * time.Second
 	}
@@ -138,18 +144,30 @@ func (c *Controller) Trigger() {
 }
 
 // Run reconciles on every trigger and every poll interval until ctx ends.
+// A pass that failed is retried sooner, after a backoff that starts at
+// RetryInterval and doubles up to the poll interval, as Argo CD retries a
+// failed sync.
 func (c *Controller) Run(ctx context.Context) error {
 	ticker := time.NewTicker(c.opts.PollInterval)
 	defer ticker.Stop()
+	var backoff time.Duration
 	for {
-		if err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			c.log.Error("reconcile failed", "err", err)
+		err := c.Reconcile(ctx)
+		var retry <-chan time.Time
+		switch {
+		case err == nil:
+			backoff = 0
+		case ctx.Err() == nil:
+			backoff = min(max(2*backoff, c.opts.RetryInterval), c.opts.PollInterval)
+			c.log.Error("reconcile failed", "err", err, "retryIn", backoff)
+			retry = time.After(backoff)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-c.trigger:
 		case <-ticker.C:
+		case <-retry:
 		}
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
@@ -178,5 +180,115 @@ func TestMissingArtifactReportsFailure(t *testing.T) {
 	// The failed version is not retried on every pass.
 	if err := c.Reconcile(context.Background()); err != nil {
 		t.Fatalf("second pass retried the failed version: %v", err)
+	}
+}
+
+// flakySnap fails its first failures reads, then returns snap.
+type flakySnap struct {
+	snap     *gitops.Snapshot
+	failures int
+	mu       sync.Mutex
+	reads    int
+}
+
+func (f *flakySnap) Snapshot(context.Context) (*gitops.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	if f.reads <= f.failures {
+		return nil, errors.New("remote gone")
+	}
+	return f.snap, nil
+}
+
+func (f *flakySnap) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+// A failed pass is retried after a backoff, not left to the poll interval
+// (an hour here) or the next trigger (none here).
+func TestRunRetriesFailedPass(t *testing.T) {
+	snap := &flakySnap{failures: 2, snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"v1": envManifest("v1")}}}
+	rep := &reports{}
+	c := New(snap, &fakeRuntime{}, noArtifacts{}, gateway.New(gateway.Options{}), rep, noRollouts{},
+		Options{PollInterval: time.Hour, RetryInterval: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if slices.Equal(c.Envs(), []string{"v1"}) {
+			if n := snap.count(); n != 3 {
+				t.Fatalf("state repo read %d times, want 2 failures and 1 success", n)
+			}
+			return
+		}
+	}
+	t.Fatalf("after %d reads the failed passes were not retried into a success", snap.count())
+}
+
+// dbOutageRuntime runs replicas, but cannot provide a database for the
+// first outages calls: a fault injected where the real runtime's
+// PostgreSQL cannot be made to fail on cue.
+type dbOutageRuntime struct {
+	versionsRuntime
+	outages int
+	calls   int
+}
+
+func (f *dbOutageRuntime) Database(context.Context, string, string) (runtime.Database, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.calls <= f.outages {
+		return nil, errors.New("ensuring role web: tuple concurrently updated")
+	}
+	return fakeDB{}, nil
+}
+
+type fakeDB struct{}
+
+func (fakeDB) Env() []string { return []string{"DATABASE_URL=postgres://web@127.0.0.1/web"} }
+
+// needsPostgres resolves every version to an artifact that needs a
+// database.
+type needsPostgres struct{}
+
+func (needsPostgres) Resolve(app, version string, kind build.Kind) (build.Artifact, error) {
+	return build.Artifact{App: app, Version: version, Kind: kind, Spec: &appspec.Spec{Needs: []string{"postgres"}}}, nil
+}
+
+// A database that cannot be provided is not the version's fault: the
+// version is neither marked failed nor reported failed, and the next pass
+// deploys it.
+func TestDatabaseOutageIsRetriedNotFailed(t *testing.T) {
+	m := envManifest("v1")
+	m.Apps["web"] = &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "runway.local/web", Tag: "v20260101000000"}}}
+	rt := &dbOutageRuntime{outages: 1}
+	rep := &reports{}
+	c := New(fakeSnap{snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"v1": m}}}, rt, needsPostgres{},
+		gateway.New(gateway.Options{}), rep, noRollouts{}, Options{})
+	if err := c.Reconcile(t.Context()); err == nil {
+		t.Fatal("a pass whose database failed reported success")
+	}
+	if slices.Contains(rep.got, "wf-v1/web/failed") {
+		t.Fatalf("reports %v: a database outage failed the version", rep.got)
+	}
+	if err := c.Reconcile(t.Context()); err != nil {
+		t.Fatalf("second pass: %v", err)
+	}
+	st := c.Status()
+	if len(st) != 1 || len(st[0].Apps) != 2 || st[0].Apps[1].Name != "web" || st[0].Apps[1].Version != "v20260101000000" || st[0].Apps[1].Failed != "" {
+		t.Fatalf("status %+v, want web v20260101000000 running", st)
+	}
+	if !slices.Contains(rep.got, "wf-v1/web/ok") {
+		t.Fatalf("reports %v lack web's success", rep.got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/gateway"
@@ -103,6 +104,11 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 		return err
 	}
 	backends, err := c.startReplicas(ctx, st.name, art)
+	if errors.Is(err, errNotTheVersion) {
+		// The next pass tries again; the deploy deadline bounds how long
+		// a pipeline waits for it.
+		return fmt.Errorf("starting %s %s: %w", name, want, err)
+	}
 	if err != nil {
 		as.failed = want
 		c.report(ctx, st, name, as, false, err.Error())
@@ -185,12 +191,17 @@ func (c *Controller) recoverStable(ctx context.Context, st *envState, name strin
 	return nil
 }
 
+// errNotTheVersion marks a failure to start a version that is not the
+// version's fault (its database could not be provided, say): the version is
+// not marked failed and no failure is reported, so a later pass retries.
+var errNotTheVersion = errors.New("retried on the next pass")
+
 // startReplicas runs an artifact's replicas in env, with its database
 // settings when it needs one.
 func (c *Controller) startReplicas(ctx context.Context, env string, art build.Artifact) ([]gateway.Backend, error) {
 	vars, err := c.appVars(ctx, env, art)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errNotTheVersion, err)
 	}
 	run := art.Spec.Run
 	for k, v := range run.Env {
@@ -280,9 +291,28 @@ type canaryTarget struct {
 	entry *manifest.App
 }
 
+// StartCanary starts the canary's replicas. A failure that is not the
+// version's fault is tried again a few times before the rollout is told,
+// since it would abort the rollout.
 func (t *canaryTarget) StartCanary(ctx context.Context) ([]gateway.Backend, error) {
-	return t.c.startReplicas(ctx, t.st.name, t.art)
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		backends, err := t.c.startReplicas(ctx, t.st.name, t.art)
+		if !errors.Is(err, errNotTheVersion) || attempt == canaryStartAttempts {
+			return backends, err
+		}
+		t.c.log.Warn("starting the canary failed; retrying", "app", t.name, "version", t.art.Version, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }
+
+// canaryStartAttempts bounds StartCanary's retries: 0.5+1+2+4 s of waiting.
+const canaryStartAttempts = 5
 
 // Promoted makes the canary the stable version and stops the old one.
 func (t *canaryTarget) Promoted(ctx context.Context, backends []gateway.Backend) error {
