@@ -313,22 +313,32 @@ func (ru *run) job(ctx context.Context, w io.Writer, step, env, kind string) err
 }
 
 // promote writes the new version into production and deletes the staging
-// manifest, in one commit.
+// manifest, in one commit. Run again after a restart, it finds that commit
+// (production has the version, staging is gone) and does not repeat it.
 func (ru *run) promote(ctx context.Context, w io.Writer) error {
+	prod, err := ru.production(ctx)
+	if err != nil {
+		return err
+	}
 	stagingData, err := ru.r.repo.ReadFile(ctx, manifest.StagingPath(ru.p.StagingEnv))
+	if gitops.IsNotExist(err) {
+		if cur, ok := prod.Apps[ru.p.App]; ok && cur.Version() == ru.p.Version {
+			// Expect the reports again in case the restart came between the
+			// commit and the submission being recorded.
+			if err := ru.r.reporter.Submit(ctx, ru.productionWorkflow(), []string{ru.p.App}); err != nil {
+				return fmt.Errorf("submitting to reporter: %w", err)
+			}
+			ru.r.envs.Trigger()
+			fmt.Fprintf(w, "production already has %s %s and the staging manifest is gone: promoted before a restart\n", ru.p.App, ru.p.Version)
+			return nil
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("reading staging manifest: %w", err)
 	}
 	staging, err := manifest.Parse(stagingData)
 	if err != nil {
 		return err
-	}
-	prod, err := ru.production(ctx)
-	if err != nil {
-		return err
-	}
-	if cur, ok := prod.Apps[ru.p.App]; ok && cur.Version() == ru.p.Version {
-		fmt.Fprintf(w, "production already has %s (promoted before a restart)\n", ru.p.Version)
 	}
 	prod.Apps[ru.p.App] = staging.Apps[ru.p.App]
 	prod.ChangeDescription = firstLine(ru.p.Message)

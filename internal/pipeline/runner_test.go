@@ -282,3 +282,62 @@ func TestGetUnknown(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
 	}
 }
+
+// A control plane killed right after the promotion's commit runs the
+// promote step again on restart: it finds production already holding the
+// version and the staging manifest gone, and goes on instead of failing to
+// read the staging manifest.
+func TestPromoteRunAgainAfterItsCommit(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	r := newRig(t, now)
+	ctx := context.Background()
+	id, err := r.runner.Start(ctx, pipeline.Request{App: "hello", CloneURL: "/x", Branch: "main", Commit: strings.Repeat("e", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.runner.Wait()
+	p, err := r.runner.Get(ctx, id)
+	if err != nil || p.Phase != pipeline.Succeeded {
+		t.Fatalf("first run: %v %+v", err, p)
+	}
+	// Rewind the record to "promote was running" (what a kill leaves);
+	// git keeps the promotion commit.
+	p.Phase, p.Finished = pipeline.Running, time.Time{}
+	rewind := false
+	for i := range p.Steps {
+		s := &p.Steps[i]
+		if s.Name == pipeline.StepPromote {
+			rewind = true
+			s.Phase, s.Finished, s.Log = pipeline.Running, time.Time{}, ""
+			continue
+		}
+		if rewind {
+			*s = pipeline.Step{Name: s.Name, Phase: pipeline.Pending}
+		}
+	}
+	if err := r.db.SavePipeline(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.runner.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.runner.Wait()
+	got, err := r.runner.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Phase != pipeline.Succeeded {
+		t.Fatalf("resumed pipeline %s at %s: %s", got.Phase, got.FailedStep, got.Reason)
+	}
+	if log := got.Step(pipeline.StepPromote).Log; !strings.Contains(log, "promoted before a restart") {
+		t.Fatalf("promote log %q does not say it found its earlier commit", log)
+	}
+	data, err := r.repo.ReadFile(ctx, manifest.ProductionPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Parse(data)
+	if err != nil || m.Apps["hello"].Version() != got.Version {
+		t.Fatalf("production manifest %v %+v, want hello %s", err, m, got.Version)
+	}
+}
