@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/runway-cd/runway/internal/build"
@@ -93,6 +94,8 @@ type Controller struct {
 	pass sync.Mutex
 	mu   sync.Mutex // guards envs
 	envs map[string]*envState
+	// status is what Status answers, published under pass.
+	status atomic.Pointer[[]EnvStatus]
 }
 
 // envState is what runs in one environment.
@@ -178,6 +181,7 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) Reconcile(ctx context.Context) error {
 	c.pass.Lock()
 	defer c.pass.Unlock()
+	defer c.publish()
 	snap, err := c.repo.Snapshot(ctx)
 	if err != nil {
 		// Never act on absence we could not confirm.
@@ -196,6 +200,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 		if err := c.reconcileEnv(ctx, snap.Envs[name]); err != nil {
 			errs = append(errs, fmt.Errorf("environment %s: %w", name, err))
 		}
+		c.publish() // production is listed before a slow staging environment is ready
 	}
 	errs = append(errs, c.collectGarbage(ctx, snap))
 	return errors.Join(errs...)
@@ -283,10 +288,18 @@ type AppStatus struct {
 	Failed   string   `json:"failedVersion,omitempty"`
 }
 
-// Status lists the environments and what runs in them.
+// Status lists the environments and what runs in them, as of the last
+// environment reconciled: it never waits for a pass (which may be creating
+// a staging environment for seconds). Callers must not modify the result.
 func (c *Controller) Status() []EnvStatus {
-	c.pass.Lock()
-	defer c.pass.Unlock()
+	if st := c.status.Load(); st != nil {
+		return *st
+	}
+	return nil
+}
+
+// publish makes what runs now the answer of Status. The caller holds pass.
+func (c *Controller) publish() {
 	var out []EnvStatus
 	for _, name := range c.Envs() {
 		c.mu.Lock()
@@ -314,5 +327,5 @@ func (c *Controller) Status() []EnvStatus {
 		}
 		out = append(out, es)
 	}
-	return out
+	c.status.Store(&out)
 }

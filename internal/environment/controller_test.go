@@ -292,3 +292,51 @@ func TestDatabaseOutageIsRetriedNotFailed(t *testing.T) {
 		t.Fatalf("reports %v lack web's success", rep.got)
 	}
 }
+
+// blockingRuntime holds EnsurePostgres of one environment until released,
+// as a staging environment whose database takes seconds to start.
+type blockingRuntime struct {
+	fakeRuntime
+	env     string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingRuntime) EnsurePostgres(ctx context.Context, env string) error {
+	if env == b.env {
+		close(b.entered)
+		<-b.release
+	}
+	return b.fakeRuntime.EnsurePostgres(ctx, env)
+}
+
+// Status answers while a pass is busy creating an environment, and lists
+// the environments reconciled before it.
+func TestStatusDoesNotWaitForAPass(t *testing.T) {
+	snap := &gitops.Snapshot{Envs: map[string]*manifest.Manifest{
+		manifest.ProductionEnv: envManifest(manifest.ProductionEnv),
+		"v1":                   envManifest("v1"),
+	}}
+	rt := &blockingRuntime{env: "v1", entered: make(chan struct{}), release: make(chan struct{})}
+	c := New(fakeSnap{snap: snap}, rt, noArtifacts{}, gateway.New(gateway.Options{}), &reports{}, noRollouts{}, Options{})
+	done := make(chan error, 1)
+	go func() { done <- c.Reconcile(t.Context()) }()
+	<-rt.entered
+	got := make(chan []EnvStatus, 1)
+	go func() { got <- c.Status() }()
+	select {
+	case st := <-got:
+		if len(st) != 1 || st[0].Name != manifest.ProductionEnv {
+			t.Errorf("status during the pass %+v, want production alone", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Status waited for the reconcile pass")
+	}
+	close(rt.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status(); len(st) != 2 {
+		t.Fatalf("status after the pass %+v, want production and v1", st)
+	}
+}

@@ -320,6 +320,7 @@ func (t *canaryTarget) Promoted(ctx context.Context, backends []gateway.Backend)
 	as := t.c.app(t.st, t.name)
 	old := as.version
 	as.version, as.entry, as.backends, as.failed = t.art.Version, t.entry, backends, ""
+	t.c.publish()
 	t.c.pass.Unlock()
 	if old != "" && old != t.art.Version {
 		return t.c.rt.Stop(ctx, t.st.name, t.name, old)
@@ -332,6 +333,7 @@ func (t *canaryTarget) Promoted(ctx context.Context, backends []gateway.Backend)
 func (t *canaryTarget) Aborted(ctx context.Context) error {
 	t.c.pass.Lock()
 	t.c.app(t.st, t.name).failed = t.art.Version
+	t.c.publish()
 	t.c.pass.Unlock()
 	return t.c.rt.Stop(ctx, t.st.name, t.name, t.art.Version)
 }
