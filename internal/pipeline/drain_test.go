@@ -104,5 +104,22 @@ func TestDrainLetsWorkFinishAndStopsWaits(t *testing.T) {
 		if aborted != 0 {
 			t.Fatal("a drain aborted the rollout it was waiting for")
 		}
+
+		// The next control plane runs the step again, its log continuing
+		// the interrupted one.
+		r.envs.silentProduction = false
+		next := pipeline.New(r.db, r.b, r.repo, r.envs.rep, r.envs, pipeline.Options{RolloutTimeout: time.Hour, Now: func() time.Time { return now }})
+		if err := next.Resume(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		r.envs.Trigger() // production reports now
+		next.Wait()
+		if p, err = r.db.GetPipeline(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		s = p.Step(pipeline.StepAwaitRollout)
+		if p.Phase != pipeline.Succeeded || !strings.Contains(s.Log, "interrupted") || !strings.Contains(s.Log, "running again") {
+			t.Fatalf("after the restart: phase %s (%s), wait-rollout log %q; want Succeeded, with both runs in the log", p.Phase, p.Reason, s.Log)
+		}
 	})
 }

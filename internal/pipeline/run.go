@@ -130,6 +130,11 @@ func (ru *run) execute(ctx context.Context) {
 func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 	lb := &logBuffer{max: maxStepLog}
 	name := ru.p.Steps[i].Name
+	if prev := ru.p.Steps[i]; prev.Phase == Running && prev.Log != "" {
+		// Run again after a restart: keep what the earlier run wrote.
+		io.WriteString(lb, prev.Log)
+		fmt.Fprintf(lb, "-- running again at %s after a restart\n", ru.r.opts.Now().UTC().Format(time.RFC3339))
+	}
 	ru.mu.Lock()
 	if ru.logs == nil {
 		ru.logs = map[string]*logBuffer{}
