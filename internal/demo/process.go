@@ -37,7 +37,7 @@ func freeAddr() (string, error) {
 // addresses, so they stay the same across restarts) and starts "runway
 // serve" with it, then waits until its API answers.
 func (h *Harness) startProcess(ctx context.Context) error {
-	path := filepath.Join(h.Dir, "runway.yaml")
+	path := h.configPath()
 	if h.apiAddr == "" {
 		var err error
 		if h.cfg.Listen, err = freeAddr(); err != nil {
@@ -47,12 +47,8 @@ func (h *Harness) startProcess(ctx context.Context) error {
 			return err
 		}
 		h.apiAddr, h.gwAddr = h.cfg.Listen, h.cfg.Gateway.Listen
-		data, err := yaml.Marshal(h.cfg)
-		if err != nil {
-			return fmt.Errorf("writing the server config: %w", err)
-		}
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return fmt.Errorf("writing the server config: %w", err)
+		if err := h.writeConfig(); err != nil {
+			return err
 		}
 	}
 	exe, err := os.Executable()
@@ -80,6 +76,19 @@ func (h *Harness) startProcess(ctx context.Context) error {
 	}()
 	h.proc = cp
 	return h.waitAPI(ctx, cp)
+}
+
+func (h *Harness) configPath() string { return filepath.Join(h.Dir, "runway.yaml") }
+
+func (h *Harness) writeConfig() error {
+	data, err := yaml.Marshal(h.cfg)
+	if err != nil {
+		return fmt.Errorf("writing the server config: %w", err)
+	}
+	if err := os.WriteFile(h.configPath(), data, 0o600); err != nil {
+		return fmt.Errorf("writing the server config: %w", err)
+	}
+	return nil
 }
 
 // waitAPI waits until the control plane's API answers, for at most two
@@ -124,8 +133,36 @@ func (h *Harness) Kill() error {
 	return nil
 }
 
-// Respawn starts the control plane process again after Kill; it adopts
-// what the killed one left running.
+// Terminate stops the control plane process with SIGTERM, as a service
+// manager would, and waits until it exits (at most two minutes); it
+// returns how long that took. An exit status other than 0 is an error.
+// With the server's default config the data plane keeps running, for
+// Respawn to adopt.
+func (h *Harness) Terminate() (time.Duration, error) {
+	if h.proc == nil {
+		return 0, errors.New("terminate: the control plane does not run as a process")
+	}
+	start := time.Now()
+	if err := h.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return 0, fmt.Errorf("terminating runway serve: %w", err)
+	}
+	select {
+	case err := <-h.proc.done:
+		h.proc.done <- err
+		if err != nil {
+			return time.Since(start), fmt.Errorf("runway serve exited after SIGTERM with %w", err)
+		}
+		return time.Since(start), nil
+	case <-time.After(2 * time.Minute):
+		_ = h.proc.cmd.Process.Kill()
+		err := <-h.proc.done
+		h.proc.done <- err
+		return time.Since(start), errors.New("runway serve did not exit within 2m of SIGTERM; killed")
+	}
+}
+
+// Respawn starts the control plane process again after Kill or Terminate;
+// it adopts what the stopped one left running.
 func (h *Harness) Respawn(ctx context.Context) error {
 	if h.proc == nil {
 		return errors.New("respawn: the control plane does not run as a process")
@@ -139,22 +176,36 @@ func (h *Harness) Respawn(ctx context.Context) error {
 	return h.startProcess(ctx)
 }
 
-// stopProcess stops the control plane with SIGTERM (with the harness's
-// config it stops the data plane too), or SIGKILL after two minutes. A
-// killed control plane is started again first, to stop what it left.
+// stopProcess stops the control plane with SIGTERM, configured to stop the
+// data plane too, or SIGKILL after two minutes. A control plane that was
+// killed, or that would leave its data plane running on exit (Tune may
+// configure that), is first replaced by one that stops it.
 func (h *Harness) stopProcess() error {
 	cp := h.proc
+	running := true
 	select {
 	case err := <-cp.done:
-		// Killed: start it again so that it stops what it left running.
 		cp.done <- err
+		running = false
+	default:
+	}
+	if running && !h.cfg.StopDataPlaneOnExit {
+		if err := h.Kill(); err != nil {
+			return err
+		}
+		running = false
+	}
+	if !running {
+		h.cfg.StopDataPlaneOnExit = true
+		if err := h.writeConfig(); err != nil {
+			return err
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := h.startProcess(ctx); err != nil {
-			return fmt.Errorf("restarting the killed control plane to stop its data plane: %w", err)
+			return fmt.Errorf("restarting the control plane to stop its data plane: %w", err)
 		}
 		cp = h.proc
-	default:
 	}
 	if err := cp.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stopping runway serve: %w", err)
