@@ -131,4 +131,3 @@ func TestSIGTERMDrains(t *testing.T) {
 	assertEnvGone(ctx, t, h, dir, p.StagingEnv)
 	assertOnlyExplained(t, h, p.Version, stableAddrs)
 }
-
