@@ -444,9 +444,14 @@ func TestDeadlines(t *testing.T) {
 		name  string
 		envs  lifetimeEnvs
 		opts  pipeline.Options
+		hang  bool // builds never end
 		step  string
 		words []string // in the reason
 	}{
+		{
+			name: "build", hang: true, opts: pipeline.Options{BuildTimeout: 200 * time.Millisecond},
+			step: pipeline.StepBuildApp, words: []string{pipeline.StepBuildApp, "deadline 200ms passed", "app artifact of hello " + version},
+		},
 		{
 			name: "deploy reports", envs: lifetimeEnvs{silent: true}, opts: pipeline.Options{DeployTimeout: 200 * time.Millisecond},
 			step: pipeline.StepAwaitDeploy, words: []string{pipeline.StepAwaitDeploy, "deadline 200ms passed", "hello"},
@@ -462,7 +467,9 @@ func TestDeadlines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newLifetimeRig(t, tt.envs, tt.opts).run(t)
+			lr := newLifetimeRig(t, tt.envs, tt.opts)
+			lr.b.hang = tt.hang
+			p := lr.run(t)
 			if p.Phase != pipeline.Failed || p.FailedStep != tt.step {
 				t.Fatalf("pipeline %s at %s (%s), want Failed at %s", p.Phase, p.FailedStep, p.Reason, tt.step)
 			}

@@ -55,10 +55,12 @@ type stepFunc func(ctx context.Context, log io.Writer) error
 
 func (ru *run) steps() map[string]stepFunc {
 	return map[string]stepFunc{
-		StepVersion:       ru.pickVersion,
-		StepBuildApp:      func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.App) },
-		StepBuildPipeline: func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, build.Pipeline) },
-		StepStage:         ru.stage,
+		StepVersion:  ru.pickVersion,
+		StepBuildApp: func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, StepBuildApp, build.App) },
+		StepBuildPipeline: func(ctx context.Context, w io.Writer) error {
+			return ru.build(ctx, w, StepBuildPipeline, build.Pipeline)
+		},
+		StepStage: ru.stage,
 		// Steps needing the staging environment fail once it expired.
 		StepSubmit:      ru.beforeExpiry(ru.submit),
 		StepAwaitDeploy: ru.untilExpiry(ru.awaitDeploy),
@@ -193,10 +195,16 @@ func (ru *run) pickVersion(ctx context.Context, w io.Writer) error {
 	}
 }
 
-func (ru *run) build(ctx context.Context, w io.Writer, kind build.Kind) error {
-	a, err := ru.r.builder.Build(ctx, build.Request{
+// build builds one artifact, bounded by BuildTimeout.
+func (ru *run) build(ctx context.Context, w io.Writer, step string, kind build.Kind) error {
+	bctx, cancel := context.WithTimeout(ctx, ru.r.opts.BuildTimeout)
+	defer cancel()
+	a, err := ru.r.builder.Build(bctx, build.Request{
 		App: ru.p.App, Version: ru.p.Version, RepoURL: ru.p.CloneURL, Commit: ru.p.Commit, Kind: kind, Log: w,
 	})
+	if err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded) {
+		return failf("%s: deadline %s passed building the %s artifact of %s %s", step, shortDuration(ru.r.opts.BuildTimeout), kind, ru.p.App, ru.p.Version)
+	}
 	if err != nil {
 		return failf("build of the %s artifact failed: %v", kind, err)
 	}

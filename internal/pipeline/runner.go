@@ -68,6 +68,8 @@ type Options struct {
 	// TeardownTimeout bounds the wait for the staging environment to go.
 	// Zero value: 2m.
 	TeardownTimeout time.Duration
+	// BuildTimeout bounds each build step. Zero value: 15m.
+	BuildTimeout time.Duration
 	// JobTimeout bounds each migrations or functional tests job, on top
 	// of the job's own timeout in the app spec. Zero value: 10m.
 	JobTimeout time.Duration
@@ -118,6 +120,9 @@ func New(store Store, builder Builder, repo StateRepo, rep Reporter, envs Enviro
 	}
 	if opts.TeardownTimeout == 0 {
 		opts.TeardownTimeout = 2 * time.Minute
+	}
+	if opts.BuildTimeout == 0 {
+		opts.BuildTimeout = 15 * time.Minute
 	}
 	if opts.JobTimeout == 0 {
 		opts.JobTimeout = 10 * time.Minute

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -25,12 +26,18 @@ type fakeBuilder struct {
 	mu   sync.Mutex
 	fail map[build.Kind]error
 	reqs []build.Request
+	// hang makes every build run until its context ends.
+	hang bool
 }
 
-func (b *fakeBuilder) Build(_ context.Context, req build.Request) (build.Artifact, error) {
+func (b *fakeBuilder) Build(ctx context.Context, req build.Request) (build.Artifact, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.reqs = append(b.reqs, req)
+	if b.hang {
+		<-ctx.Done()
+		return build.Artifact{}, fmt.Errorf("building: %w", ctx.Err())
+	}
 	if err := b.fail[req.Kind]; err != nil {
 		return build.Artifact{}, err
 	}

@@ -92,6 +92,9 @@ type TimeoutsConfig struct {
 	// on top of the job's own timeout in the app's runway.yaml. Default
 	// 10m.
 	Job appspec.Duration `json:"job,omitempty"`
+	// Build bounds each build step (build-app, build-pipeline). Default
+	// 15m.
+	Build appspec.Duration `json:"build,omitempty"`
 }
 
 // StagingConfig sets how long staging environments live.
@@ -165,6 +168,7 @@ func (c *Config) setDefaults() {
 	def(&c.Timeouts.Health, 60*time.Second)
 	def(&c.Timeouts.Teardown, 2*time.Minute)
 	def(&c.Timeouts.Job, 10*time.Minute)
+	def(&c.Timeouts.Build, 15*time.Minute)
 	def(&c.Staging.TTL, 24*time.Hour)
 	def(&c.ShutdownGrace, 20*time.Second)
 }
@@ -213,6 +217,7 @@ func (c *Config) validateDurations() []error {
 		{"timeouts.health", c.Timeouts.Health.Duration},
 		{"timeouts.teardown", c.Timeouts.Teardown.Duration},
 		{"timeouts.job", c.Timeouts.Job.Duration},
+		{"timeouts.build", c.Timeouts.Build.Duration},
 		{"staging.ttl", c.Staging.TTL.Duration},
 	} {
 		if d.v < 0 {
