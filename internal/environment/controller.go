@@ -96,6 +96,9 @@ type Controller struct {
 	envs map[string]*envState
 	// status is what Status answers, published under pass.
 	status atomic.Pointer[[]EnvStatus]
+	// synced is set once a pass has read the state repository; until then
+	// Status also lists what the gateway was found serving.
+	synced bool
 }
 
 // envState is what runs in one environment.
@@ -187,6 +190,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 		// Never act on absence we could not confirm.
 		return fmt.Errorf("reading state repo (nothing changed): %w", err)
 	}
+	c.synced = true
 	for env, perr := range snap.Invalid {
 		c.log.Warn("manifest invalid; environment left as it is", "env", env, "err", perr)
 	}
@@ -277,6 +281,10 @@ type EnvStatus struct {
 	Name     string      `json:"name"`
 	Workflow string      `json:"workflow,omitempty"`
 	Apps     []AppStatus `json:"apps"`
+	// Adopted marks an environment listed as the gateway serves it: the
+	// control plane started but has not read the state repository since,
+	// so the environment is not reconciled yet.
+	Adopted bool `json:"adopted,omitempty"`
 }
 
 // AppStatus is an app of an environment as the API shows it.
@@ -327,5 +335,35 @@ func (c *Controller) publish() {
 		}
 		out = append(out, es)
 	}
+	if !c.synced {
+		out = append(out, c.adopted()...)
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	}
 	c.status.Store(&out)
+}
+
+// adopted lists what the gateway serves in environments not reconciled yet.
+func (c *Controller) adopted() []EnvStatus {
+	l, ok := c.router.(routeLister)
+	if !ok {
+		return nil
+	}
+	var out []EnvStatus
+	for _, r := range l.Routes() { // sorted by env, then app
+		c.mu.Lock()
+		_, known := c.envs[r.Env]
+		c.mu.Unlock()
+		if known {
+			continue
+		}
+		if len(out) == 0 || out[len(out)-1].Name != r.Env {
+			out = append(out, EnvStatus{Name: r.Env, Adopted: true})
+		}
+		a := AppStatus{Name: r.App, Version: r.StableVersion, URL: c.URL(r.Env, r.App)}
+		for _, b := range r.Stable {
+			a.Replicas = append(a.Replicas, b.Addr)
+		}
+		out[len(out)-1].Apps = append(out[len(out)-1].Apps, a)
+	}
+	return out
 }

@@ -340,3 +340,31 @@ func TestStatusDoesNotWaitForAPass(t *testing.T) {
 		t.Fatalf("status after the pass %+v, want production and v1", st)
 	}
 }
+
+// A control plane that starts while the state repository cannot be read
+// lists what the gateway serves, marked adopted, instead of nothing; once
+// the repository is read, it lists what it reconciled.
+func TestStatusListsAdoptedRoutesUntilTheRepoIsRead(t *testing.T) {
+	gw := gateway.New(gateway.Options{})
+	if err := gw.SetRoute(gateway.Route{Env: manifest.ProductionEnv, App: "web", StableVersion: "v1", Stable: []gateway.Backend{{Addr: "127.0.0.1:4001"}}}); err != nil {
+		t.Fatal(err)
+	}
+	snap := &flakySnap{failures: 1, snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{manifest.ProductionEnv: envManifest(manifest.ProductionEnv)}}}
+	c := New(snap, &fakeRuntime{}, noArtifacts{}, gw, &reports{}, noRollouts{}, Options{GatewayAddr: "127.0.0.1:8080"})
+	if err := c.Reconcile(t.Context()); err == nil {
+		t.Fatal("a pass with the state repo unreadable succeeded")
+	}
+	st := c.Status()
+	if len(st) != 1 || !st[0].Adopted || len(st[0].Apps) != 1 {
+		t.Fatalf("status with the repo unreadable %+v, want production adopted with web", st)
+	}
+	if a := st[0].Apps[0]; a.Name != "web" || a.Version != "v1" || !slices.Equal(a.Replicas, []string{"127.0.0.1:4001"}) || a.URL != "http://web.localhost:8080" {
+		t.Fatalf("adopted app %+v, want web v1 at 127.0.0.1:4001", a)
+	}
+	if err := c.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Status(); len(st) != 1 || st[0].Adopted {
+		t.Fatalf("status after the repo was read %+v, want production reconciled", st)
+	}
+}
