@@ -136,6 +136,17 @@ func TestStateRepoUnreadable(t *testing.T) {
 			t.Logf("state repo unreadable: %d reconcile passes failed, production untouched; probes so far %v; controller's log: %s",
 				strings.Count(logBuf.String(), readFailure)-failuresBefore, pr.counts(), nthLine(logBuf.String(), readFailure, failuresBefore))
 
+			// A control plane started during the outage adopts the data
+			// plane and lists what the gateway serves, marked adopted.
+			if err := h.Restart(ctx); err != nil {
+				t.Fatalf("restarting the control plane during the outage: %v", err)
+			}
+			prod := waitEnv(ctx, t, h, manifest.ProductionEnv, func(e *environment.EnvStatus) bool { return e != nil })
+			if !prod.Adopted {
+				t.Errorf("production after a restart during the outage: %+v, want it marked adopted", prod)
+			}
+			assertProductionIntact(ctx, t, h, stable, replicas)
+
 			restore()
 			restored = true
 			testReconcileResumes(ctx, t, h, dir, tt.env, stable)
