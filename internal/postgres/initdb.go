@@ -11,11 +11,14 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ensureInitialised runs initdb unless dir/data exists. initdb writes into
-// dir/data.init, renamed to dir/data only when complete, so an interrupted
-// initdb is redone rather than mistaken for a cluster.
+// a dir/data.init.* of its own, renamed to dir/data only when complete, so
+// an interrupted initdb is redone rather than mistaken for a cluster, and
+// an initdb a killed control plane left running (it outlives its parent)
+// cannot write into the new one's directory.
 func ensureInitialised(ctx context.Context, cfg Config, own owner, dir string) error {
 	data := filepath.Join(dir, "data")
 	if _, err := os.Stat(data); err == nil {
@@ -23,10 +26,17 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir string) e
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("checking data dir: %w", err)
 	}
-	staging := filepath.Join(dir, "data.init")
-	if err := os.RemoveAll(staging); err != nil {
-		return fmt.Errorf("removing unfinished data dir: %w", err)
+	unfinished, err := filepath.Glob(filepath.Join(dir, "data.init*"))
+	if err != nil {
+		return fmt.Errorf("listing unfinished data dirs: %w", err)
 	}
+	for _, u := range unfinished {
+		if err := os.RemoveAll(u); err != nil {
+			return fmt.Errorf("removing unfinished data dir: %w", err)
+		}
+		cfg.Logger.Info("postgres: removed an unfinished initdb's data dir", "dir", u)
+	}
+	staging := filepath.Join(dir, fmt.Sprintf("data.init.%d", time.Now().UnixNano()))
 	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, "initdb"),
 		"-D", staging,
 		"--no-sync",

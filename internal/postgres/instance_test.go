@@ -237,3 +237,33 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 		}
 	}
 }
+
+// An initdb interrupted by a kill leaves its unfinished data dir; the next
+// start removes it (and any other) and initialises afresh in a directory
+// of its own.
+func TestStartAfterInterruptedInitdb(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "env")
+	for _, d := range []string{"data.init", "data.init.42"} {
+		if err := os.MkdirAll(filepath.Join(dir, d, "base"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, d, "PG_VERSION"), []byte("junk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inst := startInstance(t, dir)
+	left, err := filepath.Glob(filepath.Join(dir, "data.init*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Fatalf("unfinished data dirs left: %v", left)
+	}
+	c, err := inst.EnsureDatabase(t.Context(), "shop", "shop", "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := queryAsApp(t, c); got != "pong" {
+		t.Fatalf("query answered %q", got)
+	}
+}
