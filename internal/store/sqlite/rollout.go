@@ -23,7 +23,7 @@ func (db *DB) SaveRollout(ctx context.Context, cp rollout.Checkpoint) error {
 	}
 	_, err = db.SQL().ExecContext(ctx, `
 INSERT INTO rollouts (env, app, canary, finished, started_ns, doc) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (env, app, canary) DO UPDATE SET finished = excluded.finished, doc = excluded.doc`,
+ON CONFLICT (env, app, canary) DO UPDATE SET finished = excluded.finished, started_ns = excluded.started_ns, doc = excluded.doc`,
 		cp.Env, cp.App, cp.CanaryVersion, finished, unixNanos(cp.Started), string(doc))
 	if err != nil {
 		return fmt.Errorf("saving rollout checkpoint of %s %s: %w", cp.App, cp.CanaryVersion, err)

@@ -68,4 +68,15 @@ func TestRolloutCheckpoints(t *testing.T) {
 	if err != nil || len(all) != 2 || all[0].CanaryVersion != "v3" || all[1].Phase != rollout.Healthy {
 		t.Fatalf("ListRollouts = %+v, %v", all, err)
 	}
+
+	// The same canary rolled out again ("rollout retry") lists by its new
+	// start.
+	again := cp("v2", t0.Add(2*time.Minute))
+	if err := db.SaveRollout(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	all, err = db.ListRollouts(ctx, 10)
+	if err != nil || len(all) != 2 || all[0].CanaryVersion != "v2" || !all[0].Started.Equal(again.Started) {
+		t.Fatalf("after v2 rolled out again, ListRollouts = %+v, %v", all, err)
+	}
 }
