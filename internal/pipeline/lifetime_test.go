@@ -481,3 +481,40 @@ func TestDeadlines(t *testing.T) {
 		})
 	}
 }
+
+// push-staging-manifest run again after a restart keeps its first start, so
+// the staging TTL does not start over.
+func TestStageRunAgainKeepsItsStart(t *testing.T) {
+	ctx := context.Background()
+	lr := newLifetimeRig(t, lifetimeEnvs{}, pipeline.Options{})
+	const version = "v20261125115900"
+	p := &pipeline.Pipeline{ID: "hello-again", App: "hello", Version: version, Branch: "main", Commit: strings.Repeat("f", 40), Phase: pipeline.Running, Created: t0}
+	for _, n := range pipeline.StepNames {
+		switch n {
+		case pipeline.StepVersion, pipeline.StepBuildApp, pipeline.StepBuildPipeline:
+			p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Succeeded, Started: t0, Finished: t0})
+		case pipeline.StepStage:
+			p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Running, Started: t0, Log: "pushing\n"})
+		default:
+			p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Pending})
+		}
+	}
+	if err := lr.db.SavePipeline(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	lr.clock.Set(t0.Add(ttl / 2)) // the control plane was down for half the TTL
+	if err := lr.runner.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lr.runner.Wait()
+	got, err := lr.db.GetPipeline(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Phase != pipeline.Succeeded {
+		t.Fatalf("pipeline %s at %s: %s", got.Phase, got.FailedStep, got.Reason)
+	}
+	if s := got.Step(pipeline.StepStage); !s.Started.Equal(t0) || !strings.Contains(s.Log, "running again") {
+		t.Fatalf("push-staging-manifest started %s with log %q, want its first start %s and both runs in the log", s.Started, s.Log, t0)
+	}
+}

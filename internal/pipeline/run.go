@@ -144,7 +144,13 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 	ru.logs[name] = lb
 	ru.mu.Unlock()
 	_ = ru.update(ctx, func(p *Pipeline) {
-		p.Steps[i].Phase, p.Steps[i].Started, p.Steps[i].Finished, p.Steps[i].Error = Running, ru.r.opts.Now().UTC(), time.Time{}, ""
+		s := &p.Steps[i]
+		// A step run again after a restart keeps its first start, which
+		// the staging TTL counts from.
+		if s.Phase != Running || s.Started.IsZero() {
+			s.Started = ru.r.opts.Now().UTC()
+		}
+		s.Phase, s.Finished, s.Error = Running, time.Time{}, ""
 	})
 	ru.r.log.Info("step started", "pipeline", ru.p.ID, "step", name)
 	stepCtx, cancel := ru.r.stepContext(ctx, name)
