@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ type gatedBuilder struct {
 
 func (b *gatedBuilder) Build(ctx context.Context, req build.Request) (build.Artifact, error) {
 	if req.Kind == build.App {
+		io.WriteString(req.Log, "compiling\n")
 		close(b.started)
 		<-b.gate
 	}
@@ -122,4 +124,31 @@ func TestDrainLetsWorkFinishAndStopsWaits(t *testing.T) {
 			t.Fatalf("after the restart: phase %s (%s), wait-rollout log %q; want Succeeded, with both runs in the log", p.Phase, p.Reason, s.Log)
 		}
 	})
+}
+
+// A running step's log is saved while it runs, so that a kill -9 keeps
+// what it wrote so far.
+func TestRunningStepLogIsSaved(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	r := newRig(t, now)
+	b := &gatedBuilder{fakeBuilder: fakeBuilder{fail: map[build.Kind]error{}}, started: make(chan struct{}), gate: make(chan struct{})}
+	runner := pipeline.New(r.db, b, r.repo, r.envs.rep, r.envs, pipeline.Options{Now: func() time.Time { return now }})
+	id, err := runner.Start(context.Background(), pipeline.Request{App: "hello", CloneURL: "/x", Branch: "main", Commit: strings.Repeat("e", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runner.Wait()
+	defer close(b.gate)
+	<-b.started
+	for range 300 {
+		p, err := r.db.GetPipeline(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := p.Step(pipeline.StepBuildApp); s.Phase == pipeline.Running && strings.Contains(s.Log, "compiling") {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the running build's log never reached the store")
 }

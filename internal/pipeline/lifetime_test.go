@@ -518,3 +518,107 @@ func TestStageRunAgainKeepsItsStart(t *testing.T) {
 		t.Fatalf("push-staging-manifest started %s with log %q, want its first start %s and both runs in the log", s.Started, s.Log, t0)
 	}
 }
+
+// A pipeline killed after a step failed, before it was recorded Failed,
+// carries on failing on resume: the failed step is not run again (it might
+// pass this time and leave the pipeline Succeeded with nothing deployed).
+func TestResumeAfterAFailedStep(t *testing.T) {
+	const failure = "build of the app artifact failed: compile error"
+	tests := []struct {
+		name       string
+		failedStep string // recorded on the pipeline too (older records lack it)
+		wantReason string
+	}{
+		{name: "failure recorded on the pipeline", failedStep: pipeline.StepBuildApp, wantReason: failure},
+		{name: "failure recorded on the step only", wantReason: pipeline.StepBuildApp + ": " + failure},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			lr := newLifetimeRig(t, lifetimeEnvs{}, pipeline.Options{})
+			p := &pipeline.Pipeline{ID: "hello-failed", App: "hello", Version: "v20261125115900", Branch: "main", Commit: strings.Repeat("f", 40),
+				Phase: pipeline.Running, Created: t0, FailedStep: tt.failedStep}
+			if tt.failedStep != "" {
+				p.Reason = failure
+			}
+			for _, n := range pipeline.StepNames {
+				switch n {
+				case pipeline.StepVersion:
+					p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Succeeded, Started: t0, Finished: t0})
+				case pipeline.StepBuildApp:
+					p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Failed, Started: t0, Finished: t0, Error: failure})
+				case pipeline.StepTeardown:
+					p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Running, Started: t0})
+				default:
+					p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Skipped})
+				}
+			}
+			if err := lr.db.SavePipeline(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if err := lr.runner.Resume(ctx); err != nil {
+				t.Fatal(err)
+			}
+			lr.runner.Wait()
+			got, err := lr.db.GetPipeline(ctx, p.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Phase != pipeline.Failed || got.FailedStep != pipeline.StepBuildApp || got.Reason != tt.wantReason {
+				t.Fatalf("pipeline %s at %s (%q), want Failed at %s (%q)", got.Phase, got.FailedStep, got.Reason, pipeline.StepBuildApp, tt.wantReason)
+			}
+			if len(lr.b.reqs) != 0 {
+				t.Fatalf("the failed build ran again: %d build requests", len(lr.b.reqs))
+			}
+			if s := got.Step(pipeline.StepTeardown); s.Phase != pipeline.Succeeded {
+				t.Fatalf("teardown %s: %s", s.Phase, s.Error)
+			}
+		})
+	}
+}
+
+// A promotion whose commit landed before a restart is found even when the
+// control plane came back after the staging TTL: the change is in
+// production, so the pipeline goes on rather than failing at promote.
+func TestPromoteRunAgainAfterTheTTL(t *testing.T) {
+	ctx := context.Background()
+	lr := newLifetimeRig(t, lifetimeEnvs{}, pipeline.Options{})
+	p := lr.run(t)
+	if p.Phase != pipeline.Succeeded {
+		t.Fatalf("first run: %s at %s: %s", p.Phase, p.FailedStep, p.Reason)
+	}
+	rewindTo(p, pipeline.StepPromote)
+	if err := lr.db.SavePipeline(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	lr.clock.Set(t0.Add(2 * ttl))
+	if err := lr.runner.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lr.runner.Wait()
+	got, err := lr.db.GetPipeline(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Phase != pipeline.Succeeded || !strings.Contains(got.Step(pipeline.StepPromote).Log, "promoted before a restart") {
+		t.Fatalf("resumed past the TTL: %s at %s (%s); promote log %q", got.Phase, got.FailedStep, got.Reason, got.Step(pipeline.StepPromote).Log)
+	}
+}
+
+// rewindTo turns a finished pipeline's record back into what a kill leaves
+// while step runs: that step Running, the later ones Pending.
+func rewindTo(p *pipeline.Pipeline, step string) {
+	p.Phase, p.Finished = pipeline.Running, time.Time{}
+	rewind := false
+	for i := range p.Steps {
+		s := &p.Steps[i]
+		if s.Name == step {
+			rewind = true
+			s.Phase, s.Finished, s.Log = pipeline.Running, time.Time{}, ""
+			continue
+		}
+		if rewind {
+			*s = pipeline.Step{Name: s.Name, Phase: pipeline.Pending}
+		}
+	}
+}

@@ -70,7 +70,14 @@ func (ru *run) steps() map[string]stepFunc {
 		StepStagingTests: ru.untilExpiry(func(ctx context.Context, w io.Writer) error {
 			return ru.job(ctx, w, StepStagingTests, ru.p.StagingEnv, "tests")
 		}),
-		StepPromote:      ru.beforeExpiry(ru.promote),
+		// A promotion that landed before a restart is found first: the
+		// staging environment may have expired since, and that is fine.
+		StepPromote: func(ctx context.Context, w io.Writer) error {
+			if done, err := ru.promotedEarlier(ctx, w); err != nil || done {
+				return err
+			}
+			return ru.beforeExpiry(ru.promote)(ctx, w)
+		},
 		StepAwaitRollout: ru.awaitRollout,
 		StepProductionMigrations: func(ctx context.Context, w io.Writer) error {
 			return ru.job(ctx, w, StepProductionMigrations, manifest.ProductionEnv, "migrations")
@@ -93,11 +100,21 @@ func (ru *run) execute(ctx context.Context) {
 		}
 	})
 	funcs := ru.steps()
+	// A pipeline resumed after a step had failed carries on failing: the
+	// failed step is not run again, the rest are skipped, teardown runs.
 	var failure error
-	var failedStep string
+	failedStep := ru.p.FailedStep
+	if failedStep != "" {
+		failure = &errStep{msg: ru.p.Reason}
+	}
+	for _, s := range ru.p.Steps {
+		if failure == nil && s.Phase == Failed { // recorded before FailedStep was
+			failure, failedStep = &errStep{msg: reason(s.Name, errors.New(s.Error))}, s.Name
+		}
+	}
 	for i := range ru.p.Steps {
 		name := ru.p.Steps[i].Name
-		if ru.p.Steps[i].Phase == Succeeded || ru.p.Steps[i].Phase == Skipped {
+		if ph := ru.p.Steps[i].Phase; ph == Succeeded || ph == Skipped || ph == Failed {
 			continue
 		}
 		if failure != nil && name != StepTeardown {
@@ -154,7 +171,9 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 	})
 	ru.r.log.Info("step started", "pipeline", ru.p.ID, "step", name)
 	stepCtx, cancel := ru.r.stepContext(ctx, name)
+	stopFlush := ru.flushLog(ctx, i, lb)
 	err := f(stepCtx, lb)
+	stopFlush()
 	interrupted := err != nil && stepCtx.Err() != nil
 	cancel()
 	if interrupted {
@@ -169,12 +188,49 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 		s.Finished, s.Log = ru.r.opts.Now().UTC(), lb.String()
 		if err != nil {
 			s.Phase, s.Error = Failed, err.Error()
+			// Recorded with the step, so that a restart before the
+			// pipeline ends still knows it failed, and why.
+			if p.FailedStep == "" {
+				p.FailedStep, p.Reason = name, reason(name, err)
+			}
 		} else {
 			s.Phase = Succeeded
 		}
 		delete(ru.logs, name)
 	})
 	return err
+}
+
+// logFlushInterval is how often a running step's log is saved, so that a
+// kill loses at most that much of it.
+const logFlushInterval = 2 * time.Second
+
+// flushLog saves step i's log every logFlushInterval while it runs, until
+// the returned stop is called.
+func (ru *run) flushLog(ctx context.Context, i int, lb *logBuffer) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(logFlushInterval)
+		defer t.Stop()
+		saved := ""
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if l := lb.String(); l != saved {
+					saved = l
+					_ = ru.update(context.WithoutCancel(ctx), func(p *Pipeline) { p.Steps[i].Log = l })
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 func (ru *run) pickVersion(ctx context.Context, w io.Writer) error {
@@ -331,31 +387,41 @@ func (ru *run) job(ctx context.Context, w io.Writer, step, env, kind string) err
 	return nil
 }
 
-// promote writes the new version into production and deletes the staging
-// manifest, in one commit. Run again after a restart, it finds that commit
-// (production has the version, staging is gone) and does not repeat it.
-func (ru *run) promote(ctx context.Context, w io.Writer) error {
+// promotedEarlier reports whether this pipeline's promotion commit already
+// landed (production has the version, the staging manifest is gone): a
+// promote step run again after a restart then only expects the production
+// reports again, in case the restart came before that was recorded.
+func (ru *run) promotedEarlier(ctx context.Context, w io.Writer) (bool, error) {
 	prod, err := ru.production(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
+	if cur, ok := prod.Apps[ru.p.App]; !ok || cur.Version() != ru.p.Version {
+		return false, nil
+	}
+	if _, err := ru.r.repo.ReadFile(ctx, manifest.StagingPath(ru.p.StagingEnv)); !gitops.IsNotExist(err) {
+		return false, nil // staging still there (or unreadable): promote proper decides
+	}
+	if err := ru.r.reporter.Submit(ctx, ru.productionWorkflow(), []string{ru.p.App}); err != nil {
+		return false, fmt.Errorf("submitting to reporter: %w", err)
+	}
+	ru.r.envs.Trigger()
+	fmt.Fprintf(w, "production already has %s %s and the staging manifest is gone: promoted before a restart\n", ru.p.App, ru.p.Version)
+	return true, nil
+}
+
+// promote writes the new version into production and deletes the staging
+// manifest, in one commit.
+func (ru *run) promote(ctx context.Context, w io.Writer) error {
 	stagingData, err := ru.r.repo.ReadFile(ctx, manifest.StagingPath(ru.p.StagingEnv))
-	if gitops.IsNotExist(err) {
-		if cur, ok := prod.Apps[ru.p.App]; ok && cur.Version() == ru.p.Version {
-			// Expect the reports again in case the restart came between the
-			// commit and the submission being recorded.
-			if err := ru.r.reporter.Submit(ctx, ru.productionWorkflow(), []string{ru.p.App}); err != nil {
-				return fmt.Errorf("submitting to reporter: %w", err)
-			}
-			ru.r.envs.Trigger()
-			fmt.Fprintf(w, "production already has %s %s and the staging manifest is gone: promoted before a restart\n", ru.p.App, ru.p.Version)
-			return nil
-		}
-	}
 	if err != nil {
 		return fmt.Errorf("reading staging manifest: %w", err)
 	}
 	staging, err := manifest.Parse(stagingData)
+	if err != nil {
+		return err
+	}
+	prod, err := ru.production(ctx)
 	if err != nil {
 		return err
 	}

@@ -309,19 +309,7 @@ func TestPromoteRunAgainAfterItsCommit(t *testing.T) {
 	}
 	// Rewind the record to "promote was running" (what a kill leaves);
 	// git keeps the promotion commit.
-	p.Phase, p.Finished = pipeline.Running, time.Time{}
-	rewind := false
-	for i := range p.Steps {
-		s := &p.Steps[i]
-		if s.Name == pipeline.StepPromote {
-			rewind = true
-			s.Phase, s.Finished, s.Log = pipeline.Running, time.Time{}, ""
-			continue
-		}
-		if rewind {
-			*s = pipeline.Step{Name: s.Name, Phase: pipeline.Pending}
-		}
-	}
+	rewindTo(p, pipeline.StepPromote)
 	if err := r.db.SavePipeline(ctx, p); err != nil {
 		t.Fatal(err)
 	}
