@@ -118,6 +118,9 @@ type appState struct {
 	failed string
 	// reported remembers (workflow) reports already sent for this app.
 	reported map[string]bool
+	// transient counts the passes in a row that failed for a reason that
+	// is not the version's (see retryLater).
+	transient int
 }
 
 // New returns a controller.
@@ -156,6 +159,10 @@ func (c *Controller) Trigger() {
 func (c *Controller) Run(ctx context.Context) error {
 	ticker := time.NewTicker(c.opts.PollInterval)
 	defer ticker.Stop()
+	// Until the first pass publishes, list what the gateway serves.
+	c.pass.Lock()
+	c.publish()
+	c.pass.Unlock()
 	var backoff time.Duration
 	for {
 		err := c.Reconcile(ctx)

@@ -3,6 +3,7 @@ package environment
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -235,11 +236,13 @@ func TestRunRetriesFailedPass(t *testing.T) {
 }
 
 // dbOutageRuntime runs replicas, but cannot provide a database for the
-// first outages calls: a fault injected where the real runtime's
-// PostgreSQL cannot be made to fail on cue.
+// first outages calls, failing with err (a transient error by default): a
+// fault injected where the real runtime's PostgreSQL cannot be made to fail
+// on cue.
 type dbOutageRuntime struct {
 	versionsRuntime
 	outages int
+	err     error
 	calls   int
 }
 
@@ -248,6 +251,9 @@ func (f *dbOutageRuntime) Database(context.Context, string, string) (runtime.Dat
 	defer f.mu.Unlock()
 	f.calls++
 	if f.calls <= f.outages {
+		if f.err != nil {
+			return nil, f.err
+		}
 		return nil, errors.New("ensuring role web: tuple concurrently updated")
 	}
 	return fakeDB{}, nil
@@ -266,30 +272,60 @@ func (needsPostgres) Resolve(app, version string, kind build.Kind) (build.Artifa
 }
 
 // A database that cannot be provided is not the version's fault: the
-// version is neither marked failed nor reported failed, and the next pass
-// deploys it.
-func TestDatabaseOutageIsRetriedNotFailed(t *testing.T) {
-	m := envManifest("v1")
-	m.Apps["web"] = &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "runway.local/web", Tag: "v20260101000000"}}}
-	rt := &dbOutageRuntime{outages: 1}
-	rep := &reports{}
-	c := New(fakeSnap{snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"v1": m}}}, rt, needsPostgres{},
-		gateway.New(gateway.Options{}), rep, noRollouts{}, Options{})
-	if err := c.Reconcile(t.Context()); err == nil {
-		t.Fatal("a pass whose database failed reported success")
+// version is not marked failed, a later pass deploys it, and the failure
+// is reported only once it lasted reportTransientAfter passes. A need that
+// cannot be met at all fails the version at once.
+func TestDatabaseFailures(t *testing.T) {
+	const v = "v20260101000000"
+	tests := []struct {
+		name        string
+		outages     int
+		err         error
+		wantReports []string // after the passes that fail
+		wantFailed  string
+	}{
+		{name: "one transient failure: retried, not reported", outages: 1, wantReports: []string{"wf-v1/postgres/ok"}},
+		{name: "two transient failures: retried, not reported", outages: 2, wantReports: []string{"wf-v1/postgres/ok"}},
+		{name: "lasting failure: reported, still retried", outages: reportTransientAfter, wantReports: []string{"wf-v1/postgres/ok", "wf-v1/web/failed"}},
+		{
+			name: "need that cannot be met: the version fails at once", outages: 1,
+			err:         fmt.Errorf("%w: environment v1 has no postgres", runtime.ErrUnsatisfiable),
+			wantReports: []string{"wf-v1/postgres/ok", "wf-v1/web/failed"}, wantFailed: v,
+		},
 	}
-	if slices.Contains(rep.got, "wf-v1/web/failed") {
-		t.Fatalf("reports %v: a database outage failed the version", rep.got)
-	}
-	if err := c.Reconcile(t.Context()); err != nil {
-		t.Fatalf("second pass: %v", err)
-	}
-	st := c.Status()
-	if len(st) != 1 || len(st[0].Apps) != 2 || st[0].Apps[1].Name != "web" || st[0].Apps[1].Version != "v20260101000000" || st[0].Apps[1].Failed != "" {
-		t.Fatalf("status %+v, want web v20260101000000 running", st)
-	}
-	if !slices.Contains(rep.got, "wf-v1/web/ok") {
-		t.Fatalf("reports %v lack web's success", rep.got)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := envManifest("v1")
+			m.Apps["web"] = &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "runway.local/web", Tag: v}}}
+			rt := &dbOutageRuntime{outages: tt.outages, err: tt.err}
+			rep := &reports{}
+			c := New(fakeSnap{snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"v1": m}}}, rt, needsPostgres{},
+				gateway.New(gateway.Options{}), rep, noRollouts{}, Options{})
+			for range tt.outages {
+				if err := c.Reconcile(t.Context()); err == nil {
+					t.Fatal("a pass whose database failed reported success")
+				}
+			}
+			if !slices.Equal(rep.got, tt.wantReports) {
+				t.Fatalf("reports %v, want %v", rep.got, tt.wantReports)
+			}
+			if err := c.Reconcile(t.Context()); err != nil {
+				t.Fatalf("pass after the outage: %v", err)
+			}
+			web := c.Status()[0].Apps[1]
+			if tt.wantFailed != "" {
+				if web.Failed != tt.wantFailed || web.Version != "" {
+					t.Fatalf("web %+v, want %s failed", web, tt.wantFailed)
+				}
+				return
+			}
+			if web.Version != v || web.Failed != "" {
+				t.Fatalf("web %+v, want %s running", web, v)
+			}
+			if tt.outages < reportTransientAfter && !slices.Contains(rep.got, "wf-v1/web/ok") {
+				t.Fatalf("reports %v lack web's success", rep.got)
+			}
+		})
 	}
 }
 
@@ -366,5 +402,47 @@ func TestStatusListsAdoptedRoutesUntilTheRepoIsRead(t *testing.T) {
 	}
 	if st := c.Status(); len(st) != 1 || st[0].Adopted {
 		t.Fatalf("status after the repo was read %+v, want production reconciled", st)
+	}
+}
+
+// pgOutageRuntime cannot start PostgreSQL for its first outages calls.
+type pgOutageRuntime struct {
+	fakeRuntime
+	outages, calls int
+}
+
+func (f *pgOutageRuntime) EnsurePostgres(ctx context.Context, env string) error {
+	f.calls++
+	if f.calls <= f.outages {
+		return errors.New("removing unfinished data dir: directory not empty")
+	}
+	return f.fakeRuntime.EnsurePostgres(ctx, env)
+}
+
+// A PostgreSQL server that fails to start once (an orphaned initdb still
+// writing, say) does not fail the staging environment; one that keeps
+// failing is reported.
+func TestPostgresFailuresReportedOnlyWhenTheyLast(t *testing.T) {
+	for _, outages := range []int{1, reportTransientAfter} {
+		t.Run(fmt.Sprintf("%d failed passes", outages), func(t *testing.T) {
+			rep := &reports{}
+			c := New(fakeSnap{snap: &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"v1": envManifest("v1")}}}, &pgOutageRuntime{outages: outages},
+				noArtifacts{}, gateway.New(gateway.Options{}), rep, noRollouts{}, Options{})
+			for range outages {
+				if err := c.Reconcile(t.Context()); err == nil {
+					t.Fatal("a pass whose postgres failed reported success")
+				}
+			}
+			if err := c.Reconcile(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"wf-v1/postgres/ok"}
+			if outages >= reportTransientAfter {
+				want = []string{"wf-v1/postgres/failed"}
+			}
+			if !slices.Equal(rep.got, want) {
+				t.Fatalf("reports %v, want %v", rep.got, want)
+			}
+		})
 	}
 }

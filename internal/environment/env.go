@@ -73,12 +73,27 @@ func (c *Controller) app(st *envState, name string) *appState {
 func (c *Controller) reconcileService(ctx context.Context, st *envState, name string, a *manifest.App) error {
 	as := c.app(st, name)
 	if err := c.rt.EnsurePostgres(ctx, st.name); err != nil {
-		c.report(ctx, st, name, as, false, err.Error())
+		c.retryLater(ctx, st, name, as, err)
 		return err
 	}
-	as.version, as.entry = a.Version(), a
+	as.version, as.entry, as.transient = a.Version(), a, 0
 	c.report(ctx, st, name, as, true, "postgres is up")
 	return nil
+}
+
+// reportTransientAfter is how many passes in a row (1+2+4 s apart with the
+// default backoff) a failure that is not the version's fault may last
+// before it is reported as the deploy's failure.
+const reportTransientAfter = 3
+
+// retryLater records a failure that the next pass may not see again (the
+// environment's, not the version's): it is reported only once it lasted
+// reportTransientAfter passes.
+func (c *Controller) retryLater(ctx context.Context, st *envState, name string, as *appState, err error) {
+	as.transient++
+	if as.transient >= reportTransientAfter {
+		c.report(ctx, st, name, as, false, fmt.Sprintf("%v (%d attempts)", err, as.transient))
+	}
 }
 
 // reconcileApp starts the declared version, or hands a new production
@@ -105,9 +120,10 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 	}
 	backends, err := c.startReplicas(ctx, st.name, art)
 	if errors.Is(err, errNotTheVersion) {
-		// The next pass tries again; the deploy deadline bounds how long
-		// a pipeline waits for it.
-		return fmt.Errorf("starting %s %s: %w", name, want, err)
+		// The next pass tries again; it is reported once it persists.
+		err = fmt.Errorf("starting %s %s: %w", name, want, err)
+		c.retryLater(ctx, st, name, as, err)
+		return err
 	}
 	if err != nil {
 		as.failed = want
@@ -123,7 +139,7 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 			c.log.Warn("stopping replaced version", "env", st.name, "app", name, "version", old, "err", err)
 		}
 	}
-	as.version, as.entry, as.backends, as.failed = want, a, backends, ""
+	as.version, as.entry, as.backends, as.failed, as.transient = want, a, backends, "", 0
 	if st.name == manifest.ProductionEnv {
 		c.rollouts.Settle(ctx, st.name, name, want)
 	}
@@ -200,8 +216,11 @@ var errNotTheVersion = errors.New("retried on the next pass")
 // settings when it needs one.
 func (c *Controller) startReplicas(ctx context.Context, env string, art build.Artifact) ([]gateway.Backend, error) {
 	vars, err := c.appVars(ctx, env, art)
-	if err != nil {
+	if err != nil && !errors.Is(err, runtime.ErrUnsatisfiable) {
 		return nil, fmt.Errorf("%w: %w", errNotTheVersion, err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	run := art.Spec.Run
 	for k, v := range run.Env {

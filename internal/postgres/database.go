@@ -67,8 +67,16 @@ func (i *Instance) EnsureDatabase(ctx context.Context, name, user, password stri
 	// a session lock, released when the session closes below. A killed
 	// control plane's session keeps it only until its running statement
 	// ends and the server finds the client gone.
+	// The wait is bounded: a session holding the lock for long (an
+	// operator's, say) makes this pass fail and a later one try again.
+	if _, err := conn.Exec(ctx, "SET lock_timeout = '30s'"); err != nil {
+		return Conn{}, fmt.Errorf("ensuring database %s: configuring session: %w", name, err)
+	}
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", ensureLockKey); err != nil {
 		return Conn{}, fmt.Errorf("ensuring database %s: waiting for other sessions: %w", name, err)
+	}
+	if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
+		return Conn{}, fmt.Errorf("ensuring database %s: configuring session: %w", name, err)
 	}
 	for attempt := 1; ; attempt++ {
 		err = ensureRoleAndDatabase(ctx, conn, name, user, password)

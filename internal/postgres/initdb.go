@@ -26,16 +26,7 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir string) e
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("checking data dir: %w", err)
 	}
-	unfinished, err := filepath.Glob(filepath.Join(dir, "data.init*"))
-	if err != nil {
-		return fmt.Errorf("listing unfinished data dirs: %w", err)
-	}
-	for _, u := range unfinished {
-		if err := os.RemoveAll(u); err != nil {
-			return fmt.Errorf("removing unfinished data dir: %w", err)
-		}
-		cfg.Logger.Info("postgres: removed an unfinished initdb's data dir", "dir", u)
-	}
+	removeUnfinished(cfg, dir)
 	staging := filepath.Join(dir, fmt.Sprintf("data.init.%d", time.Now().UnixNano()))
 	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, "initdb"),
 		"-D", staging,
@@ -65,4 +56,26 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir string) e
 	}
 	cfg.Logger.Info("postgres: initialised cluster", "dir", dir)
 	return nil
+}
+
+// removeUnfinished removes the data dirs of initdb runs that never
+// finished. One whose initdb a killed control plane left running may not
+// go at once (it still writes); it is left for a later start, since every
+// initdb has a directory of its own.
+func removeUnfinished(cfg Config, dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // dir is created by initdb's caller; nothing to remove
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "data.init") {
+			continue
+		}
+		u := filepath.Join(dir, e.Name())
+		if err := os.RemoveAll(u); err != nil {
+			cfg.Logger.Warn("postgres: could not remove an unfinished initdb's data dir yet", "dir", u, "err", err)
+			continue
+		}
+		cfg.Logger.Info("postgres: removed an unfinished initdb's data dir", "dir", u)
+	}
 }

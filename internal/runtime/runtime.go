@@ -7,6 +7,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"io"
 	"time"
 )
@@ -57,13 +58,20 @@ type Database interface {
 	Env() []string
 }
 
+// ErrUnsatisfiable marks a failure caused by what the app asks for, which
+// trying again cannot fix: a database in an environment without one, an
+// app name PostgreSQL cannot take as a role. Other failures of Database
+// are taken for the environment's and retried.
+var ErrUnsatisfiable = errors.New("the app's needs cannot be met")
+
 // Runtime runs environments. Every method is idempotent: calling it again
 // for what already exists changes nothing.
 type Runtime interface {
 	// EnsurePostgres starts the environment's PostgreSQL server.
 	EnsurePostgres(ctx context.Context, env string) error
 	// Database creates (if needed) the app's database and user on the
-	// environment's server: the post-deploy hook.
+	// environment's server: the post-deploy hook. An error wrapping
+	// ErrUnsatisfiable is the app's fault.
 	Database(ctx context.Context, env, app string) (Database, error)
 	// Start starts a replica set and waits until every replica is healthy;
 	// replicas already running for that version are returned as they are.

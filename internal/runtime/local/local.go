@@ -113,10 +113,13 @@ func (r *Runtime) Database(ctx context.Context, env, app string) (runtime.Databa
 	pg := e.pg
 	e.mu.Unlock()
 	if pg == nil {
-		return nil, fmt.Errorf("environment %s has no postgres", env)
+		return nil, fmt.Errorf("%w: environment %s has no postgres (its manifest declares none)", runtime.ErrUnsatisfiable, env)
 	}
 	name := strings.ReplaceAll(app, "-", "_")
 	conn, err := pg.EnsureDatabase(ctx, name, name, r.password(env, app))
+	if errors.Is(err, postgres.ErrInvalidName) {
+		return nil, fmt.Errorf("creating database of %s in %s: %w: %w", app, env, runtime.ErrUnsatisfiable, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("creating database of %s in %s: %w", app, env, err)
 	}
