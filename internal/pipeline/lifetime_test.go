@@ -91,6 +91,26 @@ func newLifetimeRig(t *testing.T, envs lifetimeEnvs, opts pipeline.Options) *lif
 	return lr
 }
 
+// resume stores p (a record as a kill left it), restarts the runner's
+// pipelines at the given time and returns p's stored result.
+func (lr *lifetimeRig) resume(t *testing.T, p *pipeline.Pipeline, at time.Time) *pipeline.Pipeline {
+	t.Helper()
+	ctx := context.Background()
+	if err := lr.db.SavePipeline(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	lr.clock.Set(at)
+	if err := lr.runner.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lr.runner.Wait()
+	got, err := lr.db.GetPipeline(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // run takes one change through the runner and returns the stored result.
 func (lr *lifetimeRig) run(t *testing.T) *pipeline.Pipeline {
 	t.Helper()
@@ -409,7 +429,6 @@ func TestExpiryFailsTheWaitingStep(t *testing.T) {
 }
 
 func TestResumedPipelineWithExpiredEnvironmentFailsAtOnce(t *testing.T) {
-	ctx := context.Background()
 	lr := newLifetimeRig(t, lifetimeEnvs{silent: true}, pipeline.Options{DeployTimeout: time.Hour})
 	p := &pipeline.Pipeline{ID: "hello-old", App: "hello", Version: "vold", StagingEnv: "vold", Phase: pipeline.Running, Created: t0}
 	for _, n := range pipeline.StepNames {
@@ -421,18 +440,7 @@ func TestResumedPipelineWithExpiredEnvironmentFailsAtOnce(t *testing.T) {
 	for _, n := range pipeline.StepNames[len(p.Steps):] {
 		p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Pending})
 	}
-	if err := lr.db.SavePipeline(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	lr.clock.Set(t0.Add(2 * ttl)) // the control plane was down past the TTL
-	if err := lr.runner.Resume(ctx); err != nil {
-		t.Fatal(err)
-	}
-	lr.runner.Wait()
-	got, err := lr.db.GetPipeline(ctx, p.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := lr.resume(t, p, t0.Add(2*ttl)) // the control plane was down past the TTL
 	if got.Phase != pipeline.Failed || got.FailedStep != pipeline.StepAwaitDeploy || !strings.Contains(got.Reason, "staging environment vold expired after TTL 1h") {
 		t.Fatalf("pipeline %s at %s: %q", got.Phase, got.FailedStep, got.Reason)
 	}
@@ -485,7 +493,6 @@ func TestDeadlines(t *testing.T) {
 // push-staging-manifest run again after a restart keeps its first start, so
 // the staging TTL does not start over.
 func TestStageRunAgainKeepsItsStart(t *testing.T) {
-	ctx := context.Background()
 	lr := newLifetimeRig(t, lifetimeEnvs{}, pipeline.Options{})
 	const version = "v20261125115900"
 	p := &pipeline.Pipeline{ID: "hello-again", App: "hello", Version: version, Branch: "main", Commit: strings.Repeat("f", 40), Phase: pipeline.Running, Created: t0}
@@ -499,18 +506,7 @@ func TestStageRunAgainKeepsItsStart(t *testing.T) {
 			p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Pending})
 		}
 	}
-	if err := lr.db.SavePipeline(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	lr.clock.Set(t0.Add(ttl / 2)) // the control plane was down for half the TTL
-	if err := lr.runner.Resume(ctx); err != nil {
-		t.Fatal(err)
-	}
-	lr.runner.Wait()
-	got, err := lr.db.GetPipeline(ctx, p.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := lr.resume(t, p, t0.Add(ttl/2)) // the control plane was down for half the TTL
 	if got.Phase != pipeline.Succeeded {
 		t.Fatalf("pipeline %s at %s: %s", got.Phase, got.FailedStep, got.Reason)
 	}
@@ -534,7 +530,6 @@ func TestResumeAfterAFailedStep(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := context.Background()
 			lr := newLifetimeRig(t, lifetimeEnvs{}, pipeline.Options{})
 			p := &pipeline.Pipeline{ID: "hello-failed", App: "hello", Version: "v20261125115900", Branch: "main", Commit: strings.Repeat("f", 40),
 				Phase: pipeline.Running, Created: t0, FailedStep: tt.failedStep}
@@ -553,17 +548,7 @@ func TestResumeAfterAFailedStep(t *testing.T) {
 					p.Steps = append(p.Steps, pipeline.Step{Name: n, Phase: pipeline.Skipped})
 				}
 			}
-			if err := lr.db.SavePipeline(ctx, p); err != nil {
-				t.Fatal(err)
-			}
-			if err := lr.runner.Resume(ctx); err != nil {
-				t.Fatal(err)
-			}
-			lr.runner.Wait()
-			got, err := lr.db.GetPipeline(ctx, p.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := lr.resume(t, p, t0)
 			if got.Phase != pipeline.Failed || got.FailedStep != pipeline.StepBuildApp || got.Reason != tt.wantReason {
 				t.Fatalf("pipeline %s at %s (%q), want Failed at %s (%q)", got.Phase, got.FailedStep, got.Reason, pipeline.StepBuildApp, tt.wantReason)
 			}
@@ -581,25 +566,13 @@ func TestResumeAfterAFailedStep(t *testing.T) {
 // control plane came back after the staging TTL: the change is in
 // production, so the pipeline goes on rather than failing at promote.
 func TestPromoteRunAgainAfterTheTTL(t *testing.T) {
-	ctx := context.Background()
 	lr := newLifetimeRig(t, lifetimeEnvs{}, pipeline.Options{})
 	p := lr.run(t)
 	if p.Phase != pipeline.Succeeded {
 		t.Fatalf("first run: %s at %s: %s", p.Phase, p.FailedStep, p.Reason)
 	}
 	rewindTo(p, pipeline.StepPromote)
-	if err := lr.db.SavePipeline(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	lr.clock.Set(t0.Add(2 * ttl))
-	if err := lr.runner.Resume(ctx); err != nil {
-		t.Fatal(err)
-	}
-	lr.runner.Wait()
-	got, err := lr.db.GetPipeline(ctx, p.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := lr.resume(t, p, t0.Add(2*ttl))
 	if got.Phase != pipeline.Succeeded || !strings.Contains(got.Step(pipeline.StepPromote).Log, "promoted before a restart") {
 		t.Fatalf("resumed past the TTL: %s at %s (%s); promote log %q", got.Phase, got.FailedStep, got.Reason, got.Step(pipeline.StepPromote).Log)
 	}

@@ -37,15 +37,7 @@ func TestKillControlPlane(t *testing.T) {
 	events := &logEvents{ch: make(chan string, 256)}
 	h, dir, _ := startRunwayWith(ctx, t, demo.Options{Process: true, Log: events})
 
-	sha, err := h.CommitChange(ctx, "", "deploy the first version")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := runPipeline(ctx, t, h, sha, "first version")
-	if first.Phase != pipeline.Succeeded {
-		t.Fatalf("first pipeline %s: %s at %s: %s", first.ID, first.Phase, first.FailedStep, first.Reason)
-	}
-	stable := first.Version
+	stable := deployFirstVersion(ctx, t, h)
 	stableAddrs := replicaAddrs(ctx, h, manifest.ProductionEnv)
 
 	p, kills, counts, loadCounts := killChange(ctx, t, h, events, "json-pong", "ping answers JSON")

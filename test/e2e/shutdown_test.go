@@ -34,17 +34,10 @@ func TestSIGTERMDrains(t *testing.T) {
 	keepDataPlane := func(c *server.Config) { c.StopDataPlaneOnExit = false }
 	h, dir, logBuf := startRunwayWith(ctx, t, demo.Options{Process: true, Log: events, Tune: keepDataPlane})
 
-	sha, err := h.CommitChange(ctx, "", "deploy the first version")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := runPipeline(ctx, t, h, sha, "first version")
-	if first.Phase != pipeline.Succeeded {
-		t.Fatalf("first pipeline %s: %s at %s: %s", first.ID, first.Phase, first.FailedStep, first.Reason)
-	}
+	deployFirstVersion(ctx, t, h)
 	stableAddrs := replicaAddrs(ctx, h, manifest.ProductionEnv)
 
-	sha, err = h.CommitChange(ctx, "json-pong", "ping answers JSON")
+	sha, err := h.CommitChange(ctx, "json-pong", "ping answers JSON")
 	if err != nil {
 		t.Fatal(err)
 	}
