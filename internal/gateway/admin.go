@@ -149,17 +149,7 @@ func (a *admin) setRoute(w http.ResponseWriter, r *http.Request) error {
 	if rt.Env != env || rt.App != app {
 		return &apiError{http.StatusBadRequest, fmt.Sprintf("body names route %s/%s, path names %s/%s", rt.Env, rt.App, env, app)}
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err := a.g.SetRoute(rt); err != nil {
-		return err
-	}
-	if err := a.save(); err != nil {
-		return err
-	}
-	got, _ := a.g.Route(env, app)
-	writeJSON(w, http.StatusOK, got)
-	return nil
+	return a.changeRoute(w, env, app, func() error { return a.g.SetRoute(rt) })
 }
 
 func (a *admin) setWeight(w http.ResponseWriter, r *http.Request) error {
@@ -168,9 +158,15 @@ func (a *admin) setWeight(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
+	return a.changeRoute(w, env, app, func() error { return a.g.SetCanaryWeight(env, app, req.Weight) })
+}
+
+// changeRoute applies change to the route of app in env, saves the routes
+// and answers with the route as it now is.
+func (a *admin) changeRoute(w http.ResponseWriter, env, app string, change func() error) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.g.SetCanaryWeight(env, app, req.Weight); err != nil {
+	if err := change(); err != nil {
 		return err
 	}
 	if err := a.save(); err != nil {
