@@ -16,23 +16,9 @@ import (
 	"github.com/runway-cd/runway/internal/gateway/remote"
 )
 
-// routeTable is what controllers need of a gateway; both the in-process
-// Gateway and the remote Client must provide it.
-type routeTable interface {
-	SetRoute(gateway.Route) error
-	SetCanaryWeight(env, app string, weight int) error
-	Route(env, app string) (gateway.Route, bool)
-	Routes() []gateway.Route
-	RemoveRoute(env, app string)
-	RemoveEnv(env string)
-	Host(env, app string) string
-}
-
-var (
-	_ routeTable                       = (*remote.Client)(nil)
-	_ routeTable                       = (*gateway.Gateway)(nil)
-	_ interface{ MetricsURL() string } = (*remote.Client)(nil)
-)
+// The server's router interface checks that Client and Gateway offer the
+// same routing table; MetricsURL is what only the client adds.
+var _ interface{ MetricsURL() string } = (*remote.Client)(nil)
 
 // fixture is a gateway serving traffic and its admin API on loopback.
 type fixture struct {
