@@ -96,13 +96,7 @@ func runCanaryScenarios(t *testing.T, prometheusAddress func(*testing.T, *demo.H
 			}
 			promote(ctx, t, h)
 		}
-		p, err := h.WaitPipeline(ctx, resp.Pipeline, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Phase != pipeline.Succeeded {
-			t.Fatalf("pipeline %s: %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
-		}
+		p := waitSucceeded(ctx, t, h, resp.Pipeline)
 		run := findRun(ctx, t, h, p.Version+"-background-1")
 		if run.Phase != analysis.PhaseSuccessful || len(run.Metrics) == 0 || len(run.Metrics[0].Measurements) == 0 {
 			t.Fatalf("background analysis run: %+v", run)
@@ -172,14 +166,7 @@ func runCanaryScenarios(t *testing.T, prometheusAddress func(*testing.T, *demo.H
 		}
 		waitRollout(ctx, t, h, func(s rollout.Status) bool { return s.Phase == rollout.Paused })
 		promote(ctx, t, h)
-		p, err := h.WaitPipeline(ctx, resp.Pipeline, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Phase != pipeline.Succeeded {
-			t.Fatalf("pipeline %s: %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
-		}
-		assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
+		assertSucceeded(ctx, t, h, resp.Pipeline)
 	})
 
 	t.Run("restart during a canary starts it over instead of promoting it unanalysed", func(t *testing.T) {
@@ -209,14 +196,7 @@ func runCanaryScenarios(t *testing.T, prometheusAddress func(*testing.T, *demo.H
 			}
 		}
 		promote(ctx, t, h)
-		p, err := h.WaitPipeline(ctx, resp.Pipeline, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Phase != pipeline.Succeeded {
-			t.Fatalf("pipeline %s: %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
-		}
-		assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
+		assertSucceeded(ctx, t, h, resp.Pipeline)
 	})
 }
 
@@ -339,6 +319,28 @@ func post(ctx context.Context, t *testing.T, h *demo.Harness, path string) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST %s: %s", path, resp.Status)
 	}
+}
+
+// waitSucceeded waits for pipeline id to end and fails the test unless it
+// Succeeded.
+func waitSucceeded(ctx context.Context, t *testing.T, h *demo.Harness, id string) *pipeline.Pipeline {
+	t.Helper()
+	p, err := h.WaitPipeline(ctx, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Phase != pipeline.Succeeded {
+		t.Fatalf("pipeline %s: %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
+	}
+	return p
+}
+
+// assertSucceeded waits for pipeline id to succeed with production serving
+// its json-pong version.
+func assertSucceeded(ctx context.Context, t *testing.T, h *demo.Harness, id string) {
+	t.Helper()
+	p := waitSucceeded(ctx, t, h, id)
+	assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
 }
 
 func promote(ctx context.Context, t *testing.T, h *demo.Harness) {
