@@ -3,7 +3,6 @@ package demo
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -47,8 +46,8 @@ func (h *Harness) KillGateway() (gatewayproc.Record, error) {
 	if !procfs.Running(r.PID, r.StartTime) {
 		return r, fmt.Errorf("killing gateway: recorded process %d is not running", r.PID)
 	}
-	if err := syscall.Kill(r.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return r, fmt.Errorf("killing gateway process %d: %w", r.PID, err)
+	if err := procfs.Signal(r.PID, r.StartTime, syscall.SIGKILL); err != nil {
+		return r, fmt.Errorf("killing gateway: %w", err)
 	}
 	return r, nil
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 const (
@@ -183,7 +184,7 @@ func (h *Handle) adopt(ctx context.Context) bool {
 		h.log.Warn("ignoring gateway record", "path", h.o.RecordPath, "err", err)
 		return false
 	}
-	if !running(r.PID, r.StartTime) {
+	if !procfs.Running(r.PID, r.StartTime) {
 		h.log.Info("recorded gateway is gone (exited, or its PID reused)", "pid", r.PID, "path", h.o.RecordPath)
 		return false
 	}
@@ -237,12 +238,12 @@ func (h *Handle) start(ctx context.Context) (process, error) {
 		close(exited)
 	}()
 	p := process{pid: cmd.Process.Pid, exited: exited}
-	st, err := readProcStat(p.pid)
+	st, err := procfs.Read(p.pid)
 	if err != nil {
 		h.kill(p)
 		return process{}, fmt.Errorf("starting gateway: %w", err)
 	}
-	p.start = st.startTime
+	p.start = st.StartTime
 	wait, cancel := context.WithTimeout(ctx, h.o.ReadyTimeout)
 	defer cancel()
 	if err := h.waitHealthy(wait, h.admin, p); err != nil {
@@ -269,7 +270,7 @@ func (h *Handle) waitHealthy(ctx context.Context, addr string, p process) error 
 			return fmt.Errorf("gateway process %d exited", p.pid)
 		case <-t.C:
 		}
-		if p.exited == nil && !running(p.pid, p.start) {
+		if p.exited == nil && !procfs.Running(p.pid, p.start) {
 			return fmt.Errorf("gateway process %d is gone", p.pid)
 		}
 	}
@@ -302,7 +303,7 @@ func (h *Handle) healthy(ctx context.Context, addr string, pid int) error {
 // terminate sends SIGTERM to p, SIGKILL after stopGrace or when ctx ends,
 // and waits until p has gone.
 func (h *Handle) terminate(ctx context.Context, p process) error {
-	if err := signal(p.pid, p.start, syscall.SIGTERM); err != nil {
+	if err := procfs.Signal(p.pid, p.start, syscall.SIGTERM); err != nil {
 		return err
 	}
 	grace, cancel := context.WithTimeout(ctx, stopGrace)
@@ -311,7 +312,7 @@ func (h *Handle) terminate(ctx context.Context, p process) error {
 		return nil
 	}
 	h.log.Warn("gateway did not exit on SIGTERM; killing it", "pid", p.pid)
-	if err := signal(p.pid, p.start, syscall.SIGKILL); err != nil {
+	if err := procfs.Signal(p.pid, p.start, syscall.SIGKILL); err != nil {
 		return err
 	}
 	// SIGKILL cannot be ignored; the wait is bounded all the same.
@@ -325,7 +326,7 @@ func (h *Handle) terminate(ctx context.Context, p process) error {
 
 // kill ends a process that never became ready.
 func (h *Handle) kill(p process) {
-	if err := signal(p.pid, p.start, syscall.SIGKILL); err != nil {
+	if err := procfs.Signal(p.pid, p.start, syscall.SIGKILL); err != nil {
 		h.log.Warn("killing gateway", "pid", p.pid, "err", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
@@ -344,16 +345,7 @@ func waitGone(ctx context.Context, p process) bool {
 			return false
 		}
 	}
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for running(p.pid, p.start) {
-		select {
-		case <-ctx.Done():
-			return !running(p.pid, p.start)
-		case <-t.C:
-		}
-	}
-	return true
+	return procfs.AwaitExit(ctx, p.pid, p.start, 20*time.Millisecond)
 }
 
 func (h *Handle) record() Record {

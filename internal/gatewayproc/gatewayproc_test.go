@@ -19,6 +19,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gateway/remote"
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // gatewayBin is the test gateway program built by TestMain.
@@ -129,8 +130,8 @@ func started(t *testing.T, logPath string) int {
 
 // gone reports whether pid no longer names a live process.
 func gone(pid int) bool {
-	st, err := readProcStat(pid)
-	return err != nil || st.state == 'Z' || st.state == 'X'
+	st, err := procfs.Read(pid)
+	return err != nil || st.Exited()
 }
 
 // hangGuard bounds a wait so a broken test fails instead of hanging; it is
@@ -229,11 +230,11 @@ func TestEnsureDoesNotAdoptStale(t *testing.T) {
 		wantOtherAlive bool
 	}{
 		{name: "pid reused", wantOtherAlive: true, record: func(t *testing.T, path string, other *exec.Cmd) {
-			st, err := readProcStat(other.Process.Pid)
+			st, err := procfs.Read(other.Process.Pid)
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeTestRecord(t, path, Record{PID: other.Process.Pid, StartTime: st.startTime + 1, Listen: freeAddr(t), Admin: freeAddr(t)})
+			writeTestRecord(t, path, Record{PID: other.Process.Pid, StartTime: st.StartTime + 1, Listen: freeAddr(t), Admin: freeAddr(t)})
 		}},
 		{name: "dead pid", wantOtherAlive: true, record: func(t *testing.T, path string, _ *exec.Cmd) {
 			dead := exec.Command("true")
@@ -248,11 +249,11 @@ func TestEnsureDoesNotAdoptStale(t *testing.T) {
 			}
 		}},
 		{name: "recorded process does not answer", wantOtherAlive: false, record: func(t *testing.T, path string, other *exec.Cmd) {
-			st, err := readProcStat(other.Process.Pid)
+			st, err := procfs.Read(other.Process.Pid)
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeTestRecord(t, path, Record{PID: other.Process.Pid, StartTime: st.startTime, Listen: freeAddr(t), Admin: freeAddr(t)})
+			writeTestRecord(t, path, Record{PID: other.Process.Pid, StartTime: st.StartTime, Listen: freeAddr(t), Admin: freeAddr(t)})
 		}},
 	}
 	for _, tt := range tests {

@@ -3,6 +3,8 @@ package gatewayproc
 import (
 	"context"
 	"time"
+
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // Watch checks the gateway process every 200 milliseconds, and at once when
@@ -43,7 +45,7 @@ func (h *Handle) check(ctx context.Context, diedAt *time.Time) (gap time.Duratio
 	if h.stopped || ctx.Err() != nil {
 		return 0, false, true
 	}
-	if running(h.proc.pid, h.proc.start) {
+	if procfs.Running(h.proc.pid, h.proc.start) {
 		return 0, false, false
 	}
 	if diedAt.IsZero() {

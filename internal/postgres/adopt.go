@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"time"
+
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // ErrNotRunning says the server recorded in an instance dir does not run
@@ -68,26 +70,26 @@ func Adopt(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 
 // recordedProcess checks that the recorded server still runs as the same
 // process: same pid and same start time, not exited.
-func recordedProcess(rec record) (procStat, error) {
+func recordedProcess(rec record) (procfs.Stat, error) {
 	if rec.PID <= 0 || rec.StartTime == 0 {
-		return procStat{}, fmt.Errorf("%w: record has pid %d and start time %d", ErrNotRunning, rec.PID, rec.StartTime)
+		return procfs.Stat{}, fmt.Errorf("%w: record has pid %d and start time %d", ErrNotRunning, rec.PID, rec.StartTime)
 	}
-	st, err := readProcStat(rec.PID)
+	st, err := procfs.Read(rec.PID)
 	if err != nil {
-		return procStat{}, fmt.Errorf("%w: %w", ErrNotRunning, err)
+		return procfs.Stat{}, fmt.Errorf("%w: %w", ErrNotRunning, err)
 	}
-	if st.startTime != rec.StartTime {
-		return procStat{}, fmt.Errorf("%w: pid %d started at %d, recorded %d: another process", ErrNotRunning, rec.PID, st.startTime, rec.StartTime)
+	if st.StartTime != rec.StartTime {
+		return procfs.Stat{}, fmt.Errorf("%w: pid %d started at %d, recorded %d: another process", ErrNotRunning, rec.PID, st.StartTime, rec.StartTime)
 	}
 	if !running(st) {
-		return procStat{}, fmt.Errorf("%w: pid %d has exited", ErrNotRunning, rec.PID)
+		return procfs.Stat{}, fmt.Errorf("%w: pid %d has exited", ErrNotRunning, rec.PID)
 	}
 	return st, nil
 }
 
 // watchExit closes exited once p no longer runs. An adopted server is not
 // this process' child, so it cannot be waited for; /proc is polled.
-func watchExit(p procStat, exited chan<- struct{}) {
+func watchExit(p procfs.Stat, exited chan<- struct{}) {
 	tick := time.NewTicker(adoptPoll)
 	defer tick.Stop()
 	for running(p) {

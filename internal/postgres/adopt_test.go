@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 func TestAdoptRunningInstance(t *testing.T) {
@@ -42,8 +44,8 @@ func TestAdoptRunningInstance(t *testing.T) {
 	if err := inst.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if st, err := readProcStat(pid); err == nil && st.state != 'Z' {
-		t.Fatalf("postmaster %d still runs after Stop (state %c)", pid, st.state)
+	if st, err := procfs.Read(pid); err == nil && st.State != 'Z' {
+		t.Fatalf("postmaster %d still runs after Stop (state %c)", pid, st.State)
 	}
 	if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
 		c.Close()
@@ -70,7 +72,7 @@ func TestAdoptRefuses(t *testing.T) {
 		_ = sleeper.Process.Kill()
 		_ = sleeper.Wait()
 	})
-	sleeperStart, err := procStartTime(sleeper.Process.Pid)
+	sleeperStat, err := procfs.Read(sleeper.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,11 +86,11 @@ func TestAdoptRefuses(t *testing.T) {
 		rec  *record // nil: no instance.json
 	}{
 		{name: "no record"},
-		{name: "reused pid", rec: &record{PID: sleeper.Process.Pid, Port: 1, StartTime: sleeperStart + 1}},
+		{name: "reused pid", rec: &record{PID: sleeper.Process.Pid, Port: 1, StartTime: sleeperStat.StartTime + 1}},
 		{name: "dead pid", rec: &record{PID: dead.Process.Pid, Port: 1, StartTime: 1}},
 		{name: "no start time", rec: &record{PID: sleeper.Process.Pid, Port: 1}},
 		// Alive with the right start time but not a server that answers.
-		{name: "not accepting connections", rec: &record{PID: sleeper.Process.Pid, Port: 1, SocketDir: t.TempDir(), StartTime: sleeperStart}},
+		{name: "not accepting connections", rec: &record{PID: sleeper.Process.Pid, Port: 1, SocketDir: t.TempDir(), StartTime: sleeperStat.StartTime}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,7 +114,7 @@ func TestAdoptRefuses(t *testing.T) {
 			if err := syscall.Kill(sleeper.Process.Pid, 0); err != nil {
 				t.Fatalf("the unrelated process was signalled away: %v", err)
 			}
-			if st, err := readProcStat(sleeper.Process.Pid); err != nil || st.state == 'Z' {
+			if st, err := procfs.Read(sleeper.Process.Pid); err != nil || st.State == 'Z' {
 				t.Fatalf("the unrelated process no longer runs: %+v %v", st, err)
 			}
 		})

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 const (
@@ -193,8 +195,10 @@ func (i *Instance) launch(ctx context.Context, cfg Config, own owner, port int) 
 		_ = cmd.Wait() // reaps the postmaster; Stop and waitReady watch exited
 		close(i.exited)
 	}()
-	if i.startedAt, err = procStartTime(i.pid); err != nil {
+	if st, err := procfs.Read(i.pid); err != nil {
 		i.log.Warn("postgres: reading process start time", "pid", i.pid, "err", err)
+	} else {
+		i.startedAt = st.StartTime
 	}
 	return i.waitReady(ctx, logStart)
 }

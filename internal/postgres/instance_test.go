@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // startInstance starts a real server in dir and removes it when the test ends.
@@ -222,7 +223,7 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 		t.Fatalf("connecting to instance a: %v", err)
 	}
 	defer db.Close(context.Background())
-	procs := children(a.PID())
+	procs := procfs.Children(a.PID())
 	if len(procs) == 0 {
 		t.Fatalf("instance a has no server processes besides the postmaster")
 	}
@@ -233,7 +234,7 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	}
 	for _, p := range procs {
 		if running(p) {
-			t.Errorf("server process %d still runs after a forced Stop", p.pid)
+			t.Errorf("server process %d still runs after a forced Stop", p.PID)
 		}
 	}
 }

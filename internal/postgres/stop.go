@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // stopTimeout is how long Stop lets a fast shutdown take before it kills.
@@ -66,12 +68,12 @@ func (i *Instance) kill() {
 		return
 	}
 	_ = syscall.Kill(i.pid, syscall.SIGSTOP)
-	kids := children(i.pid)
+	kids := procfs.Children(i.pid)
 	_ = syscall.Kill(-i.pid, syscall.SIGKILL)
 	_ = syscall.Kill(i.pid, syscall.SIGKILL)
 	for _, k := range kids {
-		_ = syscall.Kill(-k.pid, syscall.SIGKILL)
-		_ = syscall.Kill(k.pid, syscall.SIGKILL)
+		_ = syscall.Kill(-k.PID, syscall.SIGKILL)
+		_ = syscall.Kill(k.PID, syscall.SIGKILL)
 	}
 	if !awaitGone(kids, killWait) {
 		i.log.Warn("postgres: server processes outlived SIGKILL", "pid", i.pid, "dir", i.dir)
@@ -86,8 +88,8 @@ func (i *Instance) sameProcess() bool {
 	if i.startedAt == 0 {
 		return true
 	}
-	st, err := readProcStat(i.pid)
-	return err == nil && st.startTime == i.startedAt
+	st, err := procfs.Read(i.pid)
+	return err == nil && st.StartTime == i.startedAt
 }
 
 // killWait bounds how long kill waits for killed processes to end.

@@ -5,11 +5,15 @@
 package procfs
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Stat holds the fields of /proc/<pid>/stat that Runway uses.
@@ -68,6 +72,34 @@ func Running(pid int, startTime uint64) bool {
 	}
 	st, err := Read(pid)
 	return err == nil && st.StartTime == startTime && !st.Exited()
+}
+
+// Signal sends sig to pid if it is still the process that started at
+// startTime. A process that has gone (or whose PID was reused) is not an
+// error.
+func Signal(pid int, startTime uint64, sig syscall.Signal) error {
+	if !Running(pid, startTime) {
+		return nil
+	}
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("sending %v to process %d: %w", sig, pid, err)
+	}
+	return nil
+}
+
+// AwaitExit looks every poll until pid, started at startTime, no longer
+// runs, or ctx ends; it reports whether the process is gone.
+func AwaitExit(ctx context.Context, pid int, startTime uint64, poll time.Duration) bool {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for Running(pid, startTime) {
+		select {
+		case <-ctx.Done():
+			return !Running(pid, startTime)
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // Children lists the processes whose parent is pid.

@@ -1,9 +1,12 @@
 package procfs
 
 import (
+	"context"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -30,14 +33,37 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestRunningAndChildren(t *testing.T) {
+func TestRunning(t *testing.T) {
 	self, err := Read(os.Getpid())
 	if err != nil || self.PPID != os.Getppid() || self.StartTime == 0 {
 		t.Fatalf("own stat = %+v, %v", self, err)
 	}
-	if !Running(self.PID, self.StartTime) || Running(self.PID, self.StartTime+1) || Running(0, 0) {
-		t.Fatal("Running does not tell this process from a PID reuse")
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
 	}
+	tests := []struct {
+		name  string
+		pid   int
+		start uint64
+		want  bool
+	}{
+		{name: "self", pid: self.PID, start: self.StartTime, want: true},
+		{name: "self with another start time (a reused PID)", pid: self.PID, start: self.StartTime + 1},
+		{name: "exited", pid: dead.Process.Pid, start: self.StartTime},
+		{name: "zero pid", pid: 0},
+		{name: "negative pid", pid: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Running(tt.pid, tt.start); got != tt.want {
+				t.Errorf("Running(%d, %d) = %v, want %v", tt.pid, tt.start, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestChildren(t *testing.T) {
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -49,6 +75,45 @@ func TestRunningAndChildren(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("child %d not among Children", cmd.Process.Pid)
+	}
+}
+
+// Signal reaches the process it names and nothing that merely has its
+// PID; AwaitExit sees it go.
+func TestSignalAndAwaitExit(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-waited })
+	st, err := Read(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Signal(st.PID, st.StartTime+1, syscall.SIGKILL); err != nil {
+		t.Fatalf("Signal with another start time: %v", err)
+	}
+	if !Running(st.PID, st.StartTime) {
+		t.Fatal("Signal with another start time reached the process")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if AwaitExit(ctx, st.PID, st.StartTime, 5*time.Millisecond) {
+		t.Fatal("AwaitExit reported a running process gone")
+	}
+	if err := Signal(st.PID, st.StartTime, syscall.SIGKILL); err != nil {
+		t.Fatalf("Signal: %v", err)
+	}
+	<-waited
+	ctx, cancel = context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if !AwaitExit(ctx, st.PID, st.StartTime, 5*time.Millisecond) {
+		t.Fatal("AwaitExit did not see the killed process go")
+	}
+	if err := Signal(st.PID, st.StartTime, syscall.SIGKILL); err != nil {
+		t.Fatalf("Signal to a process that has gone: %v", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/runway-cd/runway/internal/postgres"
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 const (
@@ -173,15 +174,15 @@ func (e *environment) adopted(key string, rec replicaRecord) *replicaSet {
 // and healthy, or says why not. It signals a process only once its start
 // time proves it is the recorded replica: an unhealthy one is stopped.
 func adoptReplica(ctx context.Context, rec replicaRecord) (*process, string) {
-	st, err := readProcStat(rec.PID)
+	st, err := procfs.Read(rec.PID)
 	switch {
 	case rec.PID <= 0 || rec.StartTime == 0:
 		return nil, "record has no pid or start time"
 	case err != nil:
 		return nil, "process gone"
-	case st.startTime != rec.StartTime:
-		return nil, fmt.Sprintf("pid now names another process (start time %d, recorded %d)", st.startTime, rec.StartTime)
-	case st.state == 'Z' || st.state == 'X':
+	case st.StartTime != rec.StartTime:
+		return nil, fmt.Sprintf("pid now names another process (start time %d, recorded %d)", st.StartTime, rec.StartTime)
+	case st.Exited():
 		return nil, "process exited"
 	}
 	p := watch(rec)
@@ -210,7 +211,7 @@ func watch(rec replicaRecord) *process {
 	go func() {
 		tick := time.NewTicker(exitPoll)
 		defer tick.Stop()
-		for runs(p.pid, p.startTime) {
+		for procfs.Running(p.pid, p.startTime) {
 			select {
 			case <-tick.C:
 			case <-quit:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // newRuntimeIn returns a runtime on dir, as a restarted control plane would
@@ -40,8 +41,8 @@ func newRuntimeIn(t *testing.T, dir string) *Runtime {
 func cleanupDir(t *testing.T, dir string) (track func(pid int)) {
 	var tracked []replicaRecord
 	track = func(pid int) {
-		if st, err := procStartTime(pid); err == nil {
-			tracked = append(tracked, replicaRecord{PID: pid, StartTime: st})
+		if st, err := procfs.Read(pid); err == nil {
+			tracked = append(tracked, replicaRecord{PID: pid, StartTime: st.StartTime})
 		}
 	}
 	t.Cleanup(func() {
@@ -60,7 +61,7 @@ func cleanupDir(t *testing.T, dir string) (track func(pid int)) {
 			}
 		}
 		for _, rec := range append(leftovers, tracked...) {
-			if rec.StartTime != 0 && runs(rec.PID, rec.StartTime) {
+			if rec.StartTime != 0 && procfs.Running(rec.PID, rec.StartTime) {
 				_ = syscall.Kill(-rec.PID, syscall.SIGKILL)
 				_ = syscall.Kill(rec.PID, syscall.SIGKILL)
 			}
@@ -72,8 +73,8 @@ func cleanupDir(t *testing.T, dir string) (track func(pid int)) {
 // exited reports whether pid no longer runs: gone, or a zombie waiting to
 // be reaped by the runtime that started it.
 func exited(pid int) bool {
-	st, err := readProcStat(pid)
-	return err != nil || st.state == 'Z' || st.state == 'X'
+	st, err := procfs.Read(pid)
+	return err != nil || st.Exited()
 }
 
 func TestAdoptAfterDetach(t *testing.T) {
@@ -194,11 +195,11 @@ func startSleeper(t *testing.T) (pid int, startTime uint64) {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
-	st, err := procStartTime(cmd.Process.Pid)
+	st, err := procfs.Read(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cmd.Process.Pid, st
+	return cmd.Process.Pid, st.StartTime
 }
 
 func TestAdoptDropsRecords(t *testing.T) {

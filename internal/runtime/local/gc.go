@@ -256,7 +256,7 @@ func stopStray(ctx context.Context, s stray) error {
 	signalStray(s, first, leader && s.kind == strayReplica)
 	wctx, cancel := context.WithTimeout(ctx, strayGrace)
 	defer cancel()
-	if awaitStray(wctx, s) {
+	if procfs.AwaitExit(wctx, s.pid, s.start, strayPoll) {
 		return nil
 	}
 	if s.kind == strayPostgres {
@@ -268,7 +268,7 @@ func stopStray(ctx context.Context, s stray) error {
 	signalStray(s, syscall.SIGKILL, leader)
 	kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), strayGrace)
 	defer kcancel()
-	if !awaitStray(kctx, s) {
+	if !procfs.AwaitExit(kctx, s.pid, s.start, strayPoll) {
 		return fmt.Errorf("pid %d outlived SIGKILL", s.pid)
 	}
 	return nil
@@ -284,20 +284,6 @@ func signalStray(s stray, sig syscall.Signal, group bool) {
 		_ = syscall.Kill(-s.pid, sig)
 	}
 	_ = syscall.Kill(s.pid, sig)
-}
-
-// awaitStray reports whether s exited before ctx ended.
-func awaitStray(ctx context.Context, s stray) bool {
-	tick := time.NewTicker(strayPoll)
-	defer tick.Stop()
-	for procfs.Running(s.pid, s.start) {
-		select {
-		case <-ctx.Done():
-			return !procfs.Running(s.pid, s.start)
-		case <-tick.C:
-		}
-	}
-	return true
 }
 
 // scanStrays lists the running processes that dir proves are this

@@ -90,7 +90,7 @@ func TestCollectStraysReplicas(t *testing.T) {
 		t.Fatalf("Start: %v", err)
 	}
 	track(recorded[0].PID)
-	recordedStart, _ := procStartTime(recorded[0].PID)
+	recordedStart := startTimeOf(recorded[0].PID)
 	var child procfs.Stat
 	for _, k := range procfs.Children(recorded[0].PID) {
 		child = k
@@ -203,7 +203,7 @@ func TestCollectStraysPostgres(t *testing.T) {
 		t.Fatalf("EnsurePostgres: %v", err)
 	}
 	owned := rt.env("owned").pg.PID()
-	ownedStart, _ := procStartTime(owned)
+	ownedStart := startTimeOf(owned)
 
 	// A server started but killed before it was recorded: instance.json
 	// is written only once the server accepts connections.
@@ -212,7 +212,7 @@ func TestCollectStraysPostgres(t *testing.T) {
 		t.Fatalf("postgres.Start: %v", err)
 	}
 	t.Cleanup(func() { _ = stray.Remove(context.Background()) })
-	strayStart, _ := procStartTime(stray.PID())
+	strayStart := startTimeOf(stray.PID())
 	if err := os.Remove(filepath.Join(dir, "crashed", "postgres", "instance.json")); err != nil {
 		t.Fatal(err)
 	}
@@ -291,4 +291,10 @@ func TestRunning(t *testing.T) {
 	if got := rt.Running(); !slices.Equal(got, want) {
 		t.Fatalf("Running = %v, want %v", got, want)
 	}
+}
+
+// startTimeOf is pid's start time, or 0 when it cannot be read.
+func startTimeOf(pid int) uint64 {
+	st, _ := procfs.Read(pid)
+	return st.StartTime
 }

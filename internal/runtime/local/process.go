@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/runway-cd/runway/internal/procfs"
 	"github.com/runway-cd/runway/internal/runtime"
 )
 
@@ -229,7 +230,9 @@ func startReplica(rs runtime.ReplicaSet, index int, logPath string) (*process, e
 	}
 	// Read before Wait can reap it; the start time is set at fork, so it
 	// is the same after exec.
-	p.startTime, _ = procStartTime(p.pid)
+	if st, err := procfs.Read(p.pid); err == nil {
+		p.startTime = st.StartTime
+	}
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
@@ -307,8 +310,8 @@ func (p *process) same() bool {
 	if p.startTime == 0 && !p.adopted {
 		return true
 	}
-	st, err := procStartTime(p.pid)
-	return err == nil && st == p.startTime
+	st, err := procfs.Read(p.pid)
+	return err == nil && st.StartTime == p.startTime
 }
 
 func freePort() (int, error) {
