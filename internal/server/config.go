@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -44,7 +46,92 @@ type Config struct {
 	// do work (builds, pushes, migrations, tests) finish before they are
 	// interrupted; waits stop at once. Default 20s.
 	ShutdownGrace appspec.Duration `json:"shutdownGrace,omitempty"`
+
+	// WorkDir holds what app code may touch: artifacts, build work
+	// directories and environments (their replicas' homes, logs and
+	// PostgreSQL servers). It is kept apart from DataDir (0700, Runway's
+	// secrets and store) so that unprivileged app processes can reach their
+	// own files without being able to enter DataDir. Default: DataDir with
+	// "-work" appended (a sibling directory).
+	WorkDir  string         `json:"workDir,omitempty"`
+	API      APIConfig      `json:"api,omitempty"`
+	TLS      TLSConfig      `json:"tls,omitempty"`
+	Reporter ReporterConfig `json:"reporter,omitempty"`
+	Sandbox  SandboxConfig  `json:"sandbox,omitempty"`
+	Limits   LimitsConfig   `json:"limits,omitempty"`
+	Analysis AnalysisConfig `json:"analysis,omitempty"`
 }
+
+// APIConfig protects the API listener (every route but the webhook and
+// /healthz needs a token).
+type APIConfig struct {
+	// AdminToken and ReadToken override the tokens Runway generates at
+	// first start into DataDir (admin.token, read.token, 0600). When empty,
+	// RUNWAY_ADMIN_TOKEN and RUNWAY_READ_TOKEN are used, then the files.
+	AdminToken string `json:"adminToken,omitempty"`
+	ReadToken  string `json:"readToken,omitempty"`
+	// AnonymousRead lets GET routes answer without a token. Off by
+	// default; Runway says so at start when it is on.
+	AnonymousRead bool `json:"anonymousRead,omitempty"`
+	// Hosts are the names (host or host:port) the API answers to besides
+	// loopback addresses and localhost; any other Host header is refused
+	// (DNS rebinding).
+	Hosts []string `json:"hosts,omitempty"`
+}
+
+// TLSConfig serves the API listener over TLS when both files are set.
+type TLSConfig struct {
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+}
+
+// ReporterConfig configures the reporter's HTTP routes.
+type ReporterConfig struct {
+	// Compatibility keeps the original workflow-reporter's unauthenticated
+	// POST /workflow/submit and /workflow/update. Off by default: updates
+	// need the expectation's token. See docs/security.md for the risk.
+	Compatibility bool `json:"compatibility,omitempty"`
+}
+
+// SandboxConfig sets who app code (builds, replicas, jobs) runs as.
+type SandboxConfig struct {
+	// UIDBase and UIDCount are the range of numeric uids (and gids of the
+	// same number) Runway hands out when it runs as root: one per
+	// environment and one for builds, so no environment can read
+	// another's processes or files. No account needs to exist for them.
+	// Default 1500000 and 10000: above the ranges Debian allocates.
+	UIDBase  uint32 `json:"uidBase,omitempty"`
+	UIDCount uint32 `json:"uidCount,omitempty"`
+	// Env names extra variables of Runway's own environment passed to app
+	// code (besides PATH, LANG, TZ and Go's proxy settings); every other
+	// variable of Runway's is withheld.
+	Env []string `json:"env,omitempty"`
+	// CacheDir holds the builds' Go module and build caches, kept across
+	// builds. Default WorkDir/cache.
+	CacheDir string `json:"cacheDir,omitempty"`
+}
+
+// LimitsConfig caps the work Runway takes on at once; what is over a cap
+// waits, queued, with the reason in its status.
+type LimitsConfig struct {
+	// Pipelines is how many pipelines run at once. Default 4.
+	Pipelines int `json:"pipelines,omitempty"`
+	// StagingEnvironments is how many staging environments exist at once.
+	// Default 4.
+	StagingEnvironments int `json:"stagingEnvironments,omitempty"`
+}
+
+// AnalysisConfig configures the analysis providers.
+type AnalysisConfig struct {
+	// PrometheusAddresses are the Prometheus server URLs an app's
+	// AnalysisTemplate may name in provider.prometheus.address. Default
+	// none: only the embedded engine (an empty address). A template naming
+	// any other address fails validation at build.
+	PrometheusAddresses []string `json:"prometheusAddresses,omitempty"`
+}
+
+// MinWebhookSecret is the shortest accepted webhook secret.
+const MinWebhookSecret = 16
 
 // GatewayConfig configures the data plane.
 type GatewayConfig struct {
@@ -161,6 +248,30 @@ func (c *Config) setDefaults() {
 			d.Duration = v
 		}
 	}
+	if c.WorkDir == "" && c.DataDir != "" {
+		c.WorkDir = filepath.Clean(c.DataDir) + "-work"
+	}
+	if c.Sandbox.UIDBase == 0 {
+		c.Sandbox.UIDBase = 1500000
+	}
+	if c.Sandbox.UIDCount == 0 {
+		c.Sandbox.UIDCount = 10000
+	}
+	if c.Sandbox.CacheDir == "" && c.WorkDir != "" {
+		c.Sandbox.CacheDir = filepath.Join(c.WorkDir, "cache")
+	}
+	if c.Limits.Pipelines == 0 {
+		c.Limits.Pipelines = 4
+	}
+	if c.Limits.StagingEnvironments == 0 {
+		c.Limits.StagingEnvironments = 4
+	}
+	if c.API.AdminToken == "" {
+		c.API.AdminToken = os.Getenv("RUNWAY_ADMIN_TOKEN")
+	}
+	if c.API.ReadToken == "" {
+		c.API.ReadToken = os.Getenv("RUNWAY_READ_TOKEN")
+	}
 	def(&c.PollInterval, 30*time.Second)
 	def(&c.ScrapeInterval, 2*time.Second)
 	def(&c.Timeouts.Deploy, 5*time.Minute)
@@ -186,6 +297,24 @@ func (c *Config) validate() error {
 	}
 	if c.WebhookSecret == "" {
 		errs = append(errs, errors.New("webhookSecret (or RUNWAY_WEBHOOK_SECRET) is required"))
+	} else if len(c.WebhookSecret) < MinWebhookSecret {
+		errs = append(errs, fmt.Errorf("webhookSecret must be at least %d characters (GitHub recommends a random string of high entropy)", MinWebhookSecret))
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("tls.certFile and tls.keyFile must be set together"))
+	}
+	if c.Limits.Pipelines < 0 || c.Limits.StagingEnvironments < 0 {
+		errs = append(errs, errors.New("limits must not be negative (leave them out for the default)"))
+	}
+	if c.WorkDir != "" && c.DataDir != "" {
+		if rel, err := filepath.Rel(filepath.Clean(c.DataDir), filepath.Clean(c.WorkDir)); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+			errs = append(errs, fmt.Errorf("workDir %s must not be dataDir or inside it: app code cannot enter dataDir", c.WorkDir))
+		}
+	}
+	for _, tok := range []struct{ key, v string }{{"api.adminToken", c.API.AdminToken}, {"api.readToken", c.API.ReadToken}} {
+		if tok.v != "" && len(tok.v) < 16 {
+			errs = append(errs, fmt.Errorf("%s must be at least 16 characters", tok.key))
+		}
 	}
 	errs = append(errs, c.validateDurations()...)
 	seen := map[string]bool{}

@@ -23,7 +23,7 @@ import (
 
 func TestConfigValidation(t *testing.T) {
 	valid := func() Config {
-		return Config{DataDir: "/d", StateRepo: RepoConfig{URL: "/s"}, WebhookSecret: "x",
+		return Config{DataDir: "/d", StateRepo: RepoConfig{URL: "/s"}, WebhookSecret: "0123456789abcdef",
 			Apps: []AppConfig{{Name: "web", Repo: "o/web", URL: "/w"}}}
 	}
 	tests := []struct {
