@@ -71,7 +71,7 @@ func compileConditions(m Metric, partial bool) (conditions, error) {
 		}
 		p, err := expr.Compile(src, expr.Env(conditionEnv(nil)), expr.AsBool())
 		if err != nil {
-			return nil, fmt.Errorf("%s %q: %w", field, src, err)
+			return nil, &fieldError{field: field, err: fmt.Errorf("%q: %w", src, err)}
 		}
 		return p, nil
 	}

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -155,9 +156,14 @@ func resolveMetric(spec MetricSpec, args map[string]string, partial bool) (Metri
 		return Metric{}, r.err
 	}
 	if m.Count > 1 && m.Interval == 0 && !(partial && hasPlaceholder(spec.Interval)) {
-		return Metric{}, fmt.Errorf("metric %q: count %d needs an interval", m.Name, m.Count)
+		return Metric{}, &fieldError{metric: m.Name, field: "count", err: fmt.Errorf("%d needs an interval", m.Count)}
 	}
 	if _, err := compileConditions(m, partial); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			fe.metric = m.Name
+			return Metric{}, fe
+		}
 		return Metric{}, fmt.Errorf("metric %q: %w", m.Name, err)
 	}
 	return m, nil
@@ -173,7 +179,7 @@ type resolver struct {
 
 func (r *resolver) fail(field string, err error) {
 	if r.err == nil {
-		r.err = fmt.Errorf("metric %q: %s: %w", r.metric, field, err)
+		r.err = &fieldError{metric: r.metric, field: field, err: err}
 	}
 }
 

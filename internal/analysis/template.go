@@ -2,12 +2,16 @@ package analysis
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/runway-cd/runway/internal/yamlfield"
 )
 
 // APIVersion is the only apiVersion of AnalysisTemplate documents Runway reads.
@@ -21,6 +25,8 @@ type Template struct {
 	Kind       string       `json:"kind"`
 	Metadata   TemplateMeta `json:"metadata"`
 	Spec       TemplateSpec `json:"spec"`
+
+	doc *yamlfield.Doc // the parsed document, to give errors their lines
 }
 
 // TemplateMeta is the part of Kubernetes object metadata a template may carry.
@@ -74,104 +80,156 @@ type PrometheusSpec struct {
 
 // ParseTemplates parses one or more YAML documents separated by "---" lines,
 // each an AnalysisTemplate. Empty documents are skipped. Any field Runway
-// does not support is an error naming it, with its path.
+// does not support is an error naming it, with its path and line.
 func ParseTemplates(data []byte) ([]*Template, error) {
-	if len(data) > maxTemplateBytes {
-		return nil, fmt.Errorf("parsing analysis templates: %d bytes, more than %d", len(data), maxTemplateBytes)
+	return ParseFile("", data)
+}
+
+// ParseFile is ParseTemplates for the file named file (a path of the app
+// repository, as listed in its spec's analysisTemplates): every error
+// names the file, the line and the field path, as in
+//
+//	analysis/rate.yaml:14: spec.metrics[0].interval: "10 seconds" is not a duration like 10s or 1m
+func ParseFile(file string, data []byte) ([]*Template, error) {
+	if len(data) > MaxTemplateBytes {
+		return nil, fmt.Errorf("parsing analysis templates%s: %d bytes, more than %d", inFile(file), len(data), MaxTemplateBytes)
 	}
 	var out []*Template
-	for i, doc := range splitDocuments(data) {
-		t, err := ParseTemplate(doc)
+	for _, d := range splitDocuments(data) {
+		t, err := parseDocument(file, d.data, d.offset)
 		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", i+1, err)
+			return nil, err
 		}
 		out = append(out, t)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("parsing analysis templates: no document found")
+		return nil, fmt.Errorf("parsing analysis templates%s: no document found", inFile(file))
 	}
 	return out, nil
 }
 
-// maxTemplateBytes bounds what is parsed: templates are small, and YAML
-// can be made to expand.
-const maxTemplateBytes = 1 << 20
+func inFile(file string) string {
+	if file == "" {
+		return ""
+	}
+	return " in " + file
+}
+
+// MaxTemplateBytes bounds what is parsed of a template file: templates are
+// small, and YAML can be made to expand.
+const MaxTemplateBytes = 1 << 20
 
 // ParseTemplate parses exactly one AnalysisTemplate YAML (or JSON) document.
 func ParseTemplate(doc []byte) (*Template, error) {
-	if len(doc) > maxTemplateBytes {
-		return nil, fmt.Errorf("parsing analysis template: %d bytes, more than %d", len(doc), maxTemplateBytes)
+	if len(doc) > MaxTemplateBytes {
+		return nil, fmt.Errorf("parsing analysis template: %d bytes, more than %d", len(doc), MaxTemplateBytes)
+	}
+	return parseDocument("", doc, 0)
+}
+
+// parseDocument parses one document that starts after offset lines of file.
+func parseDocument(file string, data []byte, offset int) (*Template, error) {
+	// Errors are located (file:line: field path: problem) and need no
+	// other prefix.
+	doc, err := yamlfield.Parse(file, data, offset)
+	if err != nil {
+		return nil, err
 	}
 	var generic any
-	if err := yaml.Unmarshal(doc, &generic); err != nil {
-		return nil, fmt.Errorf("parsing analysis template: %w", err)
+	if err := yaml.Unmarshal(data, &generic); err != nil {
+		return nil, doc.Locate(err)
 	}
 	if _, ok := generic.(map[string]any); !ok {
-		return nil, fmt.Errorf("parsing analysis template: document is not an object")
+		return nil, doc.Errorf("", "the document is not an object (an AnalysisTemplate)")
 	}
-	if err := checkFields("", generic, templateSchema()); err != nil {
-		return nil, fmt.Errorf("parsing analysis template%s: %w", nameSuffix(generic), err)
+	// An Argo field Runway does not support (provider.web, dryRun,
+	// args[].valueFrom...) is reported with its path, never ignored.
+	if errs := doc.Check(reflect.TypeFor[Template](), "not supported by Runway"); len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
+	// The strict JSON-tag decoding is the source of truth.
 	var t Template
-	if err := yaml.UnmarshalStrict(doc, &t); err != nil {
-		return nil, fmt.Errorf("parsing analysis template%s: %w", nameSuffix(generic), err)
+	if err := yaml.UnmarshalStrict(data, &t); err != nil {
+		return nil, doc.Locate(err)
 	}
+	t.doc = doc
 	if err := t.validate(); err != nil {
-		return nil, fmt.Errorf("analysis template %q: %w", t.Metadata.Name, err)
+		return nil, err
 	}
 	return &t, nil
 }
 
+// Errorf returns an error about the template's field at path ("metadata.name",
+// "spec.metrics[0].provider.prometheus.address"), located at its line when
+// the template was parsed from a file.
+func (t *Template) Errorf(path, format string, args ...any) error {
+	return t.errorf(path, format, args...)
+}
+
+func (t *Template) errorf(path, format string, args ...any) error {
+	if t.doc == nil {
+		return &yamlfield.Error{Path: path, Msg: fmt.Sprintf(format, args...)}
+	}
+	return t.doc.Errorf(path, format, args...)
+}
+
 func (t *Template) validate() error {
 	if t.APIVersion != APIVersion {
-		return fmt.Errorf("apiVersion %q: want %q", t.APIVersion, APIVersion)
+		return t.errorf("apiVersion", "%q: want %q", t.APIVersion, APIVersion)
 	}
 	if t.Kind != "AnalysisTemplate" && t.Kind != "ClusterAnalysisTemplate" {
-		return fmt.Errorf("kind %q: want AnalysisTemplate or ClusterAnalysisTemplate", t.Kind)
+		return t.errorf("kind", "%q: want AnalysisTemplate or ClusterAnalysisTemplate", t.Kind)
 	}
 	if t.Metadata.Name == "" {
-		return fmt.Errorf("metadata.name is empty")
+		return t.errorf("metadata.name", "is empty")
 	}
 	if raw, ok := t.Metadata.Annotations[AnnotationMinSamples]; ok {
 		if n, err := strconv.Atoi(strings.TrimSpace(raw)); err != nil || n < 1 {
-			return fmt.Errorf("metadata.annotations[%s]: %q is not a positive integer", AnnotationMinSamples, raw)
+			return t.errorf(yamlfield.Key("metadata.annotations", AnnotationMinSamples), "%q is not a positive integer", raw)
 		}
 	}
 	seen := map[string]bool{}
 	for i, a := range t.Spec.Args {
+		p := fmt.Sprintf("spec.args[%d].name", i)
 		if a.Name == "" {
-			return fmt.Errorf("spec.args[%d].name is empty", i)
+			return t.errorf(p, "is empty")
 		}
 		if seen[a.Name] {
-			return fmt.Errorf("spec.args: arg %q declared twice", a.Name)
+			return t.errorf(p, "arg %q declared twice", a.Name)
 		}
 		seen[a.Name] = true
 	}
 	if len(t.Spec.Metrics) == 0 {
-		return fmt.Errorf("spec.metrics is empty")
+		return t.errorf("spec.metrics", "is empty")
 	}
 	names := map[string]bool{}
 	for i, m := range t.Spec.Metrics {
+		p := fmt.Sprintf("spec.metrics[%d]", i)
 		if m.Name == "" {
-			return fmt.Errorf("spec.metrics[%d].name is empty", i)
+			return t.errorf(p+".name", "is empty")
 		}
 		if names[m.Name] {
-			return fmt.Errorf("spec.metrics: metric %q declared twice", m.Name)
+			return t.errorf(p+".name", "metric %q declared twice", m.Name)
 		}
 		names[m.Name] = true
 		if m.Provider.Prometheus == nil {
-			return fmt.Errorf("metric %q: provider.prometheus is required (the only provider Runway supports)", m.Name)
+			return t.errorf(p+".provider.prometheus", "is required (the only provider Runway supports)")
 		}
 		if strings.TrimSpace(m.Provider.Prometheus.Query) == "" {
-			return fmt.Errorf("metric %q: provider.prometheus.query is empty", m.Name)
+			return t.errorf(p+".provider.prometheus.query", "is empty")
 		}
-		if err := checkPlaceholders(m, seen); err != nil {
-			return err
+		err := checkPlaceholders(m, seen)
+		if err == nil {
+			// Fields that use no argument can be checked now; the others
+			// are checked once NewRun has substituted the arguments.
+			_, err = resolveMetric(m, nil, true)
 		}
-		// Fields that use no argument can be checked now; the others are
-		// checked once NewRun has substituted the arguments.
-		if _, err := resolveMetric(m, nil, true); err != nil {
-			return err
+		if err != nil {
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				return t.errorf(p+"."+fe.field, "%v", fe.err)
+			}
+			return t.errorf(p, "%v", err)
 		}
 	}
 	return nil
@@ -208,29 +266,50 @@ func checkPlaceholders(m MetricSpec, declared map[string]bool) error {
 	slices.Sort(fieldNames)
 	for _, f := range fieldNames {
 		if _, err := substitute(texts[f], args); err != nil {
-			return fmt.Errorf("metric %q: %s: %w", m.Name, f, err)
+			return &fieldError{metric: m.Name, field: f, err: err}
 		}
 	}
 	return nil
 }
 
-// splitDocuments splits a YAML stream on "---" separator lines.
-func splitDocuments(data []byte) [][]byte {
-	var docs [][]byte
+// fieldError is a problem with one field of a metric.
+type fieldError struct {
+	metric, field string
+	err           error
+}
+
+func (e *fieldError) Error() string {
+	return fmt.Sprintf("metric %q: %s: %v", e.metric, e.field, e.err)
+}
+func (e *fieldError) Unwrap() error { return e.err }
+
+// document is one YAML document of a stream and the lines before it.
+type document struct {
+	data   []byte
+	offset int
+}
+
+// splitDocuments splits a YAML stream on "---" separator lines, keeping
+// where each document starts.
+func splitDocuments(data []byte) []document {
+	var docs []document
 	var cur bytes.Buffer
+	line, start := 0, 0
 	flush := func() {
 		if len(bytes.TrimSpace(stripComments(cur.Bytes()))) > 0 {
-			docs = append(docs, bytes.Clone(cur.Bytes()))
+			docs = append(docs, document{data: bytes.Clone(cur.Bytes()), offset: start})
 		}
 		cur.Reset()
 	}
-	for line := range bytes.Lines(data) {
-		trimmed := bytes.TrimRight(line, " \t\r\n")
+	for l := range bytes.Lines(data) {
+		line++
+		trimmed := bytes.TrimRight(l, " \t\r\n")
 		if bytes.Equal(trimmed, []byte("---")) || bytes.HasPrefix(trimmed, []byte("--- ")) {
 			flush()
+			start = line
 			continue
 		}
-		cur.Write(line)
+		cur.Write(l)
 	}
 	flush()
 	return docs
@@ -247,13 +326,4 @@ func stripComments(doc []byte) []byte {
 		out = append(out, line...)
 	}
 	return out
-}
-
-func nameSuffix(generic any) string {
-	obj, _ := generic.(map[string]any)
-	meta, _ := obj["metadata"].(map[string]any)
-	if name, ok := meta["name"].(string); ok && name != "" {
-		return fmt.Sprintf(" %q", name)
-	}
-	return ""
 }

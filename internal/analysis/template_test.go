@@ -117,7 +117,7 @@ func TestParseTemplate(t *testing.T) {
 		{
 			name:    "count above one without interval",
 			yaml:    doc("    count: 3\n" + promQuery),
-			wantErr: "count 3 needs an interval",
+			wantErr: "spec.metrics[0].count: 3 needs an interval",
 		},
 		{
 			name:    "undeclared arg",
@@ -142,12 +142,12 @@ func TestParseTemplate(t *testing.T) {
 		{
 			name:    "no provider",
 			yaml:    doc("    interval: 10s\n"),
-			wantErr: "provider.prometheus is required",
+			wantErr: "line 11: spec.metrics[0].provider.prometheus: is required",
 		},
 		{
 			name:    "wrong kind",
 			yaml:    strings.Replace(doc(promQuery), "kind: AnalysisTemplate", "kind: Rollout", 1),
-			wantErr: `kind "Rollout"`,
+			wantErr: `line 2: kind: "Rollout": want AnalysisTemplate`,
 		},
 		{
 			name:    "wrong apiVersion",
@@ -193,8 +193,9 @@ func TestParseTemplatesMultiDocument(t *testing.T) {
 		t.Error("empty stream: want error")
 	}
 	bad := doc(promQuery) + "---\n" + doc("    provider:\n      job: {}\n")
-	if _, err := ParseTemplates([]byte(bad)); err == nil || !strings.Contains(err.Error(), "document 2") {
-		t.Errorf("err = %v, want it to name document 2", err)
+	want := "line 28: spec.metrics[0].provider.job: not supported by Runway" // line 28 of the stream, in document 2
+	if _, err := ParseTemplates([]byte(bad)); err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
 	}
 }
 
@@ -252,4 +253,45 @@ func FuzzParseTemplates(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseFileErrors asserts the exact message of mistyped and hostile
+// template files: the file, the line and the field path.
+func TestParseFileErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"unsupported provider", doc("    provider:\n      web:\n        url: http://x\n"),
+			"rate.yaml:13: spec.metrics[0].provider.web: not supported by Runway"},
+		{"args valueFrom", strings.Replace(doc(promQuery), "  - name: app\n", "  - name: app\n    valueFrom: {secretKeyRef: {name: s}}\n", 1),
+			"rate.yaml:8: spec.args[0].valueFrom: not supported by Runway"},
+		{"count of the wrong shape", doc("    count: [1]\n" + promQuery),
+			"rate.yaml:12: spec.metrics[0].count: want an integer or a string, got [1]"},
+		{"metrics not a list", strings.Split(doc(""), "  metrics:")[0] + "  metrics: {name: m}\n",
+			"rate.yaml:10: spec.metrics: want a list, got an object"},
+		{"bad interval", doc("    interval: 10 seconds\n" + promQuery),
+			`rate.yaml:12: spec.metrics[0].interval: "10 seconds" is not a duration like 10s or 1m`},
+		{"undeclared arg", doc("    provider:\n      prometheus:\n        query: up{v=\"{{args.version}}\"}\n"),
+			`rate.yaml:14: spec.metrics[0].provider.prometheus.query: {{args.version}}: the template declares no arg "version"`},
+		{"condition syntax", doc("    successCondition: result[0] >=\n" + promQuery),
+			`rate.yaml:12: spec.metrics[0].successCondition: "result[0] >=": unexpected token EOF (1:12)` + "\n | result[0] >=\n | ...........^"},
+		{"empty query", doc("    provider:\n      prometheus:\n        query: \" \"\n"),
+			"rate.yaml:14: spec.metrics[0].provider.prometheus.query: is empty"},
+		{"duplicate metric", doc(promQuery + "  - name: m\n" + promQuery),
+			`rate.yaml:15: spec.metrics[1].name: metric "m" declared twice`},
+		{"not an object", "- a\n", "rate.yaml: the document is not an object (an AnalysisTemplate)"},
+		{"not yaml", "a: [\n", "rate.yaml:1: invalid YAML: did not find expected node content"},
+		{"second document, absolute line", doc(promQuery) + "---\n" + strings.Replace(doc(promQuery), "kind: AnalysisTemplate", "kind: Rollout", 1),
+			`rate.yaml:17: kind: "Rollout": want AnalysisTemplate or ClusterAnalysisTemplate`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseFile("rate.yaml", []byte(tt.yaml))
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("ParseFile error:\n%v\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
 }

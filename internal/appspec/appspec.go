@@ -5,15 +5,22 @@
 package appspec
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/runway-cd/runway/internal/yamlfield"
 )
 
 // FileName is where the spec lives in an app repository and in every
@@ -39,6 +46,8 @@ type Spec struct {
 	// AnalysisTemplates are paths, relative to the repository root, of Argo
 	// Rollouts AnalysisTemplate documents that the canary steps refer to.
 	AnalysisTemplates []string `json:"analysisTemplates,omitempty"`
+
+	doc *yamlfield.Doc // the parsed file, to give errors their lines
 }
 
 // Build holds shell scripts (run with sh -c in a clean checkout of the
@@ -150,12 +159,30 @@ var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$`)
 // of lower-case letters, digits and hyphens, at most 40 characters.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
-// Parse decodes and validates a spec. Unknown fields are errors.
+// Parse decodes and validates a spec. Unknown fields are errors. Every
+// error names the file, the line and the field path:
+//
+//	runway.yaml:7: run.replicaCount: unknown field
+//
+// several are joined, one a line, in file order.
 func Parse(data []byte) (*Spec, error) {
-	var s Spec
-	if err := yaml.UnmarshalStrict(data, &s); err != nil {
+	if len(data) > MaxBytes {
+		return nil, fmt.Errorf("parsing app spec: %s is %d bytes, more than %d", FileName, len(data), MaxBytes)
+	}
+	doc, err := yamlfield.Parse(FileName, data, 0)
+	if err != nil {
 		return nil, fmt.Errorf("parsing app spec: %w", err)
 	}
+	if errs := doc.Check(reflect.TypeFor[Spec](), "unknown field"); len(errs) > 0 {
+		return nil, fmt.Errorf("parsing app spec: %w", errors.Join(errs...))
+	}
+	// The strict JSON-tag decoding is the source of truth; the walk above
+	// only locates what it would refuse.
+	var s Spec
+	if err := yaml.UnmarshalStrict(data, &s); err != nil {
+		return nil, fmt.Errorf("parsing app spec: %w", doc.Locate(err))
+	}
+	s.doc = doc
 	s.setDefaults()
 	if err := s.validate(); err != nil {
 		return nil, fmt.Errorf("invalid app spec: %w", err)
@@ -163,13 +190,75 @@ func Parse(data []byte) (*Spec, error) {
 	return &s, nil
 }
 
-// Load reads FileName from dir.
+// MaxBytes bounds the size of an app spec.
+const MaxBytes = 1 << 20
+
+// Load reads FileName from dir, a directory Runway wrote (an artifact). A
+// checkout of an app repository is read by the build through os.Root,
+// never following a symlink.
 func Load(dir string) (*Spec, error) {
 	data, err := os.ReadFile(filepath.Join(dir, FileName))
 	if err != nil {
 		return nil, fmt.Errorf("reading app spec: %w", err)
 	}
 	return Parse(data)
+}
+
+// Errorf returns an error about the spec's field at path
+// ("analysisTemplates[1]"), located at its line when the spec was parsed
+// from a file.
+func (s *Spec) Errorf(path, format string, args ...any) error {
+	return s.errorf(path, format, args...)
+}
+
+func (s *Spec) errorf(path, format string, args ...any) error {
+	if s.doc == nil {
+		return &yamlfield.Error{File: FileName, Path: path, Msg: fmt.Sprintf(format, args...)}
+	}
+	return s.doc.Errorf(path, format, args...)
+}
+
+// TemplateRefs are the templateName references of the canary steps and of
+// the background analysis, each with its field path.
+func (s *Spec) TemplateRefs() []Ref {
+	c := s.Strategy.Canary
+	if c == nil {
+		return nil
+	}
+	var refs []Ref
+	for i, st := range c.Steps {
+		if st.Analysis == nil {
+			continue
+		}
+		for j, t := range st.Analysis.Templates {
+			refs = append(refs, Ref{Path: fmt.Sprintf("strategy.canary.steps[%d].analysis.templates[%d].templateName", i, j), Name: t.TemplateName})
+		}
+	}
+	if c.Analysis != nil {
+		for j, t := range c.Analysis.Templates {
+			refs = append(refs, Ref{Path: fmt.Sprintf("strategy.canary.analysis.templates[%d].templateName", j), Name: t.TemplateName})
+		}
+	}
+	return refs
+}
+
+// Ref is a reference to an AnalysisTemplate by name, at a field path.
+type Ref struct {
+	Path string
+	Name string
+}
+
+// CheckTemplates reports every templateName that defined (the names the
+// files of analysisTemplates define) does not hold, at its line, so a
+// missing template fails the build rather than the canary in production.
+func (s *Spec) CheckTemplates(defined map[string]bool) error {
+	var errs []error
+	for _, r := range s.TemplateRefs() {
+		if !defined[r.Name] {
+			errs = append(errs, s.errorf(r.Path, "%q is not defined by any file in analysisTemplates", r.Name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Spec) setDefaults() {
@@ -192,80 +281,139 @@ func (s *Spec) setDefaults() {
 func (s *Spec) validate() error {
 	var errs []error
 	if s.APIVersion != "" && s.APIVersion != "runway.dev/v1alpha1" {
-		errs = append(errs, fmt.Errorf("apiVersion %q is not runway.dev/v1alpha1", s.APIVersion))
+		errs = append(errs, s.errorf("apiVersion", "%q is not runway.dev/v1alpha1", s.APIVersion))
 	}
 	if s.Kind != "" && s.Kind != "App" {
-		errs = append(errs, fmt.Errorf("kind %q is not App", s.Kind))
+		errs = append(errs, s.errorf("kind", "%q is not App", s.Kind))
 	}
 	if !ValidName(s.Name) {
-		errs = append(errs, fmt.Errorf("name %q must be a DNS label ([a-z0-9-], at most 40 characters)", s.Name))
+		errs = append(errs, s.errorf("name", "%q must be a DNS label ([a-z0-9-], at most 40 characters)", s.Name))
 	}
 	if strings.TrimSpace(s.Build.App) == "" {
-		errs = append(errs, errors.New("build.app is required"))
+		errs = append(errs, s.errorf("build.app", "is required"))
 	}
 	if len(s.Run.Command) == 0 {
-		errs = append(errs, errors.New("run.command is required"))
+		errs = append(errs, s.errorf("run.command", "is required"))
 	}
 	if s.Run.Replicas < 0 || s.Run.Replicas > 32 {
-		errs = append(errs, fmt.Errorf("run.replicas %d is out of range 1..32", s.Run.Replicas))
+		errs = append(errs, s.errorf("run.replicas", "%d is out of range 1..32", s.Run.Replicas))
 	}
 	if !strings.HasPrefix(s.Run.HealthPath, "/") {
-		errs = append(errs, fmt.Errorf("run.healthPath %q must start with /", s.Run.HealthPath))
+		errs = append(errs, s.errorf("run.healthPath", "%q must start with /", s.Run.HealthPath))
 	}
-	for _, n := range s.Needs {
+	for i, n := range s.Needs {
 		if n != "postgres" {
-			errs = append(errs, fmt.Errorf("needs: unknown service %q (known: postgres)", n))
+			errs = append(errs, s.errorf(fmt.Sprintf("needs[%d]", i), "unknown service %q (known: postgres)", n))
 		}
 	}
-	for name, j := range map[string]*Job{"migrations": s.Migrations, "tests": s.Tests} {
-		if j != nil && len(j.Command) == 0 {
-			errs = append(errs, fmt.Errorf("%s.command is required", name))
+	for i, p := range s.AnalysisTemplates {
+		if err := CheckRepoPath(p); err != nil {
+			errs = append(errs, s.errorf(fmt.Sprintf("analysisTemplates[%d]", i), "%v", err))
 		}
-		if j != nil && j.Timeout.Duration < 0 {
-			errs = append(errs, fmt.Errorf("%s.timeout is negative", name))
+	}
+	for _, j := range []struct {
+		name string
+		job  *Job
+	}{{"migrations", s.Migrations}, {"tests", s.Tests}} {
+		if j.job == nil {
+			continue
 		}
-		if j != nil && strings.TrimSpace(s.Build.Pipeline) == "" {
-			errs = append(errs, fmt.Errorf("%s needs build.pipeline to build the pipeline artifact", name))
+		if len(j.job.Command) == 0 {
+			errs = append(errs, s.errorf(j.name+".command", "is required"))
+		}
+		if j.job.Timeout.Duration < 0 {
+			errs = append(errs, s.errorf(j.name+".timeout", "is negative"))
+		}
+		if strings.TrimSpace(s.Build.Pipeline) == "" {
+			errs = append(errs, s.errorf(j.name, "needs build.pipeline to build the pipeline artifact"))
 		}
 	}
 	if c := s.Strategy.Canary; c != nil {
-		errs = append(errs, c.validate()...)
+		errs = append(errs, s.validateCanary(c)...)
 	}
+	sortByLine(errs)
 	return errors.Join(errs...)
 }
 
-func (c *Canary) validate() []error {
+// sortByLine orders located errors by line, keeping the order of equal
+// ones; errors about absent fields come last.
+func sortByLine(errs []error) {
+	line := func(err error) int {
+		var e *yamlfield.Error
+		if errors.As(err, &e) {
+			return e.Line
+		}
+		return 0
+	}
+	key := func(err error) int {
+		if l := line(err); l > 0 {
+			return l
+		}
+		return math.MaxInt // a field absent from the file: after the others
+	}
+	slices.SortStableFunc(errs, func(a, b error) int { return cmp.Compare(key(a), key(b)) })
+}
+
+// CheckRepoPath reports whether p may name a file of the repository: a
+// relative slash-separated path that stays inside it.
+func CheckRepoPath(p string) error {
+	clean := path.Clean(p)
+	switch {
+	case p == "" || strings.ContainsRune(p, 0):
+		return fmt.Errorf("%q is not a file path", p)
+	case path.IsAbs(clean) || strings.HasPrefix(p, "/"):
+		return fmt.Errorf("%q is absolute: want a path relative to the repository root", p)
+	case clean == "." || clean == ".." || strings.HasPrefix(clean, "../"):
+		return fmt.Errorf("%q is outside the repository", p)
+	case strings.Contains(p, `\`):
+		return fmt.Errorf("%q has a backslash: want / between directories", p)
+	}
+	return nil
+}
+
+func (s *Spec) validateCanary(c *Canary) []error {
 	var errs []error
 	for i, st := range c.Steps {
+		p := fmt.Sprintf("strategy.canary.steps[%d]", i)
 		n := 0
 		if st.SetWeight != nil {
 			n++
 			if w := *st.SetWeight; w < 0 || w > 100 {
-				errs = append(errs, fmt.Errorf("strategy.canary.steps[%d].setWeight %d is out of range 0..100", i, w))
+				errs = append(errs, s.errorf(p+".setWeight", "%d is out of range 0..100", w))
 			}
 		}
 		if st.Pause != nil {
 			n++
 			if st.Pause.Duration.Duration < 0 {
-				errs = append(errs, fmt.Errorf("strategy.canary.steps[%d].pause.duration is negative", i))
+				errs = append(errs, s.errorf(p+".pause.duration", "is negative"))
 			}
 		}
 		if st.Analysis != nil {
 			n++
 			if len(st.Analysis.Templates) == 0 {
-				errs = append(errs, fmt.Errorf("strategy.canary.steps[%d].analysis.templates is empty", i))
+				errs = append(errs, s.errorf(p+".analysis.templates", "is empty"))
+			}
+			for j, t := range st.Analysis.Templates {
+				if t.TemplateName == "" {
+					errs = append(errs, s.errorf(fmt.Sprintf("%s.analysis.templates[%d].templateName", p, j), "is required"))
+				}
 			}
 		}
 		if n != 1 {
-			errs = append(errs, fmt.Errorf("strategy.canary.steps[%d] must set exactly one of setWeight, pause, analysis", i))
+			errs = append(errs, s.errorf(p, "must set exactly one of setWeight, pause, analysis"))
 		}
 	}
 	if a := c.Analysis; a != nil {
 		if len(a.Templates) == 0 {
-			errs = append(errs, errors.New("strategy.canary.analysis.templates is empty"))
+			errs = append(errs, s.errorf("strategy.canary.analysis.templates", "is empty"))
+		}
+		for j, t := range a.Templates {
+			if t.TemplateName == "" {
+				errs = append(errs, s.errorf(fmt.Sprintf("strategy.canary.analysis.templates[%d].templateName", j), "is required"))
+			}
 		}
 		if a.StartingStep < 0 || a.StartingStep > len(c.Steps) {
-			errs = append(errs, fmt.Errorf("strategy.canary.analysis.startingStep %d is out of range 0..%d", a.StartingStep, len(c.Steps)))
+			errs = append(errs, s.errorf("strategy.canary.analysis.startingStep", "%d is out of range 0..%d", a.StartingStep, len(c.Steps)))
 		}
 	}
 	return errs

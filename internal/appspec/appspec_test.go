@@ -178,166 +178,254 @@ strategy:
 	}
 }
 
+// TestParseErrors feeds hostile and mistyped specs; each error must be the
+// exact message, naming the file, the line and the field path.
 func TestParseErrors(t *testing.T) {
+	const (
+		parsing = "parsing app spec: "
+		invalid = "invalid app spec: "
+	)
 	tests := []struct {
 		name string
 		yaml string
-		want []string // substrings of the error
+		want string
 	}{
 		{
-			name: "unknown field is named",
-			yaml: minimal + "  replica: 2\n",
-			want: []string{"parsing app spec", `unknown field "replica"`},
+			name: "unknown field is named with its path and line",
+			yaml: minimal + "  replicaCount: 2\n",
+			want: parsing + "runway.yaml:7: run.replicaCount: unknown field",
 		},
 		{
-			name: "unknown top-level field is named",
+			name: "unknown top-level field",
 			yaml: minimal + "strateg: {}\n",
-			want: []string{`unknown field "strateg"`},
+			want: parsing + "runway.yaml:7: strateg: unknown field",
+		},
+		{
+			name: "unknown field deep in a step",
+			yaml: minimal + "strategy:\n  canary:\n    steps:\n    - setWeight: 20\n    - pause: {duration: 1s, until: never}\n",
+			want: parsing + "runway.yaml:11: strategy.canary.steps[1].pause.until: unknown field",
+		},
+		{
+			name: "every unknown field at once",
+			yaml: minimal + "  replica: 2\nbuidl: {}\n",
+			want: parsing + "runway.yaml:7: run.replica: unknown field\nrunway.yaml:8: buidl: unknown field",
+		},
+		{
+			name: "key set twice",
+			yaml: minimal + "name: other\n",
+			want: parsing + "runway.yaml:7: name: set twice",
 		},
 		{
 			name: "not yaml",
 			yaml: "name: [",
-			want: []string{"parsing app spec"},
+			want: parsing + "runway.yaml:1: invalid YAML: did not find expected node content",
 		},
 		{
-			name: "name with capitals",
-			yaml: strings.Replace(minimal, "my-app", "My_App", 1),
-			want: []string{"invalid app spec", `name "My_App" must be a DNS label`},
+			name: "a list where an object goes",
+			yaml: "name: a\nbuild: [make]\nrun: {command: [./a]}\n",
+			want: parsing + "runway.yaml:2: build: want an object, got a list",
 		},
 		{
-			name: "name missing",
-			yaml: strings.Replace(minimal, "name: my-app", "", 1),
-			want: []string{`name "" must be a DNS label`},
+			name: "a string where a list goes",
+			yaml: "name: a\nbuild: {app: make}\nrun: {command: ./a}\n",
+			want: parsing + `runway.yaml:3: run.command: want a list, got the string "./a"`,
 		},
 		{
-			name: "name too long",
-			yaml: strings.Replace(minimal, "my-app", strings.Repeat("a", 41), 1),
-			want: []string{"must be a DNS label"},
+			name: "a string where an integer goes",
+			yaml: minimal + "  replicas: two\n",
+			want: parsing + `runway.yaml:7: run.replicas: want an integer, got the string "two"`,
 		},
 		{
-			name: "name ending in a hyphen",
-			yaml: strings.Replace(minimal, "my-app", "app-", 1),
-			want: []string{`name "app-" must be a DNS label`},
+			name: "a quoted number where an integer goes",
+			yaml: minimal + "  replicas: \"2\"\n",
+			want: parsing + `runway.yaml:7: run.replicas: want an integer, got the string "2"`,
 		},
 		{
-			name: "wrong apiVersion and kind",
-			yaml: minimal + "apiVersion: v2\nkind: Deployment\n",
-			want: []string{`apiVersion "v2"`, `kind "Deployment" is not App`},
-		},
-		{
-			name: "build.app and run.command required",
-			yaml: "name: x\n",
-			want: []string{"build.app is required", "run.command is required"},
-		},
-		{
-			name: "replicas out of range",
-			yaml: minimal + "  replicas: 33\n",
-			want: []string{"run.replicas 33 is out of range"},
-		},
-		{
-			name: "negative replicas",
-			yaml: minimal + "  replicas: -1\n",
-			want: []string{"run.replicas -1 is out of range"},
-		},
-		{
-			name: "healthPath without slash",
-			yaml: minimal + "  healthPath: healthz\n",
-			want: []string{`run.healthPath "healthz" must start with /`},
-		},
-		{
-			name: "setWeight above 100",
-			yaml: minimal + "strategy: {canary: {steps: [{setWeight: 101}]}}\n",
-			want: []string{"strategy.canary.steps[0].setWeight 101 is out of range 0..100"},
-		},
-		{
-			name: "negative setWeight",
-			yaml: minimal + "strategy: {canary: {steps: [{pause: {}}, {setWeight: -5}]}}\n",
-			want: []string{"strategy.canary.steps[1].setWeight -5 is out of range"},
-		},
-		{
-			name: "step with two kinds",
-			yaml: minimal + "strategy: {canary: {steps: [{setWeight: 20, pause: {duration: 1s}}]}}\n",
-			want: []string{"strategy.canary.steps[0] must set exactly one of setWeight, pause, analysis"},
-		},
-		{
-			name: "empty step",
-			yaml: minimal + "strategy: {canary: {steps: [{setWeight: 20}, {}]}}\n",
-			want: []string{"strategy.canary.steps[1] must set exactly one"},
-		},
-		{
-			name: "negative pause",
-			yaml: minimal + "strategy: {canary: {steps: [{pause: {duration: -1s}}]}}\n",
-			want: []string{"steps[0].pause.duration is negative"},
-		},
-		{
-			name: "analysis step without templates",
-			yaml: minimal + "strategy: {canary: {steps: [{analysis: {templates: []}}]}}\n",
-			want: []string{"steps[0].analysis.templates is empty"},
+			name: "an object where a string goes",
+			yaml: "name: {x: 1}\nbuild: {app: make}\nrun: {command: [./a]}\n",
+			want: parsing + "runway.yaml:1: name: want a string, got an object",
 		},
 		{
 			name: "bad duration",
 			yaml: minimal + "strategy: {canary: {steps: [{pause: {duration: 3 seconds}}]}}\n",
-			want: []string{"parsing app spec", `invalid duration "3 seconds"`},
+			want: parsing + `runway.yaml:7: strategy.canary.steps[0].pause.duration: invalid duration "3 seconds": time: unknown unit " seconds" in duration "3 seconds"`,
 		},
 		{
 			name: "duration without unit",
 			yaml: withPipeline + "tests: {command: [./t], timeout: 30}\n",
-			want: []string{`invalid duration "30"`},
+			want: parsing + `runway.yaml:8: tests.timeout: invalid duration "30": time: missing unit in duration "30"`,
+		},
+		{
+			name: "name with capitals",
+			yaml: strings.Replace(minimal, "my-app", "My_App", 1),
+			want: invalid + `runway.yaml:2: name: "My_App" must be a DNS label ([a-z0-9-], at most 40 characters)`,
+		},
+		{
+			name: "name missing",
+			yaml: strings.Replace(minimal, "name: my-app", "", 1),
+			want: invalid + `runway.yaml: name: "" must be a DNS label ([a-z0-9-], at most 40 characters)`,
+		},
+		{
+			name: "name too long",
+			yaml: strings.Replace(minimal, "my-app", strings.Repeat("a", 41), 1),
+			want: invalid + `runway.yaml:2: name: "` + strings.Repeat("a", 41) + `" must be a DNS label ([a-z0-9-], at most 40 characters)`,
+		},
+		{
+			name: "wrong apiVersion and kind",
+			yaml: minimal + "apiVersion: v2\nkind: Deployment\n",
+			want: invalid + `runway.yaml:7: apiVersion: "v2" is not runway.dev/v1alpha1` + "\n" + `runway.yaml:8: kind: "Deployment" is not App`,
+		},
+		{
+			name: "required fields absent",
+			yaml: "name: x\n",
+			want: invalid + "runway.yaml: build.app: is required\nrunway.yaml: run.command: is required",
+		},
+		{
+			name: "replicas out of range",
+			yaml: minimal + "  replicas: 33\n",
+			want: invalid + "runway.yaml:7: run.replicas: 33 is out of range 1..32",
+		},
+		{
+			name: "negative replicas",
+			yaml: minimal + "  replicas: -1\n",
+			want: invalid + "runway.yaml:7: run.replicas: -1 is out of range 1..32",
+		},
+		{
+			name: "healthPath without slash",
+			yaml: minimal + "  healthPath: healthz\n",
+			want: invalid + `runway.yaml:7: run.healthPath: "healthz" must start with /`,
+		},
+		{
+			name: "setWeight above 100",
+			yaml: minimal + "strategy:\n  canary:\n    steps:\n    - setWeight: 20\n    - setWeight: 101\n",
+			want: invalid + "runway.yaml:11: strategy.canary.steps[1].setWeight: 101 is out of range 0..100",
+		},
+		{
+			name: "step with two kinds",
+			yaml: minimal + "strategy: {canary: {steps: [{setWeight: 20, pause: {duration: 1s}}]}}\n",
+			want: invalid + "runway.yaml:7: strategy.canary.steps[0]: must set exactly one of setWeight, pause, analysis",
+		},
+		{
+			name: "empty step",
+			yaml: minimal + "strategy:\n  canary:\n    steps:\n    - setWeight: 20\n    - {}\n",
+			want: invalid + "runway.yaml:11: strategy.canary.steps[1]: must set exactly one of setWeight, pause, analysis",
+		},
+		{
+			name: "negative pause",
+			yaml: minimal + "strategy: {canary: {steps: [{pause: {duration: -1s}}]}}\n",
+			want: invalid + "runway.yaml:7: strategy.canary.steps[0].pause.duration: is negative",
+		},
+		{
+			name: "analysis step without templates",
+			yaml: minimal + "strategy: {canary: {steps: [{analysis: {templates: []}}]}}\n",
+			want: invalid + "runway.yaml:7: strategy.canary.steps[0].analysis.templates: is empty",
+		},
+		{
+			name: "analysis step with an empty templateName",
+			yaml: minimal + "strategy:\n  canary:\n    steps:\n    - analysis:\n        templates:\n        - templateName: \"\"\n",
+			want: invalid + "runway.yaml:12: strategy.canary.steps[0].analysis.templates[0].templateName: is required",
 		},
 		{
 			name: "needs unknown service",
-			yaml: minimal + "needs: [postgres, redis]\n",
-			want: []string{`needs: unknown service "redis" (known: postgres)`},
+			yaml: minimal + "needs:\n- postgres\n- redis\n",
+			want: invalid + `runway.yaml:9: needs[1]: unknown service "redis" (known: postgres)`,
 		},
 		{
 			name: "tests without build.pipeline",
 			yaml: minimal + "tests: {command: [./functest]}\n",
-			want: []string{"tests needs build.pipeline"},
-		},
-		{
-			name: "migrations without build.pipeline",
-			yaml: minimal + "migrations: {command: [./migrate]}\n",
-			want: []string{"migrations needs build.pipeline"},
+			want: invalid + "runway.yaml:7: tests: needs build.pipeline to build the pipeline artifact",
 		},
 		{
 			name: "job without command",
 			yaml: withPipeline + "migrations: {timeout: 1m}\n",
-			want: []string{"migrations.command is required"},
+			want: invalid + "runway.yaml:8: migrations.command: is required",
 		},
 		{
 			name: "startingStep beyond the steps",
 			yaml: minimal + "strategy: {canary: {steps: [{setWeight: 50}, {pause: {}}], analysis: {templates: [{templateName: t}], startingStep: 3}}}\n",
-			want: []string{"strategy.canary.analysis.startingStep 3 is out of range 0..2"},
-		},
-		{
-			name: "negative startingStep",
-			yaml: minimal + "strategy: {canary: {analysis: {templates: [{templateName: t}], startingStep: -1}}}\n",
-			want: []string{"startingStep -1 is out of range 0..0"},
+			want: invalid + "runway.yaml:7: strategy.canary.analysis.startingStep: 3 is out of range 0..2",
 		},
 		{
 			name: "background analysis without templates",
 			yaml: minimal + "strategy: {canary: {analysis: {templates: []}}}\n",
-			want: []string{"strategy.canary.analysis.templates is empty"},
+			want: invalid + "runway.yaml:7: strategy.canary.analysis.templates: is empty",
 		},
 		{
-			name: "every problem is reported at once",
+			name: "analysisTemplates entry outside the repository",
+			yaml: minimal + "analysisTemplates:\n- ok.yaml\n- ../../etc/shadow\n- /etc/shadow\n",
+			want: invalid + `runway.yaml:9: analysisTemplates[1]: "../../etc/shadow" is outside the repository` + "\n" +
+				`runway.yaml:10: analysisTemplates[2]: "/etc/shadow" is absolute: want a path relative to the repository root`,
+		},
+		{
+			name: "every problem is reported at once, in file order",
 			yaml: "name: X\nrun: {healthPath: nope}\nneeds: [redis]\n",
-			want: []string{"must be a DNS label", "build.app is required", "run.command is required", "must start with /", "unknown service"},
+			want: invalid + `runway.yaml:1: name: "X" must be a DNS label ([a-z0-9-], at most 40 characters)` + "\n" +
+				"runway.yaml:2: run.command: is required\n" +
+				`runway.yaml:2: run.healthPath: "nope" must start with /` + "\n" +
+				`runway.yaml:3: needs[0]: unknown service "redis" (known: postgres)` + "\n" +
+				"runway.yaml: build.app: is required",
+		},
+		{
+			name: "too big",
+			yaml: "#" + strings.Repeat("x", MaxBytes),
+			want: parsing + "runway.yaml is 1048577 bytes, more than 1048576",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := Parse([]byte(tt.yaml))
 			if err == nil {
-				t.Fatalf("Parse succeeded with %+v; want an error containing %q", s, tt.want)
+				t.Fatalf("Parse succeeded with %+v; want %q", s, tt.want)
 			}
 			if s != nil {
 				t.Errorf("Parse returned a spec with its error: %+v", s)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
+			if err.Error() != tt.want {
+				t.Errorf("error:\n%s\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckTemplates(t *testing.T) {
+	spec := minimal + `strategy:
+  canary:
+    steps:
+    - setWeight: 20
+    - analysis:
+        templates:
+        - templateName: maintain-success-rate
+        - templateName: maintain-succes-rate
+    analysis:
+      templates:
+      - templateName: latency
+`
+	s, err := Parse([]byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		defined map[string]bool
+		want    string
+	}{
+		{"all defined", map[string]bool{"maintain-success-rate": true, "maintain-succes-rate": true, "latency": true}, ""},
+		{"a typo", map[string]bool{"maintain-success-rate": true, "latency": true},
+			`runway.yaml:14: strategy.canary.steps[1].analysis.templates[1].templateName: "maintain-succes-rate" is not defined by any file in analysisTemplates`},
+		{"none defined", nil,
+			`runway.yaml:13: strategy.canary.steps[1].analysis.templates[0].templateName: "maintain-success-rate" is not defined by any file in analysisTemplates` + "\n" +
+				`runway.yaml:14: strategy.canary.steps[1].analysis.templates[1].templateName: "maintain-succes-rate" is not defined by any file in analysisTemplates` + "\n" +
+				`runway.yaml:17: strategy.canary.analysis.templates[0].templateName: "latency" is not defined by any file in analysisTemplates`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.CheckTemplates(tt.defined)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.want {
+				t.Errorf("CheckTemplates:\n%s\nwant:\n%s", got, tt.want)
 			}
 		})
 	}

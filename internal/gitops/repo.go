@@ -1,6 +1,8 @@
-// Package gitops keeps Runway's working copy of the state repository: it
-// reads the environments the repository declares and commits and pushes
-// changes to their manifests, retrying when someone else pushed first.
+// Package gitops keeps Runway's clone of the state repository: it reads
+// the environments the repository declares and commits and pushes changes
+// to their manifests, retrying when someone else pushed first. The clone is
+// never checked out (see tree.go): what a person commits, symlinks and
+// file names the filesystem refuses included, is never written to disk.
 package gitops
 
 import (
@@ -10,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,6 +22,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/runway-cd/runway/internal/manifest"
@@ -27,8 +31,8 @@ import (
 // Author is who Runway's commits are from.
 var defaultAuthor = object.Signature{Name: "Runway", Email: "runway@localhost"}
 
-// Repo is a working copy of the state repository. It is safe for
-// concurrent use; commits are serialised.
+// Repo is a clone of the state repository, never checked out (see
+// tree.go). It is safe for concurrent use; commits are serialised.
 type Repo struct {
 	url    string
 	dir    string
@@ -37,6 +41,9 @@ type Repo struct {
 
 	mu   sync.Mutex
 	repo *git.Repository
+
+	warnMu sync.Mutex
+	warned map[string]bool // skipped files already logged
 }
 
 // Open clones url into dir afresh. branch is the branch Runway reads and
@@ -66,10 +73,13 @@ func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*R
 		_ = os.Rename(old, dir) // a swap a kill interrupted: take the old clone back
 	}
 	_ = os.RemoveAll(fresh)
-	repo, err := git.PlainCloneContext(ctx, fresh, false, &git.CloneOptions{
+	_, err := git.PlainCloneContext(ctx, fresh, false, &git.CloneOptions{
 		URL:           url,
 		ReferenceName: plumbing.NewBranchReferenceName(branch),
 		SingleBranch:  true,
+		// Never checked out (see tree.go): a committed symlink or a name
+		// the filesystem refuses cannot make Open fail or write anywhere.
+		NoCheckout: true,
 	})
 	if err == nil {
 		// Swapped so that a kill at any point leaves a clone at dir or old.
@@ -81,7 +91,8 @@ func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*R
 			return nil, fmt.Errorf("replacing state repo clone %s: %w", dir, err)
 		}
 		_ = os.RemoveAll(old)
-		if repo, err = git.PlainOpen(dir); err != nil {
+		repo, err := git.PlainOpen(dir)
+		if err != nil {
 			return nil, fmt.Errorf("opening state repo clone %s: %w", dir, err)
 		}
 		r.repo = repo
@@ -89,7 +100,7 @@ func Open(ctx context.Context, url, dir, branch string, logger *slog.Logger) (*R
 	}
 	_ = os.RemoveAll(fresh)
 	cloneErr := fmt.Errorf("cloning state repo %s: %w", url, err)
-	repo, err = git.PlainOpen(dir)
+	repo, err := git.PlainOpen(dir)
 	if err != nil {
 		return nil, cloneErr
 	}
@@ -131,9 +142,11 @@ type Snapshot struct {
 	Revision string
 	// Envs are the environments whose manifest parsed, by name.
 	Envs map[string]*manifest.Manifest
-	// Invalid are manifest files that did not parse, by environment name.
-	// Their environments must be left as they are: neither created nor
-	// deleted.
+	// Invalid are manifest files that did not parse, are not regular
+	// files (a symlink) or have a name Runway refuses for an environment
+	// (nul.json, a name with a colon, a backslash or a control character,
+	// too long: see manifest.ValidEnvName), by environment name. Their
+	// environments must be left as they are: neither created nor deleted.
 	Invalid map[string]error
 }
 
@@ -166,30 +179,112 @@ func (r *Repo) Snapshot(ctx context.Context) (*Snapshot, error) {
 		return nil, fmt.Errorf("reading tree of %s: %w", head, err)
 	}
 	s := &Snapshot{Revision: head.String(), Envs: map[string]*manifest.Manifest{}, Invalid: map[string]error{}}
-	err = tree.Files().ForEach(func(f *object.File) error {
-		env := manifest.EnvNameFromPath(f.Name)
-		if env == "" {
-			return nil
-		}
-		content, err := f.Contents()
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", f.Name, err)
-		}
-		m, err := manifest.Parse([]byte(content))
-		switch {
-		case err != nil:
-			s.Invalid[env] = fmt.Errorf("%s: %w", f.Name, err)
-		case m.EnvName != env:
-			s.Invalid[env] = fmt.Errorf("%s: envname %q does not match the file name", f.Name, m.EnvName)
-		default:
-			s.Envs[env] = m
-		}
-		return nil
-	})
-	if err != nil {
+	if err := r.readManifests(tree, s); err != nil {
 		return nil, fmt.Errorf("reading manifests at %s: %w", head, err)
 	}
 	return s, nil
+}
+
+// readManifests reads the production manifest and every staging one from
+// tree into s. It walks the tree entries as stored, never through go-git's
+// path-validating iterators, so one file with a name go-git refuses cannot
+// hide the others. A manifest directory that is a symlink (or a file) is
+// an error: the snapshot cannot say which environments exist.
+func (r *Repo) readManifests(tree *object.Tree, s *Snapshot) error {
+	prodDir, prodFile := path.Split(manifest.ProductionPath)
+	dir, err := subtree(r.repo.Storer, tree, strings.TrimSuffix(prodDir, "/"))
+	if err != nil {
+		return fmt.Errorf("state repo layout: %w; Runway reads only real directories", err)
+	}
+	if e := entry(dir, prodFile); e != nil {
+		if err := r.readManifest(manifest.ProductionPath, manifest.ProductionEnv, e, s); err != nil {
+			return err
+		}
+	}
+	if dir, err = subtree(r.repo.Storer, tree, manifest.StagingDir); err != nil {
+		return fmt.Errorf("state repo layout: %w; Runway reads only real directories", err)
+	}
+	if dir == nil {
+		return nil
+	}
+	for i := range dir.Entries {
+		e := &dir.Entries[i]
+		p := manifest.StagingDir + "/" + e.Name
+		env := manifest.EnvNameFromPath(p)
+		if env == "" || e.Mode == filemode.Dir {
+			continue // not a manifest
+		}
+		if err := manifest.ValidEnvName(env); err != nil {
+			// Left as it is, never created nor deleted; the commits of
+			// other files carry its entry over unchanged.
+			r.warnOnce(p, "state repo file skipped: its name is not one Runway accepts", err)
+			s.Invalid[env] = fmt.Errorf("%q skipped: %w", p, err)
+			continue
+		}
+		if err := r.readManifest(p, env, e, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readManifest parses the manifest of env at entry e (path p) into s. An
+// error means the repository could not be read (nothing is confirmed); a
+// manifest that is not one goes to s.Invalid.
+func (r *Repo) readManifest(p, env string, e *object.TreeEntry, s *Snapshot) error {
+	if !isFile(e.Mode) {
+		s.Invalid[env] = fmt.Errorf("%s is %s, not a file", p, describeMode(e.Mode))
+		return nil
+	}
+	blob, err := r.repo.BlobObject(e.Hash)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", p, err)
+	}
+	if blob.Size > maxManifestBytes {
+		s.Invalid[env] = fmt.Errorf("%s is %d bytes, more than %d", p, blob.Size, maxManifestBytes)
+		return nil
+	}
+	content, err := readBlob(blob)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", p, err)
+	}
+	m, err := manifest.Parse(content)
+	switch {
+	case err != nil:
+		s.Invalid[env] = fmt.Errorf("%s: %w", p, err)
+	case m.EnvName != env:
+		s.Invalid[env] = fmt.Errorf("%s: envname %q does not match the file name", p, m.EnvName)
+	default:
+		s.Envs[env] = m
+	}
+	return nil
+}
+
+// maxManifestBytes bounds what is read of one manifest: a few apps' names
+// and tags fit in a few KiB.
+const maxManifestBytes = 1 << 20
+
+func readBlob(b *object.Blob) ([]byte, error) {
+	rd, err := b.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	return io.ReadAll(io.LimitReader(rd, maxManifestBytes))
+}
+
+// warnOnce logs a skipped file once per process, not on every poll.
+func (r *Repo) warnOnce(p, msg string, err error) {
+	r.warnMu.Lock()
+	defer r.warnMu.Unlock()
+	if r.warned[p] {
+		return
+	}
+	if r.warned == nil {
+		r.warned = map[string]bool{}
+	}
+	r.warned[p] = true
+	r.log.Warn(msg, "path", p, "err", err)
 }
 
 // fetch updates the remote-tracking branch and returns its head.
@@ -246,37 +341,37 @@ func (r *Repo) commitOnce(ctx context.Context, message string, changes []Change)
 	if err != nil {
 		return "", err
 	}
-	wt, err := r.repo.Worktree()
+	commit, err := r.repo.CommitObject(head)
 	if err != nil {
-		return "", fmt.Errorf("opening worktree: %w", err)
+		return "", fmt.Errorf("reading commit %s: %w", head, err)
 	}
-	local := plumbing.NewBranchReferenceName(r.branch)
-	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(local, head)); err != nil {
-		return "", fmt.Errorf("moving %s to origin: %w", r.branch, err)
+	tree, err := commit.Tree()
+	if err != nil {
+		return "", fmt.Errorf("reading tree of %s: %w", head, err)
 	}
-	if err := wt.Checkout(&git.CheckoutOptions{Branch: local, Force: true}); err != nil {
-		return "", fmt.Errorf("checking out %s: %w", r.branch, err)
-	}
-	if err := wt.Reset(&git.ResetOptions{Commit: head, Mode: git.HardReset}); err != nil {
-		return "", fmt.Errorf("resetting worktree to %s: %w", head, err)
-	}
+	root := tree
 	for _, c := range changes {
-		if err := r.apply(wt, c); err != nil {
+		if root, err = r.apply(root, c); err != nil {
 			return "", err
 		}
 	}
-	status, err := wt.Status()
-	if err != nil {
-		return "", fmt.Errorf("reading worktree status: %w", err)
-	}
-	if status.IsClean() {
+	if root.Hash == tree.Hash {
 		return head.String(), nil
 	}
 	sig := defaultAuthor
 	sig.When = time.Now()
-	sha, err := wt.Commit(message, &git.CommitOptions{Author: &sig, Committer: &sig})
+	c := &object.Commit{Author: sig, Committer: sig, Message: message, TreeHash: root.Hash, ParentHashes: []plumbing.Hash{head}}
+	obj := r.repo.Storer.NewEncodedObject()
+	if err := c.Encode(obj); err != nil {
+		return "", fmt.Errorf("encoding commit: %w", err)
+	}
+	sha, err := r.repo.Storer.SetEncodedObject(obj)
 	if err != nil {
 		return "", fmt.Errorf("committing: %w", err)
+	}
+	local := plumbing.NewBranchReferenceName(r.branch)
+	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(local, sha)); err != nil {
+		return "", fmt.Errorf("moving %s to %s: %w", r.branch, sha, err)
 	}
 	err = r.repo.PushContext(ctx, &git.PushOptions{
 		RemoteName: "origin",
@@ -288,30 +383,42 @@ func (r *Repo) commitOnce(ctx context.Context, message string, changes []Change)
 	return sha.String(), nil
 }
 
-func (r *Repo) apply(wt *git.Worktree, c Change) error {
-	if manifest.EnvNameFromPath(c.Path) == "" {
-		return fmt.Errorf("refusing to change %q: not a manifest path", c.Path)
+// apply returns root with change c made. Only manifest paths may change, a
+// new file only for a valid environment name, and never through or over a
+// symlink (see editTree).
+func (r *Repo) apply(root *object.Tree, c Change) (*object.Tree, error) {
+	env := manifest.EnvNameFromPath(c.Path)
+	if env == "" {
+		return nil, fmt.Errorf("refusing to change %q: not a manifest path", c.Path)
 	}
-	full := filepath.Join(r.dir, filepath.FromSlash(c.Path))
-	if c.Delete {
-		if _, err := os.Stat(full); errors.Is(err, os.ErrNotExist) {
-			return nil
+	var blob *plumbing.Hash
+	if !c.Delete {
+		if err := manifest.ValidEnvName(env); err != nil {
+			return nil, fmt.Errorf("refusing to write %q: %w", c.Path, err)
 		}
-		if _, err := wt.Remove(c.Path); err != nil {
-			return fmt.Errorf("removing %s: %w", c.Path, err)
+		h, err := storeBlob(r.repo.Storer, c.Data)
+		if err != nil {
+			return nil, fmt.Errorf("writing %s: %w", c.Path, err)
 		}
-		return nil
+		blob = &h
 	}
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		return fmt.Errorf("creating dir for %s: %w", c.Path, err)
+	h, empty, err := editTree(r.repo.Storer, root, c.Path, blob)
+	if errors.Is(err, errNotDir) {
+		return nil, fmt.Errorf("refusing to change %s: %w; Runway writes only into real directories of the state repo", c.Path, err)
 	}
-	if err := os.WriteFile(full, c.Data, 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", c.Path, err)
+	if err != nil {
+		return nil, fmt.Errorf("changing %s: %w", c.Path, err)
 	}
-	if _, err := wt.Add(c.Path); err != nil {
-		return fmt.Errorf("adding %s: %w", c.Path, err)
+	if empty {
+		if h, err = storeTree(r.repo.Storer, nil); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	t, err := object.GetTree(r.repo.Storer, h)
+	if err != nil {
+		return nil, fmt.Errorf("reading new tree: %w", err)
+	}
+	return t, nil
 }
 
 // ReadFile returns a file's content at the remote head, for rollbacks that

@@ -62,6 +62,13 @@ func CommitDir(ctx context.Context, url, branch string, src fs.FS, message strin
 	if err != nil {
 		return "", fmt.Errorf("opening worktree: %w", err)
 	}
+	root, err := os.OpenRoot(work)
+	if err != nil {
+		return "", fmt.Errorf("opening clone of %s: %w", url, err)
+	}
+	defer root.Close()
+	// Written through root: a symlink the clone checked out cannot send a
+	// file outside it.
 	err = fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -74,11 +81,11 @@ func CommitDir(ctx context.Context, url, branch string, src fs.FS, message strin
 		if err != nil {
 			return err
 		}
-		dst := filepath.Join(work, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		dst := filepath.FromSlash(p)
+		if err := root.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}
-		if err := os.WriteFile(dst, data, info.Mode().Perm()|0o600); err != nil {
+		if err := root.WriteFile(dst, data, info.Mode().Perm()|0o600); err != nil {
 			return err
 		}
 		_, err = wt.Add(p)

@@ -26,12 +26,32 @@ func StagingPath(env string) string { return path.Join(StagingDir, env+".json") 
 var envRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$`)
 
 // ValidEnvName reports whether s can name an environment: a DNS label of at
-// most 40 characters, so it fits in a gateway host name.
+// most 40 characters, so it fits in a gateway host name, and not a name
+// that go-git or a filesystem refuses as a file name (<name>.json in the
+// state repo): the Windows device names con, prn, aux, nul, com0-9 and
+// lpt0-9, which go-git's checkout rejects on every platform.
 func ValidEnvName(s string) error {
 	if !envRE.MatchString(s) {
 		return fmt.Errorf("environment name %q must be a DNS label of [a-z0-9-], at most 40 characters", s)
 	}
+	if reservedFileName(s) {
+		return fmt.Errorf("environment name %q is a reserved device name (con, prn, aux, nul, com0-9, lpt0-9) that some filesystems and go-git refuse as a file name", s)
+	}
 	return nil
+}
+
+// reservedFileName reports whether s is a Windows device name: a file
+// named s.json cannot be checked out by go-git (core.protectNTFS is on by
+// default) nor created on Windows.
+func reservedFileName(s string) bool {
+	switch s {
+	case "con", "prn", "aux", "nul":
+		return true
+	}
+	if len(s) == 4 && (strings.HasPrefix(s, "com") || strings.HasPrefix(s, "lpt")) {
+		return s[3] >= '0' && s[3] <= '9'
+	}
+	return false
 }
 
 // Manifest is one environment: every app it runs and at which version.

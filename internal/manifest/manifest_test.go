@@ -143,3 +143,41 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestValidEnvName(t *testing.T) {
+	tests := []struct {
+		name, env string
+		ok        bool
+	}{
+		{"version", "v20260101000000", true},
+		{"dns label", "feature-x1", true},
+		{"forty characters", "a" + strings.Repeat("b", 39), true},
+		{"com without digit is a name", "com", true},
+		{"reserved prefix in a longer name", "nul-x", true},
+		{"nul", "nul", false},
+		{"con", "con", false},
+		{"aux", "aux", false},
+		{"prn", "prn", false},
+		{"com1", "com1", false},
+		{"lpt9", "lpt9", false},
+		{"upper case", "NUL", false},
+		{"colon", "a:b", false},
+		{"backslash", `a\b`, false},
+		{"slash", "a/b", false},
+		{"control character", "a\x01b", false},
+		{"dot", "a.b", false},
+		{"empty", "", false},
+		{"forty-one characters", "a" + strings.Repeat("b", 40), false},
+		{"very long", strings.Repeat("a", 300), false},
+		{"leading hyphen", "-a", false},
+		{"trailing hyphen", "a-", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidEnvName(tt.env)
+			if (err == nil) != tt.ok {
+				t.Fatalf("ValidEnvName(%q) = %v, want ok=%v", tt.env, err, tt.ok)
+			}
+		})
+	}
+}

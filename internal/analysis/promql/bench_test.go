@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 
@@ -29,7 +30,7 @@ func BenchmarkSuccessRateQuery(b *testing.B) {
 		for a := range 10 {
 			for _, version := range []string{"v1", "v2"} {
 				for code, perStep := range map[string]float64{"200": 50, "500": 5, "503": 1} {
-					lset := labels.FromStrings(labels.MetricName, "runway_gateway_requests_total",
+					lset := labels.FromStrings(model.MetricNameLabel, "runway_gateway_requests_total",
 						"env", "production", "app", fmt.Sprintf("app%d", a), "version", version, "code", code)
 					if _, err := app.Append(0, lset, 0, ts.UnixMilli(), perStep*step, nil, nil, storage.AppendV2Options{}); err != nil {
 						b.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/model/value"
@@ -135,7 +136,7 @@ func (p *Provider) store(app storage.AppenderV2, key string, t Target, res scrap
 		}
 	}
 	b := labels.NewBuilder(base)
-	b.Set(labels.MetricName, "up")
+	b.Set(model.MetricNameLabel, "up")
 	add(b.Labels(), up)
 	stale := map[uint64]labels.Labels{}
 	for h, l := range st.series {
