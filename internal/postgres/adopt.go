@@ -27,7 +27,10 @@ const adoptPoll = 200 * time.Millisecond
 // ErrNotRunning and signals nothing, since the pid may have been reused.
 // The returned Instance supports EnsureDatabase, Stop and Remove; a
 // goroutine polls /proc until the server exits, since a process that is
-// not a child cannot be waited for.
+// not a child cannot be waited for. Like Start, it reads the superuser's
+// password from cfg.SecretsDir and upgrades a server that still trusts
+// socket connections; a server that refuses the password is an error, not
+// ErrNotRunning.
 func Adopt(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -45,22 +48,34 @@ func Adopt(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
 	}
+	password, err := superuserPassword(Config{SecretsDir: cfg.SecretsDir, Logger: log}, dir)
+	if err != nil {
+		return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
+	}
 	inst := &Instance{
-		dir:       dir,
-		dataDir:   filepath.Join(dir, "data"),
-		sockDir:   rec.SocketDir,
-		ownsSock:  rec.SocketDir != filepath.Join(dir, "sock") && previousSocketDir(dir) == rec.SocketDir,
-		logPath:   filepath.Join(dir, "postgres.log"),
-		port:      rec.Port,
-		pid:       rec.PID,
-		log:       log,
-		startedAt: rec.StartTime,
+		dir:        dir,
+		dataDir:    filepath.Join(dir, "data"),
+		sockDir:    rec.SocketDir,
+		ownsSock:   rec.SocketDir != filepath.Join(dir, "sock") && previousSocketDir(dir) == rec.SocketDir,
+		secretsDir: cfg.SecretsDir,
+		password:   password,
+		logPath:    filepath.Join(dir, "postgres.log"),
+		port:       rec.Port,
+		pid:        rec.PID,
+		log:        log,
+		startedAt:  rec.StartTime,
 	}
 	if err := inst.ping(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
 		}
+		if refusedPassword(err) {
+			return nil, fmt.Errorf("adopting: %w", inst.refusedError(err))
+		}
 		return nil, fmt.Errorf("adopting postgres in %s: %w: %w", dir, ErrNotRunning, err)
+	}
+	if err := inst.secure(ctx); err != nil {
+		return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
 	}
 	inst.exited = make(chan struct{})
 	go watchExit(proc, inst.exited)

@@ -19,11 +19,12 @@ func TestAdoptRunningInstance(t *testing.T) {
 	ctx := t.Context()
 	dir := filepath.Join(t.TempDir(), "env")
 	started := startInstance(t, dir)
-	if _, err := started.EnsureDatabase(ctx, "shop", "shop", "first"); err != nil {
+	first, err := started.EnsureDatabase(ctx, "shop", "shop")
+	if err != nil {
 		t.Fatalf("EnsureDatabase: %v", err)
 	}
 
-	inst, err := Adopt(ctx, testConfig(t), dir)
+	inst, err := Adopt(ctx, testConfig(t, dir), dir)
 	if err != nil {
 		t.Fatalf("Adopt: %v", err)
 	}
@@ -32,9 +33,12 @@ func TestAdoptRunningInstance(t *testing.T) {
 		t.Fatalf("adopted pid %d port %d dir %s, want pid %d port %d dir %s",
 			inst.PID(), inst.Port(), inst.Dir(), started.PID(), started.Port(), dir)
 	}
-	conn, err := inst.EnsureDatabase(ctx, "shop", "shop", "second")
+	conn, err := inst.EnsureDatabase(ctx, "shop", "shop")
 	if err != nil {
 		t.Fatalf("EnsureDatabase on the adopted instance: %v", err)
+	}
+	if conn != first {
+		t.Fatalf("EnsureDatabase on the adopted instance = %+v, want %+v: the password survives adoption", conn, first)
 	}
 	if got := queryAsApp(t, conn); got != "pong" {
 		t.Fatalf("query through the adopted instance = %q, want pong", got)
@@ -51,7 +55,7 @@ func TestAdoptRunningInstance(t *testing.T) {
 		c.Close()
 		t.Fatalf("port %d still listens after Stop", port)
 	}
-	if _, err := Adopt(ctx, testConfig(t), dir); !errors.Is(err, ErrNotRunning) {
+	if _, err := Adopt(ctx, testConfig(t, dir), dir); !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("Adopt of a stopped instance: err = %v, want ErrNotRunning", err)
 	}
 	if err := inst.Remove(ctx); err != nil {
@@ -104,7 +108,7 @@ func TestAdoptRefuses(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			inst, err := Adopt(t.Context(), testConfig(t), dir)
+			inst, err := Adopt(t.Context(), testConfig(t, dir), dir)
 			if !errors.Is(err, ErrNotRunning) {
 				if inst != nil {
 					_ = inst.Stop(context.Background())

@@ -22,6 +22,12 @@ type Config struct {
 	// only when Runway runs as root (PostgreSQL refuses root). "" means
 	// "postgres" if that user exists, else "nobody".
 	RunAsUser string
+	// SecretsDir holds this instance's passwords, one 0600 file per role
+	// (<role>.password; the superuser's is runway.password), and nothing
+	// else: Remove deletes it. It must be readable by Runway's OS user
+	// only, so never inside the instance dir, which the server's OS user
+	// owns. Required; created 0700 if missing.
+	SecretsDir string
 	// Logger receives what Start changes on disk. nil means slog.Default().
 	Logger *slog.Logger
 }

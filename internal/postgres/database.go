@@ -38,45 +38,33 @@ func validateName(kind, name string) error {
 	return nil
 }
 
-// EnsureDatabase makes sure a LOGIN role user with password exists (setting
-// the password if the role already does) and a database name owned by it,
-// which only its owner may connect to. It is idempotent. It returns what an
-// app needs to connect over TCP.
-func (i *Instance) EnsureDatabase(ctx context.Context, name, user, password string) (Conn, error) {
+// EnsureDatabase makes sure a LOGIN role user exists, with its password,
+// and a database name owned by it, which only its owner may connect to,
+// and only over TCP: pg_hba.conf gains the one line that lets user reach
+// name. The password is random, generated the first time and kept in the
+// secrets dir (<user>.password, 0600), so later calls, after a restart
+// too, return the same one; the role is set to it on every call. It is
+// idempotent. It returns what an app needs to connect.
+func (i *Instance) EnsureDatabase(ctx context.Context, name, user string) (Conn, error) {
 	if err := validateName("database", name); err != nil {
 		return Conn{}, err
 	}
 	if err := validateName("user", user); err != nil {
 		return Conn{}, err
 	}
-	if password == "" || strings.ContainsRune(password, 0) {
-		return Conn{}, errors.New("ensuring database: password must be non-empty and hold no NUL byte")
-	}
-	conn, err := i.connect(ctx, "postgres")
+	conn, err := i.adminSession(ctx)
 	if err != nil {
 		return Conn{}, fmt.Errorf("ensuring database %s: %w", name, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	// The password travels inside statements; keep it out of the server log
-	// even when a statement fails.
-	if _, err := conn.Exec(ctx, "SET log_statement = 'none'; SET log_min_error_statement = 'panic'; SET standard_conforming_strings = on"); err != nil {
-		return Conn{}, fmt.Errorf("ensuring database %s: configuring session: %w", name, err)
+	// Under the session's lock: concurrent first calls for one role agree
+	// on its password.
+	password, created, err := loadOrCreatePassword(i.secretsDir, user)
+	if err != nil {
+		return Conn{}, fmt.Errorf("ensuring database %s: %w", name, err)
 	}
-	// Concurrent updates of one catalog row fail ("tuple concurrently
-	// updated", duplicate keys) rather than wait, so callers take turns:
-	// a session lock, released when the session closes below. A killed
-	// control plane's session keeps it only until its running statement
-	// ends and the server finds the client gone.
-	// The wait is bounded: a session holding the lock for long (an
-	// operator's, say) makes this pass fail and a later one try again.
-	if _, err := conn.Exec(ctx, "SET lock_timeout = '30s'"); err != nil {
-		return Conn{}, fmt.Errorf("ensuring database %s: configuring session: %w", name, err)
-	}
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", ensureLockKey); err != nil {
-		return Conn{}, fmt.Errorf("ensuring database %s: waiting for other sessions: %w", name, err)
-	}
-	if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
-		return Conn{}, fmt.Errorf("ensuring database %s: configuring session: %w", name, err)
+	if created {
+		i.log.Info("postgres: generated an app role password", "dir", i.dir, "role", user, "file", passwordPath(i.secretsDir, user))
 	}
 	for attempt := 1; ; attempt++ {
 		err = ensureRoleAndDatabase(ctx, conn, name, user, password)
@@ -91,6 +79,9 @@ func (i *Instance) EnsureDatabase(ctx context.Context, name, user, password stri
 	}
 	if err != nil {
 		return Conn{}, err
+	}
+	if err := i.syncHBA(ctx, conn); err != nil {
+		return Conn{}, fmt.Errorf("ensuring database %s: %w", name, err)
 	}
 	return Conn{Host: loopback, Port: i.port, User: user, Password: password, Database: name}, nil
 }
@@ -186,9 +177,10 @@ func isCode(err error, code string) bool {
 }
 
 // connectTimeout bounds one connection attempt to the instance.
-const connectTimeout = 2 * time.Second
+const connectTimeout = 5 * time.Second
 
-// connect opens a connection as the superuser over the unix socket.
+// connect opens a connection as the superuser over the unix socket, with
+// its password.
 func (i *Instance) connect(ctx context.Context, database string) (*pgx.Conn, error) {
 	dsn := strings.Join([]string{
 		"host=" + quoteDSN(i.sockDir),
@@ -201,6 +193,7 @@ func (i *Instance) connect(ctx context.Context, database string) (*pgx.Conn, err
 	if err != nil {
 		return nil, fmt.Errorf("building connection config: %w", err)
 	}
+	cfg.Password = i.password
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cfg)

@@ -15,29 +15,26 @@ func TestEnsureDatabaseRejectsNames(t *testing.T) {
 		name     string
 		database string
 		user     string
-		password string
 		wantName bool // want ErrInvalidName
 	}{
-		{name: "statement injection", database: "a;drop", user: "app", password: "x", wantName: true},
-		{name: "quote", database: `"x`, user: "app", password: "x", wantName: true},
-		{name: "too long", database: strings.Repeat("a", 64), user: "app", password: "x", wantName: true},
-		{name: "empty", database: "", user: "app", password: "x", wantName: true},
-		{name: "upper case", database: "App", user: "app", password: "x", wantName: true},
-		{name: "leading digit", database: "1app", user: "app", password: "x", wantName: true},
-		{name: "space", database: "a b", user: "app", password: "x", wantName: true},
-		{name: "unicode", database: "café", user: "app", password: "x", wantName: true},
-		{name: "reserved database", database: "postgres", user: "app", password: "x", wantName: true},
-		{name: "template database", database: "template1", user: "app", password: "x", wantName: true},
-		{name: "hostile user", database: "app", user: `app" SUPERUSER --`, password: "x", wantName: true},
-		{name: "superuser", database: "app", user: "runway", password: "x", wantName: true},
-		{name: "pg_ role", database: "app", user: "pg_monitor", password: "x", wantName: true},
-		{name: "empty password", database: "app", user: "app", password: ""},
-		{name: "NUL in password", database: "app", user: "app", password: "a\x00b"},
+		{name: "statement injection", database: "a;drop", user: "app", wantName: true},
+		{name: "quote", database: `"x`, user: "app", wantName: true},
+		{name: "too long", database: strings.Repeat("a", 64), user: "app", wantName: true},
+		{name: "empty", database: "", user: "app", wantName: true},
+		{name: "upper case", database: "App", user: "app", wantName: true},
+		{name: "leading digit", database: "1app", user: "app", wantName: true},
+		{name: "space", database: "a b", user: "app", wantName: true},
+		{name: "unicode", database: "café", user: "app", wantName: true},
+		{name: "reserved database", database: "postgres", user: "app", wantName: true},
+		{name: "template database", database: "template1", user: "app", wantName: true},
+		{name: "hostile user", database: "app", user: `app" SUPERUSER --`, wantName: true},
+		{name: "superuser", database: "app", user: "runway", wantName: true},
+		{name: "pg_ role", database: "app", user: "pg_monitor", wantName: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// Validation happens before any connection, so no server is needed.
-			_, err := (&Instance{}).EnsureDatabase(t.Context(), tt.database, tt.user, tt.password)
+			_, err := (&Instance{}).EnsureDatabase(t.Context(), tt.database, tt.user)
 			if err == nil {
 				t.Fatalf("EnsureDatabase(%q, %q) succeeded", tt.database, tt.user)
 			}
@@ -113,7 +110,7 @@ func TestEnsureDatabaseConcurrent(t *testing.T) {
 	for range sessions {
 		wg.Go(func() {
 			for range rounds {
-				_, err := inst.EnsureDatabase(t.Context(), "shop", "shop", "secret")
+				_, err := inst.EnsureDatabase(t.Context(), "shop", "shop")
 				errs <- err
 			}
 		})
@@ -125,7 +122,7 @@ func TestEnsureDatabaseConcurrent(t *testing.T) {
 			t.Fatalf("concurrent EnsureDatabase: %v", err)
 		}
 	}
-	c, err := inst.EnsureDatabase(t.Context(), "shop", "shop", "secret")
+	c, err := inst.EnsureDatabase(t.Context(), "shop", "shop")
 	if err != nil {
 		t.Fatal(err)
 	}

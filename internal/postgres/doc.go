@@ -10,7 +10,10 @@
 // is initialised and run as an unprivileged OS user (Config.RunAsUser), its
 // directory is handed to that user and its ancestors are made traversable.
 //
-// The superuser is named "runway" and may connect only over the instance's
-// unix socket (trust authentication), whose directory only the server's OS
-// user can enter. Apps connect over TCP with a password (SCRAM-SHA-256).
+// No connection is trusted: every one authenticates with SCRAM-SHA-256,
+// and pg_hba.conf, which Runway writes, admits nothing but the superuser
+// "runway" over the instance's unix socket, whose directory only the
+// server's OS user (and root) can enter, and each app role over loopback
+// TCP to its own database. Passwords are random and kept, one 0600 file
+// per role, in Config.SecretsDir, which only Runway's OS user can read.
 package postgres

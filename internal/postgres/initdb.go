@@ -18,8 +18,11 @@ import (
 // a dir/data.init.* of its own, renamed to dir/data only when complete, so
 // an interrupted initdb is redone rather than mistaken for a cluster, and
 // an initdb a killed control plane left running (it outlives its parent)
-// cannot write into the new one's directory.
-func ensureInitialised(ctx context.Context, cfg Config, own owner, dir string) error {
+// cannot write into the new one's directory. The superuser gets password
+// (handed to initdb in a 0600 file removed right after), and the cluster
+// Runway's pg_hba.conf before it first starts: no connection is ever
+// trusted.
+func ensureInitialised(ctx context.Context, cfg Config, own owner, dir, password string) error {
 	data := filepath.Join(dir, "data")
 	if _, err := os.Stat(data); err == nil {
 		return nil
@@ -28,12 +31,18 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir string) e
 	}
 	removeUnfinished(cfg, dir)
 	staging := filepath.Join(dir, fmt.Sprintf("data.init.%d", time.Now().UnixNano()))
+	pwfile, err := writePwfile(dir, own, password)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(pwfile)
 	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, "initdb"),
 		"-D", staging,
 		"--no-sync",
 		"--no-instructions",
-		"--auth-local=trust",
+		"--auth-local=scram-sha-256",
 		"--auth-host=scram-sha-256",
+		"--pwfile="+pwfile,
 		"-U", superuser,
 		"-E", "UTF8",
 		"--locale=C",
@@ -51,6 +60,11 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir string) e
 		_ = os.RemoveAll(staging)
 		return fmt.Errorf("running initdb in %s: %w: %s", dir, err, strings.TrimSpace(out.String()))
 	}
+	_ = os.Remove(pwfile)
+	if _, err := writeHBA(staging, hbaContent(nil)); err != nil {
+		_ = os.RemoveAll(staging)
+		return err
+	}
 	if err := os.Rename(staging, data); err != nil {
 		return fmt.Errorf("moving initialised data dir into place: %w", err)
 	}
@@ -58,16 +72,20 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir string) e
 	return nil
 }
 
-// removeUnfinished removes the data dirs of initdb runs that never
-// finished. One whose initdb a killed control plane left running may not
-// go at once (it still writes); it is left for a later start, since every
-// initdb has a directory of its own.
+// removeUnfinished removes the data dirs and password files of initdb runs
+// that never finished. A data dir whose initdb a killed control plane left
+// running may not go at once (it still writes); it is left for a later
+// start, since every initdb has a directory of its own.
 func removeUnfinished(cfg Config, dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return // dir is created by initdb's caller; nothing to remove
 	}
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".pwfile.") {
+			_ = os.Remove(filepath.Join(dir, e.Name())) // an interrupted initdb's password
+			continue
+		}
 		if !strings.HasPrefix(e.Name(), "data.init") {
 			continue
 		}
@@ -78,4 +96,29 @@ func removeUnfinished(cfg Config, dir string) {
 		}
 		cfg.Logger.Info("postgres: removed an unfinished initdb's data dir", "dir", u)
 	}
+}
+
+// writePwfile writes password into a new 0600 file in dir that only the
+// server's OS user (and root) may read, for initdb --pwfile.
+func writePwfile(dir string, own owner, password string) (string, error) {
+	f, err := os.CreateTemp(dir, ".pwfile.*")
+	if err != nil {
+		return "", fmt.Errorf("writing the superuser password for initdb: %w", err)
+	}
+	path := f.Name()
+	err = f.Chmod(0o600)
+	if err == nil {
+		err = own.chown(path)
+	}
+	if err == nil {
+		_, err = f.WriteString(password + "\n")
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return "", fmt.Errorf("writing the superuser password for initdb: %w", err)
+	}
+	return path, nil
 }

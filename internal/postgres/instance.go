@@ -18,7 +18,8 @@ import (
 )
 
 const (
-	// superuser is the role initdb creates; it connects only over the socket.
+	// superuser is the role initdb creates; it connects only over the
+	// socket, with the password kept in the secrets dir.
 	superuser = "runway"
 	loopback  = "127.0.0.1"
 	// portAttempts bounds retries when a free port is taken before the
@@ -34,28 +35,35 @@ var errPortTaken = errors.New("port taken")
 
 // Instance is one running PostgreSQL server and its directory:
 // dir/data (the cluster), dir/sock (its unix socket, unless the path would
-// be too long), dir/postgres.log and dir/instance.json.
+// be too long), dir/postgres.log and dir/instance.json; and its secrets
+// dir, outside dir.
 type Instance struct {
-	dir       string
-	dataDir   string
-	sockDir   string
-	ownsSock  bool // sockDir was made outside dir and must be deleted by Remove
-	logPath   string
-	port      int
-	pid       int
-	log       *slog.Logger
-	exited    chan struct{} // closed once the postmaster has been reaped
-	mu        sync.Mutex    // serialises Stop and Remove
-	stopped   bool
-	removed   bool
-	startedAt uint64
+	dir        string
+	dataDir    string
+	sockDir    string
+	ownsSock   bool // sockDir was made outside dir and must be deleted by Remove
+	secretsDir string
+	password   string // the superuser's
+	logPath    string
+	port       int
+	pid        int
+	log        *slog.Logger
+	exited     chan struct{} // closed once the postmaster has been reaped
+	mu         sync.Mutex    // serialises Stop and Remove
+	stopped    bool
+	removed    bool
+	startedAt  uint64
 }
 
 // Start initialises dir (when dir/data is absent) and starts a server on a
 // free 127.0.0.1 port, in its own process group. It returns once the server
 // accepts connections; ctx bounds that wait, and the server is stopped if ctx
 // ends first. It records pid, port, socket dir and process start time in
-// dir/instance.json.
+// dir/instance.json. The superuser's password is read from cfg.SecretsDir,
+// or generated there for a new cluster, and the server's pg_hba.conf is
+// Runway's own (see hbaContent); a cluster initialised before passwords
+// existed (trusted socket connections) is upgraded: its superuser gets a
+// password and its pg_hba.conf is rewritten.
 func Start(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 	cfg, err := cfg.withDefaults(ctx)
 	if err != nil {
@@ -63,6 +71,10 @@ func Start(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 	}
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, fmt.Errorf("resolving instance dir: %w", err)
+	}
+	password, err := superuserPassword(cfg, dir)
+	if err != nil {
+		return nil, err
 	}
 	own, err := resolveOwner(cfg)
 	if err != nil {
@@ -76,12 +88,14 @@ func Start(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 		return nil, err
 	}
 	inst := &Instance{
-		dir:      dir,
-		dataDir:  filepath.Join(dir, "data"),
-		sockDir:  sock.path,
-		ownsSock: sock.outside,
-		logPath:  filepath.Join(dir, "postgres.log"),
-		log:      cfg.Logger,
+		dir:        dir,
+		dataDir:    filepath.Join(dir, "data"),
+		sockDir:    sock.path,
+		ownsSock:   sock.outside,
+		secretsDir: cfg.SecretsDir,
+		password:   password,
+		logPath:    filepath.Join(dir, "postgres.log"),
+		log:        cfg.Logger,
 	}
 	if err := inst.initialiseAndLaunch(ctx, cfg, own); err != nil {
 		if sock.created {
@@ -116,15 +130,20 @@ func prepareDir(dir string, own owner, log *slog.Logger) error {
 	return own.makeReachable(dir, log)
 }
 
-// initialiseAndLaunch runs initdb if needed, starts the server and records it.
+// initialiseAndLaunch runs initdb if needed, starts the server, records it
+// and locks its authentication down.
 func (i *Instance) initialiseAndLaunch(ctx context.Context, cfg Config, own owner) error {
-	if err := ensureInitialised(ctx, cfg, own, i.dir); err != nil {
+	if err := ensureInitialised(ctx, cfg, own, i.dir, i.password); err != nil {
 		return err
 	}
 	if err := i.launchOnFreePort(ctx, cfg, own); err != nil {
 		return err
 	}
 	if err := i.writeRecord(); err != nil {
+		_ = i.Stop(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := i.secure(ctx); err != nil {
 		_ = i.Stop(context.WithoutCancel(ctx))
 		return err
 	}
@@ -209,8 +228,13 @@ func (i *Instance) waitReady(ctx context.Context, logStart int64) error {
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	for {
-		if err := i.ping(ctx); err == nil {
+		err := i.ping(ctx)
+		if err == nil {
 			return nil
+		}
+		if refusedPassword(err) {
+			_ = i.Stop(context.WithoutCancel(ctx))
+			return i.refusedError(err)
 		}
 		select {
 		case <-i.exited:

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -23,7 +22,7 @@ func startInstance(t *testing.T, dir string) *Instance {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	inst, err := Start(ctx, testConfig(t), dir)
+	inst, err := Start(ctx, testConfig(t, dir), dir)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -35,10 +34,15 @@ func startInstance(t *testing.T, dir string) *Instance {
 	return inst
 }
 
-// testConfig discovers PostgreSQL and logs into the test's output.
-func testConfig(t *testing.T) Config {
-	return Config{Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+// testConfig discovers PostgreSQL, keeps the passwords of the instance in
+// dir in secretsFor(dir) and logs into the test's output.
+func testConfig(t *testing.T, dir string) Config {
+	return Config{SecretsDir: secretsFor(dir), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
 }
+
+// secretsFor is the secrets dir tests give the instance in dir: beside it,
+// never inside.
+func secretsFor(dir string) string { return dir + "-secrets" }
 
 func TestInstanceLifecycle(t *testing.T) {
 	ctx := t.Context()
@@ -65,16 +69,16 @@ func TestInstanceLifecycle(t *testing.T) {
 		}
 	}
 
-	// Idempotent; the second call changes the password.
-	if _, err := inst.EnsureDatabase(ctx, "app_db", "app", "first"); err != nil {
+	// Idempotent: the second call returns the same password.
+	first, err := inst.EnsureDatabase(ctx, "app_db", "app")
+	if err != nil {
 		t.Fatalf("EnsureDatabase: %v", err)
 	}
-	const password = `p'a"ss\word;-- é`
-	conn, err := inst.EnsureDatabase(ctx, "app_db", "app", password)
+	conn, err := inst.EnsureDatabase(ctx, "app_db", "app")
 	if err != nil {
 		t.Fatalf("EnsureDatabase again: %v", err)
 	}
-	want := Conn{Host: "127.0.0.1", Port: inst.Port(), User: "app", Password: password, Database: "app_db"}
+	want := Conn{Host: "127.0.0.1", Port: inst.Port(), User: "app", Password: first.Password, Database: "app_db"}
 	if conn != want {
 		t.Fatalf("Conn = %+v, want %+v", conn, want)
 	}
@@ -82,13 +86,13 @@ func TestInstanceLifecycle(t *testing.T) {
 		t.Fatalf("query as app = %q, want pong", got)
 	}
 	stale := conn
-	stale.Password = "first"
+	stale.Password = "not-" + conn.Password
 	if db, err := pgx.Connect(ctx, stale.URL()); err == nil {
 		db.Close(ctx)
-		t.Fatalf("old password still accepted")
+		t.Fatalf("a wrong password accepted")
 	}
-	if log, err := os.ReadFile(filepath.Join(dir, "postgres.log")); err != nil || strings.Contains(string(log), "ss\\word") {
-		t.Fatalf("server log holds the password (read err %v)", err)
+	if log, err := os.ReadFile(filepath.Join(dir, "postgres.log")); err != nil || strings.Contains(string(log), conn.Password) || strings.Contains(string(log), inst.password) {
+		t.Fatalf("server log holds a password (read err %v)", err)
 	}
 
 	pid, port := inst.PID(), inst.Port()
@@ -116,7 +120,7 @@ func TestInstanceLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	cfg, err := testConfig(t).withDefaults(ctx)
+	cfg, err := testConfig(t, dir).withDefaults(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,12 +138,18 @@ func TestInstanceLifecycle(t *testing.T) {
 	if got := queryAsApp(t, conn); got != "pong" {
 		t.Fatalf("query after restart = %q, want pong", got)
 	}
+	again, err := inst.EnsureDatabase(ctx, "app_db", "app")
+	if err != nil || again != conn {
+		t.Fatalf("EnsureDatabase after restart = %+v, %v; want %+v", again, err, conn)
+	}
 
 	if err := inst.Remove(ctx); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("dir after Remove: stat err = %v, want not exist", err)
+	for _, p := range []string{dir, secretsFor(dir)} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s after Remove: stat err = %v, want not exist", p, err)
+		}
 	}
 }
 
@@ -181,18 +191,23 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	if b.sockDir == filepath.Join(long, "sock") || !b.ownsSock {
 		t.Fatalf("long dir got socket dir %s", b.sockDir)
 	}
+	var conns []Conn
 	for n, inst := range []*Instance{a, b} {
-		conn, err := inst.EnsureDatabase(ctx, "shop", "shop", fmt.Sprintf("secret%d", n))
+		conn, err := inst.EnsureDatabase(ctx, "shop", "shop")
 		if err != nil {
 			t.Fatalf("EnsureDatabase on instance %d: %v", n, err)
 		}
 		if got := queryAsApp(t, conn); got != "pong" {
 			t.Fatalf("instance %d query = %q", n, got)
 		}
+		conns = append(conns, conn)
+	}
+	if conns[0].Password == conns[1].Password {
+		t.Fatalf("the same role on two instances got the same password")
 	}
 	// Each instance has only its own row: they are separate servers.
-	for n, inst := range []*Instance{a, b} {
-		db, err := pgx.Connect(ctx, Conn{Host: inst.Host(), Port: inst.Port(), User: "shop", Password: fmt.Sprintf("secret%d", n), Database: "shop"}.URL())
+	for n, conn := range conns {
+		db, err := pgx.Connect(ctx, conn.URL())
 		if err != nil {
 			t.Fatalf("connecting to instance %d: %v", n, err)
 		}
@@ -218,7 +233,7 @@ func TestTwoInstancesSideBySide(t *testing.T) {
 	}
 
 	// A Stop whose ctx is already over kills at once, backends included.
-	db, err := pgx.Connect(ctx, Conn{Host: a.Host(), Port: a.Port(), User: "shop", Password: "secret0", Database: "shop"}.URL())
+	db, err := pgx.Connect(ctx, conns[0].URL())
 	if err != nil {
 		t.Fatalf("connecting to instance a: %v", err)
 	}
@@ -260,7 +275,7 @@ func TestStartAfterInterruptedInitdb(t *testing.T) {
 	if len(left) != 0 {
 		t.Fatalf("unfinished data dirs left: %v", left)
 	}
-	c, err := inst.EnsureDatabase(t.Context(), "shop", "shop", "secret")
+	c, err := inst.EnsureDatabase(t.Context(), "shop", "shop")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,8 @@ func (i *Instance) sameProcess() bool {
 const killWait = 5 * time.Second
 
 // Remove stops the server if it runs and deletes everything of the
-// instance: its directory and a socket directory made outside it.
+// instance: its directory, a socket directory made outside it and its
+// secrets directory.
 func (i *Instance) Remove(ctx context.Context) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -112,6 +113,11 @@ func (i *Instance) Remove(ctx context.Context) error {
 	if i.ownsSock {
 		if err := os.RemoveAll(i.sockDir); err != nil {
 			return fmt.Errorf("removing socket dir: %w", err)
+		}
+	}
+	if i.secretsDir != "" {
+		if err := os.RemoveAll(i.secretsDir); err != nil {
+			return fmt.Errorf("removing secrets dir: %w", err)
 		}
 	}
 	i.removed = true
