@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"sync"
 )
 
-// maxAdminBody bounds the body of an admin request.
-const maxAdminBody = 1 << 20
+// maxAdminBody bounds the body of an admin request. A route with a few
+// hundred replicas fits.
+const maxAdminBody = 64 << 10
 
 // Health is the body of the admin API's GET /healthz.
 type Health struct {
@@ -30,15 +32,27 @@ type WeightRequest struct {
 	Weight int `json:"weight"`
 }
 
+// PolicyResponse is the answer to PUT /policy.
+type PolicyResponse struct {
+	// Policy is the policy now in force.
+	Policy BackendPolicy `json:"policy"`
+	// Removed names, as "env/app", the routes the new policy forbade.
+	Removed []string `json:"removed"`
+}
+
 // ErrorResponse is the body of every admin API error.
 type ErrorResponse struct {
 	Error string `json:"error"`
 }
 
 // AdminHandler returns the gateway's control API, for a control plane that
-// runs in another process. It answers only clients on loopback, in JSON:
+// runs in another process. It answers only connections over a unix socket,
+// whose file mode (0600, in a 0700 directory) decides who may connect: any
+// local user could reach a TCP port. In JSON:
 //
 //	GET    /healthz                    Health
+//	GET    /policy                     BackendPolicy
+//	PUT    /policy                     body BackendPolicy; answers PolicyResponse
 //	GET    /routes                     []Route, as Routes
 //	GET    /routes/{env}/{app}         Route, or 404
 //	PUT    /routes/{env}/{app}         body Route; answers the route set
@@ -50,12 +64,15 @@ type ErrorResponse struct {
 // Every change is saved to statePath with SaveRoutes before the 2xx answer,
 // so a gateway restarted with LoadRoutes(statePath) comes back with every
 // change it acknowledged. Errors are ErrorResponse with status 400 for a bad
-// body or invalid route, 404 for a missing route (read or weight change), 413 for
-// a body over 1 MiB and 500 when the table could not be saved.
+// body, an invalid route or a backend the BackendPolicy forbids, 404 for a
+// missing route (read or weight change), 413 for a body over 64 KiB and 500
+// when the table could not be saved. A request that fails changes nothing.
 func (g *Gateway) AdminHandler(statePath string) http.Handler {
 	a := &admin{g: g, statePath: statePath}
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", a.handle(a.health))
+	mux.Handle("GET /policy", a.handle(a.policy))
+	mux.Handle("PUT /policy", a.handle(a.setPolicy))
 	mux.Handle("GET /routes", a.handle(a.routes))
 	mux.Handle("GET /routes/{env}/{app}", a.handle(a.route))
 	mux.Handle("PUT /routes/{env}/{app}", a.handle(a.setRoute))
@@ -63,7 +80,7 @@ func (g *Gateway) AdminHandler(statePath string) http.Handler {
 	mux.Handle("DELETE /routes/{env}/{app}", a.handle(a.removeRoute))
 	mux.Handle("DELETE /envs/{env}", a.handle(a.removeEnv))
 	mux.Handle("GET /metrics", g.MetricsHandler())
-	return loopbackOnly(mux)
+	return unixOnly(mux)
 }
 
 // admin serves the control API of one Gateway.
@@ -116,6 +133,31 @@ func (a *admin) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 func (a *admin) health(w http.ResponseWriter, _ *http.Request) error {
 	writeJSON(w, http.StatusOK, Health{Status: "ok", PID: os.Getpid(), Routes: len(*a.g.routes.Load())})
+	return nil
+}
+
+func (a *admin) policy(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, a.g.Policy())
+	return nil
+}
+
+func (a *admin) setPolicy(w http.ResponseWriter, r *http.Request) error {
+	var p BackendPolicy
+	if err := decodeBody(r, &p); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	removed, err := a.g.SetPolicy(p)
+	if err != nil {
+		return err
+	}
+	if len(removed) > 0 {
+		if err := a.save(); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, PolicyResponse{Policy: a.g.Policy(), Removed: removed})
 	return nil
 }
 
@@ -234,13 +276,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
 }
 
-// loopbackOnly refuses requests from anywhere but this machine: the admin API
-// changes where production traffic goes.
-func loopbackOnly(h http.Handler) http.Handler {
+// unixOnly refuses requests that did not come over a unix socket: the
+// admin API changes where production traffic goes, and only a socket's file
+// mode keeps other local users out.
+func unixOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			writeJSON(w, http.StatusForbidden, ErrorResponse{Error: "admin API answers loopback clients only"})
+		if _, ok := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr); !ok {
+			writeJSON(w, http.StatusForbidden, ErrorResponse{Error: "admin API answers over its unix socket only"})
+			return
+		}
+		// ServeMux would redirect an unclean path (an empty name makes
+		// "/routes//web"); the API answers 2xx or 4xx, never 3xx.
+		if p := r.URL.Path; p == "" || path.Clean(p) != p {
+			writeJSON(w, http.StatusNotFound, ErrorResponse{Error: fmt.Sprintf("no admin API path %q", p)})
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -17,6 +17,12 @@
 // read it without locks, and changes (SetRoute, SetCanaryWeight, RemoveRoute,
 // RemoveEnv) build a new table and swap it in.
 //
+// Every backend is an IP:port on loopback or inside a CIDR of the
+// BackendPolicy, and never the gateway's own address or Runway's API; the
+// admin API (AdminHandler) answers only over a unix socket whose file mode
+// keeps other local users out. Backends cannot set X-Runway-* response
+// headers, not through trailers nor 1xx responses either.
+//
 // Metrics are registered on the gateway's own prometheus.Registry and served
 // by MetricsHandler. Counters are kept after their route is removed, so a
 // scrape never sees a counter go backwards or vanish before its last

@@ -23,6 +23,11 @@ type Options struct {
 	ProductionEnv string
 	// Logger receives proxy errors. Nil means slog.Default().
 	Logger *slog.Logger
+	// Backends says which addresses routes may use; see BackendPolicy. An
+	// invalid policy is logged and replaced by loopback only.
+	Backends BackendPolicy
+	// Self is the gateway's own traffic address, which no backend may have.
+	Self string
 }
 
 // Gateway is an http.Handler that proxies each request to a replica of the
@@ -35,8 +40,10 @@ type Gateway struct {
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
 
-	mu     sync.Mutex // serializes writers of routes
+	self   string
+	mu     sync.Mutex // serializes writers of routes and policy
 	routes atomic.Pointer[table]
+	policy atomic.Pointer[backendPolicy]
 }
 
 // New returns a Gateway with no routes.
@@ -46,6 +53,7 @@ func New(opts Options) *Gateway {
 		prodEnv: opts.ProductionEnv,
 		log:     opts.Logger,
 		metrics: newMetrics(),
+		self:    opts.Self,
 	}
 	if g.domain == "" {
 		g.domain = "localhost"
@@ -58,6 +66,12 @@ func New(opts Options) *Gateway {
 	}
 	g.proxy = newProxy(g.log)
 	g.routes.Store(&table{})
+	p, err := parseBackendPolicy(opts.Backends, g.self)
+	if err != nil {
+		g.log.Error("invalid gateway backend policy; allowing loopback backends only", "err", err)
+		p, _ = parseBackendPolicy(BackendPolicy{}, "")
+	}
+	g.policy.Store(p)
 	return g
 }
 
@@ -68,10 +82,46 @@ func (g *Gateway) SetRoute(r Route) error {
 		return fmt.Errorf("setting route %s/%s: %w", r.Env, r.App, err)
 	}
 	r = r.clone()
+	var err error
 	g.update(func(t table) {
+		// Checked under the writers' lock, so a concurrent SetPolicy
+		// cannot let a route past a policy that no longer holds.
+		if err = g.policy.Load().checkRoute(r); err != nil {
+			err = fmt.Errorf("setting route %s/%s: %w", r.Env, r.App, err)
+			return
+		}
 		t[routeKey{r.Env, r.App}] = g.newEntry(r)
 	})
-	return nil
+	return err
+}
+
+// Policy returns the backend policy in force.
+func (g *Gateway) Policy() BackendPolicy {
+	return g.policy.Load().src
+}
+
+// SetPolicy replaces the backend policy (the gateway's own address stays
+// reserved) and removes every route the new policy forbids, returning their
+// "env/app" names. An invalid policy changes nothing and is reported
+// wrapping ErrInvalidRoute.
+func (g *Gateway) SetPolicy(p BackendPolicy) ([]string, error) {
+	bp, err := parseBackendPolicy(p, g.self)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRoute, err)
+	}
+	var removed []string
+	g.update(func(t table) {
+		g.policy.Store(bp)
+		for k, e := range t {
+			if err := bp.checkRoute(e.route); err != nil {
+				g.log.Warn("removing route the new backend policy forbids", "env", k.env, "app", k.app, "err", err)
+				delete(t, k)
+				removed = append(removed, k.env+"/"+k.app)
+			}
+		}
+	})
+	slices.Sort(removed)
+	return removed, nil
 }
 
 // SetCanaryWeight changes the share of requests, 0 to 100, that the route of

@@ -15,7 +15,7 @@ func TestSetRouteValidation(t *testing.T) {
 	}{
 		{name: "valid", change: func(*Route) {}, ok: true},
 		{name: "valid canary", change: func(r *Route) {
-			r.CanaryVersion, r.Canary, r.CanaryWeight = "v2", []Backend{{Addr: "localhost:9"}}, 20
+			r.CanaryVersion, r.Canary, r.CanaryWeight = "v2", []Backend{{Addr: "127.0.0.1:9"}}, 20
 		}, ok: true},
 		{name: "canary weight 100", change: func(r *Route) { r.CanaryVersion, r.CanaryWeight = "v2", 100 }, ok: true},
 		{name: "no backends", change: func(r *Route) { r.Stable = nil }, ok: true},
@@ -32,6 +32,8 @@ func TestSetRouteValidation(t *testing.T) {
 		{name: "backend without port", change: func(r *Route) { r.Stable = []Backend{{Addr: "127.0.0.1"}} }},
 		{name: "backend port zero", change: func(r *Route) { r.Stable = []Backend{{Addr: "127.0.0.1:0"}} }},
 		{name: "backend without host", change: func(r *Route) { r.Stable = []Backend{{Addr: ":8080"}} }},
+		{name: "backend host name", change: func(r *Route) { r.Stable = []Backend{{Addr: "localhost:9"}} }},
+		{name: "backend off loopback", change: func(r *Route) { r.Stable = []Backend{{Addr: "192.0.2.1:80"}} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

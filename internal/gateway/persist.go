@@ -29,7 +29,8 @@ func (g *Gateway) SaveRoutes(path string) error {
 
 // LoadRoutes replaces the route table with the routes saved in path by
 // SaveRoutes, in one step. A missing file means no routes. A file that is
-// not a valid route table is an error and leaves the table unchanged.
+// not a valid route table is an error and leaves the table unchanged. Saved
+// routes that the backend policy forbids are left out and logged.
 func (g *Gateway) LoadRoutes(path string) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -46,6 +47,13 @@ func (g *Gateway) LoadRoutes(path string) error {
 	g.update(func(t table) {
 		clear(t)
 		for _, r := range routes {
+			if err := g.policy.Load().checkRoute(r); err != nil {
+				// Saved under a wider policy: serving it would break the
+				// one now configured, and failing would take every route
+				// down. The control plane sets it again if it still may.
+				g.log.Warn("not loading saved route the backend policy forbids", "env", r.Env, "app", r.App, "err", err)
+				continue
+			}
 			t[routeKey{r.Env, r.App}] = g.newEntry(r)
 		}
 	})

@@ -10,14 +10,19 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // Response headers the gateway sets on every routed response, naming the
-// environment and version that answered. Backends cannot set them.
+// environment and version that answered. Backends cannot set them, nor any
+// other header starting with HeaderPrefix: the gateway removes those from
+// backend responses, their trailers and their 1xx (e.g. 103 Early Hints)
+// responses.
 const (
 	HeaderVersion = "X-Runway-Version"
 	HeaderEnv     = "X-Runway-Env"
+	HeaderPrefix  = "X-Runway-"
 )
 
 // statusClientClosed is recorded, as nginx does, for requests whose client
@@ -44,20 +49,52 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := e.choose()
-	h := w.Header()
-	h.Set(HeaderEnv, env)
-	if p.version != "" {
-		h.Set(HeaderVersion, p.version)
-	}
+	sw := &statusWriter{ResponseWriter: w, env: env, version: p.version}
 	target, ok := p.pick()
 	if !ok {
-		http.Error(w, "runway: no backend for "+app+" in "+env, http.StatusServiceUnavailable)
+		http.Error(sw, "runway: no backend for "+app+" in "+env, http.StatusServiceUnavailable)
 		g.record(p, http.StatusServiceUnavailable, start)
 		return
 	}
-	sw := &statusWriter{ResponseWriter: w}
 	g.proxy.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+	// Trailers are sent from the header map once the handler returns:
+	// drop any the backend named X-Runway-*, declared or not.
+	stripRunwayHeaders(w.Header(), true)
 	g.record(p, sw.status(), start)
+}
+
+// stripRunwayHeaders deletes every X-Runway-* header from h and, with
+// trailers, every "Trailer:X-Runway-*" key (the way a handler sets a trailer
+// it did not declare) and X-Runway-* names in the Trailer header.
+func stripRunwayHeaders(h http.Header, trailers bool) {
+	for k := range h {
+		name := k
+		if trailers {
+			name = strings.TrimPrefix(k, http.TrailerPrefix)
+		}
+		if hasRunwayPrefix(name) {
+			delete(h, k)
+		}
+	}
+	if vs, ok := h["Trailer"]; ok {
+		var keep []string
+		for _, v := range vs {
+			for _, name := range strings.Split(v, ",") {
+				if name = strings.TrimSpace(name); name != "" && !hasRunwayPrefix(name) {
+					keep = append(keep, name)
+				}
+			}
+		}
+		if len(keep) == 0 {
+			delete(h, "Trailer")
+		} else {
+			h["Trailer"] = []string{strings.Join(keep, ", ")}
+		}
+	}
+}
+
+func hasRunwayPrefix(name string) bool {
+	return len(name) >= len(HeaderPrefix) && strings.EqualFold(name[:len(HeaderPrefix)], HeaderPrefix)
 }
 
 func (g *Gateway) record(p *pool, code int, start time.Time) {
@@ -103,9 +140,13 @@ func newProxy(log *slog.Logger) *httputil.ReverseProxy {
 			pr.SetXForwarded()
 		},
 		Transport: newTransport(),
+		// The first line of defence; statusWriter is the second, and the
+		// one that also covers 1xx responses, which ReverseProxy forwards
+		// from its own ClientTrace.Got1xxResponse hook straight to the
+		// ResponseWriter, before ModifyResponse ever runs.
 		ModifyResponse: func(resp *http.Response) error {
-			resp.Header.Del(HeaderVersion)
-			resp.Header.Del(HeaderEnv)
+			stripRunwayHeaders(resp.Header, false)
+			stripRunwayHeaders(resp.Trailer, false)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -123,17 +164,28 @@ func newProxy(log *slog.Logger) *httputil.ReverseProxy {
 	}
 }
 
-// statusWriter remembers the status code of a response. Unwrap lets
-// http.ResponseController reach the underlying writer for flushing and
-// protocol upgrades.
+// statusWriter remembers the status code of a response and owns its
+// X-Runway-* headers: it removes whatever a backend set under that prefix
+// from every response it writes, 1xx included, and sets the gateway's own on
+// the final one. Unwrap lets http.ResponseController reach the underlying
+// writer for flushing and protocol upgrades.
 type statusWriter struct {
 	http.ResponseWriter
-	code int
+	env, version string
+	code         int
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 && code >= 200 {
+	if code < 200 {
+		// ReverseProxy copies a backend's 1xx headers into the header map,
+		// writes them and clears the map again.
+		stripRunwayHeaders(w.Header(), false)
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	if w.code == 0 {
 		w.code = code
+		w.setHeaders()
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -141,8 +193,20 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
 		w.code = http.StatusOK
+		w.setHeaders()
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// setHeaders makes the gateway's headers the only X-Runway-* ones of the
+// final response.
+func (w *statusWriter) setHeaders() {
+	h := w.Header()
+	stripRunwayHeaders(h, false)
+	h.Set(HeaderEnv, w.env)
+	if w.version != "" {
+		h.Set(HeaderVersion, w.version)
+	}
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -150,6 +214,8 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // Hijack is how ReverseProxy takes over the connection of a protocol
 // upgrade, without calling WriteHeader; it counts as a 101.
 func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	// ReverseProxy writes the header map as the 101 response after this.
+	w.setHeaders()
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil && w.code == 0 {
 		w.code = http.StatusSwitchingProtocols

@@ -3,9 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"strconv"
 	"sync/atomic"
 )
 
@@ -19,7 +17,8 @@ var ErrNoRoute = errors.New("no such route")
 
 // Backend is one replica of an app version.
 type Backend struct {
-	// Addr is the replica's listening address, "host:port".
+	// Addr is the replica's listening address, "IP:port": an IP literal,
+	// never a host name, on loopback or in the gateway's BackendPolicy.
 	Addr string
 }
 
@@ -108,17 +107,8 @@ func validateWeight(weight int, canaryVersion string) error {
 }
 
 func validateAddr(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%w: backend address %q: %w", ErrInvalidRoute, addr, err)
-	}
-	if host == "" {
-		return fmt.Errorf("%w: backend address %q has no host", ErrInvalidRoute, addr)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%w: backend address %q has no valid port", ErrInvalidRoute, addr)
-	}
-	return nil
+	_, err := parseBackendAddr(addr)
+	return err
 }
 
 // routeKey identifies a route in the table.

@@ -5,48 +5,140 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
 
+// Bounds of the traffic listener (TrafficServer).
+const (
+	// trafficReadHeaderTimeout bounds the request line and headers: a
+	// client that trickles them holds a connection for nothing.
+	trafficReadHeaderTimeout = 10 * time.Second
+	// trafficReadTimeout bounds reading a whole request, body included. It
+	// is generous: uploads through the gateway are normal.
+	trafficReadTimeout = 60 * time.Second
+	// trafficWriteTimeout bounds the whole response, from the end of the
+	// request headers. Streamed responses (server-sent events, long
+	// downloads, slow backends) are normal through a gateway, so it is
+	// generous: it exists to free connections of clients that stopped
+	// reading, not to bound backends, which have ResponseHeaderTimeout.
+	trafficWriteTimeout = 120 * time.Second
+	// trafficIdleTimeout closes keep-alive connections nobody uses.
+	trafficIdleTimeout = 120 * time.Second
+	// maxHeaderBytes bounds request headers on every gateway listener.
+	maxHeaderBytes = 64 << 10
+)
+
+// TrafficServer returns the http.Server for the gateway's traffic
+// listener, with its timeouts and header limit; the in-process gateway of
+// runway serve uses it too.
+func TrafficServer(h http.Handler, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: trafficReadHeaderTimeout,
+		ReadTimeout:       trafficReadTimeout,
+		WriteTimeout:      trafficWriteTimeout,
+		IdleTimeout:       trafficIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// controlServer returns the http.Server of the admin API and the metrics
+// listener: small requests and answers, tight bounds.
+func controlServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
 // ServeOptions configure a gateway process (runway gateway).
 type ServeOptions struct {
-	// Listen is the traffic address, Admin the control API's (loopback).
-	Listen, Admin string
+	// Listen is the traffic address.
+	Listen string
+	// Admin is the path of the admin API's unix socket, created 0600; its
+	// directory is created 0700 if missing.
+	Admin string
+	// Metrics, if not empty, is a loopback host:port that serves only
+	// GET /metrics, for the control plane's scraper: read-only counters,
+	// no secrets, and no way to change anything.
+	Metrics string
 	// StatePath keeps the routes, so a restarted gateway serves at once.
 	StatePath string
 	Options
 }
 
 // Serve runs a gateway as its own process until ctx ends: traffic on
-// Listen, the admin API on Admin, routes loaded from and saved to
-// StatePath.
+// Listen, the admin API on the unix socket Admin, metrics on Metrics, routes
+// loaded from and saved to StatePath.
 func Serve(ctx context.Context, o ServeOptions) error {
-	g := New(o.Options)
-	if err := g.LoadRoutes(o.StatePath); err != nil {
-		return err
+	if o.Admin == "" {
+		return errors.New("serving gateway: no admin socket path")
+	}
+	if err := ParseBackendPolicy(o.Backends); err != nil {
+		return fmt.Errorf("serving gateway: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var lns []net.Listener
+	closeAll := func() {
+		for _, l := range lns {
+			l.Close()
+		}
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("listening for traffic: %w", err)
 	}
-	an, err := net.Listen("tcp", o.Admin)
+	lns = append(lns, ln)
+	o.Self = ln.Addr().String()
+	g := New(o.Options)
+	if err := g.LoadRoutes(o.StatePath); err != nil {
+		closeAll()
+		return err
+	}
+	an, err := listenAdmin(o.Admin)
 	if err != nil {
-		ln.Close()
-		return fmt.Errorf("listening for the admin API: %w", err)
+		closeAll()
+		return err
 	}
-	g.log.Info("gateway listening", "pid", os.Getpid(), "listen", ln.Addr().String(), "admin", an.Addr().String(), "routes", len(g.Routes()))
-	servers := []*http.Server{
-		{Handler: g, ReadHeaderTimeout: 10 * time.Second},
-		{Handler: g.AdminHandler(o.StatePath), ReadHeaderTimeout: 10 * time.Second},
+	lns = append(lns, an)
+	servers := []*http.Server{TrafficServer(g, log), controlServer(g.AdminHandler(o.StatePath), log)}
+	if o.Metrics != "" {
+		mn, err := listenMetrics(o.Metrics)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		lns = append(lns, mn)
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.MetricsHandler())
+		servers = append(servers, controlServer(mux, log))
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- servers[0].Serve(ln) }()
-	go func() { errc <- servers[1].Serve(an) }()
+	log.Info("gateway listening", "pid", os.Getpid(), "listen", ln.Addr().String(), "admin", o.Admin,
+		"metrics", o.Metrics, "routes", len(g.Routes()), "allowedBackends", o.Backends.Allowed)
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { errc <- s.Serve(lns[i]) }()
+	}
 	var serveErr error
 	select {
 	case serveErr = <-errc:
@@ -65,19 +157,51 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	return serveErr
 }
 
-// Main runs "gateway" with command-line args (--listen, --admin, --state,
-// --domain) and returns the exit code. Test binaries that stand in for the
+// listenMetrics listens on addr, which must be a loopback IP and port.
+func listenMetrics(addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address %q: %w", addr, err)
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("metrics address %q: want a loopback IP", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for metrics: %w", err)
+	}
+	return ln, nil
+}
+
+// stringsFlag is a repeatable flag.
+type stringsFlag []string
+
+func (f *stringsFlag) String() string { return strings.Join(*f, ",") }
+
+func (f *stringsFlag) Set(v string) error {
+	*f = append(*f, v)
+	return nil
+}
+
+// Main runs "gateway" with command-line args (--listen, --admin, --metrics,
+// --state, --domain, --allow-backend CIDR and --reserved ADDR, the last two
+// repeatable) and returns the exit code. Test binaries that stand in for the
 // runway binary call it when started as a gateway.
 func Main(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var o ServeOptions
+	var allowed, reserved stringsFlag
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "traffic address")
-	fs.StringVar(&o.Admin, "admin", "127.0.0.1:0", "admin API address")
+	fs.StringVar(&o.Admin, "admin", "", "admin API unix socket path (required)")
+	fs.StringVar(&o.Metrics, "metrics", "", "loopback address serving only /metrics (optional)")
 	fs.StringVar(&o.StatePath, "state", "", "routes file")
 	fs.StringVar(&o.Domain, "domain", "localhost", "host suffix")
+	fs.Var(&allowed, "allow-backend", "CIDR backends may be in besides loopback (repeatable)")
+	fs.Var(&reserved, "reserved", "host:port no backend may have, e.g. the API's (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	o.Backends = BackendPolicy{Allowed: allowed, Reserved: reserved}
 	if err := Serve(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		return 1

@@ -3,6 +3,12 @@
 // restarting, and finds that process again when the control plane comes
 // back.
 //
+// The gateway's admin API is a unix socket, 0600 in a 0700 directory
+// (beside the state file, or in a short private directory under
+// os.TempDir() when that path is too long for a socket), so only Runway's
+// user can change routes. Its metrics are served read-only on a loopback
+// port for the control plane's scraper.
+//
 // Ensure adopts the gateway named by a record file when it is still the
 // process that was recorded (same PID and same start time in /proc, so a
 // reused PID is never taken for it) and answers on its admin API; otherwise
@@ -23,11 +29,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/gateway/remote"
 	"github.com/runway-cd/runway/internal/procfs"
 )
 
@@ -44,16 +52,27 @@ const (
 // Options say how to run the gateway process.
 type Options struct {
 	// Command is the gateway program and its leading arguments, e.g.
-	// {"/usr/local/bin/runway", "gateway"}; the flags --listen, --admin and
-	// --state are appended. Required.
+	// {"/usr/local/bin/runway", "gateway"}; the flags --listen, --admin,
+	// --metrics, --state, --allow-backend and --reserved are appended.
+	// Required.
 	Command []string
 	// Listen is the host:port the gateway serves traffic on. Empty means
 	// 127.0.0.1 and a free port, port 0 a free port on that host; either
 	// way the port chosen at first start is kept across restarts.
 	Listen string
-	// Admin is the host:port of the gateway's admin API, which must be a
-	// loopback address. Empty means 127.0.0.1 and a free port.
-	Admin string
+	// AdminSocket is the path of the gateway's admin unix socket. Empty
+	// means admin.sock in the directory of StatePath or, when that path is
+	// longer than a unix socket path may be, in a short private directory
+	// under os.TempDir(), which the record keeps so a restart finds it
+	// again.
+	AdminSocket string
+	// Metrics is the loopback host:port serving the gateway's metrics.
+	// Empty means 127.0.0.1 and a free port, kept across restarts.
+	Metrics string
+	// Backends is the gateway's backend policy. Its Reserved addresses
+	// (Runway's API) may change from one control plane to the next: an
+	// adopted gateway is given the policy of the control plane adopting it.
+	Backends gateway.BackendPolicy
 	// StatePath is the file the gateway keeps its routes in. Required.
 	StatePath string
 	// RecordPath is where the running gateway is recorded (see Record).
@@ -72,11 +91,12 @@ type Options struct {
 // Handle is a running gateway process, started or adopted by Ensure. It is
 // safe for concurrent use.
 type Handle struct {
-	o      Options
-	log    *slog.Logger
-	client *http.Client
-	listen string
-	admin  string
+	o       Options
+	log     *slog.Logger
+	client  *http.Client
+	listen  string
+	admin   string // admin socket path
+	metrics string // metrics host:port
 
 	mu      sync.Mutex // guards proc and stopped; held across a restart
 	proc    process
@@ -108,36 +128,61 @@ func Ensure(ctx context.Context, o Options) (*Handle, error) {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 10 * time.Second
 	}
-	h := &Handle{
-		o:   o,
-		log: o.Logger,
-		// Loopback only: never through a proxy.
-		client: &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}},
+	if err := gateway.ParseBackendPolicy(o.Backends); err != nil {
+		return nil, fmt.Errorf("ensuring gateway: %w", err)
 	}
-	if h.adopt(ctx) {
+	h := &Handle{o: o, log: o.Logger}
+	rec, err := readRecord(o.RecordPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		rec = nil
+	case err != nil:
+		h.log.Warn("ignoring gateway record", "path", o.RecordPath, "err", err)
+		rec = nil
+	}
+	sock, err := adminSocket(o, rec)
+	if err != nil {
+		return nil, fmt.Errorf("ensuring gateway: %w", err)
+	}
+	h.admin = sock.path
+	h.client = &http.Client{Timeout: time.Second, Transport: remote.Transport(h.admin)}
+	if h.adopt(ctx, rec) {
 		return h, nil
 	}
+	h, err = h.startFirst(ctx)
+	if err != nil && sock.created {
+		_ = os.RemoveAll(filepath.Dir(sock.path))
+	}
+	return h, err
+}
+
+// startFirst starts the gateway of a Handle that adopted none.
+func (h *Handle) startFirst(ctx context.Context) (*Handle, error) {
 	var err error
-	if h.listen, err = chooseAddr(o.Listen); err != nil {
+	if h.listen, err = chooseAddr(h.o.Listen); err != nil {
 		return nil, fmt.Errorf("ensuring gateway: choosing listen address: %w", err)
 	}
-	if h.admin, err = chooseAddr(o.Admin); err != nil {
-		return nil, fmt.Errorf("ensuring gateway: choosing admin address: %w", err)
+	if h.metrics, err = chooseAddr(h.o.Metrics); err != nil {
+		return nil, fmt.Errorf("ensuring gateway: choosing metrics address: %w", err)
 	}
 	p, err := h.start(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ensuring gateway: %w", err)
 	}
 	h.proc = p
-	if err := writeRecord(o.RecordPath, h.record()); err != nil {
+	if err := writeRecord(h.o.RecordPath, h.record()); err != nil {
 		h.kill(p)
 		return nil, fmt.Errorf("ensuring gateway: %w", err)
 	}
 	return h, nil
 }
 
-// AdminURL returns the base URL of the gateway's admin API, for remote.New.
-func (h *Handle) AdminURL() string { return "http://" + h.admin }
+// AdminSocket returns the path of the gateway's admin unix socket, for
+// remote.New.
+func (h *Handle) AdminSocket() string { return h.admin }
+
+// MetricsURL returns the URL of the gateway's read-only metrics listener.
+func (h *Handle) MetricsURL() string { return "http://" + h.metrics + "/metrics" }
 
 // ListenAddr returns the host:port the gateway serves traffic on.
 func (h *Handle) ListenAddr() string { return h.listen }
@@ -169,19 +214,19 @@ func (h *Handle) Stop(ctx context.Context) error {
 			return fmt.Errorf("stopping gateway: removing record: %w", err)
 		}
 	}
+	if dir := filepath.Dir(h.admin); isShortDir(dir) {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("stopping gateway: removing admin socket dir: %w", err)
+		}
+	}
 	h.log.Info("gateway stopped", "pid", p.pid)
 	return nil
 }
 
 // adopt takes over the recorded gateway if it can; it reports whether it
 // did. A recorded gateway that runs but cannot be adopted is stopped.
-func (h *Handle) adopt(ctx context.Context) bool {
-	r, err := readRecord(h.o.RecordPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false
-	}
-	if err != nil {
-		h.log.Warn("ignoring gateway record", "path", h.o.RecordPath, "err", err)
+func (h *Handle) adopt(ctx context.Context, r *Record) bool {
+	if r == nil {
 		return false
 	}
 	if !procfs.Running(r.PID, r.StartTime) {
@@ -189,21 +234,35 @@ func (h *Handle) adopt(ctx context.Context) bool {
 		return false
 	}
 	p := process{pid: r.PID, start: r.StartTime}
-	if !sameAddr(h.o.Listen, r.Listen) || !sameAddr(h.o.Admin, r.Admin) {
+	// A record without a metrics address is of a gateway older than the
+	// admin socket, whose admin API any local user could reach.
+	if !sameAddr(h.o.Listen, r.Listen) || r.Admin != h.admin || r.Metrics == "" || !sameAddr(h.o.Metrics, r.Metrics) {
 		h.log.Info("replacing recorded gateway with other addresses", "pid", r.PID,
-			"listen", r.Listen, "admin", r.Admin, "wantListen", h.o.Listen, "wantAdmin", h.o.Admin)
+			"listen", r.Listen, "admin", r.Admin, "metrics", r.Metrics,
+			"wantListen", h.o.Listen, "wantAdmin", h.admin, "wantMetrics", h.o.Metrics)
 		h.retire(ctx, p)
 		return false
 	}
 	wait, cancel := context.WithTimeout(ctx, adoptWait)
 	defer cancel()
-	if err := h.waitHealthy(wait, r.Admin, p); err != nil {
+	if err := h.waitHealthy(wait, p); err != nil {
 		h.log.Warn("replacing recorded gateway that does not answer", "pid", r.PID, "admin", r.Admin, "err", err)
 		h.retire(ctx, p)
 		return false
 	}
-	h.proc, h.listen, h.admin = p, r.Listen, r.Admin
-	h.log.Info("adopted gateway", "pid", r.PID, "listen", r.Listen, "admin", r.Admin)
+	// The policy of this control plane: its API may listen elsewhere than
+	// the last one's, and the configured CIDRs may have changed.
+	removed, err := remote.New(h.admin, "").WithLogger(h.log).SetPolicy(h.o.Backends)
+	if err != nil {
+		h.log.Warn("replacing recorded gateway that did not take the backend policy", "pid", r.PID, "err", err)
+		h.retire(ctx, p)
+		return false
+	}
+	if len(removed) > 0 {
+		h.log.Warn("adopted gateway dropped routes the backend policy forbids", "pid", r.PID, "routes", removed)
+	}
+	h.proc, h.listen, h.metrics = p, r.Listen, r.Metrics
+	h.log.Info("adopted gateway", "pid", r.PID, "listen", r.Listen, "admin", r.Admin, "metrics", r.Metrics)
 	return true
 }
 
@@ -223,7 +282,13 @@ func (h *Handle) start(ctx context.Context) (process, error) {
 	}
 	defer out.Close() // the child has its own copy
 	args := append(append([]string(nil), h.o.Command[1:]...),
-		"--listen", h.listen, "--admin", h.admin, "--state", h.o.StatePath)
+		"--listen", h.listen, "--admin", h.admin, "--metrics", h.metrics, "--state", h.o.StatePath)
+	for _, c := range h.o.Backends.Allowed {
+		args = append(args, "--allow-backend", c)
+	}
+	for _, a := range h.o.Backends.Reserved {
+		args = append(args, "--reserved", a)
+	}
 	cmd := exec.Command(h.o.Command[0], args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own session: no signal for the control plane's process group or
@@ -246,20 +311,20 @@ func (h *Handle) start(ctx context.Context) (process, error) {
 	p.start = st.StartTime
 	wait, cancel := context.WithTimeout(ctx, h.o.ReadyTimeout)
 	defer cancel()
-	if err := h.waitHealthy(wait, h.admin, p); err != nil {
+	if err := h.waitHealthy(wait, p); err != nil {
 		h.kill(p)
 		return process{}, fmt.Errorf("waiting for gateway %d to answer (log: %s): %w", p.pid, h.o.LogPath, err)
 	}
-	h.log.Info("started gateway", "pid", p.pid, "listen", h.listen, "admin", h.admin)
+	h.log.Info("started gateway", "pid", p.pid, "listen", h.listen, "admin", h.admin, "metrics", h.metrics)
 	return p, nil
 }
 
-// waitHealthy polls the admin API at addr until process p answers it.
-func (h *Handle) waitHealthy(ctx context.Context, addr string, p process) error {
+// waitHealthy polls the admin API until process p answers it.
+func (h *Handle) waitHealthy(ctx context.Context, p process) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		err := h.healthy(ctx, addr, p.pid)
+		err := h.healthy(ctx, p.pid)
 		if err == nil {
 			return nil
 		}
@@ -276,9 +341,9 @@ func (h *Handle) waitHealthy(ctx context.Context, addr string, p process) error 
 	}
 }
 
-// healthy asks the admin API at addr whether it is gateway process pid.
-func (h *Handle) healthy(ctx context.Context, addr string, pid int) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
+// healthy asks the admin API whether it is gateway process pid.
+func (h *Handle) healthy(ctx context.Context, pid int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://gateway/healthz", nil)
 	if err != nil {
 		return fmt.Errorf("checking gateway health: %w", err)
 	}
@@ -349,14 +414,14 @@ func waitGone(ctx context.Context, p process) bool {
 }
 
 func (h *Handle) record() Record {
-	return Record{PID: h.proc.pid, StartTime: h.proc.start, Listen: h.listen, Admin: h.admin}
+	return Record{PID: h.proc.pid, StartTime: h.proc.start, Listen: h.listen, Admin: h.admin, Metrics: h.metrics}
 }
 
 func openLog(path string) (*os.File, error) {
 	if path == "" {
 		path = os.DevNull
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening gateway log: %w", err)
 	}

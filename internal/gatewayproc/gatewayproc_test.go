@@ -26,6 +26,7 @@ import (
 var gatewayBin string
 
 func TestMain(m *testing.M) {
+	dialIfAsked()
 	os.Exit(runTests(m))
 }
 
@@ -141,7 +142,7 @@ const hangGuard = 60 * time.Second
 func TestGatewaySurvivesKill(t *testing.T) {
 	o := options(t)
 	h := ensure(t, o)
-	client := remote.New(h.AdminURL(), "")
+	client := remote.New(h.AdminSocket(), "")
 	r := gateway.Route{Env: "production", App: "web", StableVersion: "v1", Stable: []gateway.Backend{backend(t, "pong")}}
 	if err := client.SetRoute(r); err != nil {
 		t.Fatalf("SetRoute: %v", err)
@@ -186,7 +187,7 @@ func TestGatewaySurvivesKill(t *testing.T) {
 func TestEnsureAdopts(t *testing.T) {
 	o := options(t)
 	first := ensure(t, o)
-	client := remote.New(first.AdminURL(), "")
+	client := remote.New(first.AdminSocket(), "")
 	if err := client.SetRoute(gateway.Route{Env: "production", App: "web", StableVersion: "v1", Stable: []gateway.Backend{backend(t, "pong")}}); err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +195,9 @@ func TestEnsureAdopts(t *testing.T) {
 	if second.PID() != first.PID() {
 		t.Errorf("second Ensure PID = %d, want the running gateway's %d", second.PID(), first.PID())
 	}
-	if second.ListenAddr() != first.ListenAddr() || second.AdminURL() != first.AdminURL() {
-		t.Errorf("adopted addresses %s %s, want %s %s", second.ListenAddr(), second.AdminURL(), first.ListenAddr(), first.AdminURL())
+	if second.ListenAddr() != first.ListenAddr() || second.AdminSocket() != first.AdminSocket() || second.MetricsURL() != first.MetricsURL() {
+		t.Errorf("adopted addresses %s %s %s, want %s %s %s", second.ListenAddr(), second.AdminSocket(), second.MetricsURL(),
+			first.ListenAddr(), first.AdminSocket(), first.MetricsURL())
 	}
 	if n := started(t, o.LogPath); n != 1 {
 		t.Errorf("%d gateway processes started, want 1", n)
@@ -234,14 +236,14 @@ func TestEnsureDoesNotAdoptStale(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeTestRecord(t, path, Record{PID: other.Process.Pid, StartTime: st.StartTime + 1, Listen: freeAddr(t), Admin: freeAddr(t)})
+			writeTestRecord(t, path, Record{PID: other.Process.Pid, StartTime: st.StartTime + 1, Listen: freeAddr(t), Admin: filepath.Join(t.TempDir(), "admin.sock"), Metrics: freeAddr(t)})
 		}},
 		{name: "dead pid", wantOtherAlive: true, record: func(t *testing.T, path string, _ *exec.Cmd) {
 			dead := exec.Command("true")
 			if err := dead.Run(); err != nil {
 				t.Fatal(err)
 			}
-			writeTestRecord(t, path, Record{PID: dead.Process.Pid, StartTime: 1, Listen: freeAddr(t), Admin: freeAddr(t)})
+			writeTestRecord(t, path, Record{PID: dead.Process.Pid, StartTime: 1, Listen: freeAddr(t), Admin: filepath.Join(t.TempDir(), "admin.sock"), Metrics: freeAddr(t)})
 		}},
 		{name: "malformed", wantOtherAlive: true, record: func(t *testing.T, path string, _ *exec.Cmd) {
 			if err := os.WriteFile(path, []byte(`{"pid":`), 0o600); err != nil {
@@ -249,6 +251,16 @@ func TestEnsureDoesNotAdoptStale(t *testing.T) {
 			}
 		}},
 		{name: "recorded process does not answer", wantOtherAlive: false, record: func(t *testing.T, path string, other *exec.Cmd) {
+			st, err := procfs.Read(other.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The admin socket this Ensure wants, so only the health
+			// check can tell it is no gateway.
+			admin := filepath.Join(filepath.Dir(path), "admin.sock")
+			writeTestRecord(t, path, Record{PID: other.Process.Pid, StartTime: st.StartTime, Listen: freeAddr(t), Admin: admin, Metrics: freeAddr(t)})
+		}},
+		{name: "gateway from before the admin socket", wantOtherAlive: false, record: func(t *testing.T, path string, other *exec.Cmd) {
 			st, err := procfs.Read(other.Process.Pid)
 			if err != nil {
 				t.Fatal(err)
@@ -297,7 +309,8 @@ func TestEnsureDoesNotAdoptStale(t *testing.T) {
 func TestStop(t *testing.T) {
 	o := options(t)
 	h := ensure(t, o)
-	pid, listen, admin := h.PID(), h.ListenAddr(), strings.TrimPrefix(h.AdminURL(), "http://")
+	pid, listen, admin := h.PID(), h.ListenAddr(), h.AdminSocket()
+	metrics := strings.TrimSuffix(strings.TrimPrefix(h.MetricsURL(), "http://"), "/metrics")
 	if err := h.Stop(t.Context()); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
@@ -307,7 +320,10 @@ func TestStop(t *testing.T) {
 	if _, err := os.Stat(o.RecordPath); !os.IsNotExist(err) {
 		t.Errorf("record still there after Stop (stat: %v)", err)
 	}
-	for _, addr := range []string{listen, admin} {
+	if _, err := os.Lstat(admin); !os.IsNotExist(err) {
+		t.Errorf("admin socket still there after Stop (lstat: %v)", err)
+	}
+	for _, addr := range []string{listen, metrics} {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Errorf("port %s still taken after Stop: %v", addr, err)
@@ -335,10 +351,10 @@ func TestStopAdopted(t *testing.T) {
 
 func TestEnsureFixedAddresses(t *testing.T) {
 	o := options(t)
-	o.Listen, o.Admin = freeAddr(t), freeAddr(t)
+	o.Listen, o.Metrics, o.AdminSocket = freeAddr(t), freeAddr(t), filepath.Join(t.TempDir(), "a.sock")
 	h := ensure(t, o)
-	if h.ListenAddr() != o.Listen || h.AdminURL() != "http://"+o.Admin {
-		t.Errorf("addresses = %s %s, want %s %s", h.ListenAddr(), h.AdminURL(), o.Listen, o.Admin)
+	if h.ListenAddr() != o.Listen || h.AdminSocket() != o.AdminSocket || h.MetricsURL() != "http://"+o.Metrics+"/metrics" {
+		t.Errorf("addresses = %s %s %s, want %s %s %s", h.ListenAddr(), h.AdminSocket(), h.MetricsURL(), o.Listen, o.AdminSocket, o.Metrics)
 	}
 	// Asking for other addresses replaces the recorded gateway.
 	moved := o

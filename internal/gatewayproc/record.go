@@ -14,22 +14,25 @@ type Record struct {
 	PID int `json:"pid"`
 	// StartTime is field 22 of /proc/<pid>/stat: clock ticks after boot.
 	StartTime uint64 `json:"startTime"`
-	// Listen and Admin are the gateway's traffic and admin addresses.
+	// Listen is the gateway's traffic address.
 	Listen string `json:"listen"`
-	Admin  string `json:"admin"`
+	// Admin is the path of its admin unix socket.
+	Admin string `json:"admin"`
+	// Metrics is the loopback address of its metrics listener.
+	Metrics string `json:"metrics"`
 }
 
 // readRecord reads the record at path.
-func readRecord(path string) (Record, error) {
+func readRecord(path string) (*Record, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return Record{}, fmt.Errorf("reading gateway record: %w", err)
+		return nil, fmt.Errorf("reading gateway record: %w", err)
 	}
 	var r Record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return Record{}, fmt.Errorf("decoding gateway record %s: %w", path, err)
+		return nil, fmt.Errorf("decoding gateway record %s: %w", path, err)
 	}
-	return r, nil
+	return &r, nil
 }
 
 // writeRecord replaces the record at path atomically: a synced temporary

@@ -1,5 +1,5 @@
 // Package remote drives a gateway that runs in another process, through the
-// admin API of gateway.Gateway.AdminHandler. Its Client has the methods of
+// admin API of gateway.Gateway.AdminHandler on its unix socket. Its Client has the methods of
 // gateway.Gateway that controllers use, so a control plane can swap the
 // in-process gateway for one that keeps serving while it restarts.
 //
@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,36 +30,47 @@ import (
 // Timeout bounds every call to the admin API.
 const Timeout = 2 * time.Second
 
+// adminBase is the URL every admin request is sent to; the transport dials
+// the socket whatever the host says.
+const adminBase = "http://gateway"
+
+// Transport returns an http.Transport that sends every request over the
+// unix socket at socket, whatever its URL's host, and never through a proxy.
+func Transport(socket string) *http.Transport {
+	var d net.Dialer
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     30 * time.Second,
+	}
+}
+
 // Client is a gateway in another process. It is safe for concurrent use.
 type Client struct {
-	base *url.URL
-	http *http.Client
-	log  *slog.Logger
+	socket string
+	base   *url.URL
+	http   *http.Client
+	log    *slog.Logger
 	// hosts is a route-less Gateway used only for Host, so that the host
 	// format has one definition.
 	hosts *gateway.Gateway
 }
 
-// New returns a Client for the gateway whose admin API is at adminURL
-// (e.g. "http://127.0.0.1:7071") and whose routes are under domain (empty
-// means "localhost", as in gateway.Options). It logs to slog.Default()
-// unless given a logger with WithLogger.
-func New(adminURL string, domain string) *Client {
-	base, err := url.Parse(strings.TrimSuffix(adminURL, "/"))
-	if err != nil {
-		// Every call will fail and say so; New keeps the signature of a
-		// constructor that cannot fail, like gateway.New.
-		base = &url.URL{Scheme: "invalid", Opaque: adminURL}
-	}
+// New returns a Client for the gateway whose admin API listens on the unix
+// socket at socket and whose routes are under domain (empty means
+// "localhost", as in gateway.Options). It logs to slog.Default() unless
+// given a logger with WithLogger.
+func New(socket string, domain string) *Client {
+	base, _ := url.Parse(adminBase)
 	return &Client{
-		base: base,
-		http: &http.Client{
-			Timeout: Timeout,
-			// Loopback only: never send the admin API through a proxy.
-			Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second},
-		},
-		log:   slog.Default(),
-		hosts: gateway.New(gateway.Options{Domain: domain}),
+		socket: socket,
+		base:   base,
+		http:   &http.Client{Timeout: Timeout, Transport: Transport(socket)},
+		log:    slog.Default(),
+		hosts:  gateway.New(gateway.Options{Domain: domain}),
 	}
 }
 
@@ -71,11 +83,19 @@ func (c *Client) WithLogger(logger *slog.Logger) *Client {
 	return c
 }
 
-// AdminURL returns the base URL of the gateway's admin API.
-func (c *Client) AdminURL() string { return c.base.String() }
+// Socket returns the path of the gateway's admin socket.
+func (c *Client) Socket() string { return c.socket }
 
-// MetricsURL returns the URL of the gateway's Prometheus metrics.
-func (c *Client) MetricsURL() string { return c.base.JoinPath("metrics").String() }
+// SetPolicy replaces the gateway's backend policy and returns the routes it
+// removed for breaking it. An invalid policy is reported wrapping
+// gateway.ErrInvalidRoute.
+func (c *Client) SetPolicy(p gateway.BackendPolicy) ([]string, error) {
+	var resp gateway.PolicyResponse
+	if err := c.call(http.MethodPut, "/policy", p, &resp); err != nil {
+		return nil, fmt.Errorf("setting gateway backend policy: %w", err)
+	}
+	return resp.Removed, nil
+}
 
 // Host returns the Host name that reaches app in env, as gateway.Gateway.Host
 // does for the production environment "production".

@@ -16,11 +16,8 @@ import (
 	"github.com/runway-cd/runway/internal/gateway/remote"
 )
 
-// The server's router interface checks that Client and Gateway offer the
-// same routing table; MetricsURL is what only the client adds.
-var _ interface{ MetricsURL() string } = (*remote.Client)(nil)
-
-// fixture is a gateway serving traffic and its admin API on loopback.
+// fixture is a gateway serving traffic on loopback and its admin API on a
+// unix socket.
 type fixture struct {
 	g      *gateway.Gateway
 	client *remote.Client
@@ -30,11 +27,27 @@ type fixture struct {
 func start(t *testing.T) *fixture {
 	t.Helper()
 	g := gateway.New(gateway.Options{})
-	admin := httptest.NewServer(g.AdminHandler(filepath.Join(t.TempDir(), "routes.json")))
-	t.Cleanup(admin.Close)
+	sock := serveUnix(t, g.AdminHandler(filepath.Join(t.TempDir(), "routes.json")))
 	front := httptest.NewServer(g)
 	t.Cleanup(front.Close)
-	return &fixture{g: g, client: remote.New(admin.URL, ""), front: front.URL}
+	return &fixture{g: g, client: remote.New(sock, ""), front: front.URL}
+}
+
+// serveUnix serves h on a unix socket in a new temp dir and returns its
+// path.
+func serveUnix(t *testing.T, h http.Handler) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return sock
 }
 
 // get sends a GET with Host host through the gateway and returns the body.
@@ -146,14 +159,9 @@ func TestClientErrors(t *testing.T) {
 }
 
 func TestClientGatewayDown(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	sock := filepath.Join(t.TempDir(), "absent.sock")
 	var logged strings.Builder
-	c := remote.New("http://"+addr, "").WithLogger(slog.New(slog.NewTextHandler(&logged, nil)))
+	c := remote.New(sock, "").WithLogger(slog.New(slog.NewTextHandler(&logged, nil)))
 	if err := c.SetRoute(gateway.Route{Env: "production", App: "web"}); err == nil || !strings.Contains(err.Error(), "setting route production/web") {
 		t.Errorf("SetRoute to a gateway that is down = %v, want an error saying what was done", err)
 	}
@@ -174,9 +182,7 @@ func TestClientGatewayDown(t *testing.T) {
 }
 
 func TestClientNotAGateway(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	t.Cleanup(srv.Close)
-	c := remote.New(srv.URL, "")
+	c := remote.New(serveUnix(t, http.NotFoundHandler()), "")
 	err := c.SetCanaryWeight("production", "web", 0)
 	if err == nil || errors.Is(err, gateway.ErrNoRoute) {
 		t.Errorf("SetCanaryWeight against a plain 404 server = %v, want an error that is not ErrNoRoute", err)
@@ -198,7 +204,7 @@ func TestClientHost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := remote.New("http://127.0.0.1:1", tt.domain)
+			c := remote.New("/nonexistent/admin.sock", tt.domain)
 			got := c.Host(tt.env, tt.app)
 			if got != tt.want {
 				t.Errorf("Host = %q, want %q", got, tt.want)
@@ -210,20 +216,23 @@ func TestClientHost(t *testing.T) {
 	}
 }
 
-func TestClientMetricsURL(t *testing.T) {
+func TestClientSetPolicy(t *testing.T) {
 	f := start(t)
-	if err := f.client.SetRoute(gateway.Route{Env: "production", App: "web", StableVersion: "v1", Stable: []gateway.Backend{backend(t, "ok")}}); err != nil {
+	lan := gateway.Route{Env: "production", App: "lan", StableVersion: "v1", Stable: []gateway.Backend{{Addr: "10.0.0.5:80"}}}
+	if err := f.client.SetRoute(lan); !errors.Is(err, gateway.ErrInvalidRoute) || !strings.Contains(err.Error(), "allowed CIDR") {
+		t.Fatalf("SetRoute to a LAN backend = %v, want ErrInvalidRoute naming the allow-list", err)
+	}
+	if _, err := f.client.SetPolicy(gateway.BackendPolicy{Allowed: []string{"10.0.0.0/99"}}); !errors.Is(err, gateway.ErrInvalidRoute) {
+		t.Fatalf("SetPolicy with a bad CIDR = %v, want ErrInvalidRoute", err)
+	}
+	if _, err := f.client.SetPolicy(gateway.BackendPolicy{Allowed: []string{"10.0.0.0/8"}}); err != nil {
 		t.Fatal(err)
 	}
-	f.get(t, "web.localhost")
-	resp, err := http.Get(f.client.MetricsURL())
-	if err != nil {
-		t.Fatal(err)
+	if err := f.client.SetRoute(lan); err != nil {
+		t.Fatalf("SetRoute to an allowed CIDR: %v", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	want := `runway_gateway_requests_total{app="web",code="200",env="production",version="v1"} 1`
-	if !strings.Contains(string(body), want) {
-		t.Errorf("metrics at %s lack %s:\n%s", f.client.MetricsURL(), want, body)
+	removed, err := f.client.SetPolicy(gateway.BackendPolicy{})
+	if err != nil || len(removed) != 1 || removed[0] != "production/lan" {
+		t.Errorf("SetPolicy narrowing = %v, %v; want production/lan removed", removed, err)
 	}
 }
