@@ -8,25 +8,64 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/google/go-github/v75/github"
 )
 
-// maxBody is GitHub's largest webhook payload.
-const maxBody = 25 << 20
+const (
+	// MaxBody is GitHub's largest webhook payload (25 MB); a larger body
+	// is refused with 413.
+	MaxBody = 25 << 20
+	// LargeBody is the size past which a body needs one of the handler's
+	// large-body slots (Options.LargeBodies) to be read.
+	LargeBody = 1 << 20
+	// MinSecret is the shortest secret NewHandler accepts.
+	MinSecret = 16
+	// DefaultLargeBodies is how many large bodies are read at once when
+	// Options.LargeBodies is zero.
+	DefaultLargeBodies = 2
+)
 
 // startTimeout bounds starting a pipeline and recording its delivery.
 const startTimeout = 30 * time.Second
 
-// handler serves POST /webhooks/github.
-type handler struct {
+// retryAfter is the Retry-After (seconds) of a 503.
+const retryAfter = 10
+
+// Options are what a Handler needs. Every field but Logger and LargeBodies
+// is required.
+type Options struct {
+	// Secret signs every delivery (X-Hub-Signature-256); at least
+	// MinSecret bytes.
+	Secret     []byte
+	Tracker    Tracker
+	Verifier   Verifier
+	Starter    Starter
+	Deliveries Deliveries
+	// LargeBodies is how many requests with a body over LargeBody may
+	// hold one in memory at once; others get 503 with Retry-After.
+	// Zero means DefaultLargeBodies.
+	LargeBodies int
+	// Logger gets one line per refusal and per started pipeline; nil
+	// discards.
+	Logger *slog.Logger
+}
+
+// Handler serves POST /webhooks/github.
+type Handler struct {
 	secret     []byte
 	tracker    Tracker
+	verifier   Verifier
 	starter    Starter
 	deliveries Deliveries
 	logger     *slog.Logger
+
+	// large holds one token per request reading a body over LargeBody.
+	large chan struct{}
 
 	// startMu makes lookup, start and save of a delivery one step, so a
 	// delivery sent twice at once starts one pipeline.
@@ -41,109 +80,140 @@ type response struct {
 	Error    string `json:"error,omitempty"`
 }
 
+// reply is an answer: its status, its body and, for a refusal, the error
+// behind it, which is logged and not shown.
+type reply struct {
+	status int
+	body   response
+	err    error
+	// unread: the body may be left unread, so the connection closes
+	// after the answer (Go's server would otherwise wait for the rest of
+	// a chunked body before answering).
+	unread bool
+}
+
+// early marks a refusal made before the whole body was read.
+func early(rep *reply) reply {
+	rep.unread = true
+	return *rep
+}
+
+// refuse is the reply of a refusal whose message is safe to show.
+func refuse(status int, msg string, err error) *reply {
+	return &reply{status: status, body: response{Error: msg}, err: err}
+}
+
 // NewHandler returns the handler of GitHub webhooks. Every request must carry
-// a valid X-Hub-Signature-256 for secret; with an empty secret every request
-// is refused. A nil logger discards logs.
-func NewHandler(secret []byte, tracker Tracker, starter Starter, deliveries Deliveries, logger *slog.Logger) http.Handler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// a valid X-Hub-Signature-256 for opts.Secret, which must be at least
+// MinSecret bytes long.
+func NewHandler(opts Options) (*Handler, error) {
+	if len(opts.Secret) < MinSecret {
+		return nil, fmt.Errorf("webhook secret is %d bytes, want at least %d", len(opts.Secret), MinSecret)
 	}
-	return &handler{
-		secret:     append([]byte(nil), secret...),
-		tracker:    tracker,
-		starter:    starter,
-		deliveries: deliveries,
-		logger:     logger,
+	if opts.Tracker == nil || opts.Verifier == nil || opts.Starter == nil || opts.Deliveries == nil {
+		return nil, errors.New("webhook handler needs a tracker, a verifier, a starter and a delivery store")
 	}
+	if opts.LargeBodies < 0 {
+		return nil, fmt.Errorf("webhook large body slots %d is negative", opts.LargeBodies)
+	}
+	if opts.LargeBodies == 0 {
+		opts.LargeBodies = DefaultLargeBodies
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{
+		secret:     append([]byte(nil), opts.Secret...),
+		tracker:    opts.Tracker,
+		verifier:   opts.Verifier,
+		starter:    opts.Starter,
+		deliveries: opts.Deliveries,
+		logger:     opts.Logger,
+		large:      make(chan struct{}, opts.LargeBodies),
+	}, nil
 }
 
 // ServeHTTP verifies, decodes and acts on one delivery.
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	status, resp, err := h.serve(w, r)
-	if err != nil {
-		if status >= http.StatusInternalServerError {
-			h.logger.Error("webhook failed", "delivery", github.DeliveryID(r), "err", err)
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rep := h.serve(w, r)
+	if rep.err != nil {
+		if rep.status >= http.StatusInternalServerError {
+			h.logger.Error("webhook failed", "delivery", github.DeliveryID(r), "status", rep.status, "err", rep.err)
 		} else {
-			h.logger.Info("webhook rejected", "delivery", github.DeliveryID(r), "status", status, "err", err)
+			h.logger.Info("webhook rejected", "delivery", github.DeliveryID(r), "status", rep.status, "err", rep.err)
 		}
 	}
-	body, _ := json.Marshal(resp) // a struct of strings always encodes
+	if rep.unread {
+		w.Header().Set("Connection", "close")
+	}
+	if rep.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	}
+	body, _ := json.Marshal(rep.body) // a struct of strings always encodes
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
+	w.WriteHeader(rep.status)
 	_, _ = w.Write(append(body, '\n'))
 }
 
-// serve returns the status and body to answer with, and the error behind a
-// refusal, which is logged and not shown.
-func (h *handler) serve(w http.ResponseWriter, r *http.Request) (int, response, error) {
+// serve decides the answer to one request. Everything that can be refused
+// from the headers is refused before the body is read.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) reply {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return http.StatusMethodNotAllowed, response{Error: "method not allowed"}, nil
+		return *refuse(http.StatusMethodNotAllowed, "method not allowed", nil)
 	}
-	payload, status, err := h.verify(w, r)
-	if err != nil {
-		return status, response{Error: http.StatusText(status)}, err
+	sig, rep := signature(r)
+	if rep != nil {
+		return early(rep)
 	}
-	if status == http.StatusUnauthorized {
-		return status, response{Error: "invalid signature"}, nil
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (ct != "application/json" && ct != "application/x-www-form-urlencoded") {
+		return early(refuse(http.StatusUnsupportedMediaType, "content type must be application/json or application/x-www-form-urlencoded",
+			fmt.Errorf("content type %q: %w", r.Header.Get("Content-Type"), errUnsupportedType)))
+	}
+	payload, release, rep := h.readSigned(w, r, sig)
+	defer release()
+	if rep != nil {
+		return early(rep)
+	}
+	if ct == "application/x-www-form-urlencoded" {
+		form, err := url.ParseQuery(string(payload))
+		if err != nil {
+			return *refuse(http.StatusBadRequest, "form body does not parse", fmt.Errorf("parsing form body: %w", err))
+		}
+		payload = []byte(form.Get("payload"))
 	}
 
 	switch event := github.WebHookType(r); event {
 	case "ping":
-		return http.StatusOK, response{Status: "pong"}, nil
+		return reply{status: http.StatusOK, body: response{Status: "pong"}}
 	case "push":
 	case "":
-		return http.StatusBadRequest, response{Error: "missing X-GitHub-Event header"}, nil
+		return *refuse(http.StatusBadRequest, "missing X-GitHub-Event header", nil)
 	default:
-		return http.StatusAccepted, response{Status: "ignored", Reason: fmt.Sprintf("event %s is not handled", event)}, nil
+		return reply{status: http.StatusAccepted, body: response{Status: "ignored", Reason: fmt.Sprintf("event %s is not handled", event)}}
 	}
 
 	push, err := ParsePush(payload)
+	release() // the push is decoded: the body's memory may go
 	if err != nil {
-		return http.StatusBadRequest, response{Error: err.Error()}, err
+		return *refuse(http.StatusBadRequest, err.Error(), err)
 	}
 	push.Delivery = github.DeliveryID(r)
 	if push.Delivery == "" || len(push.Delivery) > 128 {
-		return http.StatusBadRequest, response{Error: "missing or oversized X-GitHub-Delivery header"}, nil
+		return *refuse(http.StatusBadRequest, "missing or oversized X-GitHub-Delivery header", nil)
 	}
 	if reason := h.ignore(push); reason != "" {
 		h.logger.Info("push ignored", "delivery", push.Delivery, "repo", push.Repo, "ref", push.Ref, "reason", reason)
-		return http.StatusAccepted, response{Status: "ignored", Reason: reason}, nil
+		return reply{status: http.StatusAccepted, body: response{Status: "ignored", Reason: reason}}
 	}
 	return h.start(r.Context(), push)
-}
-
-// verify reads the body and checks its signature. It returns the payload, or
-// 401 with a nil error for a missing or wrong signature, or another status
-// with the error for a body it cannot read.
-func (h *handler) verify(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
-	if len(h.secret) == 0 {
-		return nil, http.StatusUnauthorized, nil
-	}
-	if r.Header.Get(github.SHA256SignatureHeader) == "" {
-		return nil, http.StatusUnauthorized, nil
-	}
-	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || (ct != "application/json" && ct != "application/x-www-form-urlencoded") {
-		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: %w", r.Header.Get("Content-Type"), errUnsupportedType)
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	payload, err := github.ValidatePayload(r, h.secret)
-	if err != nil {
-		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("reading body: %w", err)
-		}
-		// A body that cannot be read or does not match its signature is
-		// the same to us: nothing we may act on.
-		return nil, http.StatusUnauthorized, nil
-	}
-	return payload, http.StatusOK, nil
 }
 
 var errUnsupportedType = errors.New("unsupported content type")
 
 // ignore returns why a push does not start a pipeline, or "" if it does.
-func (h *handler) ignore(p Push) string {
+func (h *Handler) ignore(p Push) string {
 	switch {
 	case p.Deleted:
 		return fmt.Sprintf("ref %s was deleted", p.Ref)
@@ -156,32 +226,60 @@ func (h *handler) ignore(p Push) string {
 }
 
 // start starts the pipeline of a tracked push unless its delivery already
-// started one.
-func (h *handler) start(ctx context.Context, p Push) (int, response, error) {
+// started one or its commit is not on the tracked branch.
+func (h *Handler) start(ctx context.Context, p Push) reply {
 	// Finish what we begin even if GitHub hangs up: a pipeline started but
 	// not recorded would start again on redelivery.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
 	defer cancel()
+
+	if id, found, err := h.deliveries.LookupDelivery(sctx, p.Delivery); err != nil {
+		return *refuse(http.StatusInternalServerError, "internal error", fmt.Errorf("looking up delivery: %w", err))
+	} else if found {
+		h.logger.Info("duplicate delivery", "delivery", p.Delivery, "pipeline", id)
+		return reply{status: http.StatusOK, body: response{Status: "duplicate", Pipeline: id}}
+	}
+	// Checked outside startMu: a fetch may take seconds and other
+	// deliveries need not wait for it.
+	if rep := h.check(ctx, p); rep != nil {
+		return *rep
+	}
 
 	h.startMu.Lock()
 	defer h.startMu.Unlock()
 
-	id, found, err := h.deliveries.LookupDelivery(ctx, p.Delivery)
+	id, found, err := h.deliveries.LookupDelivery(sctx, p.Delivery)
 	if err != nil {
-		return http.StatusInternalServerError, response{Error: "internal error"}, fmt.Errorf("looking up delivery: %w", err)
+		return *refuse(http.StatusInternalServerError, "internal error", fmt.Errorf("looking up delivery: %w", err))
 	}
 	if found {
 		h.logger.Info("duplicate delivery", "delivery", p.Delivery, "pipeline", id)
-		return http.StatusOK, response{Status: "duplicate", Pipeline: id}, nil
+		return reply{status: http.StatusOK, body: response{Status: "duplicate", Pipeline: id}}
 	}
-	id, err = h.starter.Start(ctx, p)
+	id, err = h.starter.Start(sctx, p)
 	if err != nil {
-		return http.StatusInternalServerError, response{Error: "starting pipeline failed"}, fmt.Errorf("starting pipeline for %s@%s: %w", p.Repo, p.After, err)
+		return *refuse(http.StatusInternalServerError, "starting pipeline failed", fmt.Errorf("starting pipeline for %s@%s: %w", p.Repo, p.After, err))
 	}
-	if err := h.deliveries.SaveDelivery(ctx, p.Delivery, id, time.Now().UTC()); err != nil {
+	if err := h.deliveries.SaveDelivery(sctx, p.Delivery, id, time.Now().UTC()); err != nil {
 		// The pipeline runs; only a redelivery could start it twice.
 		h.logger.Error("recording delivery failed", "delivery", p.Delivery, "pipeline", id, "err", err)
 	}
 	h.logger.Info("pipeline started", "delivery", p.Delivery, "repo", p.Repo, "branch", p.Branch, "after", p.After, "pipeline", id)
-	return http.StatusAccepted, response{Status: "accepted", Pipeline: id}, nil
+	return reply{status: http.StatusAccepted, body: response{Status: "accepted", Pipeline: id}}
+}
+
+// check asks the verifier whether the pushed commit is on the tracked
+// branch, and turns a no into 422 and a failure to find out into 503.
+func (h *Handler) check(ctx context.Context, p Push) *reply {
+	err := h.verifier.Verify(ctx, p.Repo, p.Branch, p.After)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUnknownCommit):
+		return refuse(http.StatusUnprocessableEntity, fmt.Sprintf("commit %s is not in %s", p.After, p.Repo), err)
+	case errors.Is(err, ErrNotOnBranch):
+		return refuse(http.StatusUnprocessableEntity, fmt.Sprintf("commit %s is not on branch %s of %s", p.After, p.Branch, p.Repo), err)
+	default:
+		return refuse(http.StatusServiceUnavailable, fmt.Sprintf("cannot fetch %s to check commit %s; try again later", p.Repo, p.After), err)
+	}
 }

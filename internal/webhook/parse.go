@@ -16,7 +16,8 @@ const branchPrefix = "refs/heads/"
 
 // ParsePush decodes a push event payload (the JSON body GitHub sends with
 // X-GitHub-Event: push). It requires the repository's full name, the ref and
-// the after sha, and checks that they are well formed.
+// the after sha, and checks that they are well formed: after is 40
+// lowercase hex digits (an all-zero after marks a deleted ref).
 func ParsePush(payload []byte) (Push, error) {
 	ev, err := github.ParseWebHook("push", payload)
 	if err != nil {
@@ -39,7 +40,7 @@ func ParsePush(payload []byte) (Push, error) {
 		Repo:     pe.GetRepo().GetFullName(),
 		CloneURL: pe.GetRepo().GetCloneURL(),
 		Ref:      pe.GetRef(),
-		After:    strings.ToLower(pe.GetAfter()),
+		After:    pe.GetAfter(),
 		Message:  pe.GetHeadCommit().GetMessage(),
 		Pusher:   pusher(pe),
 	}
@@ -94,17 +95,24 @@ func repoPart(s string) bool {
 	return true
 }
 
-// checkSHA accepts a SHA-1 or SHA-256 object id in lowercase hex.
+// checkSHA accepts a commit id as GitHub sends it: 40 lowercase hex digits
+// (GitHub repositories are SHA-1). An id is quoted in the error only when
+// short, so an answer never echoes a large payload field.
 func checkSHA(sha string) error {
-	if len(sha) != 40 && len(sha) != 64 {
-		return fmt.Errorf("%w: after %q is not a commit id", ErrInvalid, sha)
-	}
+	ok := len(sha) == 40
 	for _, c := range []byte(sha) {
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return fmt.Errorf("%w: after %q is not a commit id", ErrInvalid, sha)
+			ok = false
 		}
 	}
-	return nil
+	if ok {
+		return nil
+	}
+	shown := sha
+	if len(shown) > 80 {
+		shown = shown[:80] + "..."
+	}
+	return fmt.Errorf("%w: after %q is not a commit id (40 lowercase hex digits)", ErrInvalid, shown)
 }
 
 // checkRef applies git's rules for ref names (git check-ref-format), so a

@@ -70,6 +70,9 @@ func TestParsePush(t *testing.T) {
 		{name: "missing ref", payload: pushPayload("o/r", "", sha), wantErr: true},
 		{name: "missing after", payload: pushPayload("o/r", "refs/heads/main", ""), wantErr: true},
 		{name: "after not hex", payload: pushPayload("o/r", "refs/heads/main", strings.Repeat("z", 40)), wantErr: true},
+		{name: "after uppercase", payload: pushPayload("o/r", "refs/heads/main", strings.ToUpper(sha)), wantErr: true},
+		{name: "after sha-256 length", payload: pushPayload("o/r", "refs/heads/main", sha+sha[:24]), wantErr: true},
+		{name: "after 41 digits", payload: pushPayload("o/r", "refs/heads/main", sha+"0"), wantErr: true},
 		{name: "after option", payload: pushPayload("o/r", "refs/heads/main", "--upload-pack=evil"), wantErr: true},
 		{name: "repo without owner", payload: pushPayload("homelabping", "refs/heads/main", sha), wantErr: true},
 		{name: "repo path traversal", payload: pushPayload("o/..", "refs/heads/main", sha), wantErr: true},
@@ -110,7 +113,7 @@ func FuzzParsePush(f *testing.F) {
 			}
 			return
 		}
-		if p.Repo == "" || p.Ref == "" || (len(p.After) != 40 && len(p.After) != 64) {
+		if p.Repo == "" || p.Ref == "" || len(p.After) != 40 || strings.ToLower(p.After) != p.After {
 			t.Fatalf("accepted incomplete push %+v", p)
 		}
 		if p.Branch != "" && "refs/heads/"+p.Branch != p.Ref {

@@ -1,10 +1,12 @@
 // Package webhook receives GitHub push webhooks: it verifies their
-// signature, decodes them, decides whether the pushed branch is tracked, and
+// signature in bounded memory, decodes them, decides whether the pushed
+// branch is tracked, checks that the pushed commit is on that branch, and
 // starts a pipeline for each tracked push exactly once per delivery.
 package webhook
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -32,6 +34,25 @@ type Starter interface {
 type Tracker interface {
 	Tracks(repo, branch string) bool
 }
+
+// Verifier checks, in the app's own repository (never a URL from the
+// payload), that a pushed commit is the tracked branch's head or reachable
+// from it. It returns nil if so, an error wrapping ErrUnknownCommit or
+// ErrNotOnBranch if not, and any other error if it could not find out
+// (the repository is unreachable): the handler then answers 503 and
+// records nothing.
+type Verifier interface {
+	Verify(ctx context.Context, repo, branch, commit string) error
+}
+
+// Verdicts of a Verifier.
+var (
+	// ErrUnknownCommit: the commit is not in the repository.
+	ErrUnknownCommit = errors.New("commit is not in the repository")
+	// ErrNotOnBranch: the commit is in the repository but not reachable
+	// from the tracked branch.
+	ErrNotOnBranch = errors.New("commit is not on the tracked branch")
+)
 
 // Deliveries remembers which delivery started which pipeline, so a delivery
 // sent again does not start a second one.
