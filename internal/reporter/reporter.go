@@ -7,15 +7,23 @@
 // reported success, when one reported failure, or when its deadline passes.
 // The Store is the source of truth; an in-memory broadcast wakes waiters as
 // soon as something changes, so nothing polls.
+//
+// Runway's own controllers report in process (Update). Hooks outside
+// Runway report over HTTP (HandlerWith) with their expectation's own
+// random token (Token), which the environment's jobs receive.
 package reporter
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/runway-cd/runway/internal/oneline"
 )
 
 // Phase is the state of an expectation.
@@ -59,6 +67,10 @@ type Store interface {
 	// LoadExpectation returns the expectation of workflow and every report
 	// recorded for it. Reports are returned even if found is false.
 	LoadExpectation(ctx context.Context, workflow string) (apps []string, created time.Time, reports []Report, found bool, err error)
+	// ExpectationToken returns workflow's bearer token, storing ifNone
+	// first when it has none; a stored token never changes. found is false,
+	// and nothing is stored, when workflow was never submitted.
+	ExpectationToken(ctx context.Context, workflow, ifNone string) (token string, found bool, err error)
 }
 
 // ErrNotFound is returned by Get for a workflow that was never submitted.
@@ -67,8 +79,12 @@ var ErrNotFound = errors.New("expectation not found")
 // ErrInvalid is wrapped by errors about bad input (names, app lists).
 var ErrInvalid = errors.New("invalid input")
 
-// maxMessage bounds the length of a report's message.
-const maxMessage = 64 << 10
+// MaxMessage is the longest report message kept, in bytes. A message is
+// made one line (oneline.Clean: line breaks and control characters become
+// spaces) and cut on a rune boundary to this length rather than refused, so
+// a verbose hook never loses its report, blocks a pipeline or forges lines
+// in what quotes it (logs, step output, commit messages).
+const MaxMessage = oneline.MaxReason
 
 // Reporter records expectations and reports in a Store and wakes waiters.
 type Reporter struct {
@@ -89,8 +105,9 @@ func New(store Store, logger *slog.Logger) *Reporter {
 	return &Reporter{store: store, logger: logger, recheck: recheckInterval, changed: make(chan struct{})}
 }
 
-// Submit registers which apps must report for workflow. Submitting again
-// replaces the apps list; reports already received, even those received
+// Submit registers which apps must report for workflow and gives the
+// expectation its token (see Token). Submitting again replaces the apps
+// list and keeps the token; reports already received, even those received
 // before the first Submit, are kept and count.
 func (r *Reporter) Submit(ctx context.Context, workflow string, apps []string) error {
 	if err := validateName("workflow", workflow); err != nil {
@@ -112,6 +129,9 @@ func (r *Reporter) Submit(ctx context.Context, workflow string, apps []string) e
 	if err := r.store.SaveExpectation(ctx, workflow, apps, time.Now().UTC()); err != nil {
 		return fmt.Errorf("saving expectation of %s: %w", workflow, err)
 	}
+	if _, err := r.Token(ctx, workflow); err != nil {
+		return err
+	}
 	r.logger.Info("expectation submitted", "workflow", workflow, "apps", apps)
 	r.broadcast()
 	return nil
@@ -119,7 +139,11 @@ func (r *Reporter) Submit(ctx context.Context, workflow string, apps []string) e
 
 // Update records app's report for workflow. A report may arrive before the
 // workflow is submitted; it is stored and counts once the workflow is
-// submitted with app among its apps.
+// submitted with app among its apps. message is made one line and cut to
+// MaxMessage bytes, never refused.
+//
+// Update trusts its caller: it is for Runway's own controllers, in process.
+// Reports from outside go through Handler, which checks the token.
 func (r *Reporter) Update(ctx context.Context, workflow, app string, success bool, message string) error {
 	if err := validateName("workflow", workflow); err != nil {
 		return err
@@ -127,10 +151,7 @@ func (r *Reporter) Update(ctx context.Context, workflow, app string, success boo
 	if err := validateName("app", app); err != nil {
 		return err
 	}
-	if len(message) > maxMessage {
-		return fmt.Errorf("%w: message longer than %d bytes", ErrInvalid, maxMessage)
-	}
-	rep := Report{App: app, Success: success, Message: message, Time: time.Now().UTC()}
+	rep := Report{App: app, Success: success, Message: oneline.Clean(message, MaxMessage), Time: time.Now().UTC()}
 	if err := r.store.SaveReport(ctx, workflow, rep); err != nil {
 		return fmt.Errorf("saving report of %s for %s: %w", app, workflow, err)
 	}
@@ -151,6 +172,42 @@ func (r *Reporter) Get(ctx context.Context, workflow string) (Expectation, error
 	return exp, nil
 }
 
+// Token returns the bearer token of workflow's expectation: 32 random bytes,
+// hex, made at its first Submit (or at the first call for an expectation
+// stored before tokens existed) and never changed. Hooks outside Runway
+// send it as "Authorization: Bearer <token>" on POST /workflow/update; only
+// an admin may read it (GET /api/v1/expectations/{workflow}/token). A
+// workflow never submitted has no token: ErrNotFound.
+func (r *Reporter) Token(ctx context.Context, workflow string) (string, error) {
+	if err := validateName("workflow", workflow); err != nil {
+		return "", err
+	}
+	fresh, err := newToken()
+	if err != nil {
+		return "", err
+	}
+	token, found, err := r.store.ExpectationToken(ctx, workflow, fresh)
+	if err != nil {
+		return "", fmt.Errorf("loading token of %s: %w", workflow, err)
+	}
+	if !found {
+		return "", fmt.Errorf("workflow %q: %w", workflow, ErrNotFound)
+	}
+	return token, nil
+}
+
+// tokenBytes is the number of random bytes in a token.
+const tokenBytes = 32
+
+// newToken returns tokenBytes random bytes, hex encoded.
+func newToken() (string, error) {
+	b := make([]byte, tokenBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("making a reporter token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
 // load reads workflow's state. When the workflow was not submitted, found is
 // false and exp holds the reports received so far in phase Pending.
 func (r *Reporter) load(ctx context.Context, workflow string) (exp Expectation, found bool, err error) {
@@ -168,6 +225,7 @@ func (r *Reporter) load(ctx context.Context, workflow string) (exp Expectation, 
 		exp.Apps = []string{}
 	}
 	for _, rep := range reports {
+		rep.Message = oneline.Clean(rep.Message, MaxMessage) // stored before messages were bounded
 		exp.Reports[rep.App] = rep
 	}
 	if !found {

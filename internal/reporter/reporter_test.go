@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/runway-cd/runway/internal/reporter"
 	"github.com/runway-cd/runway/internal/store/sqlite"
@@ -179,8 +180,9 @@ func TestInvalidInput(t *testing.T) {
 		{name: "long app", call: func(ctx context.Context, r *reporter.Reporter) error {
 			return r.Update(ctx, "wf", strings.Repeat("a", 129), true, "")
 		}},
-		{name: "huge message", call: func(ctx context.Context, r *reporter.Reporter) error {
-			return r.Update(ctx, "wf", "a", true, strings.Repeat("m", 65<<10))
+		{name: "invalid token workflow", call: func(ctx context.Context, r *reporter.Reporter) error {
+			_, err := r.Token(ctx, "a/b")
+			return err
 		}},
 	}
 	for _, tt := range tests {
@@ -322,5 +324,76 @@ func TestStatePersistsAcrossReopen(t *testing.T) {
 	exp, err = r2.Wait(t.Context(), "wf", time.Hour)
 	if err != nil || exp.Phase != reporter.PhaseSucceeded {
 		t.Errorf("Wait after reopen = %+v, %v", exp, err)
+	}
+}
+
+// Messages from in-process reporters are bounded the same way as those
+// that come over HTTP: one line, at most MaxMessage bytes, never an error.
+func TestUpdateMessage(t *testing.T) {
+	tests := []struct {
+		name    string
+		message string
+		want    string // "" with wantLen: check the length only
+		wantLen int
+	}{
+		{name: "plain", message: "healthy", want: "healthy"},
+		{name: "newlines", message: "line one\nSigned-off-by: x <x@y>\n", want: "line one Signed-off-by: x <x@y>"},
+		{name: "control characters", message: "a\tb\x1b[31mc\x00d\u2029e", want: "a b [31mc d e"},
+		{name: "invalid utf-8", message: "ok\xff\xfe!", want: "ok !"},
+		{name: "only blanks", message: " \n\r\t ", want: ""},
+		{name: "huge", message: strings.Repeat("m", 65<<10), wantLen: reporter.MaxMessage},
+		{name: "cut inside a rune", message: strings.Repeat("€", 400), wantLen: reporter.MaxMessage / 3 * 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := newReporter(t)
+			run(t, r, "wf", []step{{submit: []string{"a"}}, {app: "a", success: false, message: tt.message}})
+			exp, err := r.Get(t.Context(), "wf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := exp.Reports["a"].Message
+			switch {
+			case tt.wantLen == 0 && got != tt.want:
+				t.Errorf("message = %q, want %q", got, tt.want)
+			case tt.wantLen != 0 && (len(got) != tt.wantLen || !utf8.ValidString(got)):
+				t.Errorf("message of %d bytes (valid %v), want %d", len(got), utf8.ValidString(got), tt.wantLen)
+			}
+			if strings.ContainsAny(exp.Reason, "\r\n") || len(exp.Reason) > reporter.MaxMessage+64 {
+				t.Errorf("reason of %d bytes %q is not one bounded line", len(exp.Reason), exp.Reason)
+			}
+		})
+	}
+}
+
+func TestToken(t *testing.T) {
+	r, path := newReporter(t)
+	ctx := t.Context()
+	if _, err := r.Token(ctx, "wf"); !errors.Is(err, reporter.ErrNotFound) {
+		t.Fatalf("Token before Submit: %v, want ErrNotFound", err)
+	}
+	run(t, r, "wf", []step{{submit: []string{"a"}}})
+	run(t, r, "other", []step{{submit: []string{"a"}}})
+	first, err := r.Token(ctx, "wf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 64 || strings.Trim(first, "0123456789abcdef") != "" {
+		t.Errorf("token %q is not 32 bytes of hex", first)
+	}
+	other, err := r.Token(ctx, "other")
+	if err != nil || other == first {
+		t.Errorf("token of other = %q (%v), want its own", other, err)
+	}
+	run(t, r, "wf", []step{{submit: []string{"a", "b"}}})
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for name, rr := range map[string]*reporter.Reporter{"again": r, "after resubmit and reopen": reporter.New(db, nil)} {
+		if got, err := rr.Token(ctx, "wf"); err != nil || got != first {
+			t.Errorf("token %s = %q (%v), want %q", name, got, err, first)
+		}
 	}
 }

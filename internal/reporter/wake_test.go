@@ -11,6 +11,7 @@ import (
 type memStore struct {
 	mu      sync.Mutex
 	apps    map[string][]string
+	tokens  map[string]string
 	reports map[string]map[string]Report
 	loaded  chan struct{} // receives after every LoadExpectation
 }
@@ -18,6 +19,7 @@ type memStore struct {
 func newMemStore() *memStore {
 	return &memStore{
 		apps:    map[string][]string{},
+		tokens:  map[string]string{},
 		reports: map[string]map[string]Report{},
 		loaded:  make(chan struct{}, 100),
 	}
@@ -28,6 +30,18 @@ func (m *memStore) SaveExpectation(_ context.Context, workflow string, apps []st
 	defer m.mu.Unlock()
 	m.apps[workflow] = append([]string(nil), apps...)
 	return nil
+}
+
+func (m *memStore) ExpectationToken(_ context.Context, workflow, ifNone string) (string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, found := m.apps[workflow]; !found {
+		return "", false, nil
+	}
+	if m.tokens[workflow] == "" {
+		m.tokens[workflow] = ifNone
+	}
+	return m.tokens[workflow], true, nil
 }
 
 func (m *memStore) SaveReport(_ context.Context, workflow string, r Report) error {

@@ -70,4 +70,10 @@ CREATE TABLE rollouts (
 ) STRICT;
 CREATE INDEX rollouts_unfinished ON rollouts (env, app) WHERE finished = 0;
 `,
+	// 5: each reporter expectation's bearer token for outside hooks
+	// (64 hex characters). Rows from before this version get '' and are
+	// given a token on first use (see ExpectationToken); '' never matches.
+	`
+ALTER TABLE reporter_expectations ADD COLUMN token TEXT NOT NULL DEFAULT '';
+`,
 }

@@ -96,3 +96,37 @@ WHERE workflow = ? ORDER BY reported_ns, app`, workflow)
 	}
 	return reports, nil
 }
+
+// ExpectationToken returns the bearer token of workflow's expectation. When
+// the expectation has none yet (it was saved before tokens existed, or its
+// token is being set for the first time) ifNone is stored and returned; a
+// token once stored never changes. found is false when workflow was never
+// submitted; nothing is stored then.
+func (db *DB) ExpectationToken(ctx context.Context, workflow, ifNone string) (token string, found bool, err error) {
+	if ifNone == "" {
+		return "", false, fmt.Errorf("setting token of %s: empty token", workflow)
+	}
+	// A plain read first: the common case writes nothing.
+	err = db.db.QueryRowContext(ctx,
+		`SELECT token FROM reporter_expectations WHERE workflow = ?`, workflow).Scan(&token)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("loading token of %s: %w", workflow, err)
+	case token != "":
+		return token, true, nil
+	}
+	// Only an empty token is replaced, so concurrent callers agree on the
+	// first one stored.
+	err = db.db.QueryRowContext(ctx, `
+UPDATE reporter_expectations SET token = CASE WHEN token = '' THEN ? ELSE token END
+WHERE workflow = ? RETURNING token`, ifNone, workflow).Scan(&token)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", false, nil // collected in between
+	case err != nil:
+		return "", false, fmt.Errorf("setting token of %s: %w", workflow, err)
+	}
+	return token, true, nil
+}

@@ -5,12 +5,19 @@
 // Transactions begin IMMEDIATE, so a transaction that reads then writes never
 // fails on a lock upgrade; plain queries outside transactions read
 // concurrently. Times are stored as INTEGER unix nanoseconds, UTC.
+//
+// The database file and its -wal and -shm files are readable by their owner
+// only (0600), whatever the umask: they hold tokens and every pipeline's
+// logs.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -35,6 +42,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		// The driver would read these as URI parts or an in-memory database.
 		return nil, fmt.Errorf("opening sqlite database %q: path must be a plain file path", path)
 	}
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("opening sqlite database: %w", err)
+	}
 	sqlDB, err := sql.Open("sqlite", path+dsnOptions)
 	if err != nil {
 		return nil, fmt.Errorf("opening sqlite database %s: %w", path, err)
@@ -48,7 +58,39 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		sqlDB.Close()
 		return nil, fmt.Errorf("migrating sqlite database %s: %w", path, err)
 	}
+	if err := chmodPrivate(path+"-wal", path+"-shm"); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("opening sqlite database: %w", err)
+	}
 	return db, nil
+}
+
+// fileMode is the mode of the database file and its -wal and -shm files.
+const fileMode fs.FileMode = 0o600
+
+// createPrivate creates the database file with fileMode before the driver
+// opens it (SQLite then creates -wal and -shm with the same mode), or
+// narrows an existing file's mode to it.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	return chmodPrivate(path)
+}
+
+// chmodPrivate sets fileMode on each of paths that exists: the umask may
+// have narrowed less than wanted, or a file may predate this version.
+func chmodPrivate(paths ...string) error {
+	for _, p := range paths {
+		if err := os.Chmod(p, fileMode); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("setting mode of %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // Close closes the database.
