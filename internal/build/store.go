@@ -17,11 +17,13 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/runway-cd/runway/internal/appspec"
+	"github.com/runway-cd/runway/internal/sandbox"
 )
 
 // Kind is what an artifact is for.
@@ -48,18 +50,82 @@ type Artifact struct {
 
 // Store keeps artifacts under a directory:
 // sha256/<hex>/ holds the files and tags/<app>/<version>/<kind> the digest.
+//
+// Artifacts are root's (when Runway is root), directories 0755 and files
+// 0644 or 0755: every sandbox uid can read and run the code of every app.
+// That is deliberate: it is code from git, which any environment may run,
+// not a secret; secrets reach an environment only as its own variables.
+// Builds run in tmp/<work>/ (0711) as the builds' sandbox uid, which owns
+// the checkout and the output directory there; Runway copies the output
+// into the store itself, so the build uid can change nothing stored.
 type Store struct {
-	dir string
+	dir  string
+	opts Options
+}
+
+// Options configure how builds run.
+type Options struct {
+	// Sandbox runs build scripts as the builds' uid with an allow-listed
+	// environment. Nil: as Runway's user, still allow-listed.
+	Sandbox *sandbox.Sandbox
+	// CacheDir holds the Go build and module caches (GOCACHE, GOMODCACHE)
+	// kept across builds, owned by the builds' uid. All builds share it,
+	// as they share the uid: one app's build can affect a later build of
+	// another (cache poisoning), which is why builds do not run as any
+	// environment's uid. Default: dir/cache.
+	CacheDir string
+	// PrometheusAddresses are the Prometheus servers an app's
+	// AnalysisTemplates may name (config analysis.prometheusAddresses);
+	// any other fails the build. Empty: only the embedded engine.
+	PrometheusAddresses []string
 }
 
 // NewStore opens (creating) a store in dir.
-func NewStore(dir string) (*Store, error) {
-	for _, d := range []string{"sha256", "tags", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+func NewStore(dir string, opts Options) (*Store, error) {
+	if opts.CacheDir == "" {
+		opts.CacheDir = filepath.Join(dir, "cache")
+	}
+	sb := opts.Sandbox
+	for _, d := range []struct {
+		name string
+		perm os.FileMode
+	}{{"", 0o755}, {"sha256", 0o755}, {"tags", 0o755}, {"tmp", 0o711}} {
+		if err := sb.Dir(filepath.Join(dir, d.name), d.perm, ""); err != nil {
 			return nil, fmt.Errorf("creating artifact store: %w", err)
 		}
 	}
-	return &Store{dir: dir}, nil
+	if err := prepareCache(sb, opts.CacheDir); err != nil {
+		return nil, err
+	}
+	if err := sb.Traversable(filepath.Join(dir, "tmp")); err != nil {
+		return nil, err
+	}
+	return &Store{dir: dir, opts: opts}, nil
+}
+
+// prepareCache creates the build cache owned by the builds' uid, handing
+// over a cache an unsandboxed Runway filled.
+func prepareCache(sb *sandbox.Sandbox, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating build cache: %w", err)
+	}
+	uid, err := sb.UID(sandbox.BuildKey)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("creating build cache: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && sb.Enabled() && st.Uid != uid {
+		if err := sb.ChownTree(dir, sandbox.BuildKey); err != nil {
+			return fmt.Errorf("handing the build cache to the builds' uid: %w", err)
+		}
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("creating build cache: %w", err)
+	}
+	return sb.Traversable(dir)
 }
 
 // RemoveInterrupted deletes the work directories of builds that never
@@ -111,12 +177,15 @@ func (s *Store) Build(ctx context.Context, req Request) (Artifact, error) {
 		return Artifact{}, fmt.Errorf("creating build dir: %w", err)
 	}
 	defer os.RemoveAll(work)
+	if err := os.Chmod(work, 0o711); err != nil { // the build uid passes through to src and out
+		return Artifact{}, fmt.Errorf("creating build dir: %w", err)
+	}
 	src := filepath.Join(work, "src")
 	fmt.Fprintf(log, "checking out %s at %s\n", req.RepoURL, req.Commit)
 	if err := checkout(ctx, req.RepoURL, req.Commit, src); err != nil {
 		return Artifact{}, err
 	}
-	spec, err := appspec.Load(src)
+	spec, err := s.loadSpec(src) // the spec and its templates, validated whole
 	if err != nil {
 		return Artifact{}, err
 	}
@@ -127,28 +196,39 @@ func (s *Store) Build(ctx context.Context, req Request) (Artifact, error) {
 	if req.Kind == Pipeline {
 		script = spec.Build.Pipeline
 	}
-	out := filepath.Join(work, "out")
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return Artifact{}, fmt.Errorf("creating output dir: %w", err)
-	}
-	if strings.TrimSpace(script) != "" {
-		fmt.Fprintf(log, "$ %s\n", strings.TrimSpace(script))
-		if err := run(ctx, src, script, out, req, log); err != nil {
-			return Artifact{}, fmt.Errorf("building %s artifact: %w", req.Kind, err)
-		}
+	// art is the artifact being assembled, Runway's own: the app spec's
+	// files are copied before the build script runs (the checkout is
+	// still Runway's then, so what was validated is what is stored), the
+	// script's output after it.
+	art := filepath.Join(work, "artifact")
+	if err := os.Mkdir(art, 0o755); err != nil {
+		return Artifact{}, fmt.Errorf("creating artifact dir: %w", err)
 	}
 	files := append([]string{appspec.FileName}, spec.AnalysisTemplates...)
 	for _, f := range files {
-		if err := copyFile(src, out, f); err != nil {
+		if err := copyFile(src, art, f); err != nil {
 			return Artifact{}, err
 		}
 	}
-	digest, err := treeDigest(out)
+	if strings.TrimSpace(script) != "" {
+		fmt.Fprintf(log, "$ %s\n", strings.TrimSpace(script))
+		out, err := s.run(ctx, work, script, req, log)
+		if err != nil {
+			return Artifact{}, fmt.Errorf("building %s artifact: %w", req.Kind, err)
+		}
+		if err := importOutput(out, art, files, log); err != nil {
+			return Artifact{}, fmt.Errorf("building %s artifact: %w", req.Kind, err)
+		}
+	}
+	if err := normalizeModes(art); err != nil {
+		return Artifact{}, err
+	}
+	digest, err := treeDigest(art)
 	if err != nil {
 		return Artifact{}, err
 	}
 	final := filepath.Join(s.dir, "sha256", strings.TrimPrefix(digest, "sha256:"))
-	if err := os.Rename(out, final); err != nil && !errors.Is(err, fs.ErrExist) && !isNotEmpty(err) {
+	if err := os.Rename(art, final); err != nil && !errors.Is(err, fs.ErrExist) && !isNotEmpty(err) {
 		return Artifact{}, fmt.Errorf("storing artifact: %w", err)
 	}
 	if err := s.tag(req.App, req.Version, req.Kind, digest); err != nil {
@@ -213,35 +293,36 @@ func checkout(ctx context.Context, url, commit, dir string) error {
 	return nil
 }
 
-func run(ctx context.Context, dir, script, out string, req Request, log io.Writer) error {
+// run runs the build script in work/src as the builds' sandbox uid, which
+// is handed the checkout, an empty work/out (returned: what the script
+// writes to $RUNWAY_OUT) and work/home (HOME and TMPDIR). The script gets
+// the allow-listed environment, the shared Go caches and the build's
+// RUNWAY_* variables, never Runway's own.
+func (s *Store) run(ctx context.Context, work, script string, req Request, log io.Writer) (string, error) {
+	sb := s.opts.Sandbox
+	src, out, home := filepath.Join(work, "src"), filepath.Join(work, "out"), filepath.Join(work, "home")
+	if err := sb.ChownTree(src, sandbox.BuildKey); err != nil {
+		return "", err
+	}
+	for _, d := range []string{out, home} {
+		if err := sb.Dir(d, 0o700, sandbox.BuildKey); err != nil {
+			return "", err
+		}
+	}
+	cred, err := sb.Credential(sandbox.BuildKey)
+	if err != nil {
+		return "", err
+	}
 	cmd := exec.CommandContext(ctx, "sh", "-ec", script)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	cmd.Dir = src
+	cmd.Env = sb.Env(home,
+		"GOCACHE="+filepath.Join(s.opts.CacheDir, "go-build"), "GOMODCACHE="+filepath.Join(s.opts.CacheDir, "mod"),
 		"RUNWAY_OUT="+out, "RUNWAY_APP="+req.App, "RUNWAY_VERSION="+req.Version, "RUNWAY_COMMIT="+req.Commit)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	return cmd.Run()
-}
-
-// copyFile copies rel (a path inside src that must not leave it) to dst.
-func copyFile(src, dst, rel string) error {
-	clean := filepath.Clean(filepath.FromSlash(rel))
-	if filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) {
-		return fmt.Errorf("app spec file %q is outside the repository", rel)
-	}
-	data, err := os.ReadFile(filepath.Join(src, clean))
-	if err != nil {
-		return fmt.Errorf("copying %s into artifact: %w", rel, err)
-	}
-	target := filepath.Join(dst, clean)
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return fmt.Errorf("copying %s into artifact: %w", rel, err)
-	}
-	if err := os.WriteFile(target, data, 0o644); err != nil {
-		return fmt.Errorf("copying %s into artifact: %w", rel, err)
-	}
-	return nil
+	cmd.WaitDelay = 5 * time.Second
+	return out, cmd.Run()
 }
 
 // treeDigest hashes every regular file's path, mode and content, in path

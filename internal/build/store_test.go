@@ -40,7 +40,7 @@ func TestBuild(t *testing.T) {
 	ctx := context.Background()
 	url, commit := newAppRepo(t, fstest.MapFS{"runway.yaml": {Data: []byte(spec)}, "tests.sh": {Data: []byte("echo ok\n")}})
 	badURL, badCommit := newAppRepo(t, fstest.MapFS{"runway.yaml": {Data: []byte(strings.Replace(spec, "printf", "exit 3; printf", 1))}})
-	store, err := NewStore(t.TempDir())
+	store, err := NewStore(t.TempDir(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestBuild(t *testing.T) {
 
 func TestRemoveInterrupted(t *testing.T) {
 	dir := t.TempDir()
-	s, err := NewStore(dir)
+	s, err := NewStore(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

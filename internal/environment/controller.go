@@ -69,6 +69,10 @@ type Options struct {
 	RetryInterval time.Duration
 	// GatewayAddr is the gateway's host:port, for the URLs given to jobs.
 	GatewayAddr string
+	// ReporterURL is the API's base URL (scheme, host and port, no path),
+	// given to jobs as RUNWAY_REPORTER_URL with their workflow's reporter
+	// token. Empty: jobs get no reporter variables.
+	ReporterURL string
 	// HealthTimeout bounds a replica set's wait for health. Zero: 60s.
 	HealthTimeout time.Duration
 	Logger        *slog.Logger

@@ -112,7 +112,7 @@ func newGCWorld(t *testing.T) *gcWorld {
 	w := &gcWorld{dir: filepath.Join(t.TempDir(), "envs"), logs: &logbuf.Buffer{}}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), w.logs), nil))
 	var err error
-	w.rt, err = local.New(local.Options{Dir: w.dir, Secret: []byte("test"), Logger: log})
+	w.rt, err = local.New(local.Options{Dir: w.dir, SecretsDir: filepath.Join(filepath.Dir(w.dir), "secrets"), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

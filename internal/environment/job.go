@@ -13,8 +13,11 @@ import (
 // RunJob runs the migrations or functional tests (kind) from app's
 // pipeline artifact of version against env. The job gets the app's
 // database settings, RUNWAY_APP_URL (the app's URL in env through the
-// gateway) and RUNWAY_GATEWAY_ADDR (where to connect, as *.localhost names
-// may not resolve).
+// gateway), RUNWAY_GATEWAY_ADDR (where to connect, as *.localhost names
+// may not resolve) and, when env's workflow has an expectation, the
+// variables to report to it (see reporterVars). Nothing else: the runtime
+// adds only its allow-listed variables of Runway's own environment, and
+// runs the job as env's sandbox user.
 func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string, log io.Writer) error {
 	art, err := c.artifacts.Resolve(app, version, build.Pipeline)
 	if err != nil {
@@ -36,6 +39,11 @@ func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string,
 		"RUNWAY_APP_URL="+c.URL(env, app),
 		"RUNWAY_GATEWAY_ADDR="+c.opts.GatewayAddr,
 		"RUNWAY_ENV="+env, "RUNWAY_APP="+app, "RUNWAY_VERSION="+version)
+	rvars, err := c.reporterVars(ctx, env)
+	if err != nil {
+		return err
+	}
+	vars = append(vars, rvars...)
 	fmt.Fprintf(log, "$ %s\n", strings.Join(job.Command, " "))
 	return c.rt.RunJob(ctx, runtime.Job{
 		Env: env, App: app, Name: kind, Dir: art.Dir, Command: job.Command, Vars: vars, Log: log, Timeout: job.Timeout.Duration,

@@ -86,11 +86,7 @@ func (r *Runtime) adoptPostgres(ctx context.Context, e *environment, rep *AdoptR
 	if _, err := os.Stat(dir); err != nil {
 		return nil // no server in this environment
 	}
-	cfg := r.opts.Postgres
-	if cfg.Logger == nil {
-		cfg.Logger = r.log
-	}
-	inst, err := postgres.Adopt(ctx, cfg, dir)
+	inst, err := postgres.Adopt(ctx, r.postgresConfig(e.name), dir)
 	switch {
 	case errors.Is(err, postgres.ErrNotRunning):
 		// EnsurePostgres starts it again on the same data.

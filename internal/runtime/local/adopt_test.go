@@ -19,12 +19,12 @@ import (
 )
 
 // newRuntimeIn returns a runtime on dir, as a restarted control plane would
-// get it: same dir, same secret.
+// get it: same dir, same secrets dir.
 func newRuntimeIn(t *testing.T, dir string) *Runtime {
 	t.Helper()
 	rt, err := New(Options{
 		Dir:                dir,
-		Secret:             []byte("test secret"),
+		SecretsDir:         secretsFor(dir),
 		Logger:             slog.New(slog.NewTextHandler(t.Output(), nil)),
 		AdoptHealthTimeout: 2 * time.Second,
 	})
@@ -53,7 +53,7 @@ func cleanupDir(t *testing.T, dir string) (track func(pid int)) {
 			recs, _ := readRecords(filepath.Join(dir, de.Name()))
 			leftovers = append(leftovers, recs...)
 		}
-		rt, err := New(Options{Dir: dir, Secret: []byte("test secret"), Logger: slog.New(slog.DiscardHandler)})
+		rt, err := New(Options{Dir: dir, SecretsDir: secretsFor(dir), Logger: slog.New(slog.DiscardHandler)})
 		if err == nil {
 			_, _ = rt.Adopt(ctx)
 			for _, env := range rt.Envs() {

@@ -25,9 +25,9 @@ func newLoggedRuntime(t *testing.T, dir string) (*Runtime, *logbuf.Buffer) {
 	t.Helper()
 	logs := &logbuf.Buffer{}
 	rt, err := New(Options{
-		Dir:    dir,
-		Secret: []byte("test secret"),
-		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), nil)),
+		Dir:        dir,
+		SecretsDir: secretsFor(dir),
+		Logger:     slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), nil)),
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -41,11 +41,11 @@ func startUnrecorded(t *testing.T, rt *Runtime, env, version string) *process {
 	t.Helper()
 	rs := testReplicaSet(env, version, 1)
 	rs.Vars = append(rs.Vars, rt.markerVar())
-	logDir := filepath.Join(rt.opts.Dir, env, "logs")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
+	sb, err := rt.prepareEnv(rt.env(env))
+	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := startReplica(rs, 0, filepath.Join(logDir, "web-"+version+"-0.log"))
+	p, err := startReplica(rs, 0, sb, filepath.Join(rt.env(env).logDir(), "web-"+version+"-0.log"))
 	if err != nil {
 		t.Fatalf("startReplica: %v", err)
 	}
@@ -207,7 +207,7 @@ func TestCollectStraysPostgres(t *testing.T) {
 
 	// A server started but killed before it was recorded: instance.json
 	// is written only once the server accepts connections.
-	stray, err := postgres.Start(ctx, postgres.Config{Logger: rt.log}, filepath.Join(dir, "crashed", "postgres"))
+	stray, err := postgres.Start(ctx, postgres.Config{Logger: rt.log, SecretsDir: rt.secretsDir("crashed")}, filepath.Join(dir, "crashed", "postgres"))
 	if err != nil {
 		t.Fatalf("postgres.Start: %v", err)
 	}

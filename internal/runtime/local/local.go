@@ -9,11 +9,9 @@ package local
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/postgres"
 	"github.com/runway-cd/runway/internal/runtime"
+	"github.com/runway-cd/runway/internal/sandbox"
 )
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -32,14 +31,25 @@ var _ runtime.Runtime = (*Runtime)(nil)
 type Options struct {
 	// Dir holds one directory per environment.
 	Dir string
-	// Secret derives the database passwords; it must stay the same across
-	// restarts.
-	Secret   []byte
+	// SecretsDir holds one directory per environment with its database
+	// passwords (postgres.Config.SecretsDir), readable by Runway's OS user
+	// only: never under Dir, whose files app processes may own. Required;
+	// created 0700. Destroy removes an environment's.
+	SecretsDir string
+	// Postgres configures every environment's server; its SecretsDir is
+	// set per environment.
 	Postgres postgres.Config
 	Logger   *slog.Logger // nil: slog.Default()
+	// Sandbox runs each environment's replicas and jobs as its own uid
+	// with an allow-listed environment. Nil: as Runway's user, still with
+	// the allow-listed environment.
+	Sandbox *sandbox.Sandbox
 	// AdoptHealthTimeout bounds how long Adopt waits for a recorded
 	// replica to answer its health path. Zero value: 5s.
 	AdoptHealthTimeout time.Duration
+	// Secrets, when set, learns every database password this runtime
+	// hands out, so that logs and API answers can redact it.
+	Secrets interface{ Add(secrets ...string) }
 }
 
 // Runtime runs environments as local processes.
@@ -65,11 +75,32 @@ func New(opts Options) (*Runtime, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if len(opts.Secret) == 0 {
-		return nil, errors.New("local runtime: a secret is required")
+	if opts.SecretsDir == "" {
+		return nil, errors.New("local runtime: a secrets dir is required")
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(opts.SecretsDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating secrets dir: %w", err)
+	}
+	if err := os.Chmod(opts.SecretsDir, 0o700); err != nil {
+		return nil, fmt.Errorf("restricting secrets dir: %w", err)
+	}
+	// 0711: app code passes through to its environment's home, but cannot
+	// list the environments.
+	if err := opts.Sandbox.Dir(opts.Dir, 0o711, ""); err != nil {
 		return nil, fmt.Errorf("creating runtime dir: %w", err)
+	}
+	if err := opts.Sandbox.Traversable(opts.Dir); err != nil {
+		return nil, err
+	}
+	// A uid whose environment is gone from disk (a crash between removing
+	// it and freeing the uid) is freed now.
+	for _, env := range opts.Sandbox.Allocated() {
+		if _, err := os.Stat(filepath.Join(opts.Dir, env)); errors.Is(err, fs.ErrNotExist) {
+			if err := opts.Sandbox.Release(env); err != nil {
+				return nil, err
+			}
+			opts.Logger.Info("sandbox: freed the uid of an environment no longer on disk", "env", env)
+		}
 	}
 	return &Runtime{opts: opts, log: opts.Logger, envs: map[string]*environment{}}, nil
 }
@@ -93,11 +124,10 @@ func (r *Runtime) EnsurePostgres(ctx context.Context, env string) error {
 	if e.pg != nil && processAlive(e.pg.PID()) {
 		return nil
 	}
-	cfg := r.opts.Postgres
-	if cfg.Logger == nil {
-		cfg.Logger = r.log
+	if _, err := r.prepareEnv(e); err != nil {
+		return fmt.Errorf("preparing %s: %w", env, err)
 	}
-	inst, err := postgres.Start(ctx, cfg, filepath.Join(e.dir, "postgres"))
+	inst, err := postgres.Start(ctx, r.postgresConfig(env), filepath.Join(e.dir, "postgres"))
 	if err != nil {
 		return fmt.Errorf("starting postgres of %s: %w", env, err)
 	}
@@ -116,22 +146,33 @@ func (r *Runtime) Database(ctx context.Context, env, app string) (runtime.Databa
 		return nil, fmt.Errorf("%w: environment %s has no postgres (its manifest declares none)", runtime.ErrUnsatisfiable, env)
 	}
 	name := strings.ReplaceAll(app, "-", "_")
-	conn, err := pg.EnsureDatabase(ctx, name, name, r.password(env, app))
+	conn, err := pg.EnsureDatabase(ctx, name, name)
 	if errors.Is(err, postgres.ErrInvalidName) {
 		return nil, fmt.Errorf("creating database of %s in %s: %w: %w", app, env, runtime.ErrUnsatisfiable, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating database of %s in %s: %w", app, env, err)
 	}
+	if r.opts.Secrets != nil {
+		r.opts.Secrets.Add(conn.Password)
+	}
 	return conn, nil
 }
 
-// password is derived, not stored: the same after a restart, different per
-// environment and app, and never written to disk or logs.
-func (r *Runtime) password(env, app string) string {
-	m := hmac.New(sha256.New, r.opts.Secret)
-	m.Write([]byte("postgres/" + env + "/" + app))
-	return hex.EncodeToString(m.Sum(nil))[:32]
+// postgresConfig is the configuration of env's server: its passwords are
+// random, kept in a secrets dir of env's own.
+func (r *Runtime) postgresConfig(env string) postgres.Config {
+	cfg := r.opts.Postgres
+	if cfg.Logger == nil {
+		cfg.Logger = r.log
+	}
+	cfg.SecretsDir = r.secretsDir(env)
+	return cfg
+}
+
+// secretsDir is where env's database passwords live.
+func (r *Runtime) secretsDir(env string) string {
+	return filepath.Join(r.opts.SecretsDir, env)
 }
 
 // Destroy implements runtime.Runtime.
@@ -154,8 +195,22 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 		}
 		e.pg = nil
 	}
+	// Whatever still runs as the environment's uid (a daemon that left
+	// its process group and scrubbed its environment) goes too, before
+	// the uid is freed.
+	if err := r.opts.Sandbox.KillAll(ctx, env); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(e.dir); err != nil {
 		errs = append(errs, fmt.Errorf("removing %s: %w", e.dir, err))
+	}
+	if err := os.RemoveAll(r.secretsDir(env)); err != nil {
+		errs = append(errs, fmt.Errorf("removing the secrets of %s: %w", env, err))
+	}
+	if len(errs) == 0 {
+		if err := r.opts.Sandbox.Release(env); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	e.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {

@@ -3,6 +3,7 @@ package local
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,10 +94,11 @@ func runTests(m *testing.M) int {
 // started when the test ends.
 func newRuntime(t *testing.T) *Runtime {
 	t.Helper()
+	dir := filepath.Join(t.TempDir(), "envs")
 	rt, err := New(Options{
-		Dir:    filepath.Join(t.TempDir(), "envs"),
-		Secret: []byte("test secret"),
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Dir:        dir,
+		SecretsDir: secretsFor(dir),
+		Logger:     slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -494,6 +495,10 @@ func TestPostgresDatabaseAndDestroy(t *testing.T) {
 			_, err := os.Stat(filepath.Join(rt.opts.Dir, env))
 			return errors.Is(err, os.ErrNotExist)
 		}},
+		{"env secrets removed", func() bool {
+			_, err := os.Stat(rt.secretsDir(env))
+			return errors.Is(err, os.ErrNotExist)
+		}},
 		{"postgres process gone", func() bool { return gone(pgPID) }},
 		{"postgres port closed", func() bool { return !listens(pgAddr) }},
 		{"replica process gone", func() bool { return gone(replicas[0].PID) }},
@@ -513,38 +518,132 @@ func TestPostgresDatabaseAndDestroy(t *testing.T) {
 	}
 }
 
-func TestNewNeedsSecret(t *testing.T) {
+// secretsFor is the secrets dir tests give the runtime on dir: beside it,
+// where a restarted runtime finds it again.
+func secretsFor(dir string) string { return filepath.Join(filepath.Dir(dir), "secrets") }
+
+func TestNewNeedsSecretsDir(t *testing.T) {
 	if _, err := New(Options{Dir: t.TempDir()}); err == nil {
-		t.Fatal("New without a secret succeeded")
+		t.Fatal("New without a secrets dir succeeded")
 	}
 }
 
-func TestPasswordsDiffer(t *testing.T) {
-	a, err := New(Options{Dir: t.TempDir(), Secret: []byte("s1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(Options{Dir: t.TempDir(), Secret: []byte("s1")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name     string
-		env, app string
-		same     bool
-	}{
-		{"same env and app after a restart", "e1", "app", true},
-		{"other env", "e2", "app", false},
-		{"other app", "e1", "app2", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := a.password("e1", "app") == b.password(tt.env, tt.app); got != tt.same {
-				t.Errorf("password equal = %v, want %v", got, tt.same)
+// TestDatabasePasswords: every environment's app gets a random password of
+// its own, stored 0600 in the environment's 0700 secrets dir outside the
+// runtime dir, the same after the control plane restarts and adopts the
+// server, refused by any other environment's server, and gone with its
+// environment.
+func TestDatabasePasswords(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "envs")
+	cleanupDir(t, dir)
+	rt := newRuntimeIn(t, dir)
+	envs, apps := []string{"staging-1", "production"}, []string{"web", "my-api"}
+	urls := map[string]string{} // env/app → DATABASE_URL
+	seen := map[string]bool{}
+	for _, env := range envs {
+		if err := rt.EnsurePostgres(ctx, env); err != nil {
+			t.Fatalf("EnsurePostgres %s: %v", env, err)
+		}
+		for _, app := range apps {
+			db, err := rt.Database(ctx, env, app)
+			if err != nil {
+				t.Fatalf("Database %s/%s: %v", env, app, err)
 			}
-		})
+			password := envValue(db.Env(), "PGPASSWORD")
+			if raw, err := hex.DecodeString(password); err != nil || len(raw) != 32 {
+				t.Errorf("password of %s/%s is not 32 random bytes in hex", env, app)
+			}
+			if seen[password] {
+				t.Errorf("password of %s/%s is another app's too", env, app)
+			}
+			seen[password] = true
+			urls[env+"/"+app] = envValue(db.Env(), "DATABASE_URL")
+		}
 	}
-	if p := a.password("e1", "app"); len(p) != 32 || strconv.Quote(p) != `"`+p+`"` {
-		t.Errorf("password %q is not 32 plain characters", p)
+
+	secrets := secretsFor(dir)
+	wantModes := map[string]os.FileMode{secrets: os.ModeDir | 0o700}
+	for _, env := range envs {
+		wantModes[filepath.Join(secrets, env)] = os.ModeDir | 0o700
+		for _, f := range []string{"runway", "web", "my_api"} {
+			wantModes[filepath.Join(secrets, env, f+".password")] = 0o600
+		}
+	}
+	err := filepath.WalkDir(secrets, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		want, ok := wantModes[path]
+		switch {
+		case !ok:
+			t.Errorf("unexpected %s in the secrets dir", path)
+		case fi.Mode() != want:
+			t.Errorf("%s has mode %v, want %v", path, fi.Mode(), want)
+		case int(fi.Sys().(*syscall.Stat_t).Uid) != os.Geteuid():
+			t.Errorf("%s is not owned by Runway's uid", path)
+		}
+		delete(wantModes, path)
+		return nil
+	})
+	if err != nil || len(wantModes) != 0 {
+		t.Fatalf("walking the secrets dir: %v; missing %v", err, wantModes)
+	}
+
+	// One environment's app role cannot log into another's server.
+	stagingWeb, err := pgx.ParseConfig(urls["staging-1/web"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	prodWeb, err := pgx.ParseConfig(urls["production/web"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	stagingWeb.Port = prodWeb.Port
+	if conn, err := pgx.ConnectConfig(ctx, stagingWeb); err == nil {
+		conn.Close(ctx)
+		t.Fatal("staging's password opened production's database")
+	}
+
+	// A restarted control plane adopts the servers and hands out the same
+	// passwords.
+	rt.Detach()
+	rt = newRuntimeIn(t, dir)
+	if _, err := rt.Adopt(ctx); err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	for _, env := range envs {
+		for _, app := range apps {
+			db, err := rt.Database(ctx, env, app)
+			if err != nil {
+				t.Fatalf("Database %s/%s after the restart: %v", env, app, err)
+			}
+			if got := envValue(db.Env(), "DATABASE_URL"); got != urls[env+"/"+app] {
+				t.Errorf("DATABASE_URL of %s/%s changed with the restart", env, app)
+			}
+		}
+	}
+	conn, err := pgx.Connect(ctx, urls["production/my-api"])
+	if err != nil {
+		t.Fatalf("connecting after the restart: %v", err)
+	}
+	conn.Close(ctx)
+
+	if err := rt.Destroy(ctx, "staging-1"); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(secrets, "staging-1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("staging's secrets after Destroy: stat err = %v, want not exist", err)
+	}
+	if _, err := os.Stat(filepath.Join(secrets, "production", "web.password")); err != nil {
+		t.Errorf("production's secrets after destroying staging: %v", err)
+	}
+	if err := rt.Close(ctx); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }

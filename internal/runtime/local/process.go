@@ -97,13 +97,13 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 		rs.HealthTimeout = 30 * time.Second
 	}
 	rs.Vars = append(slices.Clip(rs.Vars), r.markerVar())
-	logDir := filepath.Join(e.dir, "logs")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating log dir: %w", err)
+	sb, err := r.prepareEnv(e)
+	if err != nil {
+		return nil, err
 	}
 	s := &replicaSet{app: rs.App, version: rs.Version, healthPath: rs.HealthPath}
 	for i := 0; i < rs.Replicas; i++ {
-		p, err := startReplica(rs, i, filepath.Join(logDir, fmt.Sprintf("%s-%s-%d.log", rs.App, rs.Version, i)))
+		p, err := startReplica(rs, i, sb, filepath.Join(e.logDir(), fmt.Sprintf("%s-%s-%d.log", rs.App, rs.Version, i)))
 		if err != nil {
 			_ = s.stop(ctx)
 			return nil, err
@@ -175,14 +175,23 @@ func (r *Runtime) RunJob(ctx context.Context, j runtime.Job) error {
 	if log == nil {
 		log = io.Discard
 	}
+	e := r.env(j.Env)
+	e.mu.Lock() // not across the run: Start and Stop of the environment go on meanwhile
+	sb, err := r.prepareEnv(e)
+	e.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.Name, err)
+	}
 	cmd := exec.CommandContext(ctx, resolve(j.Dir, j.Command[0]), j.Command[1:]...)
 	cmd.Dir = j.Dir
-	cmd.Env = append(os.Environ(), j.Vars...)
+	// Only the allow-listed variables and the job's own: never Runway's
+	// environment (its secrets) or another environment's settings.
+	cmd.Env = sb.env(j.Vars...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: sb.cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
+	err = cmd.Run()
 	if ctx.Err() != nil && j.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%s timed out after %s", j.Name, j.Timeout)
 	}
@@ -200,22 +209,25 @@ func resolve(dir, name string) string {
 	return name
 }
 
-func startReplica(rs runtime.ReplicaSet, index int, logPath string) (*process, error) {
+// startReplica starts one replica as its environment's sandbox user. Its
+// log file is opened here (root's, 0600, in a directory only Runway
+// enters) and handed to the process as stdout and stderr: the replica can
+// write its log but not read or reopen it, nor any other.
+func startReplica(rs runtime.ReplicaSet, index int, sb envSandbox, logPath string) (*process, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening replica log: %w", err)
 	}
 	cmd := exec.Command(resolve(rs.Dir, rs.Command[0]), rs.Command[1:]...)
 	cmd.Dir = rs.Dir
-	cmd.Env = append(os.Environ(), rs.Vars...)
-	cmd.Env = append(cmd.Env, rs.PortEnv+"="+strconv.Itoa(port),
-		"RUNWAY_ENV="+rs.Env, "RUNWAY_APP="+rs.App, "RUNWAY_VERSION="+rs.Version)
+	cmd.Env = sb.env(append(slices.Clip(rs.Vars), rs.PortEnv+"="+strconv.Itoa(port),
+		"RUNWAY_ENV="+rs.Env, "RUNWAY_APP="+rs.App, "RUNWAY_VERSION="+rs.Version)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: sb.cred}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("starting %s: %w", rs.Command[0], err)
