@@ -115,6 +115,7 @@ func (rp *Reaper) Reap(ctx context.Context) ([]Expired, error) {
 		expired = append(expired, e)
 	}
 	if len(expired) > 0 {
+		rp.runner.staging.free()
 		rp.runner.envs.Trigger()
 	}
 	return expired, errors.Join(errs...)

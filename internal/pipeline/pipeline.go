@@ -16,7 +16,11 @@ type Phase string
 
 // Phases.
 const (
-	Pending   Phase = "Pending"
+	Pending Phase = "Pending"
+	// Queued is a pipeline waiting for a free slot (Options.MaxRunning):
+	// its Reason says why. It starts, in arrival order, when one frees,
+	// also after a restart.
+	Queued    Phase = "Queued"
 	Running   Phase = "Running"
 	Succeeded Phase = "Succeeded"
 	Failed    Phase = "Failed"

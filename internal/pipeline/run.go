@@ -94,11 +94,17 @@ func (ru *run) steps() map[string]stepFunc {
 func (ru *run) execute(ctx context.Context) {
 	log := ru.r.log.With("pipeline", ru.p.ID)
 	_ = ru.update(ctx, func(p *Pipeline) {
+		if p.Phase == Queued && p.FailedStep == "" {
+			p.Reason = "" // it was why it queued
+		}
 		p.Phase = Running
 		if p.Started.IsZero() {
 			p.Started = ru.r.opts.Now().UTC()
 		}
 	})
+	// A resumed pipeline's jobs may print the tokens of its expectations.
+	ru.hideToken(ctx, ru.p.ID)
+	ru.hideToken(ctx, ru.productionWorkflow())
 	funcs := ru.steps()
 	// A pipeline resumed after a step had failed carries on failing: the
 	// failed step is not run again, the rest are skipped, teardown runs.
@@ -138,7 +144,7 @@ func (ru *run) execute(ctx context.Context) {
 	_ = ru.update(ctx, func(p *Pipeline) {
 		p.Finished = ru.r.opts.Now().UTC()
 		if failure != nil {
-			p.Phase, p.FailedStep, p.Reason = Failed, failedStep, reason(failedStep, failure)
+			p.Phase, p.FailedStep, p.Reason = Failed, failedStep, ru.r.redact(reason(failedStep, failure))
 		} else {
 			p.Phase = Succeeded
 		}
@@ -171,10 +177,16 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 	})
 	ru.r.log.Info("step started", "pipeline", ru.p.ID, "step", name)
 	stepCtx, cancel := ru.r.stepContext(ctx, name)
+	// Everything the step writes (build output, job output) is masked
+	// before it reaches the buffer that is stored and served.
+	w := ru.r.opts.Redactor.Writer(lb)
 	stopFlush := ru.flushLog(ctx, i, lb)
-	err := f(stepCtx, lb)
+	err := f(stepCtx, w)
+	if fl, ok := w.(interface{ Flush() error }); ok {
+		_ = fl.Flush() // lb never fails
+	}
 	stopFlush()
-	interrupted := err != nil && stepCtx.Err() != nil
+	interrupted := err != nil && (stepCtx.Err() != nil || errors.Is(err, errInterrupted))
 	cancel()
 	if interrupted {
 		// Interrupted (shutdown or drain): the step stays Running and runs
@@ -187,11 +199,11 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 		s := &p.Steps[i]
 		s.Finished, s.Log = ru.r.opts.Now().UTC(), lb.String()
 		if err != nil {
-			s.Phase, s.Error = Failed, err.Error()
+			s.Phase, s.Error = Failed, ru.r.redact(err.Error())
 			// Recorded with the step, so that a restart before the
 			// pipeline ends still knows it failed, and why.
 			if p.FailedStep == "" {
-				p.FailedStep, p.Reason = name, reason(name, err)
+				p.FailedStep, p.Reason = name, ru.r.redact(reason(name, err))
 			}
 		} else {
 			s.Phase = Succeeded
@@ -278,6 +290,12 @@ func (ru *run) build(ctx context.Context, w io.Writer, step string, kind build.K
 // of the app.
 func (ru *run) stage(ctx context.Context, w io.Writer) error {
 	env := ru.p.Version
+	// Wait for a place first: production may change meanwhile.
+	release, err := ru.stagingPlace(ctx, w, env)
+	if err != nil {
+		return err
+	}
+	defer release()
 	prod, err := ru.production(ctx)
 	if err != nil {
 		return err
@@ -346,6 +364,7 @@ func (ru *run) submit(ctx context.Context, w io.Writer) error {
 	if err := ru.r.reporter.Submit(ctx, ru.p.ID, apps); err != nil {
 		return fmt.Errorf("submitting to reporter: %w", err)
 	}
+	ru.hideToken(ctx, ru.p.ID)
 	fmt.Fprintf(w, "expecting reports from %s for %s\n", strings.Join(apps, ", "), ru.p.ID)
 	return nil
 }
@@ -405,6 +424,7 @@ func (ru *run) promotedEarlier(ctx context.Context, w io.Writer) (bool, error) {
 	if err := ru.r.reporter.Submit(ctx, ru.productionWorkflow(), []string{ru.p.App}); err != nil {
 		return false, fmt.Errorf("submitting to reporter: %w", err)
 	}
+	ru.hideToken(ctx, ru.productionWorkflow())
 	ru.r.envs.Trigger()
 	fmt.Fprintf(w, "production already has %s %s and the staging manifest is gone: promoted before a restart\n", ru.p.App, ru.p.Version)
 	return true, nil
@@ -435,12 +455,14 @@ func (ru *run) promote(ctx context.Context, w io.Writer) error {
 	if err := ru.r.reporter.Submit(ctx, ru.productionWorkflow(), []string{ru.p.App}); err != nil {
 		return fmt.Errorf("submitting to reporter: %w", err)
 	}
+	ru.hideToken(ctx, ru.productionWorkflow())
 	sha, err := ru.r.repo.Commit(ctx, fmt.Sprintf("promote %s %s to production (%s)", ru.p.App, ru.p.Version, ru.p.ID),
 		gitops.Change{Path: manifest.ProductionPath, Data: data},
 		gitops.Change{Path: manifest.StagingPath(ru.p.StagingEnv), Delete: true})
 	if err != nil {
 		return fmt.Errorf("pushing promotion: %w", err)
 	}
+	ru.r.staging.free()
 	ru.r.envs.Trigger()
 	fmt.Fprintf(w, "production manifest now has %s %s; staging manifest deleted (%.12s)\n", ru.p.App, ru.p.Version, sha)
 	return nil
@@ -483,6 +505,7 @@ func (ru *run) teardown(ctx context.Context, w io.Writer) error {
 		gitops.Change{Path: manifest.StagingPath(env), Delete: true}); err != nil {
 		return fmt.Errorf("deleting staging manifest: %w", err)
 	}
+	ru.r.staging.free()
 	ru.r.envs.Trigger()
 	deadline := time.Now().Add(ru.r.opts.TeardownTimeout)
 	for {

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/redact"
 	"github.com/runway-cd/runway/internal/reporter"
 )
 
@@ -25,6 +27,8 @@ type Builder interface {
 type StateRepo interface {
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	Commit(ctx context.Context, message string, changes ...gitops.Change) (string, error)
+	// Snapshot is read to count the staging environments (MaxStaging).
+	Snapshot(ctx context.Context) (*gitops.Snapshot, error)
 }
 
 // Reporter is the deploy-report gate.
@@ -88,6 +92,19 @@ type Options struct {
 	AbortRollout func(env, app, reason string) error
 	// Now is the clock. Zero value: time.Now.
 	Now func() time.Time
+	// Redactor masks known secrets in everything a step writes to its
+	// log, in step errors and in reasons, before they are stored or
+	// served. Zero value: nothing is masked.
+	Redactor *redact.Redactor
+	// MaxRunning caps the pipelines running at once (limits.pipelines);
+	// the others wait in phase Queued, in arrival order. Zero value: no
+	// cap.
+	MaxRunning int
+	// MaxStaging caps the staging environments (staging manifests in the
+	// state repo, limits.stagingEnvironments): a pipeline that would
+	// push one more waits in its push-staging-manifest step, at most its
+	// StagingTTL, until one is gone. Zero value: no cap.
+	MaxStaging int
 }
 
 // Runner runs pipelines, each in its own goroutine.
@@ -102,6 +119,8 @@ type Runner struct {
 
 	mu       sync.Mutex
 	running  map[string]*run
+	slots    *slots     // MaxRunning
+	staging  stagingCap // MaxStaging
 	versions sync.Mutex // serialises version picking
 	wg       sync.WaitGroup
 	expiries expiries // staging environments the reaper removed
@@ -136,7 +155,10 @@ func New(store Store, builder Builder, repo StateRepo, rep Reporter, envs Enviro
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Runner{store: store, builder: builder, repo: repo, reporter: rep, envs: envs, opts: opts, log: opts.Logger, running: map[string]*run{}, draining: make(chan struct{})}
+	return &Runner{
+		store: store, builder: builder, repo: repo, reporter: rep, envs: envs, opts: opts, log: opts.Logger,
+		running: map[string]*run{}, slots: newSlots(opts.MaxRunning), staging: newStagingCap(), draining: make(chan struct{}),
+	}
 }
 
 // Start records a new pipeline durably, then runs it in the background
@@ -158,22 +180,26 @@ func (r *Runner) Start(ctx context.Context, req Request) (string, error) {
 }
 
 // Resume restarts every pipeline that had not finished, from its first
-// step that had not succeeded.
+// step that had not succeeded, in the order they arrived: the oldest get
+// the slots (Options.MaxRunning), the others queue again.
 func (r *Runner) Resume(ctx context.Context) error {
 	ps, err := r.store.ListPipelines(ctx, 1000)
 	if err != nil {
 		return fmt.Errorf("listing pipelines to resume: %w", err)
 	}
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Created.Before(ps[j].Created) })
 	for _, p := range ps {
 		if p.Phase.Done() {
 			continue
 		}
-		r.log.Info("resuming pipeline", "pipeline", p.ID)
+		r.log.Info("resuming pipeline", "pipeline", p.ID, "phase", p.Phase)
 		r.launch(ctx, p)
 	}
 	return nil
 }
 
+// launch runs p in the background once it has a slot; when none is free
+// it records p as Queued before returning.
 func (r *Runner) launch(ctx context.Context, p *Pipeline) {
 	ru := &run{r: r, p: p}
 	r.mu.Lock()
@@ -183,13 +209,24 @@ func (r *Runner) launch(ctx context.Context, p *Pipeline) {
 	}
 	r.running[p.ID] = ru
 	r.mu.Unlock()
+	turn := r.slots.acquire()
+	if turn != nil {
+		ru.queue(ctx)
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.running, p.ID)
+			r.mu.Unlock()
+		}()
+		if turn != nil && !r.slots.wait(ctx, turn, r.draining) {
+			r.log.Info("queued pipeline stopped for shutdown; it queues again on restart", "pipeline", p.ID)
+			return
+		}
+		defer r.slots.release()
 		ru.execute(ctx)
-		r.mu.Lock()
-		delete(r.running, p.ID)
-		r.mu.Unlock()
 	}()
 }
 
@@ -256,6 +293,9 @@ func (l *logBuffer) String() string {
 	defer l.mu.Unlock()
 	return string(l.buf)
 }
+
+// redact masks the known secrets in s.
+func (r *Runner) redact(s string) string { return r.opts.Redactor.String(s) }
 
 // errStep is a step failure whose message is the pipeline's reason.
 type errStep struct{ msg string }

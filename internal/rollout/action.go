@@ -3,6 +3,8 @@ package rollout
 import (
 	"errors"
 	"fmt"
+
+	"github.com/runway-cd/runway/internal/oneline"
 )
 
 // ErrNotPaused is returned by Promote and Retry for a rollout that is not
@@ -67,8 +69,16 @@ func (c *Controller) Retry(env, app string) error {
 	})
 }
 
-// Abort aborts the rollout with reason, whatever step it is at.
+// Abort aborts the rollout with reason, whatever step it is at. The reason
+// comes from outside (an operator, a pipeline's error): it is made one line
+// and cut to oneline.MaxReason bytes (oneline.Reason) before it reaches the
+// status, the reporter or the revert's commit message, so it can neither
+// forge commit trailers nor be refused for its length.
 func (c *Controller) Abort(env, app, reason string) error {
+	reason = oneline.Reason(reason)
+	if reason == "" {
+		reason = "no reason given"
+	}
 	return c.act(env, app, "aborting", func(r *rollout) error {
 		if r.cancel == nil {
 			return ErrNoRollout // not started yet

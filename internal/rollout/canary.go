@@ -13,6 +13,7 @@ import (
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/oneline"
 )
 
 // rollout is one canary in progress.
@@ -53,12 +54,6 @@ func (r *rollout) snapshot() Status {
 	s := r.status
 	s.Analyses = append([]Run(nil), r.status.Analyses...)
 	return s
-}
-
-func (r *rollout) set(f func(*Status)) {
-	r.mu.Lock()
-	f(&r.status)
-	r.mu.Unlock()
 }
 
 // errAborted carries the reason a rollout stops.
@@ -439,10 +434,17 @@ func (r *rollout) promoteRollout(ctx context.Context) error {
 	return nil
 }
 
+// maxAbortReason bounds a whole abort reason, in bytes: Runway's words
+// (such as "aborted by request: " or an analysis verdict) around a reason
+// from outside, itself cut to oneline.MaxReason by Abort.
+const maxAbortReason = 1024
+
 // abortRollout sends all traffic back to stable first, then stops the
-// canary, reports the failure and reverts git.
+// canary, reports the failure and reverts git. The reason is made one line
+// of at most maxAbortReason bytes first: it goes into a commit message.
 func (r *rollout) abortRollout(ctx context.Context, reason string) {
 	ctx = context.WithoutCancel(ctx)
+	reason = oneline.Clean(reason, maxAbortReason)
 	r.c.log.Warn("aborting rollout", "app", r.req.App, "canary", r.req.CanaryVersion, "reason", reason)
 	// Recorded first: a restart from here on finishes the abort (routing
 	// back again) rather than resuming the canary at its weight.
@@ -458,17 +460,20 @@ func (r *rollout) abortRollout(ctx context.Context, reason string) {
 	}
 	if err := r.revert(ctx, reason); err != nil {
 		r.c.log.Error("reverting production manifest", "err", err)
-		reason += fmt.Sprintf(" (git revert failed: %v)", err)
+		reason += " (git revert failed: " + oneline.Reason(err.Error()) + ")"
 	}
 	r.reportEnd(ctx, false, fmt.Sprintf("canary %s aborted: %s", r.req.CanaryVersion, reason))
 	r.update(ctx, func(r *rollout) { r.status.Finished, r.status.Message = time.Now().UTC(), "aborted: "+reason })
 }
 
+// reportEnd reports the rollout's end. The message is one line of at most
+// oneline.MaxReason bytes, so that no reporter limit can refuse it (a
+// refused report would leave the pipeline waiting out its deadline).
 func (r *rollout) reportEnd(ctx context.Context, ok bool, msg string) {
 	if r.req.Workflow == "" {
 		return
 	}
-	if err := r.c.reporter.Update(ctx, r.req.Workflow, r.req.App, ok, msg); err != nil {
+	if err := r.c.reporter.Update(ctx, r.req.Workflow, r.req.App, ok, oneline.Reason(msg)); err != nil {
 		r.c.log.Error("reporting rollout end", "err", err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/runway-cd/runway/internal/oneline"
 )
 
 // save writes the rollout's checkpoint. A checkpoint that cannot be saved
@@ -131,7 +133,7 @@ func (c *Controller) Settle(ctx context.Context, env, app, version string) {
 	for _, cp := range cps {
 		switch {
 		case cp.Aborting != "":
-			c.end(ctx, cp, false, fmt.Sprintf("canary %s aborted: %s", cp.CanaryVersion, cp.Aborting))
+			c.end(ctx, cp, false, fmt.Sprintf("canary %s aborted: %s", cp.CanaryVersion, oneline.Clean(cp.Aborting, maxAbortReason)))
 		case cp.CanaryVersion == version && cp.Promoting:
 			cp.Weight, cp.Step = 100, cp.Steps
 			c.end(ctx, cp, true, fmt.Sprintf("%s %s promoted (recorded after a restart)", app, version))
@@ -158,7 +160,7 @@ func (c *Controller) end(ctx context.Context, cp Checkpoint, ok bool, msg string
 	if cp.Workflow == "" {
 		return
 	}
-	if err := c.reporter.Update(ctx, cp.Workflow, cp.App, ok, msg); err != nil {
+	if err := c.reporter.Update(ctx, cp.Workflow, cp.App, ok, oneline.Reason(msg)); err != nil {
 		c.log.Error("reporting rollout end", "err", err)
 	}
 }
