@@ -7,8 +7,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/runway-cd/runway/internal/analysis"
 	"github.com/runway-cd/runway/internal/environment"
@@ -76,6 +81,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 func (h *Handler) handle(pattern string, f handlerFunc) {
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 		if err := f(w, r); err != nil {
 			status, msg := toStatus(err)
 			if status >= 500 {
@@ -93,6 +99,10 @@ func toStatus(err error) (int, string) {
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, rollout.ErrNotPaused):
 		return http.StatusConflict, err.Error()
+	case errors.As(err, new(*http.MaxBytesError)):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxBody)
+	case errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest, err.Error()
 	default:
 		return http.StatusInternalServerError, "internal error"
 	}
@@ -101,6 +111,16 @@ func toStatus(err error) (int, string) {
 // ErrNotFound marks a missing object; stores wrap it (or their own
 // sentinel, mapped by the composition root).
 var ErrNotFound = errors.New("not found")
+
+// ErrBadRequest marks a request body that is not what the route takes.
+var ErrBadRequest = errors.New("bad request")
+
+// MaxBody is the largest request body the API reads, in bytes.
+const MaxBody = 64 << 10
+
+// MaxReason is the longest abort reason kept, in bytes: a reason ends up
+// in a commit message and in the rollout's status.
+const MaxReason = 200
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -157,8 +177,22 @@ func (h *Handler) promote(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// abort takes its reason from the body {"reason": "..."} or else the
+// query parameter reason. Whatever it is, it becomes one line of at most
+// MaxReason bytes: a reason never fails the request (nor forges a
+// trailer in the revert commit).
 func (h *Handler) abort(w http.ResponseWriter, r *http.Request) error {
-	reason := r.URL.Query().Get("reason")
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeOptional(r, &body); err != nil {
+		return err
+	}
+	reason := body.Reason
+	if reason == "" {
+		reason = r.URL.Query().Get("reason")
+	}
+	reason = OneLine(reason, MaxReason)
 	if reason == "" {
 		reason = "aborted through the API"
 	}
@@ -196,4 +230,36 @@ func (h *Handler) getRun(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, run)
 	return nil
+}
+
+// decodeOptional decodes a JSON body into v; an empty body leaves v as it
+// is.
+func decodeOptional(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return err
+		}
+		return fmt.Errorf("%w: decoding the JSON body: %v", ErrBadRequest, err)
+	}
+	return nil
+}
+
+// OneLine makes s a single line of at most maxBytes bytes: control
+// characters (newlines included), line and paragraph separators and
+// bidirectional controls become spaces, invalid UTF-8 becomes U+FFFD,
+// and the result is cut at a rune boundary and trimmed.
+func OneLine(s string, maxBytes int) string {
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(s, string(utf8.RuneError)) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029' {
+			r = ' '
+		}
+		if b.Len()+utf8.RuneLen(r) > maxBytes {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return strings.TrimSpace(b.String())
 }

@@ -1,10 +1,9 @@
-// Package cli is the runway command line: serve, demo, and API clients for
-// pipelines and rollouts.
+// Package cli is the runway command line: serve, demo, token, and API
+// clients for pipelines and rollouts.
 package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,7 +33,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), pipelinesCmd(), rolloutCmd(), analysisRunsCmd())
+	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), pipelinesCmd(), rolloutCmd(), analysisRunsCmd(), tokenCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "runway:", err)
 		return 1
@@ -101,16 +100,8 @@ func demoCmd() *cobra.Command {
 	return cmd
 }
 
-func apiFlag(cmd *cobra.Command, api *string) {
-	def := os.Getenv("RUNWAY_API")
-	if def == "" {
-		def = "http://127.0.0.1:7070"
-	}
-	cmd.Flags().StringVar(api, "api", def, "Runway API URL (env RUNWAY_API)")
-}
-
 func pipelinesCmd() *cobra.Command {
-	var api string
+	var opts clientOptions
 	cmd := &cobra.Command{
 		Use:   "pipelines [ID]",
 		Short: "List pipelines, or show one with its steps and logs",
@@ -118,17 +109,17 @@ func pipelinesCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := "/api/v1/pipelines"
 			if len(args) == 1 {
-				path += "/" + args[0]
+				path += "/" + url.PathEscape(args[0])
 			}
-			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodGet, api+path)
+			return callAPI(cmd, &opts, http.MethodGet, path, nil)
 		},
 	}
-	apiFlag(cmd, &api)
+	addClientFlags(cmd, &opts)
 	return cmd
 }
 
 func analysisRunsCmd() *cobra.Command {
-	var api string
+	var opts clientOptions
 	cmd := &cobra.Command{
 		Use:   "analysisruns [NAME]",
 		Short: "List analysis runs, or show one with every measurement",
@@ -138,30 +129,34 @@ func analysisRunsCmd() *cobra.Command {
 			if len(args) == 1 {
 				path += "/" + url.PathEscape(args[0])
 			}
-			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodGet, api+path)
+			return callAPI(cmd, &opts, http.MethodGet, path, nil)
 		},
 	}
-	apiFlag(cmd, &api)
+	addClientFlags(cmd, &opts)
 	return cmd
 }
 
 func rolloutCmd() *cobra.Command {
-	var api, env, reason string
+	var opts clientOptions
+	var env, reason string
 	var full bool
 	cmd := &cobra.Command{Use: "rollout", Short: "Show and steer canary rollouts"}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List rollouts",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodGet, api+"/api/v1/rollouts")
+			return callAPI(cmd, &opts, http.MethodGet, "/api/v1/rollouts", nil)
 		},
+	}
+	rolloutPath := func(app, action string) string {
+		return fmt.Sprintf("/api/v1/rollouts/%s/%s/%s", url.PathEscape(env), url.PathEscape(app), action)
 	}
 	promote := &cobra.Command{
 		Use:   "promote APP",
 		Short: "End the current pause of APP's rollout (--full: skip every remaining step)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodPost, fmt.Sprintf("%s/api/v1/rollouts/%s/%s/promote?full=%v", api, env, args[0], full))
+			return callAPI(cmd, &opts, http.MethodPost, rolloutPath(args[0], "promote")+fmt.Sprintf("?full=%v", full), nil)
 		},
 	}
 	abort := &cobra.Command{
@@ -169,7 +164,7 @@ func rolloutCmd() *cobra.Command {
 		Short: "Abort APP's rollout: traffic back to stable, git reverted",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodPost, fmt.Sprintf("%s/api/v1/rollouts/%s/%s/abort?reason=%s", api, env, args[0], url.QueryEscape(reason)))
+			return callAPI(cmd, &opts, http.MethodPost, rolloutPath(args[0], "abort"), map[string]string{"reason": reason})
 		},
 	}
 	retry := &cobra.Command{
@@ -177,42 +172,28 @@ func rolloutCmd() *cobra.Command {
 		Short: "Run the inconclusive analysis of APP's paused rollout again, as a fresh run",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd.Context(), cmd.OutOrStdout(), http.MethodPost, fmt.Sprintf("%s/api/v1/rollouts/%s/%s/retry", api, env, args[0]))
+			return callAPI(cmd, &opts, http.MethodPost, rolloutPath(args[0], "retry"), nil)
 		},
 	}
-	apiFlag(list, &api)
+	addClientFlags(list, &opts)
 	cmd.AddCommand(list)
 	for _, c := range []*cobra.Command{promote, abort, retry} {
-		apiFlag(c, &api)
+		addClientFlags(c, &opts)
 		c.Flags().StringVar(&env, "env", "production", "environment")
 		cmd.AddCommand(c)
 	}
-	abort.Flags().StringVar(&reason, "reason", "aborted from the command line", "why")
+	abort.Flags().StringVar(&reason, "reason", "aborted from the command line", "why (one line, at most 200 bytes are kept)")
 	promote.Flags().BoolVar(&full, "full", false, "skip every remaining step, pause and analysis")
 	return cmd
 }
 
-// call sends a request and prints the JSON answer; a non-2xx is an error.
-func call(ctx context.Context, out io.Writer, method, url string) error {
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+// callAPI resolves the endpoint and token of opts and calls the API.
+func callAPI(cmd *cobra.Command, opts *clientOptions, method, path string, body any) error {
+	c, err := opts.resolve()
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return fmt.Errorf("calling Runway: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error string }
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s: %s", resp.Status, e.Error)
-		}
-		return fmt.Errorf("%s", resp.Status)
-	}
-	_, err = out.Write(body)
-	return err
+	return c.call(cmd.Context(), cmd.OutOrStdout(), method, path, body)
 }
 
 // RunIfInvoked makes a test binary stand in for the runway binary when a
