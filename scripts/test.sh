@@ -14,4 +14,16 @@ if ! command -v prometheus >/dev/null; then
 fi
 go vet ./...
 (cd examples/homelabping && go vet ./... && go build ./...)
+# staticcheck, built once into a cache outside the repository.
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/runway-tools"
+if [ ! -x "$tools/staticcheck" ]; then
+  echo "installing staticcheck into $tools"
+  GOBIN="$tools" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+"$tools/staticcheck" ./...
 go test -race -count=1 -timeout 40m "$@" ./...
+# Every fuzz target, briefly, beyond its seed corpus (skipped when the
+# caller narrows the run with arguments such as -run or -short).
+if [ "$#" -eq 0 ]; then
+  bash scripts/fuzz.sh
+fi

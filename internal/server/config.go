@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/runway-cd/runway/internal/appspec"
+	"github.com/runway-cd/runway/internal/gateway"
 )
 
 // Config is the server's configuration file (YAML). Zero values take the
@@ -106,6 +107,10 @@ type SandboxConfig struct {
 	// code (besides PATH, LANG, TZ and Go's proxy settings); every other
 	// variable of Runway's is withheld.
 	Env []string `json:"env,omitempty"`
+	// Vars are KEY=value variables set for app code (an internal GOPROXY,
+	// say) without being in Runway's environment. Never put a secret of
+	// Runway's here: every build, replica and job sees them.
+	Vars []string `json:"vars,omitempty"`
 	// CacheDir holds the builds' Go module and build caches, kept across
 	// builds. Default WorkDir/cache.
 	CacheDir string `json:"cacheDir,omitempty"`
@@ -147,6 +152,11 @@ type GatewayConfig struct {
 	// Command runs the gateway process. Default: this binary's "gateway"
 	// subcommand.
 	Command []string `json:"command,omitempty"`
+	// AllowedBackends are CIDRs (e.g. "10.0.0.0/8") that the gateway may
+	// send traffic to besides loopback (127.0.0.0/8, ::1). Routes to any
+	// other address are refused by the gateway's admin API. Default none:
+	// loopback only, which is where the local runtime's replicas listen.
+	AllowedBackends []string `json:"allowedBackends,omitempty"`
 }
 
 // RepoConfig names a git repository and branch.
@@ -294,6 +304,9 @@ func (c *Config) validate() error {
 	}
 	if c.Gateway.Mode != "process" && c.Gateway.Mode != "inprocess" {
 		errs = append(errs, fmt.Errorf("gateway.mode %q must be process or inprocess", c.Gateway.Mode))
+	}
+	if err := gateway.ParseBackendPolicy(gateway.BackendPolicy{Allowed: c.Gateway.AllowedBackends}); err != nil {
+		errs = append(errs, fmt.Errorf("gateway.allowedBackends: %w", err))
 	}
 	if c.WebhookSecret == "" {
 		errs = append(errs, errors.New("webhookSecret (or RUNWAY_WEBHOOK_SECRET) is required"))

@@ -9,7 +9,7 @@ import (
 )
 
 func TestStagingConfig(t *testing.T) {
-	base := "dataDir: /d\nstateRepo: {url: /s}\nwebhookSecret: x\n"
+	base := "dataDir: /d\nstateRepo: {url: /s}\nwebhookSecret: 0123456789abcdef\n"
 	tests := []struct {
 		name   string
 		yaml   string

@@ -38,14 +38,22 @@ var (
 // default), which keeps serving while the control plane restarts, or a
 // part of this process (mode "inprocess").
 type dataPlane struct {
-	router     router
-	addr       string // traffic host:port
-	metricsURL string // the gateway's Prometheus metrics
+	router router
+	addr   string // traffic host:port
+	// metricsURL is the gateway's Prometheus metrics on a loopback
+	// listener that serves nothing else. The scraper reads it with the
+	// same plain HTTP client as the replicas' /metrics, which are loopback
+	// TCP too; the counters are read-only and hold no secrets, while the
+	// admin API, which changes routes, is a unix socket only Runway can
+	// open.
+	metricsURL string
 
 	// mode inprocess
-	gw  *gateway.Gateway
-	ln  net.Listener
-	srv *http.Server
+	gw     *gateway.Gateway
+	ln     net.Listener
+	srv    *http.Server
+	metLn  net.Listener
+	metSrv *http.Server
 
 	// mode process
 	proc *gatewayproc.Handle
@@ -54,20 +62,19 @@ type dataPlane struct {
 
 func newDataPlane(ctx context.Context, cfg Config, apiAddr string, logger *slog.Logger) (*dataPlane, error) {
 	d := &dataPlane{log: logger}
+	// Backends may be loopback or the configured CIDRs, never the API
+	// (the gateway would expose it) nor the gateway itself (a loop).
+	policy := gateway.BackendPolicy{Allowed: cfg.Gateway.AllowedBackends, Reserved: []string{apiAddr}}
 	if cfg.Gateway.Mode == "inprocess" {
-		ln, err := net.Listen("tcp", cfg.Gateway.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("listening for the gateway: %w", err)
-		}
-		d.gw = gateway.New(gateway.Options{Domain: cfg.Gateway.Domain, Logger: logger})
-		d.ln, d.router, d.addr = ln, d.gw, ln.Addr().String()
-		d.srv = &http.Server{Handler: d.gw, ReadHeaderTimeout: 10 * time.Second}
-		d.metricsURL = "http://" + apiAddr + "/metrics"
-		return d, nil
+		return d.inProcess(cfg, policy, logger)
 	}
 	dir := filepath.Join(cfg.DataDir, "gateway")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// 0700: the admin socket, the routes and the record are Runway's alone.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating gateway dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("restricting gateway dir: %w", err)
 	}
 	command := cfg.Gateway.Command
 	if len(command) == 0 {
@@ -84,13 +91,39 @@ func newDataPlane(ctx context.Context, cfg Config, apiAddr string, logger *slog.
 		RecordPath: filepath.Join(dir, "gateway.json"),
 		LogPath:    filepath.Join(dir, "gateway.log"),
 		Logger:     logger,
+		Backends:   policy,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the gateway process: %w", err)
 	}
-	client := remote.New(h.AdminURL(), cfg.Gateway.Domain).WithLogger(logger)
-	d.proc, d.router, d.addr, d.metricsURL = h, client, h.ListenAddr(), client.MetricsURL()
-	logger.Info("gateway process", "pid", h.PID(), "listen", h.ListenAddr(), "admin", h.AdminURL())
+	client := remote.New(h.AdminSocket(), cfg.Gateway.Domain).WithLogger(logger)
+	d.proc, d.router, d.addr, d.metricsURL = h, client, h.ListenAddr(), h.MetricsURL()
+	logger.Info("gateway process", "pid", h.PID(), "listen", h.ListenAddr(), "admin", h.AdminSocket(), "metrics", h.MetricsURL())
+	return d, nil
+}
+
+// inProcess makes the gateway a part of this process: traffic on
+// cfg.Gateway.Listen, metrics on a loopback port of their own (the API's
+// /metrics needs a token the scraper does not have).
+func (d *dataPlane) inProcess(cfg Config, policy gateway.BackendPolicy, logger *slog.Logger) (*dataPlane, error) {
+	ln, err := net.Listen("tcp", cfg.Gateway.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening for the gateway: %w", err)
+	}
+	metLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listening for the gateway's metrics: %w", err)
+	}
+	d.gw = gateway.New(gateway.Options{Domain: cfg.Gateway.Domain, Logger: logger, Backends: policy, Self: ln.Addr().String()})
+	d.ln, d.router, d.addr = ln, d.gw, ln.Addr().String()
+	d.srv = gateway.TrafficServer(d.gw, logger)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", d.gw.MetricsHandler())
+	d.metLn = metLn
+	d.metSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10}
+	d.metricsURL = "http://" + metLn.Addr().String() + "/metrics"
 	return d, nil
 }
 
@@ -98,6 +131,11 @@ func newDataPlane(ctx context.Context, cfg Config, apiAddr string, logger *slog.
 // if it dies, until ctx ends.
 func (d *dataPlane) run(ctx context.Context) error {
 	if d.srv != nil {
+		go func() {
+			if err := d.metSrv.Serve(d.metLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("gateway metrics listener", "err", err)
+			}
+		}()
 		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("gateway: %w", err)
 		}
@@ -138,8 +176,9 @@ func (d *dataPlane) metricsHandler() http.Handler {
 // the next control plane to adopt.
 func (d *dataPlane) close(ctx context.Context, stop bool) error {
 	if d.srv != nil {
-		err := d.srv.Shutdown(ctx)
+		err := errors.Join(d.srv.Shutdown(ctx), d.metSrv.Shutdown(ctx))
 		_ = d.ln.Close()
+		_ = d.metLn.Close()
 		return err
 	}
 	if stop && d.proc != nil {

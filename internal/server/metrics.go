@@ -15,6 +15,9 @@ import (
 type metricsPlane struct {
 	embedded *promql.Provider
 	remote   remoteProviders
+	// allowed are the Prometheus servers templates may name; the build
+	// checks them too, this is for templates already in the store.
+	allowed analysis.Addresses
 }
 
 // routeLister lists the gateway's routes, whose backends are the app
@@ -33,14 +36,18 @@ func newMetricsPlane(cfg Config, dir, gatewayMetrics string, routes routeLister,
 	if err != nil {
 		return nil, fmt.Errorf("starting embedded metrics: %w", err)
 	}
-	return &metricsPlane{embedded: p}, nil
+	return &metricsPlane{embedded: p, allowed: analysis.NewAddresses(cfg.Analysis.PrometheusAddresses)}, nil
 }
 
 // providers resolves a metric's prometheus address: "" is the embedded
-// PromQL engine.
+// PromQL engine, any other must be in the config's allow-list. A refused
+// address is never dialled.
 func (m *metricsPlane) providers(address string) (analysis.Provider, error) {
 	if address == "" {
 		return m.embedded, nil
+	}
+	if err := m.allowed.Check(address); err != nil {
+		return nil, err
 	}
 	return m.remote.get(address)
 }

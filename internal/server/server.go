@@ -6,28 +6,27 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/runway-cd/runway/internal/api"
+	"github.com/runway-cd/runway/internal/auth"
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/postgres"
+	"github.com/runway-cd/runway/internal/redact"
 	"github.com/runway-cd/runway/internal/reporter"
 	"github.com/runway-cd/runway/internal/rollout"
 	"github.com/runway-cd/runway/internal/runtime/local"
+	"github.com/runway-cd/runway/internal/sandbox"
 	"github.com/runway-cd/runway/internal/store/sqlite"
 	"github.com/runway-cd/runway/internal/webhook"
 )
@@ -46,6 +45,9 @@ type Server struct {
 	rollouts  *rollout.Controller
 	pipelines *pipeline.Runner
 	metrics   *metricsPlane
+	tokens    *auth.Tokens
+	redactor  *redact.Redactor
+	hook      *webhook.Handler
 
 	apiLn  net.Listener
 	apiSrv *http.Server
@@ -66,17 +68,43 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s = &Server{cfg: cfg, log: logger}
+	// Every secret Runway knows is masked in its own log, step logs and
+	// API answers; tokens and passwords join as they are loaded or made.
+	red := redact.New()
+	red.Add(cfg.WebhookSecret, cfg.API.AdminToken, cfg.API.ReadToken)
+	logger = slog.New(red.Handler(logger.Handler()))
+	s = &Server{cfg: cfg, log: logger, redactor: red}
 	s.runCtx, s.runCancel = context.WithCancel(context.WithoutCancel(ctx))
+	// Every "return nil, err" below sets s to nil: close what was opened
+	// through a copy of the pointer.
+	opened := s
 	defer func() {
 		if err != nil {
-			s.Close()
+			_ = opened.Close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating data dir: %w", err)
+	if err := prepareDirs(cfg, logger); err != nil {
+		return nil, err
 	}
-	secret, err := loadSecret(filepath.Join(cfg.DataDir, "secret"))
+	sb, err := sandbox.New(sandbox.Options{
+		Base: cfg.Sandbox.UIDBase, Count: cfg.Sandbox.UIDCount, StateFile: filepath.Join(cfg.DataDir, "uids.json"),
+		Env: cfg.Sandbox.Env, Vars: cfg.Sandbox.Vars, Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting up the sandbox for app code: %w", err)
+	}
+	if err := sb.Traversable(cfg.WorkDir); err != nil {
+		return nil, err
+	}
+	if s.tokens, err = auth.Load(cfg.DataDir, cfg.API.AdminToken, cfg.API.ReadToken); err != nil {
+		return nil, fmt.Errorf("loading the API tokens: %w", err)
+	}
+	for _, which := range []string{auth.AdminToken, auth.ReadToken} {
+		if tok, err := auth.ReadFile(auth.Path(cfg.DataDir, which)); err == nil {
+			red.Add(tok)
+		}
+	}
+	tlsConfig, err := loadTLS(cfg.TLS)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +114,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	if s.repo, err = gitops.Open(ctx, cfg.StateRepo.URL, filepath.Join(cfg.DataDir, "state"), cfg.StateRepo.Branch, logger); err != nil {
 		return nil, err
 	}
-	artifacts, err := build.NewStore(filepath.Join(cfg.DataDir, "artifacts"))
+	artifacts, err := build.NewStore(filepath.Join(cfg.WorkDir, "artifacts"), build.Options{
+		Sandbox: sb, CacheDir: cfg.Sandbox.CacheDir, PrometheusAddresses: cfg.Analysis.PrometheusAddresses,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +128,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 		logger.Warn("removing interrupted builds", "err", err)
 	}
 	s.rt, err = local.New(local.Options{
-		Dir: filepath.Join(cfg.DataDir, "envs"), Secret: secret, Logger: logger,
+		Dir: filepath.Join(cfg.WorkDir, "envs"), SecretsDir: filepath.Join(cfg.DataDir, "secrets"), Logger: logger, Sandbox: sb, Secrets: red,
 		Postgres: postgres.Config{BinDir: cfg.Postgres.BinDir, RunAsUser: cfg.Postgres.RunAsUser, Logger: logger},
 	})
 	if err != nil {
@@ -139,31 +169,36 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	envs = environment.New(s.repo, s.rt, artifacts, s.data.router, s.reporter, s.rollouts, environment.Options{
 		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.data.addr,
 		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger, Store: s.db,
+		ReporterURL: reporterURL(s.apiLn.Addr(), tlsConfig != nil),
 	})
 	s.envs = envs
 	s.pipelines = pipeline.New(s.db, artifacts, s.repo, s.reporter, envs, pipeline.Options{
 		DeployTimeout: cfg.Timeouts.Deploy.Duration, RolloutTimeout: cfg.Timeouts.Rollout.Duration,
 		TeardownTimeout: cfg.Timeouts.Teardown.Duration, Logger: logger, AbortRollout: s.rollouts.Abort,
 		JobTimeout: cfg.Timeouts.Job.Duration, BuildTimeout: cfg.Timeouts.Build.Duration, StagingTTL: cfg.Staging.TTL.Duration, KeepOnFailure: cfg.Staging.KeepOnFailure,
+		Redactor: red, MaxRunning: cfg.Limits.Pipelines, MaxStaging: cfg.Limits.StagingEnvironments,
 	})
-	s.apiSrv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	if s.hook, err = s.newWebhook(); err != nil {
+		return nil, err
+	}
+	s.apiSrv = newAPIServer(s.routes(), tlsConfig, logger)
+	s.warnExposure()
 	return s, nil
 }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	hook := webhook.NewHandler([]byte(s.cfg.WebhookSecret), tracker{&s.cfg}, starter{s}, s.db, s.log)
-	mux.Handle("POST /webhooks/github", hook)
-	rep := s.reporter.Handler()
+	mux.Handle("POST /webhooks/github", s.hook)
+	rep := limitBody(s.reporter.HandlerWith(reporter.HandlerOptions{Compatibility: s.cfg.Reporter.Compatibility}))
 	mux.Handle("/workflow/", rep)
 	mux.Handle("/api/v1/expectations/", rep)
-	mux.Handle("/api/v1/", api.New(s.pipelines, s.envs, s.rollouts, s.db, s.log))
+	mux.Handle("/api/v1/", limitBody(api.New(s.pipelines, s.envs, s.rollouts, s.db, s.log)))
 	mux.Handle("GET /metrics", s.data.metricsHandler())
 	// The embedded store answers PromQL like a Prometheus server, so a
 	// template can be tried (or Grafana pointed) at <api>/prometheus.
-	mux.Handle("/prometheus/", http.StripPrefix("/prometheus", s.metrics.embedded.Handler()))
+	mux.Handle("/prometheus/", limitBody(http.StripPrefix("/prometheus", s.metrics.embedded.Handler())))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	return mux
+	return s.protect(mux)
 }
 
 // APIAddr is the API's host:port.
@@ -181,7 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 	s.goRun(func() {
-		if err := s.apiSrv.Serve(s.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serveAPI(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("api: %w", err)
 		}
 	})
@@ -191,7 +226,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.pipelines.Resume(s.runCtx); err != nil {
 		s.log.Error("resuming pipelines", "err", err)
 	}
-	s.log.Info("runway serving", "api", "http://"+s.APIAddr(), "gateway", "http://"+s.GatewayAddr(), "data", s.cfg.DataDir)
+	s.log.Info("runway serving", "api", s.apiScheme()+"://"+s.APIAddr(), "gateway", "http://"+s.GatewayAddr(), "data", s.cfg.DataDir)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -220,6 +255,9 @@ func (s *Server) KeepDataPlane() { s.cfg.StopDataPlaneOnExit = false }
 // plane (gateway process, app replicas, PostgreSQL servers) keeps serving
 // for the next start to adopt, unless StopDataPlaneOnExit is set.
 func (s *Server) Close() error {
+	if s == nil {
+		return nil
+	}
 	var errs []error
 	s.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -239,7 +277,9 @@ func (s *Server) Close() error {
 			}
 			dcancel()
 		}
-		s.runCancel()
+		if s.runCancel != nil {
+			s.runCancel()
+		}
 		if s.pipelines != nil {
 			s.pipelines.Wait()
 		}
@@ -271,25 +311,6 @@ func (s *Server) Close() error {
 	return errors.Join(errs...)
 }
 
-func loadSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return []byte(strings.TrimSpace(string(b))), nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("reading secret: %w", err)
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, fmt.Errorf("generating secret: %w", err)
-	}
-	secret := hex.EncodeToString(raw)
-	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("writing secret: %w", err)
-	}
-	return []byte(secret), nil
-}
-
 // tracker answers the webhook's question: is this push ours?
 type tracker struct{ cfg *Config }
 
@@ -309,4 +330,57 @@ func (st starter) Start(ctx context.Context, p webhook.Push) (string, error) {
 	return st.s.pipelines.Start(st.s.runCtx, pipeline.Request{
 		App: app.Name, Repo: p.Repo, CloneURL: app.URL, Branch: p.Branch, Commit: p.After, Message: p.Message, Delivery: p.Delivery,
 	})
+}
+
+// newWebhook builds the handler of GitHub pushes: a push starts a pipeline
+// only if its commit is on the tracked branch of the app's configured
+// repository, fetched into WorkDir/verify.
+func (s *Server) newWebhook() (*webhook.Handler, error) {
+	h, err := webhook.NewHandler(webhook.Options{
+		Secret:     []byte(s.cfg.WebhookSecret),
+		Tracker:    tracker{&s.cfg},
+		Verifier:   verifier{cfg: &s.cfg, v: build.NewVerifier(filepath.Join(s.cfg.WorkDir, "verify"), 0)},
+		Starter:    starter{s},
+		Deliveries: s.db,
+		Logger:     s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the webhook handler: %w", err)
+	}
+	return h, nil
+}
+
+// verifier checks a push's commit in the app's configured repository,
+// never at a URL from the payload.
+type verifier struct {
+	cfg *Config
+	v   *build.Verifier
+}
+
+func (v verifier) Verify(ctx context.Context, repo, branch, commit string) error {
+	app, ok := v.cfg.app(repo, branch)
+	if !ok {
+		return fmt.Errorf("push to %s %s is not tracked", repo, branch)
+	}
+	err := v.v.Verify(ctx, app.URL, branch, commit)
+	switch {
+	case errors.Is(err, build.ErrCommitNotFound):
+		return fmt.Errorf("%w: %w", webhook.ErrUnknownCommit, err)
+	case errors.Is(err, build.ErrNotOnBranch):
+		return fmt.Errorf("%w: %w", webhook.ErrNotOnBranch, err)
+	}
+	return err
+}
+
+// reporterURL is the API's base URL as jobs on this machine reach it.
+func reporterURL(addr net.Addr, tls bool) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }

@@ -38,6 +38,8 @@ func TestConfigValidation(t *testing.T) {
 		{"hostile app name", func(c *Config) { c.Apps[0].Name = "../web" }, "DNS label"},
 		{"app without url", func(c *Config) { c.Apps[0].URL = "" }, "needs repo and url"},
 		{"app twice", func(c *Config) { c.Apps = append(c.Apps, c.Apps[0]) }, "listed twice"},
+		{"bad allowed backend", func(c *Config) { c.Gateway.AllowedBackends = []string{"10.0.0.0/33"} }, "gateway.allowedBackends"},
+		{"allowed backend host", func(c *Config) { c.Gateway.AllowedBackends = []string{"lan.example"} }, "gateway.allowedBackends"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,7 +99,12 @@ func stopGatewayProcess(t *testing.T, dataDir string) {
 
 func get(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testReadToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +137,7 @@ func TestDataPlaneOutlivesControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:0", Gateway: GatewayConfig{Listen: "127.0.0.1:0"},
-		StateRepo: RepoConfig{URL: state}, WebhookSecret: "s"}
+		StateRepo: RepoConfig{URL: state}, WebhookSecret: "0123456789abcdef-webhook", API: APIConfig{ReadToken: testReadToken}}
 
 	first, err := New(ctx, cfg, nil)
 	if err != nil {
