@@ -56,6 +56,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 		if opts.Keep && err == nil {
 			fmt.Fprintf(out, "\n--keep: Runway keeps running. API %s  gateway http://%s (try: curl -H 'Host: %s' http://%s/ping). Ctrl-C to stop.\n",
 				h.APIURL(), h.GatewayAddr(), h.ProductionHost(), h.GatewayAddr())
+			fmt.Fprintf(out, "The API needs its token: export RUNWAY_API=%s RUNWAY_TOKEN=$(cat %s); runway pipelines\n", h.APIURL(), h.TokenFile())
 			<-keepCtx.Done()
 		}
 		fmt.Fprintln(out, "stopping runway")
@@ -269,10 +270,10 @@ func (h *Harness) checkStagingGone(ctx context.Context, env string) error {
 	if status != 404 {
 		return fmt.Errorf("gateway still routes %s (status %d)", env, status)
 	}
-	if _, err := os.Stat(filepath.Join(h.Dir, "data", "envs", env)); !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("data dir of %s still exists", env)
+	if _, err := os.Stat(filepath.Join(h.WorkDir(), "envs", env)); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("directory of %s still exists", env)
 	}
-	if left := Leftovers(filepath.Join(h.Dir, "data"), env); len(left) > 0 {
+	if left := Leftovers(h.WorkDir(), env); len(left) > 0 {
 		return fmt.Errorf("processes of %s still run: %s", env, strings.Join(left, "; "))
 	}
 	for _, addr := range h.stagingAddrs[env] {

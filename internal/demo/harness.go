@@ -58,6 +58,10 @@ type Harness struct {
 	// proc is the control plane when it runs as its own process.
 	proc *controlPlane
 	logw io.Writer
+	// modules serves Go modules to the sandboxed builds; nil if none.
+	modules *moduleProxy
+	// token is the API's admin token, sent on every API call.
+	token string
 }
 
 // Options configure a harness.
@@ -107,8 +111,25 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 	}
 	cfg.PollInterval.Duration = 5 * time.Second
 	cfg.ScrapeInterval.Duration = 500 * time.Millisecond
+	modules, err := startModuleProxy()
+	if err != nil {
+		return nil, err
+	}
+	h.modules = modules
+	modules.configure(&cfg)
+	// The harness chooses the admin token (rather than reading the one
+	// Runway would generate), so that it is known before the server, or
+	// its process, starts.
+	token := make([]byte, 32)
+	_, _ = rand.Read(token)
+	cfg.API.AdminToken = hex.EncodeToString(token)
 	if opts.Tune != nil {
 		opts.Tune(&cfg)
+	}
+	h.token = cfg.API.AdminToken
+	if err := os.WriteFile(h.TokenFile(), []byte(h.token+"\n"), 0o600); err != nil {
+		_ = h.modules.close()
+		return nil, fmt.Errorf("writing the API token: %w", err)
 	}
 	logw := opts.Log
 	if logw == nil {
@@ -117,12 +138,12 @@ func Start(ctx context.Context, opts Options) (*Harness, error) {
 	logger := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	h.cfg, h.logger, h.logw = cfg, logger, logw
 	if opts.Process {
-		if err := h.startProcess(ctx); err != nil {
-			return nil, err
-		}
-		return h, nil
+		err = h.startProcess(ctx)
+	} else {
+		err = h.serve(ctx)
 	}
-	if err := h.serve(ctx); err != nil {
+	if err != nil {
+		_ = h.modules.close()
 		return nil, err
 	}
 	return h, nil
@@ -152,7 +173,7 @@ func (h *Harness) Restart(ctx context.Context) error {
 		return errors.New("restart: the control plane runs as a process; use Kill and Respawn")
 	}
 	h.Server.KeepDataPlane()
-	if err := h.Close(); err != nil {
+	if err := h.closeServer(); err != nil {
 		return fmt.Errorf("stopping the control plane: %w", err)
 	}
 	return h.serve(ctx)
@@ -160,6 +181,11 @@ func (h *Harness) Restart(ctx context.Context) error {
 
 // Close stops Runway and everything it started.
 func (h *Harness) Close() error {
+	return errors.Join(h.closeServer(), h.modules.close())
+}
+
+// closeServer stops the control plane (and, as configured, the data plane).
+func (h *Harness) closeServer() error {
 	if h.proc != nil {
 		return h.stopProcess()
 	}
@@ -189,6 +215,39 @@ func (h *Harness) seed(ctx context.Context) error {
 
 // APIURL is Runway's API base URL.
 func (h *Harness) APIURL() string { return "http://" + h.apiAddr }
+
+// TokenFile holds the API's admin token (0600), for the CLI:
+// RUNWAY_TOKEN_FILE=<it> runway pipelines --api <APIURL>.
+func (h *Harness) TokenFile() string { return filepath.Join(h.Dir, "admin.token") }
+
+// Token is the API's admin token.
+func (h *Harness) Token() string { return h.token }
+
+// Authorize adds the admin token to an API request, and the JSON content
+// type the API requires of a mutating one.
+func (h *Harness) Authorize(req *http.Request) {
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		req.Header.Set("Content-Type", "application/json")
+	}
+}
+
+// API sends an authorized request to an API path (body may be nil) and
+// returns the answer's status and body.
+func (h *Harness) API(ctx context.Context, method, path string, body io.Reader) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, h.APIURL()+path, body)
+	if err != nil {
+		return 0, "", err
+	}
+	h.Authorize(req)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
 
 // GatewayAddr is the gateway's host:port. It stays the same across
 // Restart: the new control plane adopts the gateway.
@@ -273,6 +332,7 @@ func (h *Harness) GetJSON(ctx context.Context, path string, v any) error {
 	if err != nil {
 		return err
 	}
+	h.Authorize(req)
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)

@@ -9,11 +9,11 @@ import (
 )
 
 // Leftovers lists the processes that still run for an environment of the
-// Runway whose data directory is dataDir (every environment when env is
-// ""): app replicas carry RUNWAY_ENV or run from the data directory,
+// Runway whose work directory is workDir (every environment when env is
+// ""): app replicas carry RUNWAY_ENV or run from the work directory,
 // PostgreSQL servers have their data directory on the command line.
-func Leftovers(dataDir, env string) []string {
-	envDir := filepath.Join(dataDir, "envs") + "/"
+func Leftovers(workDir, env string) []string {
+	envDir := filepath.Join(workDir, "envs") + "/"
 	if env != "" {
 		envDir += env + "/"
 	}
@@ -30,7 +30,7 @@ func Leftovers(dataDir, env string) []string {
 		if env != "" {
 			match = match || bytes.Contains(environ, []byte("RUNWAY_ENV="+env+"\x00"))
 		} else {
-			match = match || bytes.Contains(environ, []byte("RUNWAY_ENV=")) && strings.HasPrefix(cwd, dataDir+"/")
+			match = match || bytes.Contains(environ, []byte("RUNWAY_ENV=")) && strings.HasPrefix(cwd, workDir+"/")
 		}
 		if match {
 			out = append(out, fmt.Sprintf("pid %s: %s", filepath.Base(p), bytes.TrimSpace(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))))

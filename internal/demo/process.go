@@ -102,6 +102,7 @@ func (h *Harness) waitAPI(ctx context.Context, cp *controlPlane) error {
 		if err != nil {
 			return err
 		}
+		h.Authorize(req)
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -20,12 +20,13 @@ import (
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/rollout"
+	"github.com/runway-cd/runway/internal/server"
 )
 
 // TestCanaryEmbeddedPromQL runs the canary scenarios with metrics
 // evaluated by Runway's embedded PromQL engine.
 func TestCanaryEmbeddedPromQL(t *testing.T) {
-	runCanaryScenarios(t, func(*testing.T, *demo.Harness) string { return "" })
+	runCanaryScenarios(t, "", func(*testing.T, *demo.Harness) string { return "" })
 }
 
 // TestCanaryPrometheusServer runs the same scenarios against a real
@@ -39,13 +40,27 @@ func TestCanaryPrometheusServer(t *testing.T) {
 		}
 		t.Skip("prometheus binary not installed (apt-get install prometheus)")
 	}
-	runCanaryScenarios(t, func(t *testing.T, h *demo.Harness) string { return startPrometheus(t, bin, h.Server.APIAddr()) })
+	// Its address is chosen first: templates may name only the servers
+	// of the config's analysis.prometheusAddresses.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	runCanaryScenarios(t, "http://"+addr, func(t *testing.T, h *demo.Harness) string {
+		return startPrometheus(t, bin, addr, h.Server.APIAddr(), h.Token())
+	})
 }
 
-func runCanaryScenarios(t *testing.T, prometheusAddress func(*testing.T, *demo.Harness) string) {
+func runCanaryScenarios(t *testing.T, allowed string, prometheusAddress func(*testing.T, *demo.Harness) string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	h, _ := startRunway(ctx, t)
+	h, _, _ := startRunwayWith(ctx, t, demo.Options{Tune: func(c *server.Config) {
+		if allowed != "" {
+			c.Analysis.PrometheusAddresses = []string{allowed}
+		}
+	}})
 	address := prometheusAddress(t, h)
 	sha, err := h.CommitChange(ctx, "", "first version")
 	if err != nil {
@@ -310,14 +325,12 @@ func finishedRollout(ctx context.Context, t *testing.T, h *demo.Harness, version
 
 func post(ctx context.Context, t *testing.T, h *demo.Harness, path string) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.APIURL()+path, nil)
-	resp, err := http.DefaultClient.Do(req)
+	status, body, err := h.API(ctx, http.MethodPost, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST %s: %s", path, resp.Status)
+	if status != http.StatusAccepted {
+		t.Fatalf("POST %s: %d %s", path, status, body)
 	}
 }
 
@@ -389,21 +402,16 @@ func waitRun(ctx context.Context, t *testing.T, h *demo.Harness, suffix string) 
 	return analysis.RunRecord{}
 }
 
-// startPrometheus runs a Prometheus server on a free loopback port that
-// scrapes target's /metrics every second, and returns its URL.
-func startPrometheus(t *testing.T, bin, target string) string {
+// startPrometheus runs a Prometheus server on addr (a free loopback
+// host:port) that scrapes target's /metrics every second with the API
+// token, and returns its URL.
+func startPrometheus(t *testing.T, bin, addr, target, token string) string {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: runway-gateway\n    static_configs:\n      - targets: ['%s']\n", target)
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: runway-gateway\n    authorization:\n      credentials: '%s'\n    static_configs:\n      - targets: ['%s']\n", token, target)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
 	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
 	if err != nil {
 		t.Fatal(err)

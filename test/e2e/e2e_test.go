@@ -360,10 +360,10 @@ func assertEnvGone(ctx context.Context, t *testing.T, h *demo.Harness, dir, env 
 	if status != 404 {
 		t.Fatalf("gateway still routes %s: status %d", env, status)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "data", "envs", env)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("data dir of %s remains (%v)", env, err)
+	if _, err := os.Stat(filepath.Join(h.WorkDir(), "envs", env)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("directory of %s remains (%v)", env, err)
 	}
-	assertNoProcesses(t, dir, env)
+	assertNoProcesses(t, h.WorkDir(), env)
 }
 
 // startRunway starts a Runway with its repositories in a temporary
@@ -400,7 +400,7 @@ func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*dem
 		if err := h.Close(); err != nil {
 			t.Errorf("closing runway: %v", err)
 		}
-		assertNoProcesses(t, dir, "")
+		assertNoProcesses(t, h.WorkDir(), "")
 		if left := demo.GatewayProcesses(h.DataDir()); len(left) > 0 {
 			t.Errorf("gateway processes still run after close: %v", left)
 		}
@@ -412,10 +412,10 @@ func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*dem
 }
 
 // assertNoProcesses checks that no process of env (every env when env is
-// "") of the Runway in dir still runs.
-func assertNoProcesses(t *testing.T, dir, env string) {
+// "") of the Runway with work directory workDir still runs.
+func assertNoProcesses(t *testing.T, workDir, env string) {
 	t.Helper()
-	for _, p := range demo.Leftovers(filepath.Join(dir, "data"), env) {
+	for _, p := range demo.Leftovers(workDir, env) {
 		t.Errorf("process of environment %q still runs: %s", env, p)
 	}
 }

@@ -255,7 +255,7 @@ func median(d []time.Duration) time.Duration {
 // version's ports closed.
 func assertOnlyExplained(t *testing.T, h *demo.Harness, version string, oldAddrs []string) {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(h.DataDir(), "envs"))
+	entries, err := os.ReadDir(filepath.Join(h.WorkDir(), "envs"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func assertOnlyExplained(t *testing.T, h *demo.Harness, version string, oldAddrs
 		}
 	}
 	replicas, postgres := 0, 0
-	envsDir := []byte(filepath.Join(h.DataDir(), "envs") + "/")
+	envsDir := []byte(filepath.Join(h.WorkDir(), "envs") + "/")
 	pids, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range pids {
 		cmdline, _ := os.ReadFile(filepath.Join(p, "cmdline"))
@@ -273,7 +273,7 @@ func assertOnlyExplained(t *testing.T, h *demo.Harness, version string, oldAddrs
 		cwd, _ := os.Readlink(filepath.Join(p, "cwd"))
 		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
 		switch {
-		case bytes.Contains(environ, []byte("RUNWAY_ENV=")) && strings.HasPrefix(cwd, h.DataDir()+"/"):
+		case bytes.Contains(environ, []byte("RUNWAY_ENV=")) && strings.HasPrefix(cwd, h.WorkDir()+"/"):
 			replicas++
 			if !bytes.Contains(environ, []byte("RUNWAY_ENV=production\x00")) || !bytes.Contains(environ, []byte("RUNWAY_VERSION="+version+"\x00")) {
 				t.Errorf("process %s is not production at %s: %s", filepath.Base(p), version, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
