@@ -45,6 +45,38 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err := createPrivate(path); err != nil {
 		return nil, fmt.Errorf("opening sqlite database: %w", err)
 	}
+	var db *DB
+	for attempt := 1; ; attempt++ {
+		var err error
+		db, err = open(ctx, path)
+		if err == nil {
+			break
+		}
+		// Switching a new file to WAL takes an exclusive lock, and SQLite
+		// answers SQLITE_BUSY at once, without its busy handler, when
+		// another process is doing the same: try again a few times.
+		if attempt == openAttempts || !strings.Contains(err.Error(), "SQLITE_BUSY") {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("opening sqlite database %s: %w", path, ctx.Err())
+		case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+		}
+	}
+	sqlDB := db.db
+	if err := chmodPrivate(path+"-wal", path+"-shm"); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("opening sqlite database: %w", err)
+	}
+	return db, nil
+}
+
+// openAttempts bounds the retries of an Open that found the database busy.
+const openAttempts = 10
+
+// open connects to the database at path and migrates it.
+func open(ctx context.Context, path string) (*DB, error) {
 	sqlDB, err := sql.Open("sqlite", path+dsnOptions)
 	if err != nil {
 		return nil, fmt.Errorf("opening sqlite database %s: %w", path, err)
@@ -57,10 +89,6 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err := db.migrate(ctx); err != nil {
 		sqlDB.Close()
 		return nil, fmt.Errorf("migrating sqlite database %s: %w", path, err)
-	}
-	if err := chmodPrivate(path+"-wal", path+"-shm"); err != nil {
-		sqlDB.Close()
-		return nil, fmt.Errorf("opening sqlite database: %w", err)
 	}
 	return db, nil
 }
