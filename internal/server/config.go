@@ -3,8 +3,10 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/webhook"
 )
 
 // Config is the server's configuration file (YAML). Zero values take the
@@ -88,9 +91,11 @@ type TLSConfig struct {
 
 // ReporterConfig configures the reporter's HTTP routes.
 type ReporterConfig struct {
-	// Compatibility keeps the original workflow-reporter's unauthenticated
-	// POST /workflow/submit and /workflow/update. Off by default: updates
-	// need the expectation's token. See docs/security.md for the risk.
+	// Compatibility lets POST /workflow/update through without a token,
+	// as the original workflow-reporter did (a wrong token is still
+	// refused). Off by default: updates need the expectation's token.
+	// POST /workflow/submit needs the admin token either way. See
+	// docs/security.md for the risk.
 	Compatibility bool `json:"compatibility,omitempty"`
 }
 
@@ -136,7 +141,7 @@ type AnalysisConfig struct {
 }
 
 // MinWebhookSecret is the shortest accepted webhook secret.
-const MinWebhookSecret = 16
+const MinWebhookSecret = webhook.MinSecret
 
 // GatewayConfig configures the data plane.
 type GatewayConfig struct {
@@ -324,6 +329,11 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("workDir %s must not be dataDir or inside it: app code cannot enter dataDir", c.WorkDir))
 		}
 	}
+	for i, h := range c.API.Hosts {
+		if err := validAPIHost(h); err != nil {
+			errs = append(errs, fmt.Errorf("api.hosts[%d] %q: %w", i, h, err))
+		}
+	}
 	for _, tok := range []struct{ key, v string }{{"api.adminToken", c.API.AdminToken}, {"api.readToken", c.API.ReadToken}} {
 		if tok.v != "" && len(tok.v) < 16 {
 			errs = append(errs, fmt.Errorf("%s must be at least 16 characters", tok.key))
@@ -380,4 +390,28 @@ func (c *Config) app(repo, branch string) (AppConfig, bool) {
 		}
 	}
 	return AppConfig{}, false
+}
+
+// validAPIHost accepts a host name or address, with an optional port, as a
+// Host header carries it; a URL or a path is a mistake.
+func validAPIHost(h string) error {
+	if h == "" || strings.ContainsAny(h, "/@?#* \t") {
+		return errors.New("must be a host name or host:port, not a URL")
+	}
+	host := h
+	if hp, port, err := net.SplitHostPort(h); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q is not a port number", port)
+		}
+		host = hp
+	}
+	if net.ParseIP(strings.Trim(host, "[]")) != nil {
+		return nil
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(host, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return errors.New("is not a valid host name")
+		}
+	}
+	return nil
 }

@@ -40,6 +40,14 @@ func TestConfigValidation(t *testing.T) {
 		{"app twice", func(c *Config) { c.Apps = append(c.Apps, c.Apps[0]) }, "listed twice"},
 		{"bad allowed backend", func(c *Config) { c.Gateway.AllowedBackends = []string{"10.0.0.0/33"} }, "gateway.allowedBackends"},
 		{"allowed backend host", func(c *Config) { c.Gateway.AllowedBackends = []string{"lan.example"} }, "gateway.allowedBackends"},
+		{"short webhook secret", func(c *Config) { c.WebhookSecret = "short" }, "at least 16 characters"},
+		{"api host as URL", func(c *Config) { c.API.Hosts = []string{"https://runway.example"} }, "not a URL"},
+		{"api host bad port", func(c *Config) { c.API.Hosts = []string{"runway.example:99999"} }, "not a port number"},
+		{"api host ok", func(c *Config) { c.API.Hosts = []string{"runway.example", "runway.example:8443", "[::1]:7070"} }, ""},
+		{"work dir inside data dir", func(c *Config) { c.WorkDir = "/d/work" }, "must not be dataDir or inside it"},
+		{"tls half set", func(c *Config) { c.TLS.CertFile = "/c.pem" }, "set together"},
+		{"short admin token", func(c *Config) { c.API.AdminToken = "abc" }, "api.adminToken must be at least 16"},
+		{"negative limit", func(c *Config) { c.Limits.Pipelines = -1 }, "limits must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
