@@ -102,6 +102,16 @@ func (t *Tokens) Role(token string) Role {
 	return None
 }
 
+// Observe calls f with every token read from a file from now on (a
+// rotation included), so that it can be redacted from logs.
+func (t *Tokens) Observe(f func(token string)) {
+	for _, s := range []*secret{t.admin, t.read} {
+		s.mu.Lock()
+		s.observe = f
+		s.mu.Unlock()
+	}
+}
+
 // Source says where the token named which comes from: its file's path, or
 // "config" for a token given in the config or the environment. Never the
 // token itself.
@@ -154,9 +164,10 @@ func Rotate(dataDir, which string) (map[string]string, error) {
 type secret struct {
 	path string // "" for a fixed token
 
-	mu     sync.Mutex
-	info   os.FileInfo // of the file digest was read from
-	digest [sha256.Size]byte
+	mu      sync.Mutex
+	info    os.FileInfo // of the file digest was read from
+	digest  [sha256.Size]byte
+	observe func(token string)
 }
 
 func loadSecret(dataDir, which, given string) (*secret, error) {
@@ -214,6 +225,9 @@ func (s *secret) reloadLocked() error {
 		return err
 	}
 	s.digest, s.info = sha256.Sum256([]byte(tok)), fi
+	if s.observe != nil {
+		s.observe(tok)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -200,5 +201,32 @@ func TestRotateIsPickedUpWithoutRestart(t *testing.T) {
 	}
 	if _, err := Rotate(filepath.Join(dir, "missing"), AdminToken); err == nil {
 		t.Fatal("Rotate into a missing directory succeeded")
+	}
+}
+
+func TestObserveSeesRotatedTokens(t *testing.T) {
+	dir := t.TempDir()
+	tokens, err := Load(dir, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	tokens.Observe(func(tok string) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, tok)
+	})
+	got, err := Rotate(dir, "all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tokens.Role(got[AdminToken]) != Admin {
+		t.Fatal("the rotated admin token is not accepted")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(seen, got[AdminToken]) || !slices.Contains(seen, got[ReadToken]) {
+		t.Fatalf("Observe saw %d tokens, not both rotated ones", len(seen))
 	}
 }

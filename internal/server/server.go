@@ -104,6 +104,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 			red.Add(tok)
 		}
 	}
+	s.tokens.Observe(func(tok string) { red.Add(tok) }) // rotated tokens too
 	tlsConfig, err := loadTLS(cfg.TLS)
 	if err != nil {
 		return nil, err
