@@ -343,12 +343,24 @@ func (s *Server) newWebhook() (*webhook.Handler, error) {
 		Verifier:   verifier{cfg: &s.cfg, v: build.NewVerifier(filepath.Join(s.cfg.WorkDir, "verify"), 0)},
 		Starter:    starter{s},
 		Deliveries: s.db,
+		Queue:      queue{s.pipelines},
 		Logger:     s.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building the webhook handler: %w", err)
 	}
 	return h, nil
+}
+
+// queue answers whether a pipeline just started waits for a slot.
+type queue struct{ r *pipeline.Runner }
+
+func (q queue) Queued(ctx context.Context, id string) (string, bool) {
+	p, err := q.r.Get(ctx, id)
+	if err != nil || p.Phase != pipeline.Queued {
+		return "", false
+	}
+	return p.Reason, true
 }
 
 // verifier checks a push's commit in the app's configured repository,

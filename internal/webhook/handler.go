@@ -46,6 +46,9 @@ type Options struct {
 	Verifier   Verifier
 	Starter    Starter
 	Deliveries Deliveries
+	// Queue, when set, tells whether a started pipeline waits for a slot;
+	// the answer then says "queued" with the reason.
+	Queue Queue
 	// LargeBodies is how many requests with a body over LargeBody may
 	// hold one in memory at once; others get 503 with Retry-After.
 	// Zero means DefaultLargeBodies.
@@ -62,6 +65,7 @@ type Handler struct {
 	verifier   Verifier
 	starter    Starter
 	deliveries Deliveries
+	queue      Queue
 	logger     *slog.Logger
 
 	// large holds one token per request reading a body over LargeBody.
@@ -128,6 +132,7 @@ func NewHandler(opts Options) (*Handler, error) {
 		verifier:   opts.Verifier,
 		starter:    opts.Starter,
 		deliveries: opts.Deliveries,
+		queue:      opts.Queue,
 		logger:     opts.Logger,
 		large:      make(chan struct{}, opts.LargeBodies),
 	}, nil
@@ -265,6 +270,11 @@ func (h *Handler) start(ctx context.Context, p Push) reply {
 		h.logger.Error("recording delivery failed", "delivery", p.Delivery, "pipeline", id, "err", err)
 	}
 	h.logger.Info("pipeline started", "delivery", p.Delivery, "repo", p.Repo, "branch", p.Branch, "after", p.After, "pipeline", id)
+	if h.queue != nil {
+		if reason, queued := h.queue.Queued(sctx, id); queued {
+			return reply{status: http.StatusAccepted, body: response{Status: "queued", Reason: reason, Pipeline: id}}
+		}
+	}
 	return reply{status: http.StatusAccepted, body: response{Status: "accepted", Pipeline: id}}
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -562,4 +563,32 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// queue says every pipeline waits, with a fixed reason.
+type queue struct{ reason string }
+
+func (q queue) Queued(context.Context, string) (string, bool) { return q.reason, q.reason != "" }
+
+func TestHandlerAnswersQueued(t *testing.T) {
+	for _, tt := range []struct {
+		name, reason string
+		want         map[string]string
+	}{
+		{"queued", "queued: 4 pipelines running (limits.pipelines)",
+			map[string]string{"status": "queued", "reason": "queued: 4 pipelines running (limits.pipelines)", "pipeline": "pipeline-1"}},
+		{"running", "", map[string]string{"status": "accepted", "pipeline": "pipeline-1"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(newHandler(t, webhook.Options{Queue: queue{tt.reason}}))
+			t.Cleanup(srv.Close)
+			got := send(t, srv, delivery{event: "push", id: "q1", body: pushPayload("chestercodes/homelabping", "refs/heads/main", sha)})
+			if got.status != http.StatusAccepted {
+				t.Fatalf("status %d, want 202", got.status)
+			}
+			if !maps.Equal(got.body, tt.want) {
+				t.Fatalf("body %v, want %v", got.body, tt.want)
+			}
+		})
+	}
 }

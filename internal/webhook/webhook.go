@@ -30,6 +30,11 @@ type Starter interface {
 	Start(ctx context.Context, p Push) (id string, err error)
 }
 
+// Queue tells whether a started pipeline waits for a free slot, and why.
+type Queue interface {
+	Queued(ctx context.Context, id string) (reason string, queued bool)
+}
+
 // Tracker decides which pushes matter.
 type Tracker interface {
 	Tracks(repo, branch string) bool
