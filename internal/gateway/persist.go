@@ -8,7 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/runway-cd/runway/internal/atomicfile"
 )
 
 // SaveRoutes writes the route table to path as a JSON array of Route, in the
@@ -21,7 +22,7 @@ func (g *Gateway) SaveRoutes(path string) error {
 		return fmt.Errorf("encoding routes: %w", err)
 	}
 	data = append(data, '\n')
-	if err := writeFileAtomic(path, data); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("saving routes to %s: %w", path, err)
 	}
 	return nil
@@ -86,40 +87,4 @@ func decodeRoutes(data []byte) ([]Route, error) {
 		routes[i] = r.clone()
 	}
 	return routes, nil
-}
-
-// writeFileAtomic replaces path with data by writing a synced temporary file
-// beside it and renaming it, then syncing the directory so the rename itself
-// survives a power loss.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // fails harmlessly once renamed
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
 }

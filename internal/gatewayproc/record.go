@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/runway-cd/runway/internal/atomicfile"
 )
 
 // Record is what RecordPath holds about the running gateway: enough to find
@@ -35,41 +36,15 @@ func readRecord(path string) (*Record, error) {
 	return &r, nil
 }
 
-// writeRecord replaces the record at path atomically: a synced temporary
-// file renamed over it, then the directory synced, so a crash leaves the old
-// record or the new one.
+// writeRecord replaces the record at path atomically, so a crash leaves
+// the old record or the new one.
 func writeRecord(path string, r Record) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encoding gateway record: %w", err)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing gateway record: %w", err)
-	}
-	defer os.Remove(f.Name()) // fails harmlessly once renamed
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("writing gateway record: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("syncing gateway record: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing gateway record: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("replacing gateway record: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory of gateway record: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory of gateway record: %w", err)
 	}
 	return nil
 }

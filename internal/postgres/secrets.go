@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/runway-cd/runway/internal/atomicfile"
 )
 
 const (
@@ -74,7 +76,7 @@ func loadOrCreatePassword(secretsDir, role string) (password string, created boo
 		return "", false, fmt.Errorf("generating the password of %s: %w", role, err)
 	}
 	password = hex.EncodeToString(raw)
-	if err := writeSecretFile(path, password+"\n"); err != nil {
+	if err := atomicfile.Write(path, []byte(password+"\n"), secretFileMode); err != nil {
 		return "", false, fmt.Errorf("storing the password of %s: %w", role, err)
 	}
 	return password, true, nil
@@ -110,31 +112,4 @@ func readPassword(path string) (string, error) {
 		return "", fmt.Errorf("password file %s holds no usable password", path)
 	}
 	return password, nil
-}
-
-// writeSecretFile replaces path atomically with content, mode 0600: a new
-// file of its own (never an existing file or a symlink) renamed into place.
-func writeSecretFile(path, content string) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op once renamed
-	if err := f.Chmod(secretFileMode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

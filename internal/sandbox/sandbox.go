@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/runway-cd/runway/internal/atomicfile"
 )
 
 // BuildKey is the key of the uid every build runs as. It cannot be an
@@ -291,23 +293,7 @@ func (s *Sandbox) save() error {
 	if err != nil {
 		return fmt.Errorf("encoding sandbox uids: %w", err)
 	}
-	dir := filepath.Dir(s.opts.StateFile)
-	tmp, err := os.CreateTemp(dir, filepath.Base(s.opts.StateFile)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("saving sandbox uids: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	_, err = tmp.Write(append(b, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), s.opts.StateFile)
-	}
-	if err != nil {
+	if err := atomicfile.Write(s.opts.StateFile, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("saving sandbox uids: %w", err)
 	}
 	return nil
