@@ -41,15 +41,27 @@ func (h *Handler) readSigned(w http.ResponseWriter, r *http.Request, sig []byte)
 	if r.ContentLength > MaxBody {
 		return nil, release, tooLarge(fmt.Errorf("content length %d", r.ContentLength))
 	}
+	// Every body takes a slot, so what all requests hold together is
+	// bounded (Bodies × LargeBody + LargeBodies × MaxBody) whatever the
+	// number of connections.
+	releaseBody := take(h.bodies)
+	if releaseBody == nil {
+		return nil, release, busy(r.ContentLength, "webhook bodies")
+	}
 	var buf bytes.Buffer
 	if r.ContentLength > LargeBody {
-		if release = h.acquire(); release == nil {
-			return nil, func() {}, busy(r.ContentLength)
+		releaseLarge := take(h.large)
+		if releaseLarge == nil {
+			releaseBody()
+			return nil, release, busy(r.ContentLength, "large webhook bodies")
 		}
+		release = func() { releaseLarge(); releaseBody() }
+	} else {
+		release = releaseBody
 	}
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
+	// Memory follows the bytes that arrive: a declared length alone never
+	// allocates more than initialBuffer.
+	buf.Grow(int(min(max(r.ContentLength, 0), initialBuffer)))
 	mac := hmac.New(sha256.New, h.secret)
 	dst := io.MultiWriter(&buf, mac)
 	body := http.MaxBytesReader(w, r.Body, MaxBody)
@@ -62,9 +74,12 @@ func (h *Handler) readSigned(w http.ResponseWriter, r *http.Request, sig []byte)
 	}
 	if n > LargeBody {
 		if r.ContentLength <= LargeBody { // unknown length: it is large now
-			if release = h.acquire(); release == nil {
-				return nil, func() {}, busy(-1)
+			releaseLarge := take(h.large)
+			if releaseLarge == nil {
+				return nil, release, busy(-1, "large webhook bodies")
 			}
+			releaseBody := release
+			release = func() { releaseLarge(); releaseBody() }
 		}
 		if _, err := io.Copy(dst, body); err != nil {
 			return nil, release, unreadable(err)
@@ -76,12 +91,15 @@ func (h *Handler) readSigned(w http.ResponseWriter, r *http.Request, sig []byte)
 	return buf.Bytes(), release, nil
 }
 
-// acquire takes a large-body slot without waiting and returns its release
+// initialBuffer is the most a body's buffer holds before bytes arrive.
+const initialBuffer = 64 << 10
+
+// take takes a slot of slots without waiting and returns its release
 // (idempotent), or nil if every slot is taken.
-func (h *Handler) acquire() func() {
+func take(slots chan struct{}) func() {
 	select {
-	case h.large <- struct{}{}:
-		return sync.OnceFunc(func() { <-h.large })
+	case slots <- struct{}{}:
+		return sync.OnceFunc(func() { <-slots })
 	default:
 		return nil
 	}
@@ -92,9 +110,9 @@ func tooLarge(err error) *reply {
 		fmt.Sprintf("body exceeds GitHub's webhook payload limit of %d bytes", MaxBody), fmt.Errorf("reading body: %w", err))
 }
 
-func busy(length int64) *reply {
-	return refuse(http.StatusServiceUnavailable, "too many large webhook bodies are being read; try again later",
-		fmt.Errorf("no large-body slot free for a body of length %d (-1: unknown)", length))
+func busy(length int64, what string) *reply {
+	return refuse(http.StatusServiceUnavailable, "too many "+what+" are being read; try again later",
+		fmt.Errorf("no slot free for a body of length %d (-1: unknown) among %s", length, what))
 }
 
 func unreadable(err error) *reply {

@@ -1,14 +1,17 @@
 package webhook_test
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -237,4 +240,48 @@ func testLargeBodies(t *testing.T, chunked bool) {
 		t.Errorf("bad signatures started %d pipelines", len(s))
 	}
 	t.Logf("peak large bodies held at once: %d; heap in use %d MiB before, %d MiB after", maxHolding, before.HeapInuse>>20, after.HeapInuse>>20)
+}
+
+// TestHandlerBoundsHeldBodies holds many requests that declare a 1 MiB
+// body and send one byte: only Bodies of them may be read at once, the
+// rest are answered 503 at once without reading, so connections alone
+// cannot make the server hold memory.
+func TestHandlerBoundsHeldBodies(t *testing.T) {
+	const slots, conns = 4, 12
+	h, err := webhook.NewHandler(webhook.Options{
+		Secret: secret, Tracker: tracker{}, Verifier: &verifier{}, Starter: &starter{}, Deliveries: openDB(t), Bodies: slots,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	var open []net.Conn
+	t.Cleanup(func() {
+		for _, c := range open {
+			c.Close()
+		}
+	})
+	busy := 0
+	for i := range conns {
+		c, err := net.DialTimeout("tcp", srv.Listener.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+		fmt.Fprintf(c, "POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: held-%d\r\nX-Hub-Signature-256: sha256=%s\r\nContent-Length: %d\r\n\r\n{",
+			i, strings.Repeat("0", 64), webhook.LargeBody)
+		// A refused request is answered at once; a read one waits for the
+		// rest of its body, so a short deadline tells them apart.
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		if strings.Contains(line, " 503 ") {
+			busy++
+		} else if line != "" {
+			t.Fatalf("connection %d answered %q before its body was sent", i, line)
+		}
+	}
+	if busy != conns-slots {
+		t.Fatalf("%d of %d held requests were refused, want %d (only %d may be read at once)", busy, conns, conns-slots, slots)
+	}
 }

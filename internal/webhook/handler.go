@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +30,9 @@ const (
 	// DefaultLargeBodies is how many large bodies are read at once when
 	// Options.LargeBodies is zero.
 	DefaultLargeBodies = 2
+	// DefaultBodies is how many bodies of any size are read at once when
+	// Options.Bodies is zero.
+	DefaultBodies = 64
 )
 
 // startTimeout bounds starting a pipeline and recording its delivery.
@@ -49,6 +54,9 @@ type Options struct {
 	// Queue, when set, tells whether a started pipeline waits for a slot;
 	// the answer then says "queued" with the reason.
 	Queue Queue
+	// Bodies is how many requests may be reading a body at once; others
+	// get 503 with Retry-After. Zero means DefaultBodies.
+	Bodies int
 	// LargeBodies is how many requests with a body over LargeBody may
 	// hold one in memory at once; others get 503 with Retry-After.
 	// Zero means DefaultLargeBodies.
@@ -68,8 +76,9 @@ type Handler struct {
 	queue      Queue
 	logger     *slog.Logger
 
-	// large holds one token per request reading a body over LargeBody.
-	large chan struct{}
+	// large holds one token per request reading a body over LargeBody,
+	// bodies one per request reading a body.
+	large, bodies chan struct{}
 
 	// startMu makes lookup, start and save of a delivery one step, so a
 	// delivery sent twice at once starts one pipeline.
@@ -123,6 +132,12 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.LargeBodies == 0 {
 		opts.LargeBodies = DefaultLargeBodies
 	}
+	if opts.Bodies < 0 {
+		return nil, fmt.Errorf("webhook body slots %d is negative", opts.Bodies)
+	}
+	if opts.Bodies == 0 {
+		opts.Bodies = DefaultBodies
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -135,6 +150,7 @@ func NewHandler(opts Options) (*Handler, error) {
 		queue:      opts.Queue,
 		logger:     opts.Logger,
 		large:      make(chan struct{}, opts.LargeBodies),
+		bodies:     make(chan struct{}, max(opts.Bodies, opts.LargeBodies)),
 	}, nil
 }
 
@@ -142,9 +158,15 @@ func NewHandler(opts Options) (*Handler, error) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rep := h.serve(w, r)
 	if rep.err != nil {
-		if rep.status >= http.StatusInternalServerError {
+		switch {
+		case rep.unread, rep.status == http.StatusUnauthorized:
+			// Refused before the sender proved it knows the secret: a
+			// flood of these must not flood the log too (the sender sees
+			// the reason in the answer).
+			h.logger.Debug("webhook refused", "delivery", github.DeliveryID(r), "status", rep.status, "err", rep.err)
+		case rep.status >= http.StatusInternalServerError:
 			h.logger.Error("webhook failed", "delivery", github.DeliveryID(r), "status", rep.status, "err", rep.err)
-		} else {
+		default:
 			h.logger.Info("webhook rejected", "delivery", github.DeliveryID(r), "status", rep.status, "err", rep.err)
 		}
 	}
@@ -200,6 +222,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) reply {
 	}
 
 	push, err := ParsePush(payload)
+	// A replayed body (a captured delivery sent again under a new
+	// delivery id) is recognised by its digest.
+	sum := sha256.Sum256(payload)
+	bodyKey := "sha256:" + hex.EncodeToString(sum[:])
 	release() // the push is decoded: the body's memory may go
 	if err != nil {
 		return *refuse(http.StatusBadRequest, err.Error(), err)
@@ -212,10 +238,26 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) reply {
 		h.logger.Info("push ignored", "delivery", push.Delivery, "repo", push.Repo, "ref", push.Ref, "reason", reason)
 		return reply{status: http.StatusAccepted, body: response{Status: "ignored", Reason: reason}}
 	}
-	return h.start(r.Context(), push)
+	return h.start(r.Context(), push, bodyKey)
 }
 
 var errUnsupportedType = errors.New("unsupported content type")
+
+// duplicate answers a delivery already acted on: the same delivery id
+// (GitHub's redelivery) or the same body under another id (a replay).
+func (h *Handler) duplicate(ctx context.Context, delivery, bodyKey string) *reply {
+	for _, key := range []string{delivery, bodyKey} {
+		id, found, err := h.deliveries.LookupDelivery(ctx, key)
+		if err != nil {
+			return refuse(http.StatusInternalServerError, "internal error", fmt.Errorf("looking up delivery: %w", err))
+		}
+		if found {
+			h.logger.Info("duplicate delivery", "delivery", delivery, "pipeline", id, "sameBody", key == bodyKey)
+			return &reply{status: http.StatusOK, body: response{Status: "duplicate", Pipeline: id}}
+		}
+	}
+	return nil
+}
 
 // ignore returns why a push does not start a pipeline, or "" if it does.
 func (h *Handler) ignore(p Push) string {
@@ -232,17 +274,14 @@ func (h *Handler) ignore(p Push) string {
 
 // start starts the pipeline of a tracked push unless its delivery already
 // started one or its commit is not on the tracked branch.
-func (h *Handler) start(ctx context.Context, p Push) reply {
+func (h *Handler) start(ctx context.Context, p Push, bodyKey string) reply {
 	// Finish what we begin even if GitHub hangs up: a pipeline started but
 	// not recorded would start again on redelivery.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
 	defer cancel()
 
-	if id, found, err := h.deliveries.LookupDelivery(sctx, p.Delivery); err != nil {
-		return *refuse(http.StatusInternalServerError, "internal error", fmt.Errorf("looking up delivery: %w", err))
-	} else if found {
-		h.logger.Info("duplicate delivery", "delivery", p.Delivery, "pipeline", id)
-		return reply{status: http.StatusOK, body: response{Status: "duplicate", Pipeline: id}}
+	if rep := h.duplicate(sctx, p.Delivery, bodyKey); rep != nil {
+		return *rep
 	}
 	// Checked outside startMu: a fetch may take seconds and other
 	// deliveries need not wait for it.
@@ -253,21 +292,18 @@ func (h *Handler) start(ctx context.Context, p Push) reply {
 	h.startMu.Lock()
 	defer h.startMu.Unlock()
 
-	id, found, err := h.deliveries.LookupDelivery(sctx, p.Delivery)
-	if err != nil {
-		return *refuse(http.StatusInternalServerError, "internal error", fmt.Errorf("looking up delivery: %w", err))
+	if rep := h.duplicate(sctx, p.Delivery, bodyKey); rep != nil {
+		return *rep
 	}
-	if found {
-		h.logger.Info("duplicate delivery", "delivery", p.Delivery, "pipeline", id)
-		return reply{status: http.StatusOK, body: response{Status: "duplicate", Pipeline: id}}
-	}
-	id, err = h.starter.Start(sctx, p)
+	id, err := h.starter.Start(sctx, p)
 	if err != nil {
 		return *refuse(http.StatusInternalServerError, "starting pipeline failed", fmt.Errorf("starting pipeline for %s@%s: %w", p.Repo, p.After, err))
 	}
-	if err := h.deliveries.SaveDelivery(sctx, p.Delivery, id, time.Now().UTC()); err != nil {
-		// The pipeline runs; only a redelivery could start it twice.
-		h.logger.Error("recording delivery failed", "delivery", p.Delivery, "pipeline", id, "err", err)
+	for _, key := range []string{p.Delivery, bodyKey} {
+		if err := h.deliveries.SaveDelivery(sctx, key, id, time.Now().UTC()); err != nil {
+			// The pipeline runs; only a redelivery could start it twice.
+			h.logger.Error("recording delivery failed", "delivery", p.Delivery, "pipeline", id, "err", err)
+		}
 	}
 	h.logger.Info("pipeline started", "delivery", p.Delivery, "repo", p.Repo, "branch", p.Branch, "after", p.After, "pipeline", id)
 	if h.queue != nil {
