@@ -42,7 +42,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	logf, err := os.Create(filepath.Join(dir, "runway.log"))
+	logf, err := os.OpenFile(filepath.Join(dir, "runway.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

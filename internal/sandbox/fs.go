@@ -4,12 +4,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
-// Traversable adds o+x to every ancestor of path that lacks it, so sandbox
-// uids can walk down to the directories made for them (a 0700 temporary
-// directory above the work dir is the usual case); listing stays refused.
-// A no-op when the sandbox is disabled.
+// Traversable makes sure sandbox uids can walk down to path (not list
+// what is on the way). An ancestor without o+x is given it only when it is
+// a temporary directory (below os.TempDir(), the usual case being a 0700
+// directory of a test or the demo); any other, such as a home directory,
+// is left alone and Traversable fails naming it, since adding o+x there
+// would open whatever world-readable files it holds to app code. A no-op
+// when the sandbox is disabled.
 func (s *Sandbox) Traversable(path string) error {
 	if !s.Enabled() {
 		return nil
@@ -18,16 +22,21 @@ func (s *Sandbox) Traversable(path string) error {
 	if err != nil {
 		return fmt.Errorf("making %s traversable: %w", path, err)
 	}
+	tmp := filepath.Clean(os.TempDir())
 	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
 		fi, err := os.Stat(dir)
 		if err != nil {
 			return fmt.Errorf("checking %s is traversable: %w", dir, err)
 		}
 		if perm := fi.Mode().Perm(); perm&0o001 == 0 {
+			if rel, err := filepath.Rel(tmp, dir); err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+				return fmt.Errorf("app code cannot reach %s: %s is mode %#o without o+x; "+
+					"give it o+x yourself (chmod o+x %s) or choose a workDir outside it, such as /var/lib/runway-work", path, dir, perm, dir)
+			}
 			if err := os.Chmod(dir, fi.Mode()|0o001); err != nil {
 				return fmt.Errorf("making %s traversable for app code: %w", dir, err)
 			}
-			s.opts.Logger.Info("sandbox: made directory traversable (not listable) for app code", "path", dir, "mode", fmt.Sprintf("%#o", perm|0o001))
+			s.opts.Logger.Warn("sandbox: made a temporary directory traversable (not listable) for app code", "path", dir, "mode", fmt.Sprintf("%#o", perm|0o001))
 		}
 		if dir == filepath.Dir(dir) {
 			return nil
