@@ -1,6 +1,8 @@
 // Package procfs reads what Runway needs from Linux's /proc: a process's
-// state, parent and start time. The start time tells a process apart from
-// a later one that reused its PID, so Runway never adopts or signals a
+// state, parent and start time, and who holds each TCP listener. The start
+// time tells a process apart from a later one that reused its PID, so
+// Runway never adopts or signals a stranger; a listener's uid tells
+// whether a replica's port is the replica's, so Runway never routes to a
 // stranger.
 package procfs
 

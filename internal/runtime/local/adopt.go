@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/runway-cd/runway/internal/postgres"
@@ -73,7 +74,11 @@ func (r *Runtime) adoptEnv(ctx context.Context, name string, rep *AdoptReport) e
 	if len(recs) == 0 {
 		return nil
 	}
-	r.adoptReplicas(ctx, e, recs, rep)
+	cred, err := r.opts.Sandbox.Credential(e.name)
+	if err != nil {
+		return fmt.Errorf("adopting replicas of %s: %w", name, err)
+	}
+	r.adoptReplicas(ctx, e, recs, cred, rep)
 	return e.saveRecords(nil)
 }
 
@@ -102,7 +107,7 @@ func (r *Runtime) adoptPostgres(ctx context.Context, e *environment, rep *AdoptR
 
 // adoptReplicas checks every record at once (each health check may take
 // the whole timeout) and groups the adopted replicas into their sets.
-func (r *Runtime) adoptReplicas(ctx context.Context, e *environment, recs []replicaRecord, rep *AdoptReport) {
+func (r *Runtime) adoptReplicas(ctx context.Context, e *environment, recs []replicaRecord, cred *syscall.Credential, rep *AdoptReport) {
 	timeout := r.opts.AdoptHealthTimeout
 	if timeout <= 0 {
 		timeout = defaultAdoptHealthTimeout
@@ -117,7 +122,7 @@ func (r *Runtime) adoptReplicas(ctx context.Context, e *environment, recs []repl
 	results := make(chan result, len(recs))
 	for _, rec := range recs {
 		go func() {
-			p, reason := adoptReplica(hctx, rec)
+			p, reason := adoptReplica(hctx, rec, cred)
 			results <- result{rec, p, reason}
 		}()
 	}
@@ -166,10 +171,12 @@ func (e *environment) adopted(key string, rec replicaRecord) *replicaSet {
 	return s
 }
 
-// adoptReplica adopts the recorded replica if it is still the same process
-// and healthy, or says why not. It signals a process only once its start
-// time proves it is the recorded replica: an unhealthy one is stopped.
-func adoptReplica(ctx context.Context, rec replicaRecord) (*process, string) {
+// adoptReplica adopts the recorded replica if it is still the same process,
+// healthy and the holder of its port (as uid cred's, see ownsPort), or says
+// why not. It signals a process only once its start time proves it is the
+// recorded replica: an unhealthy one, or one whose port another uid holds,
+// is stopped.
+func adoptReplica(ctx context.Context, rec replicaRecord, cred *syscall.Credential) (*process, string) {
 	st, err := procfs.Read(rec.PID)
 	switch {
 	case rec.PID <= 0 || rec.StartTime == 0:
@@ -186,6 +193,11 @@ func adoptReplica(ctx context.Context, rec replicaRecord) (*process, string) {
 		_ = p.stop(context.WithoutCancel(ctx))
 		p.release()
 		return nil, "not healthy, stopped"
+	}
+	if err := p.ownsPort(rec.App, rec.Version, cred); err != nil {
+		_ = p.stop(context.WithoutCancel(ctx))
+		p.release()
+		return nil, err.Error() + "; stopped"
 	}
 	return p, ""
 }

@@ -45,7 +45,7 @@ func startUnrecorded(t *testing.T, rt *Runtime, env, version string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := startReplica(rs, 0, sb, filepath.Join(rt.env(env).logDir(), "web-"+version+"-0.log"))
+	p, err := rt.startReplica(rs, 0, sb, filepath.Join(rt.env(env).logDir(), "web-"+version+"-0.log"))
 	if err != nil {
 		t.Fatalf("startReplica: %v", err)
 	}

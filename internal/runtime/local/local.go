@@ -57,6 +57,10 @@ type Runtime struct {
 	opts Options
 	log  *slog.Logger
 
+	// pickPort chooses each replica's port: freePort, or a given port in
+	// tests of what happens when someone else took it.
+	pickPort func() (int, error)
+
 	mu   sync.Mutex
 	envs map[string]*environment
 }
@@ -102,7 +106,7 @@ func New(opts Options) (*Runtime, error) {
 			opts.Logger.Info("sandbox: freed the uid of an environment no longer on disk", "env", env)
 		}
 	}
-	return &Runtime{opts: opts, log: opts.Logger, envs: map[string]*environment{}}, nil
+	return &Runtime{opts: opts, log: opts.Logger, pickPort: freePort, envs: map[string]*environment{}}, nil
 }
 
 func (r *Runtime) env(name string) *environment {

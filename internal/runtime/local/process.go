@@ -103,7 +103,7 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 	}
 	s := &replicaSet{app: rs.App, version: rs.Version, healthPath: rs.HealthPath}
 	for i := 0; i < rs.Replicas; i++ {
-		p, err := startReplica(rs, i, sb, filepath.Join(e.logDir(), fmt.Sprintf("%s-%s-%d.log", rs.App, rs.Version, i)))
+		p, err := r.startReplica(rs, i, sb, filepath.Join(e.logDir(), fmt.Sprintf("%s-%s-%d.log", rs.App, rs.Version, i)))
 		if err != nil {
 			_ = s.stop(ctx)
 			return nil, err
@@ -120,7 +120,15 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 	defer cancel()
 	errc := make(chan error, len(s.procs))
 	for _, p := range s.procs {
-		go func() { errc <- p.waitHealthy(hctx, rs.HealthPath) }()
+		go func() {
+			err := p.waitHealthy(hctx, rs.HealthPath)
+			if err == nil {
+				// Healthy is not enough: the port may have been taken
+				// by another uid before the replica bound it.
+				err = p.ownsPort(rs.App, rs.Version, sb.cred)
+			}
+			errc <- err
+		}()
 	}
 	var errs []error
 	for range s.procs {
@@ -213,8 +221,8 @@ func resolve(dir, name string) string {
 // log file is opened here (root's, 0600, in a directory only Runway
 // enters) and handed to the process as stdout and stderr: the replica can
 // write its log but not read or reopen it, nor any other.
-func startReplica(rs runtime.ReplicaSet, index int, sb envSandbox, logPath string) (*process, error) {
-	port, err := freePort()
+func (r *Runtime) startReplica(rs runtime.ReplicaSet, index int, sb envSandbox, logPath string) (*process, error) {
+	port, err := r.pickPort()
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +334,8 @@ func (p *process) same() bool {
 	return err == nil && st.StartTime == p.startTime
 }
 
+// freePort asks the kernel for a free loopback port. It is free when
+// asked, not necessarily when the replica binds it: see ownsPort.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
