@@ -45,7 +45,9 @@ func (ru *run) update(ctx context.Context, f func(p *Pipeline)) error {
 	c := ru.p.Clone()
 	ru.mu.Unlock()
 	if err := ru.r.store.SavePipeline(context.WithoutCancel(ctx), c); err != nil {
-		ru.r.log.Error("saving pipeline", "pipeline", c.ID, "err", err)
+		if !errors.Is(err, ErrVersionTaken) { // the version step picks the next one
+			ru.r.log.Error("saving pipeline", "pipeline", c.ID, "err", err)
+		}
 		return err
 	}
 	return nil
