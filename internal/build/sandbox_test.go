@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -95,7 +96,7 @@ mkdir -p "$RUNWAY_OUT/static/css"; printf body > "$RUNWAY_OUT/static/css/site.cs
 	}
 }
 
-// TestBuildAsSandboxUID runs a build script as the builds' uid and checks
+// TestBuildAsSandboxUID runs a build script as its app's build uid and checks
 // what it could see and that the stored artifact is Runway's.
 func TestBuildAsSandboxUID(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -133,6 +134,10 @@ printf x > "$RUNWAY_OUT/hello"`
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, log.String())
 	}
+	uid, err := sb.UID(sandbox.BuildKey("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	read := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(a.Dir, name))
 		if err != nil {
@@ -140,8 +145,8 @@ printf x > "$RUNWAY_OUT/hello"`
 		}
 		return strings.TrimSpace(string(b))
 	}
-	if got := read("uid"); got != "1650000" {
-		t.Errorf("build ran as uid %s, want 1650000", got)
+	if got := read("uid"); got != strconv.FormatUint(uint64(uid), 10) || uid == 1650000 {
+		t.Errorf("build ran as uid %s, want hello's build uid %d (not the range's base)", got, uid)
 	}
 	for _, f := range []string{"secret-err", "store-err"} {
 		if got := read(f); !strings.Contains(got, "Permission denied") {
@@ -153,8 +158,8 @@ printf x > "$RUNWAY_OUT/hello"`
 		switch {
 		case k == "RUNWAY_WEBHOOK_SECRET" || k == "SOME_TOKEN":
 			t.Errorf("the build got %s", k)
-		case k == "GOCACHE" && !strings.HasPrefix(kv, "GOCACHE="+filepath.Join(work, "cache")):
-			t.Errorf("the build's %s, want it in the shared cache", kv)
+		case k == "GOCACHE" && !strings.HasPrefix(kv, "GOCACHE="+filepath.Join(work, "cache", "hello")+"/"):
+			t.Errorf("the build's %s, want it in the app's cache", kv)
 		}
 	}
 	err = filepath.Walk(a.Dir, func(p string, fi os.FileInfo, err error) error {
@@ -169,11 +174,17 @@ printf x > "$RUNWAY_OUT/hello"`
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(filepath.Join(work, "cache"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1650000 || fi.Mode().Perm() != 0o700 {
-		t.Errorf("cache dir is uid %d mode %v, want the build uid's, 0700", st.Uid, fi.Mode())
+	for _, c := range []struct {
+		path string
+		uid  uint32
+		perm os.FileMode
+	}{{filepath.Join(work, "cache"), 0, 0o711}, {filepath.Join(work, "cache", "hello"), uid, 0o700}} {
+		fi, err := os.Stat(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != c.uid || fi.Mode().Perm() != c.perm {
+			t.Errorf("%s is uid %d mode %v, want uid %d mode %v", c.path, st.Uid, fi.Mode().Perm(), c.uid, c.perm)
+		}
 	}
 }

@@ -11,13 +11,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
-	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -55,35 +55,48 @@ type Artifact struct {
 // 0644 or 0755: every sandbox uid can read and run the code of every app.
 // That is deliberate: it is code from git, which any environment may run,
 // not a secret; secrets reach an environment only as its own variables.
-// Builds run in tmp/<work>/ (0711) as the builds' sandbox uid, which owns
+// Builds run in tmp/<work>/ (0711) as their app's build uid, which owns
 // the checkout and the output directory there; Runway copies the output
-// into the store itself, so the build uid can change nothing stored.
+// into the store itself, once every process of that uid is gone, so the
+// build uid can change nothing stored.
 type Store struct {
 	dir  string
 	opts Options
+
+	mu sync.Mutex
+	// building holds one token per app: an app's builds run one at a
+	// time, since they share a uid and a cache.
+	building map[string]chan struct{}
 }
 
 // Options configure how builds run.
 type Options struct {
-	// Sandbox runs build scripts as the builds' uid with an allow-listed
-	// environment. Nil: as Runway's user, still allow-listed.
+	// Sandbox runs build scripts as their app's build uid
+	// (sandbox.BuildKey) with an allow-listed environment. Nil: as
+	// Runway's user, still allow-listed.
 	Sandbox *sandbox.Sandbox
-	// CacheDir holds the Go build and module caches (GOCACHE, GOMODCACHE)
-	// kept across builds, owned by the builds' uid. All builds share it,
-	// as they share the uid: one app's build can affect a later build of
-	// another (cache poisoning), which is why builds do not run as any
-	// environment's uid. Default: dir/cache.
+	// CacheDir holds the Go build and module caches kept across builds:
+	// CacheDir/<app>/gocache and gomodcache (GOCACHE, GOMODCACHE), 0700
+	// and owned by that app's build uid, so no app's build can write what
+	// another's reads. A build can still poison its own app's later
+	// builds; removing CacheDir/<app> resets that app's cache. Default:
+	// dir/cache.
 	CacheDir string
 	// PrometheusAddresses are the Prometheus servers an app's
 	// AnalysisTemplates may name (config analysis.prometheusAddresses);
 	// any other fails the build. Empty: only the embedded engine.
 	PrometheusAddresses []string
+	// Logger gets what NewStore changes on disk; nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // NewStore opens (creating) a store in dir.
 func NewStore(dir string, opts Options) (*Store, error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = filepath.Join(dir, "cache")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	sb := opts.Sandbox
 	for _, d := range []struct {
@@ -94,38 +107,13 @@ func NewStore(dir string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("creating artifact store: %w", err)
 		}
 	}
-	if err := prepareCache(sb, opts.CacheDir); err != nil {
+	if err := prepareCacheRoot(sb, opts.CacheDir, opts.Logger); err != nil {
 		return nil, err
 	}
 	if err := sb.Traversable(filepath.Join(dir, "tmp")); err != nil {
 		return nil, err
 	}
-	return &Store{dir: dir, opts: opts}, nil
-}
-
-// prepareCache creates the build cache owned by the builds' uid, handing
-// over a cache an unsandboxed Runway filled.
-func prepareCache(sb *sandbox.Sandbox, dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating build cache: %w", err)
-	}
-	uid, err := sb.UID(sandbox.BuildKey)
-	if err != nil {
-		return err
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return fmt.Errorf("creating build cache: %w", err)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && sb.Enabled() && st.Uid != uid {
-		if err := sb.ChownTree(dir, sandbox.BuildKey); err != nil {
-			return fmt.Errorf("handing the build cache to the builds' uid: %w", err)
-		}
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("creating build cache: %w", err)
-	}
-	return sb.Traversable(dir)
+	return &Store{dir: dir, opts: opts, building: map[string]chan struct{}{}}, nil
 }
 
 // RemoveInterrupted deletes the work directories of builds that never
@@ -165,6 +153,15 @@ func (s *Store) Build(ctx context.Context, req Request) (Artifact, error) {
 	if !appspec.ValidName(req.App) || !appspec.ValidName(req.Version) {
 		return Artifact{}, fmt.Errorf("invalid app %q or version %q", req.App, req.Version)
 	}
+	if a, err := s.Resolve(req.App, req.Version, req.Kind); err == nil {
+		return a, nil
+	}
+	unlock, err := s.lockApp(ctx, req.App)
+	if err != nil {
+		return Artifact{}, err
+	}
+	defer unlock()
+	// The build this one waited for may have been of the same tag.
 	if a, err := s.Resolve(req.App, req.Version, req.Kind); err == nil {
 		return a, nil
 	}
@@ -212,6 +209,8 @@ func (s *Store) Build(ctx context.Context, req Request) (Artifact, error) {
 	}
 	if strings.TrimSpace(script) != "" {
 		fmt.Fprintf(log, "$ %s\n", strings.TrimSpace(script))
+		// run returns once no process of the build uid is left, so
+		// nothing changes the output while it is imported.
 		out, err := s.run(ctx, work, script, req, log)
 		if err != nil {
 			return Artifact{}, fmt.Errorf("building %s artifact: %w", req.Kind, err)
@@ -291,38 +290,6 @@ func checkout(ctx context.Context, url, commit, dir string) error {
 		return fmt.Errorf("checking out %s: %w", commit, err)
 	}
 	return nil
-}
-
-// run runs the build script in work/src as the builds' sandbox uid, which
-// is handed the checkout, an empty work/out (returned: what the script
-// writes to $RUNWAY_OUT) and work/home (HOME and TMPDIR). The script gets
-// the allow-listed environment, the shared Go caches and the build's
-// RUNWAY_* variables, never Runway's own.
-func (s *Store) run(ctx context.Context, work, script string, req Request, log io.Writer) (string, error) {
-	sb := s.opts.Sandbox
-	src, out, home := filepath.Join(work, "src"), filepath.Join(work, "out"), filepath.Join(work, "home")
-	if err := sb.ChownTree(src, sandbox.BuildKey); err != nil {
-		return "", err
-	}
-	for _, d := range []string{out, home} {
-		if err := sb.Dir(d, 0o700, sandbox.BuildKey); err != nil {
-			return "", err
-		}
-	}
-	cred, err := sb.Credential(sandbox.BuildKey)
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.CommandContext(ctx, "sh", "-ec", script)
-	cmd.Dir = src
-	cmd.Env = sb.Env(home,
-		"GOCACHE="+filepath.Join(s.opts.CacheDir, "go-build"), "GOMODCACHE="+filepath.Join(s.opts.CacheDir, "mod"),
-		"RUNWAY_OUT="+out, "RUNWAY_APP="+req.App, "RUNWAY_VERSION="+req.Version, "RUNWAY_COMMIT="+req.Commit)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	return out, cmd.Run()
 }
 
 // treeDigest hashes every regular file's path, mode and content, in path

@@ -1,13 +1,14 @@
 // Package sandbox decides who untrusted app code runs as. Builds, replicas
 // and jobs come from app repositories: when Runway runs as root each gets a
 // numeric uid of its own from a configured range (gid the same number, no
-// supplementary groups, no account needed): one per environment, kept
-// across restarts in an allocation table, and one shared by all builds. So
+// supplementary groups, no account needed): one per environment and one per
+// app for that app's builds, kept across restarts in an allocation table. So
 // an environment's processes can neither read Runway's data dir nor another
-// environment's files and processes. When Runway is not root there is no
-// one to switch to: the sandbox is disabled and app code runs as the
-// current user, which New says once in the log. Either way app code gets an
-// allow-listed environment (Env), never Runway's own variables.
+// environment's files and processes, and one app's build can change nothing
+// another app's build reads. When Runway is not root there is no one to
+// switch to: the sandbox is disabled and app code runs as the current user,
+// which New says once in the log. Either way app code gets an allow-listed
+// environment (Env), never Runway's own variables.
 package sandbox
 
 import (
@@ -28,20 +29,31 @@ import (
 	"github.com/runway-cd/runway/internal/atomicfile"
 )
 
-// BuildKey is the key of the uid every build runs as. It cannot be an
-// environment's name (those are DNS labels).
-const BuildKey = ":build"
+// buildPrefix starts the keys of build uids. No environment's name (a DNS
+// label or a version) holds a ':'.
+const buildPrefix = ":build/"
+
+// BuildKey is the key of the uid app's builds run as: one per app, so what
+// a build leaves behind (a cache entry, a file in a later build's output)
+// can reach only later builds of the same app. Build uids are never
+// released.
+func BuildKey(app string) string { return buildPrefix + app }
+
+func isBuildKey(key string) bool { return strings.HasPrefix(key, buildPrefix) }
 
 // ErrExhausted is returned when every uid of the range is allocated.
 var ErrExhausted = errors.New("no free sandbox uid")
 
 // Options configure a sandbox.
 type Options struct {
-	// Base and Count are the uid range: Base is the builds' uid, Base+1 up
-	// to Base+Count-1 go to environments.
+	// Base and Count are the uid range: Base+1 up to Base+Count-1 go to
+	// environments and to each app's builds. Base itself is not handed
+	// out: earlier Runways ran every build as Base, and what those builds
+	// left behind must not pass to one app.
 	Base, Count uint32
 	// StateFile keeps the allocation table (0600 JSON), so a restarted
-	// Runway gives every environment the uid it had.
+	// Runway gives every environment and every app's builds the uid they
+	// had.
 	StateFile string
 	// Env names variables of Runway's own environment passed on to app
 	// code besides the built-in allow-list. RUNWAY_* names are refused.
@@ -112,21 +124,18 @@ func New(opts Options) (*Sandbox, error) {
 		return nil, err
 	}
 	s.enabled = true
-	opts.Logger.Info("sandbox: app code runs as unprivileged uids", "base", opts.Base, "count", opts.Count, "environments", len(s.table.UIDs))
+	opts.Logger.Info("sandbox: app code runs as unprivileged uids", "base", opts.Base, "count", opts.Count, "allocated", len(s.table.UIDs))
 	return s, nil
 }
 
 // Enabled reports whether app code runs as sandbox uids.
 func (s *Sandbox) Enabled() bool { return s != nil && s.enabled }
 
-// UID returns key's uid, allocating one for a new environment. The
-// allocation is saved before UID returns.
+// UID returns key's uid (an environment's name or a BuildKey), allocating
+// one for a new key. The allocation is saved before UID returns.
 func (s *Sandbox) UID(key string) (uint32, error) {
 	if !s.Enabled() {
 		return uint32(os.Geteuid()), nil
-	}
-	if key == BuildKey {
-		return s.opts.Base, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -212,9 +221,10 @@ func (s *Sandbox) ChownTree(path, key string) error {
 	return nil
 }
 
-// Release frees an environment's uid once it is torn down.
+// Release frees an environment's uid once it is torn down. A build uid is
+// kept (a no-op): it owns its app's build cache, and there is one per app.
 func (s *Sandbox) Release(key string) error {
-	if !s.Enabled() || key == BuildKey {
+	if !s.Enabled() || isBuildKey(key) {
 		return nil
 	}
 	s.mu.Lock()
@@ -231,7 +241,8 @@ func (s *Sandbox) Release(key string) error {
 	return nil
 }
 
-// Allocated lists the keys that hold a uid, sorted.
+// Allocated lists the environments that hold a uid, sorted. Build uids,
+// which are never released, are left out.
 func (s *Sandbox) Allocated() []string {
 	if !s.Enabled() {
 		return nil
@@ -240,17 +251,21 @@ func (s *Sandbox) Allocated() []string {
 	defer s.mu.Unlock()
 	keys := make([]string, 0, len(s.table.UIDs))
 	for k := range s.table.UIDs {
-		keys = append(keys, k)
+		if !isBuildKey(k) {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	return keys
 }
 
 // KillAll sends SIGKILL to every process running as key's uid until none
-// is left or ctx ends: whatever an environment started, however it
-// detached itself (new session, scrubbed environment), ends with it.
+// is left or ctx ends: whatever an environment or a build started, however
+// it detached itself (new session, scrubbed environment), ends with it. A
+// no-op when the sandbox is disabled (that uid is Runway's own) or key has
+// no uid yet.
 func (s *Sandbox) KillAll(ctx context.Context, key string) error {
-	if !s.Enabled() || key == BuildKey {
+	if !s.Enabled() {
 		return nil
 	}
 	s.mu.Lock()
@@ -277,8 +292,8 @@ func (s *Sandbox) load() error {
 	first, last := s.opts.Base+1, s.opts.Base+s.opts.Count-1
 	for k, u := range t.UIDs {
 		if u < first || u > last {
-			s.opts.Logger.Warn("sandbox: uid outside the configured range dropped; the environment gets a new one",
-				"env", k, "uid", u)
+			s.opts.Logger.Warn("sandbox: uid outside the configured range dropped; the environment or app's builds get a new one",
+				"key", k, "uid", u)
 			continue
 		}
 		s.table.UIDs[k] = u

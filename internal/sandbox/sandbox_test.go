@@ -38,7 +38,7 @@ func TestAllocation(t *testing.T) {
 	if err := os.WriteFile(state, []byte(`{"next": 1600001}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := newSandbox(t, state, 4) // builds 1600000; environments 1600001..1600003
+	s := newSandbox(t, state, 4) // 1600000 is never handed out; 1600001..1600003 are
 	steps := []struct {
 		name   string
 		act    func() (uint32, error)
@@ -46,7 +46,6 @@ func TestAllocation(t *testing.T) {
 		errIs  error
 		assert func(t *testing.T)
 	}{
-		{name: "builds have the base uid", act: func() (uint32, error) { return s.UID(BuildKey) }, want: 1600000},
 		{name: "first environment", act: func() (uint32, error) { return s.UID("production") }, want: 1600001},
 		{name: "second environment", act: func() (uint32, error) { return s.UID("v1") }, want: 1600002},
 		{name: "the same environment again", act: func() (uint32, error) { return s.UID("production") }, want: 1600001},
@@ -92,6 +91,51 @@ func TestAllocation(t *testing.T) {
 				st.assert(t)
 			}
 		})
+	}
+}
+
+// TestBuildUIDs checks that each app's builds get a uid of their own from
+// the environments' range, kept when environments' uids are released.
+func TestBuildUIDs(t *testing.T) {
+	requireRoot(t)
+	state := filepath.Join(t.TempDir(), "uids.json")
+	s := newSandbox(t, state, 10)
+	uid := func(s *Sandbox, key string) uint32 {
+		t.Helper()
+		u, err := s.UID(key)
+		if err != nil {
+			t.Fatalf("UID(%s): %v", key, err)
+		}
+		return u
+	}
+	web, api, env := uid(s, BuildKey("web")), uid(s, BuildKey("api")), uid(s, "web")
+	for name, u := range map[string]uint32{"web's builds": web, "api's builds": api, "environment web": env} {
+		if u <= 1600000 || u >= 1600010 {
+			t.Errorf("%s: uid %d, want one of 1600001..1600009 (the base is never handed out)", name, u)
+		}
+	}
+	if web == api || web == env || api == env {
+		t.Fatalf("uids web's builds %d, api's builds %d, environment web %d: want all different", web, api, env)
+	}
+	if got := s.Allocated(); !slices.Equal(got, []string{"web"}) {
+		t.Errorf("Allocated = %v, want only the environment [web]", got)
+	}
+	// Teardown of everything Allocated lists, as the runtime does, and a
+	// Release of a build key: build uids stay.
+	for _, k := range append(s.Allocated(), BuildKey("web")) {
+		if err := s.Release(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newSandbox(t, state, 10)
+	if got := uid(r, BuildKey("web")); got != web {
+		t.Errorf("web's builds after release and restart: uid %d, want %d kept", got, web)
+	}
+	if got := uid(r, BuildKey("api")); got != api {
+		t.Errorf("api's builds after restart: uid %d, want %d kept", got, api)
+	}
+	if slices.Contains(r.Allocated(), "web") {
+		t.Errorf("environment web still allocated after release: %v", r.Allocated())
 	}
 }
 

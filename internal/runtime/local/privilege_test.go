@@ -200,7 +200,12 @@ func TestPrivilege(t *testing.T) {
 		assertOwner(t, app.Dir, 0, 0o755)
 		assertOwner(t, filepath.Join(app.Dir, "probe"), 0, 0o755)
 		assertOwner(t, filepath.Join(app.Dir, "out-probe.txt"), 0, 0o644)
-		assertOwner(t, filepath.Join(w.workDir, "cache"), 1700000, 0o700)
+		buildUID, err := w.sb.UID(sandbox.BuildKey("web"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertOwner(t, filepath.Join(w.workDir, "cache"), 0, 0o711)
+		assertOwner(t, filepath.Join(w.workDir, "cache", "web"), buildUID, 0o700)
 	})
 
 	t.Run("layout", func(t *testing.T) {
