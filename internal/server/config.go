@@ -103,8 +103,8 @@ type ReporterConfig struct {
 type SandboxConfig struct {
 	// UIDBase and UIDCount are the range of numeric uids (and gids of the
 	// same number) Runway hands out when it runs as root: one per
-	// environment and one for builds, so no environment can read
-	// another's processes or files. No account needs to exist for them.
+	// environment and one per app for its builds, so no environment (and
+	// no app's build) can read another's processes or files. No account needs to exist for them.
 	// Default 1500000 and 10000: above the ranges Debian allocates.
 	UIDBase  uint32 `json:"uidBase,omitempty"`
 	UIDCount uint32 `json:"uidCount,omitempty"`
@@ -116,8 +116,9 @@ type SandboxConfig struct {
 	// say) without being in Runway's environment. Never put a secret of
 	// Runway's here: every build, replica and job sees them.
 	Vars []string `json:"vars,omitempty"`
-	// CacheDir holds the builds' Go module and build caches, kept across
-	// builds. Default WorkDir/cache.
+	// CacheDir holds the builds' Go module and build caches, one directory
+	// per app owned by its build uid, kept across builds. Default
+	// WorkDir/cache.
 	CacheDir string `json:"cacheDir,omitempty"`
 }
 
