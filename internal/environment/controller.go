@@ -103,9 +103,6 @@ type Controller struct {
 	// synced is set once a pass has read the state repository; until then
 	// Status also lists what the gateway was found serving.
 	synced bool
-	// invalid is the error last logged per invalid manifest, so a file that
-	// stays invalid is warned about once, not on every pass (under pass).
-	invalid map[string]string
 }
 
 // envState is what runs in one environment.
@@ -206,13 +203,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	}
 	c.synced = true
 	for env, perr := range snap.Invalid {
-		if c.invalid[env] != perr.Error() {
-			c.log.Warn("manifest invalid; environment left as it is", "env", env, "err", perr)
-		}
-	}
-	c.invalid = make(map[string]string, len(snap.Invalid))
-	for env, perr := range snap.Invalid {
-		c.invalid[env] = perr.Error()
+		c.log.Warn("manifest invalid; environment left as it is", "env", env, "err", perr)
 	}
 	var errs []error
 	for _, env := range c.orphans(snap) {
