@@ -1,7 +1,6 @@
 package local
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -126,17 +125,7 @@ func (w *sandboxedWorld) runtime(t *testing.T) *Runtime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		for _, env := range rt.Envs() {
-			if err := rt.Destroy(ctx, env); err != nil {
-				t.Errorf("cleanup Destroy %s: %v", env, err)
-			}
-		}
-		if err := rt.Close(ctx); err != nil {
-			t.Errorf("cleanup Close: %v", err)
-		}
-	})
+	destroyAtEnd(t, rt)
 	return rt
 }
 

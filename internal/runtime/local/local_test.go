@@ -103,6 +103,13 @@ func newRuntime(t *testing.T) *Runtime {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	destroyAtEnd(t, rt)
+	return rt
+}
+
+// destroyAtEnd destroys every environment of rt and closes it when the
+// test ends.
+func destroyAtEnd(t *testing.T, rt *Runtime) {
 	t.Cleanup(func() {
 		ctx := context.Background()
 		for _, env := range rt.Envs() {
@@ -114,7 +121,6 @@ func newRuntime(t *testing.T) *Runtime {
 			t.Errorf("cleanup Close: %v", err)
 		}
 	})
-	return rt
 }
 
 func testReplicaSet(env, version string, replicas int, args ...string) runtime.ReplicaSet {
