@@ -70,7 +70,7 @@ func serveCmd() *cobra.Command {
 
 func gatewayCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:                "gateway [--listen ADDR] [--admin ADDR] [--state FILE] [--domain D]",
+		Use:                "gateway --admin SOCKET [--listen ADDR] [--metrics ADDR] [--state FILE] [--domain D] [--allow-backend CIDR]... [--reserved ADDR]...",
 		Short:              "Run the data plane's gateway (runway serve starts and adopts it)",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
