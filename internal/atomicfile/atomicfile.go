@@ -14,6 +14,12 @@ import (
 // path, then the directory synced so the rename itself survives a power
 // loss.
 func Write(path string, data []byte, perm fs.FileMode) error {
+	return WriteOwned(path, data, perm, -1, -1)
+}
+
+// WriteOwned is Write with the new file handed to uid and gid before it
+// is renamed into place (-1 keeps the creator's, as os.Chown does).
+func WriteOwned(path string, data []byte, perm fs.FileMode, uid, gid int) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -22,6 +28,9 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 	tmp := f.Name()
 	defer os.Remove(tmp) // fails harmlessly once renamed
 	err = f.Chmod(perm)
+	if err == nil && (uid != -1 || gid != -1) {
+		err = f.Chown(uid, gid)
+	}
 	if err == nil {
 		_, err = f.Write(data)
 	}

@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -63,5 +64,22 @@ func TestWrite(t *testing.T) {
 func TestWriteMissingDir(t *testing.T) {
 	if err := Write(filepath.Join(t.TempDir(), "missing", "f"), []byte("x"), 0o600); err == nil {
 		t.Fatal("Write into a missing directory succeeded")
+	}
+}
+
+func TestWriteOwned(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to hand a file to another uid")
+	}
+	path := filepath.Join(t.TempDir(), "pg_hba.conf")
+	if err := WriteOwned(path, []byte("local all runway scram-sha-256\n"), 0o600, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || st.Gid != 65534 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s is uid %d gid %d mode %#o, want 65534 65534 0600", path, st.Uid, st.Gid, fi.Mode().Perm())
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/runway-cd/runway/internal/atomicfile"
 )
 
 const (
@@ -56,29 +58,11 @@ func writeHBA(dataDir, content string) (changed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("writing %s: %w", hbaFile, err)
 	}
-	f, err := os.CreateTemp(dataDir, "."+hbaFile+".tmp*")
-	if err != nil {
-		return false, fmt.Errorf("writing %s: %w", hbaFile, err)
+	uid, gid := -1, -1
+	if st, ok := dir.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		uid, gid = int(st.Uid), int(st.Gid)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op once renamed
-	err = f.Chmod(0o600)
-	if st, ok := dir.Sys().(*syscall.Stat_t); ok && err == nil && os.Geteuid() == 0 {
-		err = f.Chown(int(st.Uid), int(st.Gid))
-	}
-	if err == nil {
-		_, err = f.WriteString(content)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := atomicfile.WriteOwned(path, []byte(content), 0o600, uid, gid); err != nil {
 		return false, fmt.Errorf("writing %s: %w", hbaFile, err)
 	}
 	return true, nil
