@@ -58,6 +58,18 @@ const webhookSecret = "whsec-0123456789abcdef-must-not-leak"
 // with a real PostgreSQL server per environment, a staging job, a staging
 // replica and a build try to reach Runway's data dir, production's files,
 // processes and database, and are refused every time.
+// dataDirAttempts are what no app code may do in Runway's data dir.
+func dataDirAttempts(dataDir string) []probeAttempt {
+	return []probeAttempt{
+		{Name: "list the data dir", Kind: "list", Path: dataDir, want: "permission denied"},
+		{Name: "read the store", Kind: "read", Path: filepath.Join(dataDir, "runway.db"), want: "permission denied"},
+		{Name: "read the secret", Kind: "read", Path: filepath.Join(dataDir, "secret"), want: "permission denied"},
+		{Name: "read the admin token", Kind: "read", Path: filepath.Join(dataDir, "admin.token"), want: "permission denied"},
+		{Name: "read the read token", Kind: "read", Path: filepath.Join(dataDir, "read.token"), want: "permission denied"},
+		{Name: "read the sandbox uid table", Kind: "read", Path: filepath.Join(dataDir, "uids.json"), want: "permission denied"},
+	}
+}
+
 func TestPrivilege(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the privilege test needs root (CI runs it as root): app code runs as sandbox uids only when Runway is root")
@@ -71,17 +83,11 @@ func TestPrivilege(t *testing.T) {
 	w := newPrivilegeWorld(t)
 
 	// The build tries these as the build uid, from its build script.
-	buildAttempts := []probeAttempt{
-		{Name: "list the data dir", Kind: "list", Path: w.dataDir, want: "permission denied"},
-		{Name: "read the store", Kind: "read", Path: filepath.Join(w.dataDir, "runway.db"), want: "permission denied"},
-		{Name: "read the secret", Kind: "read", Path: filepath.Join(w.dataDir, "secret"), want: "permission denied"},
-		{Name: "read the admin token", Kind: "read", Path: filepath.Join(w.dataDir, "admin.token"), want: "permission denied"},
-		{Name: "read the read token", Kind: "read", Path: filepath.Join(w.dataDir, "read.token"), want: "permission denied"},
-		{Name: "read the sandbox uid table", Kind: "read", Path: filepath.Join(w.dataDir, "uids.json"), want: "permission denied"},
+	buildAttempts := append(dataDirAttempts(w.dataDir), []probeAttempt{
 		{Name: "list the environments", Kind: "list", Path: filepath.Join(w.workDir, "envs"), want: "permission denied"},
 		{Name: "write the artifact store", Kind: "write", Path: filepath.Join(w.workDir, "artifacts", "sha256", "planted"), want: "permission denied"},
 		{Name: "control: write the output", Kind: "write", Path: "out-probe.txt"},
-	}
+	}...)
 	var buildLog bytes.Buffer
 	repoURL, commit := probeRepo(t, buildAttempts)
 	app, err := w.store.Build(ctx, build.Request{App: "web", Version: "v1", RepoURL: repoURL, Commit: commit, Kind: build.App, Log: &buildLog})
@@ -109,13 +115,7 @@ func TestPrivilege(t *testing.T) {
 
 	prodDir := filepath.Join(w.workDir, "envs", "production")
 	stagingHome := filepath.Join(w.workDir, "envs", "staging", "home")
-	attempts := []probeAttempt{
-		{Name: "list the data dir", Kind: "list", Path: w.dataDir, want: "permission denied"},
-		{Name: "read the store", Kind: "read", Path: filepath.Join(w.dataDir, "runway.db"), want: "permission denied"},
-		{Name: "read the secret", Kind: "read", Path: filepath.Join(w.dataDir, "secret"), want: "permission denied"},
-		{Name: "read the admin token", Kind: "read", Path: filepath.Join(w.dataDir, "admin.token"), want: "permission denied"},
-		{Name: "read the read token", Kind: "read", Path: filepath.Join(w.dataDir, "read.token"), want: "permission denied"},
-		{Name: "read the sandbox uid table", Kind: "read", Path: filepath.Join(w.dataDir, "uids.json"), want: "permission denied"},
+	attempts := append(dataDirAttempts(w.dataDir), []probeAttempt{
 		{Name: "read production's database password", Kind: "read", Path: filepath.Join(w.dataDir, "secrets", "production", "web.password"), want: "permission denied"},
 		{Name: "list the environments", Kind: "list", Path: filepath.Join(w.workDir, "envs"), want: "permission denied"},
 		{Name: "list production's dir", Kind: "list", Path: prodDir, want: "permission denied"},
@@ -144,7 +144,7 @@ func TestPrivilege(t *testing.T) {
 		{Name: "control: write its own home", Kind: "write", Path: filepath.Join(stagingHome, "mine")},
 		{Name: "control: read its own home", Kind: "read", Path: filepath.Join(stagingHome, "note.txt")},
 		{Name: "control: its own database", Kind: "pg", Path: stagingEnv["DATABASE_URL"]},
-	}
+	}...)
 	// Every target exists (root sees it), so a refusal is the sandbox's,
 	// not a wrong path's.
 	for _, a := range attempts {
