@@ -120,18 +120,7 @@ func TestStripsBackendRunwayHeaders(t *testing.T) {
 // TestStripsRunwayHeadersOnUpgrade: a backend's 101 Switching Protocols
 // cannot set X-Runway-* either, and carries the gateway's own.
 func TestStripsRunwayHeadersOnUpgrade(t *testing.T) {
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n" +
-			HeaderVersion + ": forged\r\nX-Runway-Other: forged\r\n\r\n")
-		brw.Flush()
-	}))
-	t.Cleanup(backend.Close)
+	backend := upgradingBackend(t, HeaderVersion+": forged\r\nX-Runway-Other: forged\r\n", false)
 	g := New(Options{})
 	mustSetRoute(t, g, Route{Env: "production", App: "web", StableVersion: "v1", Stable: []Backend{{Addr: backend.Listener.Addr().String()}}})
 	front := httptest.NewServer(g)
@@ -189,18 +178,7 @@ func TestStripRunwayHeaders(t *testing.T) {
 // connection's deadlines; this guards that the gateway's timeouts do not
 // cut upgraded connections).
 func TestUpgradeOutlivesServerTimeouts(t *testing.T) {
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-		brw.Flush()
-		io.Copy(conn, brw) // echo until the client closes
-	}))
-	t.Cleanup(backend.Close)
+	backend := upgradingBackend(t, "", true)
 	g := New(Options{})
 	mustSetRoute(t, g, Route{Env: "production", App: "web", StableVersion: "v1", Stable: []Backend{{Addr: backend.Listener.Addr().String()}}})
 	front := httptest.NewUnstartedServer(g)
@@ -228,4 +206,26 @@ func TestUpgradeOutlivesServerTimeouts(t *testing.T) {
 	if err != nil || line != "ping\n" {
 		t.Fatalf("echo through the upgraded connection after the server timeouts = %q, %v; want ping", line, err)
 	}
+}
+
+// upgradingBackend answers every request with 101 Switching Protocols and
+// the extra header lines given, then echoes what the client sends when
+// echo is set.
+func upgradingBackend(t *testing.T, extra string, echo bool) *httptest.Server {
+	t.Helper()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n" + extra + "\r\n")
+		brw.Flush()
+		if echo {
+			io.Copy(conn, brw) // until the client closes
+		}
+	}))
+	t.Cleanup(backend.Close)
+	return backend
 }
