@@ -87,13 +87,15 @@ func TestBuildLeavesNothingRunning(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sb.KillAll(context.Background(), sandbox.BuildKey("hello")) })
 	// The daemon finds later builds through their processes' working
-	// directories (the build uid cannot list the store's tmp), and says it
-	// runs, outside the script's process group so that only a kill by uid
-	// reaches it, before the script goes on.
-	daemon := `setsid sh -c 'touch "$HOME/started"; while true; do
+	// directories (the build uid cannot list the store's tmp; every build
+	// of the app runs in the same one, so it tells its own build's output
+	// by a mark), and says it runs, outside the script's process group so
+	// that only a kill by uid reaches it, before the script goes on.
+	daemon := `touch "$RUNWAY_OUT/daemon-build"
+setsid sh -c 'touch "$HOME/started"; while true; do
   for c in /proc/[0-9]*/cwd; do
     s=$(readlink "$c") || continue
-    case "$s" in */src) [ "${s%/src}/out" = "$RUNWAY_OUT" ] || echo planted > "${s%/src}/out/planted";; esac
+    case "$s" in */src) [ -e "${s%/src}/out/daemon-build" ] || echo planted > "${s%/src}/out/planted";; esac
   done 2>/dev/null
   sleep 0.1
 done' &

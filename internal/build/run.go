@@ -43,25 +43,37 @@ func (s *Store) lockApp(ctx context.Context, app string) (func(), error) {
 	}
 }
 
+// buildEnv is the environment of a build script of app at tree: the
+// allow-listed variables of Runway's environment (sandbox.Env) with
+// reproducibleGoFlags added to GOFLAGS, HOME and TMPDIR set to home (none
+// when empty), RUNWAY_APP, RUNWAY_TREE (the tree's id) and dirs, the
+// build's directories (GOCACHE ...). No RUNWAY_VERSION or RUNWAY_COMMIT:
+// an artifact is reused for every commit of the same tree, so nothing
+// that tells commits apart may reach its build.
+func (s *Store) buildEnv(home, app, tree string, dirs ...string) []string {
+	sb := s.opts.Sandbox
+	goflags := withReproducibleGoFlags(lookup(sb.Env(""), "GOFLAGS"))
+	return sb.Env(home, append([]string{"GOFLAGS=" + goflags, "RUNWAY_APP=" + app, "RUNWAY_TREE=" + tree}, dirs...)...)
+}
+
 // run runs the build script in work/src as the app's build uid, which is
 // handed the checkout, an empty work/out (returned: what the script writes
 // to $RUNWAY_OUT), work/home (HOME and TMPDIR) and the app's caches. The
-// script gets the allow-listed environment and the build's RUNWAY_*
-// variables, never Runway's own.
+// script gets buildEnv, never Runway's own environment.
 //
 // However the script ends (exit, failure, ctx done), run returns only
 // once no process of the build uid is left: a daemon it started in a
 // session of its own would otherwise write into the output while it is
 // imported, or into a later build's. The caller holds the app's lock, so
 // every process of that uid is this build's.
-func (s *Store) run(ctx context.Context, work, script string, req Request, log io.Writer) (string, error) {
+func (s *Store) run(ctx context.Context, work, script, app, tree string, log io.Writer) (string, error) {
 	sb := s.opts.Sandbox
-	key := sandbox.BuildKey(req.App)
+	key := sandbox.BuildKey(app)
 	// What a build of a Runway that crashed left running goes first.
 	if err := s.killBuild(ctx, key); err != nil {
 		return "", err
 	}
-	cache, err := s.appCache(work, req.App, key, log)
+	cache, err := s.appCache(work, app, key, log)
 	if err != nil {
 		return "", err
 	}
@@ -87,9 +99,8 @@ func (s *Store) run(ctx context.Context, work, script string, req Request, log i
 	defer pr.Close()
 	cmd := exec.CommandContext(ctx, "sh", "-ec", script)
 	cmd.Dir = src
-	cmd.Env = sb.Env(home,
-		"GOCACHE="+filepath.Join(cache, "gocache"), "GOMODCACHE="+filepath.Join(cache, "gomodcache"),
-		"RUNWAY_OUT="+out, "RUNWAY_APP="+req.App, "RUNWAY_VERSION="+req.Version, "RUNWAY_COMMIT="+req.Commit)
+	cmd.Env = s.buildEnv(home, app, tree,
+		"GOCACHE="+filepath.Join(cache, "gocache"), "GOMODCACHE="+filepath.Join(cache, "gomodcache"), "RUNWAY_OUT="+out)
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

@@ -1,6 +1,15 @@
 // Package build turns a pushed commit into artifacts: it checks the commit
 // out cleanly, runs the app spec's build scripts and keeps what they write
 // in a content-addressed store, tagged by app, version and kind.
+//
+// The same tree and spec give the same artifact, so that versions (and the
+// replicas of every environment running them) share one copy: every build
+// of an app runs in the same directory, on a checkout without .git, with
+// GOFLAGS=-trimpath -buildvcs=false added for Go, and without the version
+// or the commit in its environment. A build whose inputs (the tree, the
+// script, its environment, the go command, the platform) are those of a
+// stored artifact is not run again: the version is tagged with that
+// artifact (Artifact.Reused).
 package build
 
 import (
@@ -46,16 +55,25 @@ type Artifact struct {
 	Digest  string // sha256:<hex> of the tree
 	Dir     string
 	Spec    *appspec.Spec // the app spec of the commit it was built from
+	// Reused says Build ran no script: the tag existed already, or an
+	// artifact built from the same inputs was stored.
+	Reused bool
+	// InputKey is sha256:<hex> of what the build's output depends on
+	// (see Store.Build); Build sets it once it checked the commit out,
+	// Resolve does not.
+	InputKey string
 }
 
 // Store keeps artifacts under a directory:
-// sha256/<hex>/ holds the files and tags/<app>/<version>/<kind> the digest.
+// sha256/<hex>/ holds the files, tags/<app>/<version>/<kind> the digest
+// and inputs/<hex> the digest of the artifact built from the inputs
+// whose key is sha256:<hex>.
 //
 // Artifacts are root's (when Runway is root), directories 0755 and files
 // 0644 or 0755: every sandbox uid can read and run the code of every app.
 // That is deliberate: it is code from git, which any environment may run,
 // not a secret; secrets reach an environment only as its own variables.
-// Builds run in tmp/<work>/ (0711) as their app's build uid, which owns
+// Builds run in tmp/<app>/ (0711) as their app's build uid, which owns
 // the checkout and the output directory there; Runway copies the output
 // into the store itself, once every process of that uid is gone, so the
 // build uid can change nothing stored.
@@ -102,7 +120,7 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	for _, d := range []struct {
 		name string
 		perm os.FileMode
-	}{{"", 0o755}, {"sha256", 0o755}, {"tags", 0o755}, {"tmp", 0o711}} {
+	}{{"", 0o755}, {"sha256", 0o755}, {"tags", 0o755}, {"inputs", 0o755}, {"tmp", 0o711}} {
 		if err := sb.Dir(filepath.Join(dir, d.name), d.perm, ""); err != nil {
 			return nil, fmt.Errorf("creating artifact store: %w", err)
 		}
@@ -118,8 +136,8 @@ func NewStore(dir string, opts Options) (*Store, error) {
 
 // RemoveInterrupted deletes the work directories of builds that never
 // finished (the process building them was killed) and returns their
-// names. Call it before the first build: a running build's directory
-// would go too.
+// names: the app's (<app>-<version>-<random> from earlier Runways). Call
+// it before the first build: a running build's directory would go too.
 func (s *Store) RemoveInterrupted() ([]string, error) {
 	tmp := filepath.Join(s.dir, "tmp")
 	entries, err := os.ReadDir(tmp)
@@ -148,12 +166,16 @@ type Request struct {
 }
 
 // Build builds one artifact of a version, or returns the one already built
-// for that tag, so a retried build step does no work twice.
+// for that tag, so a retried build step does no work twice. A version
+// whose inputs (see inputKey: the commit's tree, the script, its
+// environment) are those of an artifact already stored gets that
+// artifact, Reused, without running the script again.
 func (s *Store) Build(ctx context.Context, req Request) (Artifact, error) {
 	if !appspec.ValidName(req.App) || !appspec.ValidName(req.Version) {
 		return Artifact{}, fmt.Errorf("invalid app %q or version %q", req.App, req.Version)
 	}
 	if a, err := s.Resolve(req.App, req.Version, req.Kind); err == nil {
+		a.Reused = true
 		return a, nil
 	}
 	unlock, err := s.lockApp(ctx, req.App)
@@ -163,23 +185,22 @@ func (s *Store) Build(ctx context.Context, req Request) (Artifact, error) {
 	defer unlock()
 	// The build this one waited for may have been of the same tag.
 	if a, err := s.Resolve(req.App, req.Version, req.Kind); err == nil {
+		a.Reused = true
 		return a, nil
 	}
 	log := req.Log
 	if log == nil {
 		log = io.Discard
 	}
-	work, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), req.App+"-"+req.Version+"-")
+	work, err := s.prepareWork(ctx, req.App)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("creating build dir: %w", err)
+		return Artifact{}, err
 	}
 	defer os.RemoveAll(work)
-	if err := os.Chmod(work, 0o711); err != nil { // the build uid passes through to src and out
-		return Artifact{}, fmt.Errorf("creating build dir: %w", err)
-	}
 	src := filepath.Join(work, "src")
 	fmt.Fprintf(log, "checking out %s at %s\n", req.RepoURL, req.Commit)
-	if err := checkout(ctx, req.RepoURL, req.Commit, src); err != nil {
+	tree, err := checkout(ctx, req.RepoURL, req.Commit, src)
+	if err != nil {
 		return Artifact{}, err
 	}
 	spec, err := s.loadSpec(src) // the spec and its templates, validated whole
@@ -193,48 +214,143 @@ func (s *Store) Build(ctx context.Context, req Request) (Artifact, error) {
 	if req.Kind == Pipeline {
 		script = spec.Build.Pipeline
 	}
+	key := inputKey(req.App, req.Kind, tree, script, keyEnv(s.buildEnv("", req.App, tree)))
+	fmt.Fprintf(log, "tree %s, build inputs %s\n", tree, key)
+	if digest, ok := s.indexed(key); ok {
+		return s.reuse(req, key, digest, log)
+	}
+	digest, err := s.assemble(ctx, work, spec, script, req, tree, log)
+	if err != nil {
+		return Artifact{}, err
+	}
+	if err := s.index(key, digest); err != nil {
+		// Only a later build of the same inputs misses it.
+		s.opts.Logger.Warn("build: artifact stored but not indexed by its inputs", "app", req.App, "version", req.Version, "kind", req.Kind, "err", err)
+	}
+	if err := s.tag(req.App, req.Version, req.Kind, digest); err != nil {
+		return Artifact{}, err
+	}
+	fmt.Fprintf(log, "artifact %s %s:%s = %s\n", req.Kind, req.App, req.Version, digest)
+	a, err := s.Resolve(req.App, req.Version, req.Kind)
+	if err != nil {
+		return Artifact{}, err
+	}
+	a.InputKey = key
+	return a, nil
+}
+
+// reuse tags the stored artifact digest, built from the same inputs as
+// req, as req's.
+func (s *Store) reuse(req Request, key, digest string, log io.Writer) (Artifact, error) {
+	if err := s.tag(req.App, req.Version, req.Kind, digest); err != nil {
+		return Artifact{}, err
+	}
+	a, err := s.Resolve(req.App, req.Version, req.Kind)
+	if err != nil {
+		return Artifact{}, err
+	}
+	a.Reused, a.InputKey = true, key
+	fmt.Fprintf(log, "build reused: inputs %s were built before as %s\n", key, digest)
+	s.opts.Logger.Info("build reused", "app", req.App, "version", req.Version, "kind", req.Kind, "inputKey", key, "digest", digest)
+	return a, nil
+}
+
+// assemble makes the artifact of req from the checkout in work/src and
+// stores it; it returns its digest.
+func (s *Store) assemble(ctx context.Context, work string, spec *appspec.Spec, script string, req Request, tree string, log io.Writer) (string, error) {
+	src := filepath.Join(work, "src")
 	// art is the artifact being assembled, Runway's own: the app spec's
 	// files are copied before the build script runs (the checkout is
 	// still Runway's then, so what was validated is what is stored), the
 	// script's output after it.
 	art := filepath.Join(work, "artifact")
 	if err := os.Mkdir(art, 0o755); err != nil {
-		return Artifact{}, fmt.Errorf("creating artifact dir: %w", err)
+		return "", fmt.Errorf("creating artifact dir: %w", err)
 	}
 	files := append([]string{appspec.FileName}, spec.AnalysisTemplates...)
 	for _, f := range files {
 		if err := copyFile(src, art, f); err != nil {
-			return Artifact{}, err
+			return "", err
 		}
 	}
 	if strings.TrimSpace(script) != "" {
 		fmt.Fprintf(log, "$ %s\n", strings.TrimSpace(script))
+		if strings.Contains(script, "RUNWAY_VERSION") || strings.Contains(script, "RUNWAY_COMMIT") {
+			fmt.Fprintf(log, "note: builds get no RUNWAY_VERSION or RUNWAY_COMMIT: an artifact is reused by every commit of the same tree. RUNWAY_TREE is the tree's id; replicas get RUNWAY_VERSION\n")
+		}
 		// run returns once no process of the build uid is left, so
 		// nothing changes the output while it is imported.
-		out, err := s.run(ctx, work, script, req, log)
+		out, err := s.run(ctx, work, script, req.App, tree, log)
 		if err != nil {
-			return Artifact{}, fmt.Errorf("building %s artifact: %w", req.Kind, err)
+			return "", fmt.Errorf("building %s artifact: %w", req.Kind, err)
 		}
 		if err := importOutput(out, art, files, log); err != nil {
-			return Artifact{}, fmt.Errorf("building %s artifact: %w", req.Kind, err)
+			return "", fmt.Errorf("building %s artifact: %w", req.Kind, err)
 		}
 	}
 	if err := normalizeModes(art); err != nil {
-		return Artifact{}, err
+		return "", err
 	}
 	digest, err := treeDigest(art)
 	if err != nil {
-		return Artifact{}, err
+		return "", err
 	}
+	if err := s.store(work, art, digest); err != nil {
+		return "", err
+	}
+	return digest, nil
+}
+
+// store moves the assembled artifact art into sha256/, unless an artifact
+// with its digest is stored already, the same files. One that no longer
+// hashes to its name (altered, or half written before a crash) is
+// replaced.
+func (s *Store) store(work, art, digest string) error {
 	final := filepath.Join(s.dir, "sha256", strings.TrimPrefix(digest, "sha256:"))
-	if err := os.Rename(art, final); err != nil && !errors.Is(err, fs.ErrExist) && !isNotEmpty(err) {
-		return Artifact{}, fmt.Errorf("storing artifact: %w", err)
+	err := os.Rename(art, final)
+	if err == nil {
+		return nil
 	}
-	if err := s.tag(req.App, req.Version, req.Kind, digest); err != nil {
-		return Artifact{}, err
+	if !errors.Is(err, fs.ErrExist) && !isNotEmpty(err) {
+		return fmt.Errorf("storing artifact: %w", err)
 	}
-	fmt.Fprintf(log, "artifact %s %s:%s = %s\n", req.Kind, req.App, req.Version, digest)
-	return s.Resolve(req.App, req.Version, req.Kind)
+	if got, err := treeDigest(final); err == nil && got == digest {
+		return nil
+	}
+	s.opts.Logger.Warn("build: replacing a stored artifact that does not hash to its name", "digest", digest)
+	spoilt := filepath.Join(work, "spoilt")
+	if err := os.Rename(final, spoilt); err != nil {
+		return fmt.Errorf("replacing spoilt artifact %s: %w", digest, err)
+	}
+	if err := os.Rename(art, final); err != nil {
+		return fmt.Errorf("storing artifact: %w", err)
+	}
+	return nil
+}
+
+// prepareWork returns the work directory of app's builds, tmp/<app>,
+// empty: every build of an app runs in the same place, so that a path
+// a build writes into its output is the same for every build. The
+// caller holds the app's lock and removes the directory when done.
+func (s *Store) prepareWork(ctx context.Context, app string) (string, error) {
+	work := filepath.Join(s.dir, "tmp", app)
+	if _, err := os.Lstat(work); err == nil {
+		// Left by a Runway that crashed mid-build: what it left running
+		// may still write there.
+		if err := s.killBuild(ctx, sandbox.BuildKey(app)); err != nil {
+			return "", err
+		}
+		if err := os.RemoveAll(work); err != nil {
+			return "", fmt.Errorf("removing an interrupted build of %s: %w", app, err)
+		}
+	}
+	if err := os.Mkdir(work, 0o711); err != nil {
+		return "", fmt.Errorf("creating build dir: %w", err)
+	}
+	if err := os.Chmod(work, 0o711); err != nil { // the build uid passes through to src and out
+		return "", fmt.Errorf("creating build dir: %w", err)
+	}
+	return work, nil
 }
 
 func isNotEmpty(err error) bool {
@@ -277,19 +393,30 @@ func (s *Store) tag(app, version string, kind Kind, digest string) error {
 	return nil
 }
 
-func checkout(ctx context.Context, url, commit, dir string) error {
+// checkout checks commit of url out into dir and returns the id of its
+// tree. The checkout holds the tree alone: no .git, so a build sees
+// nothing of the commit (its id, its history) that another commit of
+// the same tree would not show it.
+func checkout(ctx context.Context, url, commit, dir string) (string, error) {
 	repo, err := git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{URL: url, NoCheckout: true})
 	if err != nil {
-		return fmt.Errorf("cloning %s: %w", url, err)
+		return "", fmt.Errorf("cloning %s: %w", url, err)
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		return "", fmt.Errorf("checking out %s: %w", commit, err)
 	}
 	wt, err := repo.Worktree()
 	if err != nil {
-		return fmt.Errorf("opening worktree: %w", err)
+		return "", fmt.Errorf("opening worktree: %w", err)
 	}
-	if err := wt.Checkout(&git.CheckoutOptions{Hash: plumbing.NewHash(commit), Force: true}); err != nil {
-		return fmt.Errorf("checking out %s: %w", commit, err)
+	if err := wt.Checkout(&git.CheckoutOptions{Hash: c.Hash, Force: true}); err != nil {
+		return "", fmt.Errorf("checking out %s: %w", commit, err)
 	}
-	return nil
+	if err := os.RemoveAll(filepath.Join(dir, git.GitDirName)); err != nil {
+		return "", fmt.Errorf("checking out %s: %w", commit, err)
+	}
+	return c.TreeHash.String(), nil
 }
 
 // treeDigest hashes every regular file's path, mode and content, in path

@@ -15,7 +15,7 @@ import (
 
 const spec = `name: hello
 build:
-  app: printf 'app %s' "$RUNWAY_VERSION" > "$RUNWAY_OUT/hello"
+  app: printf 'app %s' "$RUNWAY_APP" > "$RUNWAY_OUT/hello"
   pipeline: cp tests.sh "$RUNWAY_OUT/tests.sh"
 run:
   command: ["./hello"]
@@ -53,7 +53,7 @@ func TestBuild(t *testing.T) {
 		{name: "app", req: Request{App: "hello", Version: "v1", RepoURL: url, Commit: commit, Kind: App},
 			assert: func(t *testing.T, a Artifact, log string) {
 				b, err := os.ReadFile(filepath.Join(a.Dir, "hello"))
-				if err != nil || string(b) != "app v1" {
+				if err != nil || string(b) != "app hello" {
 					t.Fatalf("artifact content = %q, %v", b, err)
 				}
 				if a.Spec.Name != "hello" || !strings.HasPrefix(a.Digest, "sha256:") {

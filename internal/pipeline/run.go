@@ -284,6 +284,10 @@ func (ru *run) build(ctx context.Context, w io.Writer, step string, kind build.K
 	if err != nil {
 		return failf("build of the %s artifact failed: %v", kind, err)
 	}
+	if a.Reused {
+		fmt.Fprintf(w, "reused %s: built before from the same inputs (%s)\n", a.Digest, a.InputKey)
+		return nil
+	}
 	fmt.Fprintf(w, "built %s\n", a.Digest)
 	return nil
 }
