@@ -37,16 +37,28 @@ type Measurement struct {
 	Reason     string    `json:"reason,omitempty"`
 	StartedAt  time.Time `json:"startedAt"`
 	FinishedAt time.Time `json:"finishedAt"`
+	// NotCounted marks a measurement taken before the canary had served
+	// runway.io/min-samples samples (Phase Inconclusive, Reason "not
+	// counted: ..."). It is kept for the record but counts towards
+	// nothing: not count, failureLimit, inconclusiveLimit nor
+	// consecutiveErrorLimit; the metric is measured again at its next
+	// interval.
+	NotCounted bool `json:"notCounted,omitempty"`
 }
 
 // tally counts measurements the way Argo Rollouts' MetricResult does.
 type tally struct {
 	count, successful, failed, inconclusive, errors, consecutiveErrors int
+	notCounted                                                         int
 }
 
 func count(ms []Measurement) tally {
 	var t tally
 	for _, m := range ms {
+		if m.NotCounted {
+			t.notCounted++
+			continue // waiting for samples: neither judged nor an error
+		}
 		switch m.Phase {
 		case PhaseSuccessful:
 			t.successful++
@@ -66,7 +78,11 @@ func count(ms []Measurement) tally {
 }
 
 func (t tally) String() string {
-	return fmt.Sprintf("%d successful, %d failed, %d inconclusive, %d errors", t.successful, t.failed, t.inconclusive, t.errors)
+	s := fmt.Sprintf("%d successful, %d failed, %d inconclusive, %d errors", t.successful, t.failed, t.inconclusive, t.errors)
+	if t.notCounted > 0 {
+		s += fmt.Sprintf(", %d not counted", t.notCounted)
+	}
+	return s
 }
 
 // Assess decides the phase of metric m given its measurements so far, with
@@ -74,7 +90,8 @@ func (t tally) String() string {
 // than failureLimit; Inconclusive when more were inconclusive than
 // inconclusiveLimit; Error when more errors in a row than
 // consecutiveErrorLimit; Successful once count non-error measurements are
-// taken. done is false while the metric needs more measurements.
+// taken. Measurements marked NotCounted are skipped. done is false while
+// the metric needs more measurements.
 func Assess(m Metric, ms []Measurement) (phase Phase, reason string, done bool) {
 	return assess(m, ms, false)
 }

@@ -7,12 +7,12 @@ import (
 )
 
 // phases builds measurements from letters: S successful, F failed,
-// I inconclusive, E error.
+// I inconclusive, E error, N not counted (waiting for samples).
 func phases(s string) []Measurement {
-	byLetter := map[rune]Phase{'S': PhaseSuccessful, 'F': PhaseFailed, 'I': PhaseInconclusive, 'E': PhaseError}
+	byLetter := map[rune]Phase{'S': PhaseSuccessful, 'F': PhaseFailed, 'I': PhaseInconclusive, 'E': PhaseError, 'N': PhaseInconclusive}
 	var ms []Measurement
 	for _, r := range s {
-		ms = append(ms, Measurement{Phase: byLetter[r]})
+		ms = append(ms, Measurement{Phase: byLetter[r], NotCounted: r == 'N'})
 	}
 	return ms
 }
@@ -65,6 +65,13 @@ func TestAssess(t *testing.T) {
 		{name: "inconclusiveLimit 2: third inconclusive decides", metric: "    interval: 10s\n    inconclusiveLimit: 2\n", ms: "IISI", want: PhaseInconclusive, wantDone: true},
 		{name: "inconclusiveLimit 2: two tolerated", metric: "    interval: 10s\n    inconclusiveLimit: 2\n", ms: "IIS", want: PhaseRunning},
 		{name: "failed and inconclusive both over: Failed wins", metric: "    interval: 10s\n    failureLimit: 1\n    inconclusiveLimit: 1\n", ms: "IIFF", want: PhaseFailed, wantDone: true},
+		{name: "not counted is not inconclusive", ms: "NNN", want: PhaseRunning, wantReason: "0 of 1 measurements taken (0 successful, 0 failed, 0 inconclusive, 0 errors, 3 not counted)"},
+		{name: "not counted then success completes count 1", ms: "NNS", want: PhaseSuccessful, wantDone: true, wantReason: "count 1 reached (1 successful, 0 failed, 0 inconclusive, 0 errors, 2 not counted)"},
+		{name: "not counted then a counted inconclusive decides", ms: "NI", want: PhaseInconclusive, wantDone: true, wantReason: "1 inconclusive measurements"},
+		{name: "not counted do not count towards count", metric: "    interval: 10s\n    count: 3\n", ms: "SNNSN", want: PhaseRunning, wantReason: "2 of 3"},
+		{name: "count reached with not counted between", metric: "    interval: 10s\n    count: 3\n", ms: "SNNSNS", want: PhaseSuccessful, wantDone: true},
+		{name: "not counted do not reset consecutive errors", metric: "    interval: 10s\n", ms: "ENENENENE", want: PhaseError, wantDone: true, wantReason: "5 consecutive errors"},
+		{name: "not counted do not count towards failureLimit", metric: "    interval: 10s\n    failureLimit: 1\n", ms: "FNNNN", want: PhaseRunning},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,4 +30,25 @@
 //     be Error, which a Rollout also treats as a failure).
 //   - Only the prometheus provider (address and query) is supported; any
 //     other field is rejected by name rather than ignored.
+//
+// Extensions, in annotations Argo Rollouts ignores:
+//
+//   - runway.io/min-samples: N makes each metric of the template wait for
+//     traffic. Before its query, a measurement counts samples
+//     (runway.io/samples-query, by default the version's requests through
+//     the gateway over the last minute). With fewer than N it is recorded
+//     with phase Inconclusive, NotCounted set and a reason such as "not
+//     counted: 3 of 20 samples (runway.io/min-samples); waited 10s of
+//     10m0s", counts towards nothing (count, failureLimit,
+//     inconclusiveLimit, consecutiveErrorLimit) and is taken again at the
+//     next interval (DefaultSamplesRetryInterval for a metric without
+//     one). The wait is bounded: once a streak of not-counted measurements
+//     began runway.io/min-samples-wait ago (default DefaultMinSamplesWait,
+//     10m, Argo Rollouts' default progressDeadlineSeconds) — or, should
+//     the clock not move, once as many as fit in that wait were taken —
+//     the measurement counts as an ordinary Inconclusive ("only 3 of 20
+//     samples after waiting 10m0s"), which inconclusiveLimit then judges.
+//     A counted measurement ends the streak. Counting samples that fails
+//     is an Error measurement like any other. The run's context (the
+//     rollout's own deadline) still bounds everything.
 package analysis

@@ -219,7 +219,11 @@ func (e *metricExec) nextAt(started time.Time) time.Time {
 	}
 	last := e.ms[len(e.ms)-1]
 	interval := e.metric.Interval
-	if interval == 0 && last.Phase == PhaseError {
+	switch {
+	case interval > 0:
+	case last.NotCounted:
+		interval = DefaultSamplesRetryInterval
+	case last.Phase == PhaseError:
 		interval = DefaultErrorRetryInterval
 	}
 	return last.FinishedAt.Add(interval)

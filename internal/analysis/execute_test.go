@@ -17,8 +17,11 @@ type stepClock struct {
 	now time.Time
 }
 
+// stepEpoch is when every stepClock starts.
+var stepEpoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func newStepClock() *stepClock {
-	return &stepClock{now: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
+	return &stepClock{now: stepEpoch}
 }
 
 func (c *stepClock) Now() time.Time {

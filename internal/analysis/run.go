@@ -38,9 +38,13 @@ type Metric struct {
 	Address string
 	Query   string
 	// MinSamples, when above 0, is the number of samples SamplesQuery must
-	// count before the metric is judged (from AnnotationMinSamples).
-	MinSamples   int
-	SamplesQuery string
+	// count before the metric is judged (from AnnotationMinSamples); until
+	// then a measurement is NotCounted, for at most MinSamplesWait (from
+	// AnnotationMinSamplesWait; 0 means DefaultMinSamplesWait). A caller
+	// with a deadline of its own may lower MinSamplesWait to it.
+	MinSamples     int
+	SamplesQuery   string
+	MinSamplesWait time.Duration
 }
 
 // effectiveCount returns how many measurements complete the metric, and
@@ -92,9 +96,11 @@ func NewRun(name string, templates []*Template, args map[string]string) (*Run, e
 			if err != nil {
 				return nil, fmt.Errorf("analysis run %q: template %q: %w", name, t.Metadata.Name, err)
 			}
-			if m.MinSamples, m.SamplesQuery, err = minSamples(t, values); err != nil {
+			rule, err := minSamples(t, values)
+			if err != nil {
 				return nil, fmt.Errorf("analysis run %q: template %q: %w", name, t.Metadata.Name, err)
 			}
+			m.MinSamples, m.SamplesQuery, m.MinSamplesWait = rule.min, rule.query, rule.wait
 			run.Metrics = append(run.Metrics, m)
 		}
 	}

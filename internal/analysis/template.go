@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -184,9 +183,12 @@ func (t *Template) validate() error {
 		return t.errorf("metadata.name", "is empty")
 	}
 	if raw, ok := t.Metadata.Annotations[AnnotationMinSamples]; ok {
-		if n, err := strconv.Atoi(strings.TrimSpace(raw)); err != nil || n < 1 {
-			return t.errorf(yamlfield.Key("metadata.annotations", AnnotationMinSamples), "%q is not a positive integer", raw)
+		if _, err := parseMinSamples(raw); err != nil {
+			return t.errorf(yamlfield.Key("metadata.annotations", AnnotationMinSamples), "%v", err)
 		}
+	}
+	if _, err := parseMinSamplesWait(t.Metadata.Annotations); err != nil {
+		return t.errorf(yamlfield.Key("metadata.annotations", AnnotationMinSamplesWait), "%v", err)
 	}
 	seen := map[string]bool{}
 	for i, a := range t.Spec.Args {

@@ -11,6 +11,11 @@
 // disappear (a target gone, or a series no longer exposed) get a staleness
 // marker so queries stop seeing them at once rather than after the 5m
 // lookback.
+//
+// A target that fails is logged when its failure starts or changes, and
+// when it recovers; the same failure at every later scrape only at Debug.
+// A target answering 404 (a replica of an app without /metrics) is logged
+// at Info, any other failure at Warn.
 package promql
 
 import (
@@ -147,12 +152,13 @@ func New(opts Options) (*Provider, error) {
 }
 
 // Run scrapes every Interval until ctx is done or the Provider is closed.
-// A failing target is logged and retried at the next tick.
+// A failing target is retried at the next tick; it is logged as ScrapeNow
+// says, not at every tick.
 func (p *Provider) Run(ctx context.Context) error {
 	ticker := time.NewTicker(p.opts.Interval)
 	defer ticker.Stop()
 	for {
-		if err := p.ScrapeNow(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+		if _, err := p.scrape(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
 			p.logger.Warn("scraping metrics", "err", err)
 		}
 		select {

@@ -20,6 +20,10 @@ import (
 	"github.com/prometheus/prometheus/storage"
 )
 
+// errNoMetrics is a target answering 404: a replica of an app that
+// exports no metrics.
+var errNoMetrics = errors.New("no metrics endpoint")
+
 // maxBody bounds what one scrape reads.
 const maxBody = 16 << 20
 
@@ -28,9 +32,14 @@ const maxBody = 16 << 20
 const acceptHeader = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 
 // targetState remembers the series a target exposed in its last scrape, so
-// those that disappear get a staleness marker.
+// those that disappear get a staleness marker, and how its last scrape
+// went, so that a target failing the same way at every scrape is logged
+// once and then only when that changes.
 type targetState struct {
 	series map[uint64]labels.Labels
+	// scrapeErr and appendErr are the texts of the last scrape's error
+	// and of its first error storing a sample; "" is none.
+	scrapeErr, appendErr string
 }
 
 // sample is one scraped float.
@@ -49,13 +58,28 @@ type scraped struct {
 // target that fails is recorded as up 0 and its series marked stale; the
 // error names each failed target. Tests and the rollout call it to make a
 // query see the latest counts.
+//
+// A target's failure is logged when it starts or changes (Info for a
+// target without /metrics, which is common and harmless: it only gets up
+// 0; Warn for any other error), its recovery at Info, and the same failure
+// again at Debug only.
 func (p *Provider) ScrapeNow(ctx context.Context) error {
+	targetErrs, err := p.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	return errors.Join(targetErrs...)
+}
+
+// scrape is ScrapeNow; it returns the targets' failures apart from an
+// error that stopped the scrape itself.
+func (p *Provider) scrape(ctx context.Context) (targetErrs []error, err error) {
 	p.scrapeMu.Lock()
 	defer p.scrapeMu.Unlock()
 	p.life.RLock()
 	defer p.life.RUnlock()
 	if p.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -80,11 +104,10 @@ func (p *Provider) ScrapeNow(ctx context.Context) error {
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		// Stopped, not failed: record nothing rather than up 0.
-		return fmt.Errorf("scraping: %w", err)
+		return nil, fmt.Errorf("scraping: %w", err)
 	}
 
 	app := p.db.AppenderV2(ctx)
-	var errs []error
 	seen := map[string]bool{}
 	for i, t := range targets {
 		key := targetKey(t)
@@ -93,7 +116,7 @@ func (p *Provider) ScrapeNow(ctx context.Context) error {
 		}
 		seen[key] = true
 		if err := p.store(app, key, t, results[i], ts); err != nil {
-			errs = append(errs, err)
+			targetErrs = append(targetErrs, err)
 		}
 	}
 	for key, st := range p.targets {
@@ -103,9 +126,9 @@ func (p *Provider) ScrapeNow(ctx context.Context) error {
 		}
 	}
 	if err := app.Commit(); err != nil {
-		return fmt.Errorf("storing scraped samples: %w", err)
+		return targetErrs, fmt.Errorf("storing scraped samples: %w", err)
 	}
-	return errors.Join(errs...)
+	return targetErrs, nil
 }
 
 // store appends one target's samples and its up series, and marks stale
@@ -146,13 +169,55 @@ func (p *Provider) store(app storage.AppenderV2, key string, t Target, res scrap
 	}
 	markStale(app, stale, ts)
 	st.series = current
+	p.logScrape(st, t, res.err)
 	if res.err != nil {
 		return fmt.Errorf("scraping %s: %w", t.URL, res.err)
 	}
-	if appendErr != nil {
-		p.logger.Warn("storing scraped sample", "target", t.URL, "err", appendErr)
-	}
+	p.logAppend(st, t, appendErr)
 	return nil
+}
+
+// logScrape logs how a target's scrape went if that differs from the
+// previous scrape, and at Debug otherwise.
+func (p *Provider) logScrape(st *targetState, t Target, err error) {
+	text := ""
+	if err != nil {
+		text = err.Error()
+	}
+	prev := st.scrapeErr
+	st.scrapeErr = text
+	attrs := []any{"target", t.URL}
+	for _, k := range slices.Sorted(maps.Keys(t.Labels)) {
+		attrs = append(attrs, k, t.Labels[k])
+	}
+	switch {
+	case text == "" && prev == "":
+	case text == "":
+		p.logger.Info("scrape target recovered", append(attrs, "was", prev)...)
+	case text == prev:
+		p.logger.Debug("scrape target still failing", append(attrs, "err", text)...)
+	case errors.Is(err, errNoMetrics):
+		p.logger.Info("scrape target has no /metrics; it gets only up 0, logged again when that changes", append(attrs, "err", text)...)
+	default:
+		p.logger.Warn("scrape target failing; logged again when that changes", append(attrs, "err", text)...)
+	}
+}
+
+// logAppend logs a target's first error storing a sample once per change.
+func (p *Provider) logAppend(st *targetState, t Target, err error) {
+	text := ""
+	if err != nil {
+		text = err.Error()
+	}
+	prev := st.appendErr
+	st.appendErr = text
+	switch {
+	case text == "":
+	case text == prev:
+		p.logger.Debug("storing scraped sample", "target", t.URL, "err", text)
+	default:
+		p.logger.Warn("storing scraped sample; logged again when that changes", "target", t.URL, "err", text)
+	}
 }
 
 func markStale(app storage.AppenderV2, series map[uint64]labels.Labels, ts int64) {
@@ -190,6 +255,9 @@ func (p *Provider) fetch(ctx context.Context, target string) ([]byte, string, er
 		return nil, "", err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, "", fmt.Errorf("status %s: %w", resp.Status, errNoMetrics)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", fmt.Errorf("status %s", resp.Status)
 	}
