@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"time"
 )
 
 // maxAdminBody bounds the body of an admin request. A route with a few
@@ -40,6 +42,23 @@ type PolicyResponse struct {
 	Removed []string `json:"removed"`
 }
 
+// ReadyRequest is the body of POST /backends/ready: SetReady(Addr, Ready).
+type ReadyRequest struct {
+	Addr  string `json:"addr"`
+	Ready *bool  `json:"ready"` // required
+}
+
+// DrainRequest is the body of POST /backends/drain: Drain(Addr), waiting at
+// most TimeoutMillis (0 or more than MaxDrainWait: MaxDrainWait).
+type DrainRequest struct {
+	Addr          string `json:"addr"`
+	TimeoutMillis int64  `json:"timeoutMillis"`
+}
+
+// MaxDrainWait bounds how long POST /backends/drain waits, below the admin
+// server's write timeout so the answer still reaches the client.
+const MaxDrainWait = 25 * time.Second
+
 // ErrorResponse is the body of every admin API error.
 type ErrorResponse struct {
 	Error string `json:"error"`
@@ -59,6 +78,10 @@ type ErrorResponse struct {
 //	POST   /routes/{env}/{app}/weight  body WeightRequest; answers the route
 //	DELETE /routes/{env}/{app}         204
 //	DELETE /envs/{env}                 204
+//	POST   /backends/ready             body ReadyRequest; 204
+//	POST   /backends/drain             body DrainRequest; 204 once drained,
+//	                                   504 if requests are still in flight
+//	                                   when the timeout ends
 //	GET    /metrics                    MetricsHandler
 //
 // Every change is saved to statePath with SaveRoutes before the 2xx answer,
@@ -67,6 +90,7 @@ type ErrorResponse struct {
 // body, an invalid route or a backend the BackendPolicy forbids, 404 for a
 // missing route (read or weight change), 413 for a body over 64 KiB and 500
 // when the table could not be saved. A request that fails changes nothing.
+// Readiness and drains are not saved: the supervisor reports them again.
 func (g *Gateway) AdminHandler(statePath string) http.Handler {
 	a := &admin{g: g, statePath: statePath}
 	mux := http.NewServeMux()
@@ -79,6 +103,8 @@ func (g *Gateway) AdminHandler(statePath string) http.Handler {
 	mux.Handle("POST /routes/{env}/{app}/weight", a.handle(a.setWeight))
 	mux.Handle("DELETE /routes/{env}/{app}", a.handle(a.removeRoute))
 	mux.Handle("DELETE /envs/{env}", a.handle(a.removeEnv))
+	mux.Handle("POST /backends/ready", a.handle(a.setReady))
+	mux.Handle("POST /backends/drain", a.handle(a.drain))
 	mux.Handle("GET /metrics", g.MetricsHandler())
 	return unixOnly(mux)
 }
@@ -236,6 +262,46 @@ func (a *admin) removeEnv(w http.ResponseWriter, r *http.Request) error {
 	a.g.RemoveEnv(r.PathValue("env"))
 	if err := a.save(); err != nil {
 		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *admin) setReady(w http.ResponseWriter, r *http.Request) error {
+	var req ReadyRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if req.Ready == nil {
+		return &apiError{http.StatusBadRequest, "ready: required"}
+	}
+	if err := validateAddr(req.Addr); err != nil {
+		return err
+	}
+	a.g.SetReady(req.Addr, *req.Ready)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *admin) drain(w http.ResponseWriter, r *http.Request) error {
+	var req DrainRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if err := validateAddr(req.Addr); err != nil {
+		return err
+	}
+	if req.TimeoutMillis < 0 {
+		return &apiError{http.StatusBadRequest, fmt.Sprintf("timeoutMillis %d: negative", req.TimeoutMillis)}
+	}
+	wait := MaxDrainWait
+	if req.TimeoutMillis > 0 && req.TimeoutMillis < MaxDrainWait.Milliseconds() {
+		wait = time.Duration(req.TimeoutMillis) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	if err := a.g.Drain(ctx, req.Addr); err != nil {
+		return &apiError{http.StatusGatewayTimeout, err.Error()}
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

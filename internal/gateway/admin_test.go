@@ -175,6 +175,16 @@ func TestAdminRejects(t *testing.T) {
 			body: `{"weight":101}`, wantStatus: http.StatusBadRequest, wantError: "invalid route"},
 		{name: "weight unknown field", method: http.MethodPost, path: "/routes/production/web/weight",
 			body: `{"wieght":10}`, wantStatus: http.StatusBadRequest, wantError: "unknown field"},
+		{name: "ready without ready", method: http.MethodPost, path: "/backends/ready",
+			body: `{"addr":"127.0.0.1:1"}`, wantStatus: http.StatusBadRequest, wantError: "ready: required"},
+		{name: "ready host name", method: http.MethodPost, path: "/backends/ready",
+			body: `{"addr":"localhost:1","ready":true}`, wantStatus: http.StatusBadRequest, wantError: "invalid route"},
+		{name: "ready unknown field", method: http.MethodPost, path: "/backends/ready",
+			body: `{"addr":"127.0.0.1:1","ready":true,"x":1}`, wantStatus: http.StatusBadRequest, wantError: "unknown field"},
+		{name: "drain bad address", method: http.MethodPost, path: "/backends/drain",
+			body: `{"addr":"127.0.0.1"}`, wantStatus: http.StatusBadRequest, wantError: "invalid route"},
+		{name: "drain negative timeout", method: http.MethodPost, path: "/backends/drain",
+			body: `{"addr":"127.0.0.1:1","timeoutMillis":-1}`, wantStatus: http.StatusBadRequest, wantError: "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,24 @@
 // is what lets a rollout step of 20% mean exactly 20% even at low traffic,
 // and what lets tests assert exact counts.
 //
+// Each version's replicas form a pool served in round robin. A replica the
+// supervisor reports unready (SetReady) or that is being drained (Drain)
+// gets no new requests, and one whose connection is refused or reset is
+// ejected passively for 1s, doubling per consecutive ejection up to 30s
+// (Envoy's outlier detection); a pool whose replicas are all out fails
+// open rather than answer 502. A request that could not reach a replica is
+// retried on another of the same pool when that is safe (see retrier).
+//
+// A GET or HEAD without a body takes a fast path (fast.go) that writes the
+// request to a pooled keep-alive connection and reads the response in the
+// handler's goroutine; every other request goes through
+// httputil.ReverseProxy. Both forward the same headers (a test holds them
+// to it).
+//
+// With Options.DirectListeners (always on in a gateway process, Serve),
+// every route also has a loopback listener of its own, Route.Listen, that
+// serves it whatever the Host: the URL that works with any HTTP client.
+//
 // The route table is an immutable value behind an atomic pointer: requests
 // read it without locks, and changes (SetRoute, SetCanaryWeight, RemoveRoute,
 // RemoveEnv) build a new table and swap it in.

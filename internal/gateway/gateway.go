@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Options configure a Gateway.
@@ -28,6 +28,10 @@ type Options struct {
 	Backends BackendPolicy
 	// Self is the gateway's own traffic address, which no backend may have.
 	Self string
+	// DirectListeners gives every route a listener of its own on
+	// loopback, Route.Listen, serving that route whatever the Host (see
+	// direct.go). Close closes them. Serve always turns it on.
+	DirectListeners bool
 }
 
 // Gateway is an http.Handler that proxies each request to a replica of the
@@ -38,12 +42,28 @@ type Gateway struct {
 	prodEnv string
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
+	fast    bool // take the fast path (fast.go) where it applies
+	buffers *bufferPool
 	metrics *metrics
 
 	self   string
-	mu     sync.Mutex // serializes writers of routes and policy
+	mu     sync.Mutex // serializes writers of routes and policy; guards states, retired
 	routes atomic.Pointer[table]
 	policy atomic.Pointer[backendPolicy]
+
+	// states is the state of every backend address a route uses; retired
+	// the states of addresses no route uses any more that still had
+	// requests in flight when dropped.
+	states  map[string]*backendState
+	retired map[string][]*backendState
+	now     func() time.Time // time.Now but in tests
+
+	// direct are the routes' direct listeners, when directOn; guarded by
+	// mu, as is closed (set by Close).
+	directOn bool
+	closed   bool
+	direct   map[routeKey]*directListener
+	directWG sync.WaitGroup
 }
 
 // New returns a Gateway with no routes.
@@ -53,7 +73,15 @@ func New(opts Options) *Gateway {
 		prodEnv: opts.ProductionEnv,
 		log:     opts.Logger,
 		metrics: newMetrics(),
+		fast:    true,
+		buffers: &bufferPool{},
 		self:    opts.Self,
+		states:  make(map[string]*backendState),
+		retired: make(map[string][]*backendState),
+		now:     time.Now,
+
+		directOn: opts.DirectListeners,
+		direct:   make(map[routeKey]*directListener),
 	}
 	if g.domain == "" {
 		g.domain = "localhost"
@@ -64,7 +92,7 @@ func New(opts Options) *Gateway {
 	if g.log == nil {
 		g.log = slog.Default()
 	}
-	g.proxy = newProxy(g.log)
+	g.proxy = g.newProxy()
 	g.routes.Store(&table{})
 	p, err := parseBackendPolicy(opts.Backends, g.self)
 	if err != nil {
@@ -77,6 +105,8 @@ func New(opts Options) *Gateway {
 
 // SetRoute adds the route r, or replaces the route of the same Env and App,
 // in one step: every request sees either the old route or the new one.
+// With direct listeners, an empty r.Listen keeps the route's listener (or
+// opens one on a free loopback port) and another address moves it there.
 func (g *Gateway) SetRoute(r Route) error {
 	if err := r.validate(); err != nil {
 		return fmt.Errorf("setting route %s/%s: %w", r.Env, r.App, err)
@@ -87,6 +117,14 @@ func (g *Gateway) SetRoute(r Route) error {
 		// Checked under the writers' lock, so a concurrent SetPolicy
 		// cannot let a route past a policy that no longer holds.
 		if err = g.policy.Load().checkRoute(r); err != nil {
+			err = fmt.Errorf("setting route %s/%s: %w", r.Env, r.App, err)
+			return
+		}
+		if err = g.checkNotDirect(r); err != nil {
+			err = fmt.Errorf("setting route %s/%s: %w", r.Env, r.App, err)
+			return
+		}
+		if err = g.bindDirect(&r); err != nil {
 			err = fmt.Errorf("setting route %s/%s: %w", r.Env, r.App, err)
 			return
 		}
@@ -213,6 +251,8 @@ func (g *Gateway) update(change func(table)) {
 		t[k] = e
 	}
 	change(t)
+	g.forgetUnused(t)
+	g.closeUnusedDirect(t)
 	g.routes.Store(&t)
 }
 
@@ -225,13 +265,18 @@ func (g *Gateway) newEntry(r Route) *entry {
 }
 
 func (g *Gateway) newPool(env, app, version string, backends []Backend) *pool {
-	p := &pool{version: version, key: versionKey{env, app, version}}
+	p := &pool{
+		version:       version,
+		key:           versionKey{env, app, version},
+		envHeader:     []string{env},
+		versionHeader: []string{version},
+	}
 	if version != "" {
 		// Create the series now, so they exist before the first request.
 		p.stats = g.metrics.stats(p.key)
 	}
 	for _, b := range backends {
-		p.targets = append(p.targets, &url.URL{Scheme: "http", Host: b.Addr})
+		p.targets = append(p.targets, &target{host: b.Addr, state: g.state(b.Addr)})
 	}
 	return p
 }

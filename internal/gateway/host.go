@@ -19,8 +19,10 @@ func (g *Gateway) Host(env, app string) string {
 // only labels that could name a route, so a hostile Host cannot reach
 // anything but a 404.
 func (g *Gateway) parseHost(host string) (env, app string, ok bool) {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if strings.IndexByte(host, ':') >= 0 { // SplitHostPort allocates its error
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	host = strings.ToLower(host)
 	host = strings.TrimSuffix(host, ".")

@@ -55,6 +55,15 @@ func (g *Gateway) LoadRoutes(path string) error {
 				g.log.Warn("not loading saved route the backend policy forbids", "env", r.Env, "app", r.App, "err", err)
 				continue
 			}
+			if err := g.bindDirect(&r); err != nil {
+				// The saved port is taken: a new one beats no route.
+				g.log.Warn("saved direct listener address unavailable; choosing another", "env", r.Env, "app", r.App,
+					"listen", r.Listen, "err", err)
+				r.Listen = ""
+				if err := g.bindDirect(&r); err != nil {
+					g.log.Error("no direct listener for saved route", "env", r.Env, "app", r.App, "err", err)
+				}
+			}
 			t[routeKey{r.Env, r.App}] = g.newEntry(r)
 		}
 	})

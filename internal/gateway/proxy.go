@@ -8,9 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -30,37 +30,50 @@ const (
 // response anyone saw, so it must not count as a server error.
 const statusClientClosed = 499
 
-// targetKey is the request context key of the backend chosen for a request.
-type targetKey struct{}
+// proxiedKey is the request context key of a request's *proxied.
+type proxiedKey struct{}
 
 // ServeHTTP proxies r to a replica of the app its Host names: 404 when no
-// route matches, 503 when the chosen version has no replicas, 502 when the
-// replica cannot be reached.
+// route matches, 503 when the chosen version has no replicas, 502 when no
+// replica could be reached (see retrier for which failures are retried on
+// another replica first).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	start := g.now()
 	env, app, ok := g.parseHost(r.Host)
 	if !ok {
 		http.Error(w, "runway: no route for host "+quoteHost(r.Host), http.StatusNotFound)
 		return
 	}
+	g.serve(w, r, env, app, start)
+}
+
+// serve proxies r, which arrived at start, to the route of app in env.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, env, app string, start time.Time) {
 	e, ok := (*g.routes.Load())[routeKey{env, app}]
 	if !ok {
 		http.Error(w, "runway: no route for host "+quoteHost(r.Host), http.StatusNotFound)
 		return
 	}
 	p := e.choose()
-	sw := &statusWriter{ResponseWriter: w, env: env, version: p.version}
-	target, ok := p.pick()
+	px := newProxied(w, r, e, p)
+	defer px.free()
+	t, ok := p.pick(start.UnixNano(), nil)
 	if !ok {
-		http.Error(sw, "runway: no backend for "+app+" in "+env, http.StatusServiceUnavailable)
+		http.Error(&px.sw, "runway: no backend for "+app+" in "+env, http.StatusServiceUnavailable)
 		g.record(p, http.StatusServiceUnavailable, start)
 		return
 	}
-	g.proxy.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
+	px.try(t)
+	defer px.done() // also when a response is aborted with a panic
+	if g.fast && fastEligible(r) {
+		g.fastProxy(px, r)
+	} else {
+		g.proxy.ServeHTTP(&px.sw, r.WithContext(context.WithValue(r.Context(), proxiedKey{}, px)))
+	}
 	// Trailers are sent from the header map once the handler returns:
 	// drop any the backend named X-Runway-*, declared or not.
 	stripRunwayHeaders(w.Header(), true)
-	g.record(p, sw.status(), start)
+	g.record(p, px.sw.status(), start)
 }
 
 // stripRunwayHeaders deletes every X-Runway-* header from h and, with
@@ -116,30 +129,43 @@ func quoteHost(host string) string {
 }
 
 // newTransport returns the transport shared by all proxied requests. It
-// ignores proxy environment variables: backends are reached directly.
+// ignores proxy environment variables: backends are reached directly. It
+// keeps many idle connections per backend, so that a busy gateway reuses
+// them instead of dialing (nginx's upstream keepalive), speaks HTTP/1.1
+// only, and leaves compression to the client and the backend: asking for
+// gzip itself would make it decompress what it forwards.
 func newTransport() *http.Transport {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
-		MaxIdleConns:          512,
-		MaxIdleConnsPerHost:   64,
+		ForceAttemptHTTP2:     false,
+		DisableCompression:    true,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
+		WriteBufferSize:       8 << 10,
+		ReadBufferSize:        8 << 10,
 	}
 }
 
-func newProxy(log *slog.Logger) *httputil.ReverseProxy {
+func (g *Gateway) newProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(pr.In.Context().Value(targetKey{}).(*url.URL))
+			px := pr.In.Context().Value(proxiedKey{}).(*proxied)
+			// What pr.SetURL does for a target with no path or query.
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = px.last.host
+			pr.Out.Host = ""
 			// X-Forwarded-Host keeps the Host the client asked for; the
 			// backend itself sees its own address as Host.
 			pr.SetXForwarded()
 		},
-		Transport: newTransport(),
+		Transport:  &retrier{g: g, next: newTransport()},
+		BufferPool: g.buffers,
 		// The first line of defence; statusWriter is the second, and the
 		// one that also covers 1xx responses, which ReverseProxy forwards
 		// from its own ClientTrace.Got1xxResponse hook straight to the
@@ -154,14 +180,33 @@ func newProxy(log *slog.Logger) *httputil.ReverseProxy {
 				w.WriteHeader(statusClientClosed)
 				return
 			}
-			log.LogAttrs(r.Context(), slog.LevelWarn, "proxying request",
-				slog.String("host", r.Host),
-				slog.String("backend", r.Context().Value(targetKey{}).(*url.URL).Host),
-				slog.Any("err", err))
+			px := r.Context().Value(proxiedKey{}).(*proxied)
+			g.log.LogAttrs(r.Context(), slog.LevelWarn, "proxying request",
+				px.attrs(px.last, r.Method, slog.Int("attempts", px.ntried), slog.Any("err", err))...)
 			http.Error(w, "runway: backend unavailable", http.StatusBadGateway)
 		},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// bufferPool holds ReverseProxy's buffers for copying response bodies: one
+// per response in flight instead of a new 32 KiB one per response.
+type bufferPool struct{ p sync.Pool }
+
+const copyBufferSize = 32 << 10
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < copyBufferSize {
+		return
+	}
+	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
 }
 
 // statusWriter remembers the status code of a response and owns its
@@ -171,8 +216,8 @@ func newProxy(log *slog.Logger) *httputil.ReverseProxy {
 // writer for flushing and protocol upgrades.
 type statusWriter struct {
 	http.ResponseWriter
-	env, version string
-	code         int
+	pool *pool // its header values
+	code int
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -203,9 +248,11 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (w *statusWriter) setHeaders() {
 	h := w.Header()
 	stripRunwayHeaders(h, false)
-	h.Set(HeaderEnv, w.env)
-	if w.version != "" {
-		h.Set(HeaderVersion, w.version)
+	// The pool's values, shared by every response: the server only reads
+	// them, and their capacity makes an append copy.
+	h[HeaderEnv] = w.pool.envHeader
+	if w.pool.version != "" {
+		h[HeaderVersion] = w.pool.versionHeader
 	}
 }
 

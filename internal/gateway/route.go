@@ -3,7 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"net/url"
+	"slices"
 	"sync/atomic"
 )
 
@@ -37,6 +37,11 @@ type Route struct {
 	// CanaryWeight is the percentage, 0 to 100, of requests sent to the
 	// canary.
 	CanaryWeight int
+	// Listen is the route's direct listener, "127.0.0.1:port", serving it
+	// whatever the Host: set by the gateway when it has
+	// Options.DirectListeners (empty otherwise); a caller may leave it
+	// empty to keep the route's, or name another loopback address.
+	Listen string `json:",omitempty"`
 }
 
 // clone returns r with its own copies of the backend slices, so the table
@@ -55,6 +60,9 @@ func (r Route) validate() error {
 		return err
 	}
 	if err := validateWeight(r.CanaryWeight, r.CanaryVersion); err != nil {
+		return err
+	}
+	if err := validateListen(r.Listen); err != nil {
 		return err
 	}
 	if len(r.Stable) > 0 && r.StableVersion == "" {
@@ -117,18 +125,55 @@ type routeKey struct{ env, app string }
 // pool is the replicas of one version with what a request to them needs.
 type pool struct {
 	version string
-	targets []*url.URL
+	targets []*target
 	next    atomic.Uint64 // round robin among targets
 	key     versionKey
 	stats   *versionStats // nil until needed when version is ""
+
+	// envHeader and versionHeader are the values of HeaderEnv and
+	// HeaderVersion on the pool's responses.
+	envHeader, versionHeader []string
 }
 
-func (p *pool) pick() (*url.URL, bool) {
-	if len(p.targets) == 0 {
+// target is one backend of a pool.
+type target struct {
+	host  string // "IP:port"
+	state *backendState
+}
+
+// pick returns the next backend, in round robin, for a request at now
+// (unix nanoseconds), leaving out the backends in tried: the first usable
+// one, else (failing open) the first unready or ejected one, else the first
+// draining one. It reports false when the pool has no backend left.
+func (p *pool) pick(now int64, tried []*backendState) (*target, bool) {
+	n := uint64(len(p.targets))
+	if n == 0 {
 		return nil, false
 	}
-	i := (p.next.Add(1) - 1) % uint64(len(p.targets))
-	return p.targets[i], true
+	start := p.next.Add(1) - 1
+	var degraded, draining *target
+	for i := range n {
+		t := p.targets[(start+i)%n]
+		if len(tried) > 0 && slices.Contains(tried, t.state) {
+			continue
+		}
+		switch t.state.rank(now) {
+		case rankUsable:
+			return t, true
+		case rankDegraded:
+			if degraded == nil {
+				degraded = t
+			}
+		default:
+			if draining == nil {
+				draining = t
+			}
+		}
+	}
+	if degraded != nil {
+		return degraded, true
+	}
+	return draining, draining != nil
 }
 
 // entry is a route as served: immutable apart from its counters. A change to

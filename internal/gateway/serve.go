@@ -81,12 +81,22 @@ type ServeOptions struct {
 	Metrics string
 	// StatePath keeps the routes, so a restarted gateway serves at once.
 	StatePath string
+	// Attach, if set, is called once the gateway has its routes and before
+	// anything is served: the data plane hangs its supervisor on g there.
+	// The handler it returns serves the admin socket's paths under
+	// AttachPrefix; detach is called when Serve returns.
+	Attach func(ctx context.Context, g *Gateway) (h http.Handler, detach func(), err error)
 	Options
 }
 
+// AttachPrefix is where ServeOptions.Attach's handler is mounted on the
+// admin socket.
+const AttachPrefix = "/v1/workloads"
+
 // Serve runs a gateway as its own process until ctx ends: traffic on
-// Listen, the admin API on the unix socket Admin, metrics on Metrics, routes
-// loaded from and saved to StatePath.
+// Listen and on each route's direct listener (Options.DirectListeners is
+// always on), the admin API on the unix socket Admin, metrics on Metrics,
+// routes loaded from and saved to StatePath.
 func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Admin == "" {
 		return errors.New("serving gateway: no admin socket path")
@@ -110,7 +120,11 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	lns = append(lns, ln)
 	o.Self = ln.Addr().String()
+	// A gateway process is what users reach: every route gets its
+	// direct listener, kept in StatePath with the route.
+	o.DirectListeners = true
 	g := New(o.Options)
+	defer g.Close()
 	if err := g.LoadRoutes(o.StatePath); err != nil {
 		closeAll()
 		return err
@@ -121,7 +135,21 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	lns = append(lns, an)
-	servers := []*http.Server{TrafficServer(g, log), controlServer(g.AdminHandler(o.StatePath), log)}
+	admin := g.AdminHandler(o.StatePath)
+	if o.Attach != nil {
+		h, detach, err := o.Attach(ctx, g)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("serving gateway: %w", err)
+		}
+		defer detach()
+		mux := http.NewServeMux()
+		mux.Handle(AttachPrefix, h)
+		mux.Handle(AttachPrefix+"/", h)
+		mux.Handle("/", admin)
+		admin = mux
+	}
+	servers := []*http.Server{TrafficServer(g, log), controlServer(admin, log)}
 	if o.Metrics != "" {
 		mn, err := listenMetrics(o.Metrics)
 		if err != nil {

@@ -5,7 +5,7 @@
 //
 // Every call has a short deadline: the gateway is on the same machine, and a
 // controller must not hang on a gateway that is being restarted. Methods
-// that return no error (Route, Routes, RemoveRoute, RemoveEnv) log failures;
+// that return no error (Route, Routes, RemoveRoute, RemoveEnv, SetReady) log failures;
 // controllers are level-triggered and will repeat the change on their next
 // pass.
 package remote
@@ -53,7 +53,9 @@ type Client struct {
 	socket string
 	base   *url.URL
 	http   *http.Client
-	log    *slog.Logger
+	// long is for calls whose caller's context bounds them (Drain).
+	long *http.Client
+	log  *slog.Logger
 	// hosts is a route-less Gateway used only for Host, so that the host
 	// format has one definition.
 	hosts *gateway.Gateway
@@ -65,10 +67,12 @@ type Client struct {
 // given a logger with WithLogger.
 func New(socket string, domain string) *Client {
 	base, _ := url.Parse(adminBase)
+	tr := Transport(socket)
 	return &Client{
 		socket: socket,
 		base:   base,
-		http:   &http.Client{Timeout: Timeout, Transport: Transport(socket)},
+		http:   &http.Client{Timeout: Timeout, Transport: tr},
+		long:   &http.Client{Transport: tr},
 		log:    slog.Default(),
 		hosts:  gateway.New(gateway.Options{Domain: domain}),
 	}
@@ -162,16 +166,52 @@ func (c *Client) RemoveEnv(env string) {
 	}
 }
 
+// SetReady marks the backends at addr ready or not, as
+// gateway.Gateway.SetReady does; failures are logged.
+func (c *Client) SetReady(addr string, ready bool) {
+	if err := c.call(http.MethodPost, "/backends/ready", gateway.ReadyRequest{Addr: addr, Ready: &ready}, nil); err != nil {
+		c.log.Error("setting gateway backend readiness", "backend", addr, "ready", ready, "err", err)
+	}
+}
+
+// Drain stops new requests to addr and waits until none is in flight, as
+// gateway.Gateway.Drain does. ctx bounds the wait, and so does
+// gateway.MaxDrainWait; a drain that did not finish in time is reported
+// wrapping context.DeadlineExceeded.
+func (c *Client) Drain(ctx context.Context, addr string) error {
+	wait := gateway.MaxDrainWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	if wait <= 0 {
+		return fmt.Errorf("draining backend %s: %w", addr, context.DeadlineExceeded)
+	}
+	// The gateway answers within wait; the margin is for the round trip.
+	ctx, cancel := context.WithTimeout(ctx, wait+Timeout)
+	defer cancel()
+	req := gateway.DrainRequest{Addr: addr, TimeoutMillis: max(wait.Milliseconds(), 1)}
+	if err := c.do(ctx, c.long, http.MethodPost, "/backends/drain", req, nil); err != nil {
+		return fmt.Errorf("draining backend %s: %w", addr, err)
+	}
+	return nil
+}
+
 func routePath(env, app string) string {
 	return "/routes/" + url.PathEscape(env) + "/" + url.PathEscape(app)
 }
 
 // call sends body as JSON to the admin API and decodes a 2xx answer into
 // out, if out is not nil. Error answers become errors wrapping
-// gateway.ErrInvalidRoute (400) or gateway.ErrNoRoute (404).
+// gateway.ErrInvalidRoute (400), gateway.ErrNoRoute (404) or
+// context.DeadlineExceeded (504, a drain that did not finish).
 func (c *Client) call(method, path string, body, out any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
+	return c.do(ctx, c.http, method, path, body, out)
+}
+
+// do is call with the caller's context and client.
+func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -188,7 +228,7 @@ func (c *Client) call(method, path string, body, out any) error {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("calling gateway admin API: %w", err)
 	}
@@ -225,6 +265,8 @@ func statusError(method, u string, code int, data []byte) error {
 		return fmt.Errorf("%s %s: %s: %w", method, u, e.Error, gateway.ErrInvalidRoute)
 	case http.StatusNotFound:
 		return fmt.Errorf("%s %s: %s: %w", method, u, e.Error, gateway.ErrNoRoute)
+	case http.StatusGatewayTimeout:
+		return fmt.Errorf("%s %s: %s: %w", method, u, e.Error, context.DeadlineExceeded)
 	}
 	return fmt.Errorf("%s %s: gateway answered %d: %s", method, u, code, e.Error)
 }

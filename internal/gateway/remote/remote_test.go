@@ -1,6 +1,7 @@
 package remote_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gateway/remote"
@@ -108,6 +110,80 @@ func TestClientRoutesTraffic(t *testing.T) {
 	}
 	if _, ok := f.client.Route("production", "web"); ok {
 		t.Error("Route found after RemoveRoute")
+	}
+}
+
+func TestClientReadyAndDrain(t *testing.T) {
+	f := start(t)
+	a, b := backend(t, "a"), backend(t, "b")
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		io.WriteString(w, "slow")
+	}))
+	t.Cleanup(slowSrv.Close)
+	slow := gateway.Backend{Addr: slowSrv.Listener.Addr().String()}
+	if err := f.client.SetRoute(gateway.Route{Env: "production", App: "web", StableVersion: "v1", Stable: []gateway.Backend{a, b}}); err != nil {
+		t.Fatal(err)
+	}
+	f.client.SetReady(a.Addr, false)
+	for range 3 {
+		if _, body := f.get(t, "web.localhost"); body != "b" {
+			t.Errorf("with a unready: served by %q, want b", body)
+		}
+	}
+	f.client.SetReady(a.Addr, true)
+	seen := map[string]bool{}
+	for range 2 {
+		_, body := f.get(t, "web.localhost")
+		seen[body] = true
+	}
+	if !seen["a"] || !seen["b"] {
+		t.Errorf("with a ready again: served by %v, want a and b", seen)
+	}
+
+	if err := f.client.SetRoute(gateway.Route{Env: "staging", App: "web", StableVersion: "v1", Stable: []gateway.Backend{slow}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { f.get(t, "web.staging.localhost"); close(done) }()
+	<-arrived
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := f.client.Drain(ctx, slow.Addr); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Drain with a request in flight = %v, want context.DeadlineExceeded", err)
+	}
+	close(release)
+	<-done
+	if err := f.client.Drain(t.Context(), slow.Addr); err != nil {
+		t.Errorf("Drain = %v", err)
+	}
+	if err := f.client.Drain(t.Context(), "localhost:1"); !errors.Is(err, gateway.ErrInvalidRoute) {
+		t.Errorf("Drain of a host name = %v, want ErrInvalidRoute", err)
+	}
+}
+
+func TestClientRouteListen(t *testing.T) {
+	g := gateway.New(gateway.Options{DirectListeners: true})
+	t.Cleanup(func() { g.Close() })
+	client := remote.New(serveUnix(t, g.AdminHandler(filepath.Join(t.TempDir(), "routes.json"))), "")
+	b := backend(t, "direct")
+	if err := client.SetRoute(gateway.Route{Env: "production", App: "web", StableVersion: "v1", Stable: []gateway.Backend{b}}); err != nil {
+		t.Fatal(err)
+	}
+	r, ok := client.Route("production", "web")
+	if !ok || r.Listen == "" {
+		t.Fatalf("Route = %+v, %v; want its direct listener", r, ok)
+	}
+	resp, err := http.Get("http://" + r.Listen + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body, _ := io.ReadAll(resp.Body); string(body) != "direct" {
+		t.Errorf("GET http://%s/ = %q, want direct", r.Listen, body)
 	}
 }
 
