@@ -31,6 +31,11 @@ const adoptPoll = 200 * time.Millisecond
 // password from cfg.SecretsDir and upgrades a server that still trusts
 // socket connections; a server that refuses the password is an error, not
 // ErrNotRunning.
+//
+// With cfg.Launcher, the launcher is asked for the process it runs under
+// the instance dir (Process.ID) instead of checking the recorded pid, which
+// a restart changes; ErrNotRunning when it runs none. A server it is
+// restarting is waited for (up to about 30s).
 func Adopt(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 	log := cfg.Logger
 	if log == nil {
@@ -44,27 +49,18 @@ func Adopt(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adopting postgres in %s: %w: %w", dir, ErrNotRunning, err)
 	}
+	if cfg.Launcher != nil {
+		return adoptLaunched(ctx, cfg, log, dir, rec)
+	}
 	proc, err := recordedProcess(rec)
 	if err != nil {
 		return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
 	}
-	password, err := superuserPassword(Config{SecretsDir: cfg.SecretsDir, Logger: log}, dir)
+	inst, err := recordedInstance(cfg, log, dir, rec)
 	if err != nil {
-		return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
+		return nil, err
 	}
-	inst := &Instance{
-		dir:        dir,
-		dataDir:    filepath.Join(dir, "data"),
-		sockDir:    rec.SocketDir,
-		ownsSock:   rec.SocketDir != filepath.Join(dir, "sock") && previousSocketDir(dir) == rec.SocketDir,
-		secretsDir: cfg.SecretsDir,
-		password:   password,
-		logPath:    filepath.Join(dir, "postgres.log"),
-		port:       rec.Port,
-		pid:        rec.PID,
-		log:        log,
-		startedAt:  rec.StartTime,
-	}
+	inst.pid, inst.startedAt = rec.PID, rec.StartTime
 	if err := inst.ping(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
@@ -77,9 +73,67 @@ func Adopt(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 	if err := inst.secure(ctx); err != nil {
 		return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
 	}
-	inst.exited = make(chan struct{})
-	go watchExit(proc, inst.exited)
+	exited := make(chan struct{})
+	inst.exited = exited
+	go watchExit(proc, exited)
 	log.Info("postgres: adopted", "dir", dir, "port", inst.port, "pid", inst.pid)
+	return inst, nil
+}
+
+// recordedInstance is the instance rec describes, not yet attached to a
+// process.
+func recordedInstance(cfg Config, log *slog.Logger, dir string, rec record) (*Instance, error) {
+	password, err := superuserPassword(Config{SecretsDir: cfg.SecretsDir, Logger: log}, dir)
+	if err != nil {
+		return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
+	}
+	return &Instance{
+		dir:             dir,
+		dataDir:         filepath.Join(dir, "data"),
+		sockDir:         rec.SocketDir,
+		ownsSock:        rec.SocketDir != filepath.Join(dir, "sock") && previousSocketDir(dir) == rec.SocketDir,
+		secretsDir:      cfg.SecretsDir,
+		password:        password,
+		initialPassword: initialPassword(cfg.SecretsDir),
+		logPath:         filepath.Join(dir, "postgres.log"),
+		port:            rec.Port,
+		log:             log,
+	}, nil
+}
+
+// adoptLaunched adopts the server cfg.Launcher runs for dir; rec gives its
+// port and socket dir, which restarts keep.
+func adoptLaunched(ctx context.Context, cfg Config, log *slog.Logger, dir string, rec record) (*Instance, error) {
+	r, ok, err := cfg.Launcher.Find(ctx, launcherID(dir))
+	if err != nil {
+		return nil, fmt.Errorf("adopting postgres in %s: asking its launcher: %w", dir, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("adopting postgres in %s: %w: its launcher runs no process %s", dir, ErrNotRunning, launcherID(dir))
+	}
+	if rec.Port <= 0 || rec.SocketDir == "" {
+		return nil, fmt.Errorf("adopting postgres in %s: %w: record has port %d and socket dir %q", dir, ErrNotRunning, rec.Port, rec.SocketDir)
+	}
+	inst, err := recordedInstance(cfg, log, dir, rec)
+	if err != nil {
+		return nil, err
+	}
+	inst.adoptRunning(r, rec.Port)
+	if err := inst.awaitAccepting(ctx); err != nil {
+		switch {
+		case refusedPassword(err):
+			return nil, fmt.Errorf("adopting: %w", inst.refusedError(err))
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
+		}
+		// Not on the recorded port, or not coming back: a Start launches
+		// it again.
+		return nil, fmt.Errorf("adopting postgres in %s: %w: %w", dir, ErrNotRunning, err)
+	}
+	if err := inst.secure(ctx); err != nil {
+		return nil, fmt.Errorf("adopting postgres in %s: %w", dir, err)
+	}
+	log.Info("postgres: adopted from its launcher", "dir", dir, "port", inst.port, "pid", inst.PID())
 	return inst, nil
 }
 

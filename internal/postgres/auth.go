@@ -54,7 +54,7 @@ func checkSecretsDir(secretsDir, dir string) error {
 // session's statements, so they are kept out of the server log even when a
 // statement fails.
 func (i *Instance) adminSession(ctx context.Context) (*pgx.Conn, error) {
-	conn, err := i.connect(ctx, "postgres")
+	conn, err := i.connectRetry(ctx, "postgres") // a launcher may be restarting it
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +75,11 @@ func (i *Instance) adminSession(ctx context.Context) (*pgx.Conn, error) {
 
 // secure gives the superuser its password and the server Runway's
 // pg_hba.conf. For a cluster Runway initialised, both are already so; one
-// initialised before passwords existed trusted socket connections, which
-// let this first connection in without the password, and is upgraded.
+// copied from a template has the template's password, which this first
+// connection uses and which is replaced here, so no two instances share a
+// superuser password past their first start; one initialised before
+// passwords existed trusted socket connections, which let this first
+// connection in without the password, and is upgraded.
 func (i *Instance) secure(ctx context.Context) error {
 	conn, err := i.adminSession(ctx)
 	if err != nil {
@@ -86,6 +89,12 @@ func (i *Instance) secure(ctx context.Context) error {
 	role := pgx.Identifier{superuser}.Sanitize()
 	if _, err := conn.Exec(ctx, "ALTER ROLE "+role+" WITH PASSWORD "+quoteLiteral(i.password)); err != nil {
 		return fmt.Errorf("securing postgres in %s: setting the superuser password: %w", i.dir, err)
+	}
+	if i.initialPassword != "" {
+		i.initialPassword = ""
+		if err := dropInitialPassword(i.secretsDir); err != nil {
+			i.log.Warn("postgres: forgetting the template's superuser password", "dir", i.dir, "err", err)
+		}
 	}
 	if err := i.syncHBA(ctx, conn); err != nil {
 		return fmt.Errorf("securing postgres in %s: %w", i.dir, err)

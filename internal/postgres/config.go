@@ -30,6 +30,20 @@ type Config struct {
 	SecretsDir string
 	// Logger receives what Start changes on disk. nil means slog.Default().
 	Logger *slog.Logger
+	// TemplateDir holds cluster templates: a new instance's data dir is a
+	// copy of a cluster initialised once per PostgreSQL binary, initdb
+	// settings and owning OS user, instead of a fresh initdb (a copy takes
+	// a fraction of initdb's second). Copies of one template share its
+	// system identifier, which is fine for servers that never replicate
+	// from one another; their superuser passwords are the instance's own
+	// from the first start on (see Start). Only Runway's OS user should
+	// write it; it is created 0700 (plus o+x for an unprivileged server
+	// user) if missing. "" means no template: initdb for every instance.
+	TemplateDir string
+	// Launcher runs the postmaster, e.g. the data plane's supervisor, which
+	// restarts it when it dies. nil means as a child of this process, with
+	// nothing restarting it.
+	Launcher Launcher
 }
 
 // withDefaults returns cfg with BinDir discovered and Logger set.

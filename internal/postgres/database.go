@@ -44,7 +44,8 @@ func validateName(kind, name string) error {
 // name. The password is random, generated the first time and kept in the
 // secrets dir (<user>.password, 0600), so later calls, after a restart
 // too, return the same one; the role is set to it on every call. It is
-// idempotent. It returns what an app needs to connect.
+// idempotent. It returns what an app needs to connect. With a Launcher, a
+// connection lost to a restart is made again and the work redone.
 func (i *Instance) EnsureDatabase(ctx context.Context, name, user string) (Conn, error) {
 	if err := validateName("database", name); err != nil {
 		return Conn{}, err
@@ -52,6 +53,17 @@ func (i *Instance) EnsureDatabase(ctx context.Context, name, user string) (Conn,
 	if err := validateName("user", user); err != nil {
 		return Conn{}, err
 	}
+	for attempt := 1; ; attempt++ {
+		c, err := i.ensureDatabase(ctx, name, user)
+		if err == nil || attempt == lostAttempts || !i.lostConnection(ctx, err) {
+			return c, err
+		}
+		i.log.Info("postgres: lost the connection, trying again", "dir", i.dir, "database", name, "err", err)
+	}
+}
+
+// ensureDatabase is one attempt of EnsureDatabase.
+func (i *Instance) ensureDatabase(ctx context.Context, name, user string) (Conn, error) {
 	conn, err := i.adminSession(ctx)
 	if err != nil {
 		return Conn{}, fmt.Errorf("ensuring database %s: %w", name, err)
@@ -180,8 +192,22 @@ func isCode(err error, code string) bool {
 const connectTimeout = 5 * time.Second
 
 // connect opens a connection as the superuser over the unix socket, with
-// its password.
+// its password. A cluster copied from a template has the template's until
+// secure replaces it, which connect tries first then.
 func (i *Instance) connect(ctx context.Context, database string) (*pgx.Conn, error) {
+	if i.initialPassword != "" {
+		conn, err := i.connectWith(ctx, database, i.initialPassword)
+		if !refusedPassword(err) {
+			return conn, err
+		}
+		// Replaced already, by a start that ended before forgetting it.
+	}
+	return i.connectWith(ctx, database, i.password)
+}
+
+// connectWith opens a connection as the superuser over the unix socket,
+// with password.
+func (i *Instance) connectWith(ctx context.Context, database, password string) (*pgx.Conn, error) {
 	dsn := strings.Join([]string{
 		"host=" + quoteDSN(i.sockDir),
 		"port=" + strconv.Itoa(i.port),
@@ -193,7 +219,7 @@ func (i *Instance) connect(ctx context.Context, database string) (*pgx.Conn, err
 	if err != nil {
 		return nil, fmt.Errorf("building connection config: %w", err)
 	}
-	cfg.Password = i.password
+	cfg.Password = password
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cfg)

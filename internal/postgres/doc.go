@@ -6,6 +6,20 @@
 // login role and a database of its own; Stop and Remove end the server and
 // delete every trace of it.
 //
+// initdb takes most of a new environment's start, so with
+// Config.TemplateDir a cluster is initialised once per PostgreSQL binary,
+// initdb settings and OS user, and every new instance gets a copy. Copies
+// share the template's system identifier (they never replicate from one
+// another, so nothing tells them apart by it), but not its superuser
+// password: the template's is kept beside it, used for the copy's first
+// connection and replaced right then by the instance's own.
+//
+// The server runs as a child of the calling process, or, with
+// Config.Launcher, under a launcher such as the data plane's supervisor,
+// which keeps it running while the control plane is down and restarts it
+// when it dies; an instance rides out such a restart, and Adopt finds the
+// server through the launcher.
+//
 // PostgreSQL refuses to run as root. When Runway runs as root the instance
 // is initialised and run as an unprivileged OS user (Config.RunAsUser), its
 // directory is handed to that user and its ancestors are made traversable.

@@ -153,8 +153,8 @@ func (i *Instance) reload(ctx context.Context, conn *pgx.Conn) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
 	defer cancel()
-	tick := time.NewTicker(readyPoll)
-	defer tick.Stop()
+	p := newPoller()
+	defer p.stop()
 	for {
 		loaded, err := i.confLoadTime(ctx)
 		if err == nil && loaded.After(before) {
@@ -163,7 +163,7 @@ func (i *Instance) reload(ctx context.Context, conn *pgx.Conn) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the server to reload its configuration: %w (last check: %v)", ctx.Err(), err)
-		case <-tick.C:
+		case <-p.wait():
 		}
 	}
 }

@@ -14,14 +14,18 @@ import (
 	"time"
 )
 
-// ensureInitialised runs initdb unless dir/data exists. initdb writes into
-// a dir/data.init.* of its own, renamed to dir/data only when complete, so
-// an interrupted initdb is redone rather than mistaken for a cluster, and
-// an initdb a killed control plane left running (it outlives its parent)
+// ensureInitialised runs initdb unless dir/data exists, or with
+// cfg.TemplateDir copies the template cluster (built with initdb once, see
+// ensureTemplate). initdb (or the copy) writes into a dir/data.init.* of
+// its own, renamed to dir/data only when complete, so an interrupted
+// initdb or copy is redone rather than mistaken for a cluster, and an
+// initdb a killed control plane left running (it outlives its parent)
 // cannot write into the new one's directory. The superuser gets password
 // (handed to initdb in a 0600 file removed right after), and the cluster
 // Runway's pg_hba.conf before it first starts: no connection is ever
-// trusted.
+// trusted. A copied cluster's superuser has the template's password, kept
+// in the secrets dir (initialPasswordFile) from before the rename until
+// secure gives the superuser password instead.
 func ensureInitialised(ctx context.Context, cfg Config, own owner, dir, password string) error {
 	data := filepath.Join(dir, "data")
 	if _, err := os.Stat(data); err == nil {
@@ -31,24 +35,61 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir, password
 	}
 	removeUnfinished(cfg, dir)
 	staging := filepath.Join(dir, fmt.Sprintf("data.init.%d", time.Now().UnixNano()))
-	pwfile, err := writePwfile(dir, own, password)
+	if cfg.TemplateDir != "" {
+		err := copyTemplate(ctx, cfg, own, staging)
+		if err == nil {
+			if err := os.Rename(staging, data); err != nil {
+				return fmt.Errorf("moving copied data dir into place: %w", err)
+			}
+			cfg.Logger.Info("postgres: initialised cluster from template", "dir", dir)
+			return nil
+		}
+		_ = os.RemoveAll(staging)
+		if ctx.Err() != nil {
+			return err
+		}
+		cfg.Logger.Warn("postgres: cluster template unusable, running initdb", "dir", dir, "err", err)
+	}
+	if err := dropInitialPassword(cfg.SecretsDir); err != nil {
+		return err
+	}
+	if err := runInitdb(ctx, cfg, own, dir, staging, password); err != nil {
+		return fmt.Errorf("initialising %s: %w", dir, err)
+	}
+	if err := os.Rename(staging, data); err != nil {
+		return fmt.Errorf("moving initialised data dir into place: %w", err)
+	}
+	cfg.Logger.Info("postgres: initialised cluster", "dir", dir)
+	return nil
+}
+
+// copyTemplate copies the template cluster into staging and records its
+// superuser password as the initial one.
+func copyTemplate(ctx context.Context, cfg Config, own owner, staging string) error {
+	tmpl, err := ensureTemplate(ctx, cfg, own)
+	if err != nil {
+		return err
+	}
+	if err := copyCluster(ctx, tmpl.dataDir, staging, own); err != nil {
+		return err
+	}
+	return storeInitialPassword(cfg.SecretsDir, tmpl.password)
+}
+
+// runInitdb initialises data (a new directory, or an empty one owned by
+// own) with the superuser's password, and writes Runway's pg_hba.conf into
+// it. The password file initdb reads is made in workDir. A failed run's
+// data dir is removed.
+func runInitdb(ctx context.Context, cfg Config, own owner, workDir, data, password string) error {
+	pwfile, err := writePwfile(workDir, own, password)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(pwfile)
-	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, "initdb"),
-		"-D", staging,
-		"--no-sync",
-		"--no-instructions",
-		"--auth-local=scram-sha-256",
-		"--auth-host=scram-sha-256",
-		"--pwfile="+pwfile,
-		"-U", superuser,
-		"-E", "UTF8",
-		"--locale=C",
-	)
+	args := append([]string{"-D", data}, initdbSettings()...)
+	cmd := exec.CommandContext(ctx, filepath.Join(cfg.BinDir, "initdb"), append(args, "--pwfile="+pwfile)...)
 	var out bytes.Buffer
-	cmd.Dir = dir
+	cmd.Dir = workDir
 	cmd.Env = serverEnv()
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = own.sysProcAttr()
@@ -57,18 +98,14 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir, password
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 	if err := cmd.Run(); err != nil {
-		_ = os.RemoveAll(staging)
-		return fmt.Errorf("running initdb in %s: %w: %s", dir, err, strings.TrimSpace(out.String()))
+		_ = os.RemoveAll(data)
+		return fmt.Errorf("running initdb: %w: %s", err, strings.TrimSpace(out.String()))
 	}
 	_ = os.Remove(pwfile)
-	if _, err := writeHBA(staging, hbaContent(nil)); err != nil {
-		_ = os.RemoveAll(staging)
+	if _, err := writeHBA(data, hbaContent(nil)); err != nil {
+		_ = os.RemoveAll(data)
 		return err
 	}
-	if err := os.Rename(staging, data); err != nil {
-		return fmt.Errorf("moving initialised data dir into place: %w", err)
-	}
-	cfg.Logger.Info("postgres: initialised cluster", "dir", dir)
 	return nil
 }
 

@@ -1,15 +1,16 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,15 +45,19 @@ type Instance struct {
 	ownsSock   bool // sockDir was made outside dir and must be deleted by Remove
 	secretsDir string
 	password   string // the superuser's
-	logPath    string
-	port       int
-	pid        int
-	log        *slog.Logger
-	exited     chan struct{} // closed once the postmaster has been reaped
-	mu         sync.Mutex    // serialises Stop and Remove
-	stopped    bool
-	removed    bool
-	startedAt  uint64
+	// initialPassword is the superuser's password in a cluster copied
+	// from a template until secure replaces it; "" otherwise.
+	initialPassword string
+	logPath         string
+	port            int
+	pid             int
+	log             *slog.Logger
+	exited          <-chan struct{} // closed once the postmaster has been reaped (or, launched, will not be restarted)
+	running         Running         // the postmaster, when a Launcher runs it
+	mu              sync.Mutex      // serialises Stop and Remove
+	stopped         bool
+	removed         bool
+	startedAt       uint64
 }
 
 // Start initialises dir (when dir/data is absent) and starts a server on a
@@ -64,6 +69,12 @@ type Instance struct {
 // Runway's own (see hbaContent); a cluster initialised before passwords
 // existed (trusted socket connections) is upgraded: its superuser gets a
 // password and its pg_hba.conf is rewritten.
+//
+// With cfg.TemplateDir, a new cluster is a copy of a template (see
+// Config.TemplateDir) whose superuser password is replaced by the
+// instance's own as soon as the server first accepts connections. With
+// cfg.Launcher, the launcher runs the server (see Launcher); Start still
+// returns once it accepts connections.
 func Start(ctx context.Context, cfg Config, dir string) (*Instance, error) {
 	cfg, err := cfg.withDefaults(ctx)
 	if err != nil {
@@ -113,8 +124,19 @@ func (i *Instance) Host() string { return loopback }
 // Port is the TCP port the server listens on.
 func (i *Instance) Port() int { return i.port }
 
-// PID is the postmaster's process id.
-func (i *Instance) PID() int { return i.pid }
+// PID is the postmaster's process id. With a Launcher it is the current
+// run's: a restart changes it.
+func (i *Instance) PID() int {
+	if i.running != nil {
+		return i.running.PID()
+	}
+	return i.pid
+}
+
+// Exited is closed once the server has exited, or with a Launcher, once it
+// has exited and its launcher will not restart it. A server that a
+// launcher is restarting has not exited: its PID is about to change.
+func (i *Instance) Exited() <-chan struct{} { return i.exited }
 
 // Dir is the instance directory (absolute).
 func (i *Instance) Dir() string { return i.dir }
@@ -136,6 +158,7 @@ func (i *Instance) initialiseAndLaunch(ctx context.Context, cfg Config, own owne
 	if err := ensureInitialised(ctx, cfg, own, i.dir, i.password); err != nil {
 		return err
 	}
+	i.initialPassword = initialPassword(cfg.SecretsDir)
 	if err := i.launchOnFreePort(ctx, cfg, own); err != nil {
 		return err
 	}
@@ -159,7 +182,11 @@ func (i *Instance) launchOnFreePort(ctx context.Context, cfg Config, own owner) 
 		if port, err = freePort(); err != nil {
 			return err
 		}
-		err = i.launch(ctx, cfg, own, port)
+		if cfg.Launcher != nil {
+			err = i.launchWith(ctx, cfg, own, port)
+		} else {
+			err = i.launch(ctx, cfg, own, port)
+		}
 		if !errors.Is(err, errPortTaken) {
 			return err
 		}
@@ -180,26 +207,17 @@ func freePort() (int, error) {
 
 // launch starts the postmaster on port and waits until it is ready.
 func (i *Instance) launch(ctx context.Context, cfg Config, own owner, port int) error {
-	logFile, err := os.OpenFile(i.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logStart, err := prepareLog(i.logPath, own)
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(i.logPath, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return fmt.Errorf("opening server log: %w", err)
 	}
 	defer logFile.Close()
-	if err := own.chown(i.logPath); err != nil {
-		return err
-	}
-	fi, err := logFile.Stat()
-	if err != nil {
-		return fmt.Errorf("opening server log: %w", err)
-	}
-	logStart := fi.Size()
-
-	cmd := exec.Command(filepath.Join(cfg.BinDir, "postgres"),
-		"-D", i.dataDir,
-		"-p", strconv.Itoa(port),
-		"-k", i.sockDir,
-		"-c", "listen_addresses="+loopback,
-	)
+	args := i.serverArgs(cfg, port)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = i.dir
 	cmd.Env = serverEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -208,11 +226,12 @@ func (i *Instance) launch(ctx context.Context, cfg Config, own owner, port int) 
 		return fmt.Errorf("starting postgres: %w", err)
 	}
 	i.port, i.pid = port, cmd.Process.Pid
-	i.exited = make(chan struct{})
+	exited := make(chan struct{})
+	i.exited = exited
 	i.stopped = false
 	go func() {
 		_ = cmd.Wait() // reaps the postmaster; Stop and waitReady watch exited
-		close(i.exited)
+		close(exited)
 	}()
 	if st, err := procfs.Read(i.pid); err != nil {
 		i.log.Warn("postgres: reading process start time", "pid", i.pid, "err", err)
@@ -224,9 +243,10 @@ func (i *Instance) launch(ctx context.Context, cfg Config, own owner, port int) 
 
 // waitReady returns once the server accepts a connection, or an error when
 // it exits first (with the tail of its log) or ctx ends (after stopping it).
+// It checks soon after the start, then less and less often (newPoller).
 func (i *Instance) waitReady(ctx context.Context, logStart int64) error {
-	tick := time.NewTicker(readyPoll)
-	defer tick.Stop()
+	p := newPoller()
+	defer p.stop()
 	for {
 		err := i.ping(ctx)
 		if err == nil {
@@ -236,19 +256,35 @@ func (i *Instance) waitReady(ctx context.Context, logStart int64) error {
 			_ = i.Stop(context.WithoutCancel(ctx))
 			return i.refusedError(err)
 		}
+		if i.running != nil {
+			if failed, tail := i.failedStart(logStart); failed {
+				_ = i.Stop(context.WithoutCancel(ctx))
+				return i.startupError(tail)
+			}
+		}
 		select {
 		case <-i.exited:
-			tail := logTail(i.logPath, logStart)
-			if strings.Contains(tail, "could not bind") || strings.Contains(tail, "could not create any TCP/IP sockets") {
-				return errPortTaken
-			}
-			return fmt.Errorf("postgres exited during startup; log %s ends:\n%s", i.logPath, tail)
+			return i.startupError(logTail(i.logPath, logStart))
 		case <-ctx.Done():
 			_ = i.Stop(context.WithoutCancel(ctx))
 			return fmt.Errorf("waiting for postgres to accept connections: %w", ctx.Err())
-		case <-tick.C:
+		case <-p.wait():
 		}
 	}
+}
+
+// startupError is errPortTaken if the server's log (tail) says it could
+// not bind its port, else an error quoting the log.
+func (i *Instance) startupError(tail string) error {
+	if portTaken(tail) {
+		return errPortTaken
+	}
+	return fmt.Errorf("postgres exited during startup; log %s ends:\n%s", i.logPath, tail)
+}
+
+// portTaken reports whether a server's log says it could not listen.
+func portTaken(tail string) bool {
+	return strings.Contains(tail, "could not bind") || strings.Contains(tail, "could not create any TCP/IP sockets")
 }
 
 // serverEnv is this process' environment without PG* variables, which
@@ -263,20 +299,32 @@ func serverEnv() []string {
 	return env
 }
 
-// logTail returns the last lines written to the log since offset.
+// logTail returns the last lines written to the log since offset (all of
+// it when the log is shorter than offset: it was replaced).
 func logTail(path string, offset int64) string {
 	const maxTail = 2048
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Sprintf("(reading log: %v)", err)
 	}
-	if offset > int64(len(b)) {
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Sprintf("(reading log: %v)", err)
+	}
+	size := fi.Size()
+	if offset > size {
 		offset = 0
 	}
-	b = b[offset:]
-	if len(b) > maxTail {
-		b = b[len(b)-maxTail:]
-		if nl := strings.IndexByte(string(b), '\n'); nl >= 0 {
+	from := max(offset, size-maxTail)
+	b := make([]byte, size-from)
+	n, err := f.ReadAt(b, from)
+	if err != nil && n < len(b) && !errors.Is(err, io.EOF) {
+		return fmt.Sprintf("(reading log: %v)", err)
+	}
+	b = b[:n]
+	if from > offset {
+		if nl := bytes.IndexByte(b, '\n'); nl >= 0 {
 			b = b[nl+1:]
 		}
 	}

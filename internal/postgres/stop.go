@@ -17,7 +17,9 @@ const stopTimeout = 10 * time.Second
 // Stop shuts the server down: SIGINT (PostgreSQL's fast shutdown: roll back
 // open transactions, disconnect clients), then, if it has not exited within
 // about 10s or once ctx ends, SIGKILL to the server and all its processes.
-// Stop is idempotent and keeps the instance directory.
+// Stop is idempotent and keeps the instance directory. With a Launcher,
+// the launcher stops it for good (Running.Stop) and Stop makes sure the
+// server's processes are gone too.
 func (i *Instance) Stop(ctx context.Context) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -26,6 +28,14 @@ func (i *Instance) Stop(ctx context.Context) error {
 
 func (i *Instance) stopLocked(ctx context.Context) error {
 	if i.stopped {
+		return nil
+	}
+	if i.running != nil {
+		if err := i.stopRunning(ctx); err != nil {
+			return err
+		}
+		i.stopped = true
+		i.log.Info("postgres: stopped through its launcher", "pid", i.running.PID(), "dir", i.dir)
 		return nil
 	}
 	select {
