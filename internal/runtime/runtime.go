@@ -20,13 +20,68 @@ type ReplicaSet struct {
 	Command []string
 	// PortEnv names the variable carrying each replica's port.
 	PortEnv string
-	// HealthPath must answer 2xx before a replica counts as up.
+	// HealthPath must answer 2xx before a replica counts as up: the
+	// readiness probe's path when Readiness.Path is empty.
 	HealthPath string
-	Replicas   int
+	// Readiness is probed for as long as a replica runs: a replica that
+	// fails it is taken out of the gateway's pool until it passes again.
+	Readiness Probe
+	// Liveness, when set, restarts a replica that fails it
+	// FailureThreshold times in a row. Nil: only an exit restarts it.
+	Liveness *Probe
+	Replicas int
 	// Vars are extra environment variables (KEY=value).
 	Vars []string
 	// HealthTimeout bounds the wait for health. Zero value: 30s.
 	HealthTimeout time.Duration
+}
+
+// Probe is an HTTP GET of Path on a replica's port: 2xx passes.
+type Probe struct {
+	Path string
+	// Period between probes. Zero value: 1s.
+	Period time.Duration
+	// Timeout of one probe. Zero value: 1s.
+	Timeout time.Duration
+	// FailureThreshold failures in a row fail the probe. Zero value: 3.
+	FailureThreshold int
+}
+
+// ReplicaState is where a replica is in its life.
+type ReplicaState string
+
+const (
+	// ReplicaStarting: started, not yet ready.
+	ReplicaStarting ReplicaState = "Starting"
+	// ReplicaRunning: running; Ready says whether it passes readiness.
+	ReplicaRunning ReplicaState = "Running"
+	// ReplicaBackOff: exited and waiting to be restarted (Kubernetes'
+	// CrashLoopBackOff).
+	ReplicaBackOff ReplicaState = "BackOff"
+	// ReplicaStopping: being drained and stopped.
+	ReplicaStopping ReplicaState = "Stopping"
+)
+
+// ReplicaStatus is what the runtime knows of one replica.
+type ReplicaStatus struct {
+	Index int          `json:"index"`
+	Addr  string       `json:"addr"`
+	PID   int          `json:"pid,omitempty"`
+	State ReplicaState `json:"state"`
+	Ready bool         `json:"ready"`
+	// Restarts counts restarts since the replica was first started.
+	Restarts int `json:"restarts"`
+	// LastExit is how the last run ended ("exit status 1", "signal:
+	// killed", "liveness probe failed"), empty if it never ended.
+	LastExit   string    `json:"lastExit,omitempty"`
+	LastExitAt time.Time `json:"lastExitAt,omitzero"`
+	// NextStart is when a replica in BackOff is started again.
+	NextStart time.Time `json:"nextStart,omitzero"`
+	// Since is when the replica entered State (or became (un)ready).
+	Since time.Time `json:"since,omitzero"`
+	// LogTail is the end of the replica's log (at most a few KiB),
+	// secrets not redacted: callers redact before showing it.
+	LogTail string `json:"logTail,omitempty"`
 }
 
 // Replica is one healthy, running replica.
@@ -84,6 +139,9 @@ type Runtime interface {
 	Destroy(ctx context.Context, env string) error
 	// Envs lists the environments that have anything running or on disk.
 	Envs() []string
+	// Status says how each replica of app at version in env is doing;
+	// nil when none is known.
+	Status(env, app, version string) []ReplicaStatus
 	// Versions lists the versions of app that run in env (after a restart:
 	// the adopted ones), sorted.
 	Versions(env, app string) []string

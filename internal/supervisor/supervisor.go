@@ -368,3 +368,15 @@ func (w *workload) setState(state State, now time.Time) {
 		w.state, w.since = state, now
 	}
 }
+
+// GetContext is Get in Client's shape: an in-process supervisor cannot
+// fail to answer.
+func (s *Supervisor) GetContext(_ context.Context, id string) (Status, bool, error) {
+	st, ok := s.Get(id)
+	return st, ok, nil
+}
+
+// ListContext is List in Client's shape.
+func (s *Supervisor) ListContext(_ context.Context, group string) ([]Status, error) {
+	return s.List(group), nil
+}

@@ -6,25 +6,27 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/runway-cd/runway/internal/postgres"
-	"github.com/runway-cd/runway/internal/procfs"
+	"github.com/runway-cd/runway/internal/supervisor"
 )
 
 const (
-	// defaultAdoptHealthTimeout bounds the health check of each recorded
-	// replica during Adopt.
+	// defaultAdoptHealthTimeout bounds the wait for a replica the
+	// supervisor is still starting during Adopt.
 	defaultAdoptHealthTimeout = 5 * time.Second
-	// exitPoll is how often an adopted replica is checked for having
-	// exited; it is not a child, so nothing else tells.
-	exitPoll = 200 * time.Millisecond
+	// adoptPoll is how often Adopt looks whether such a replica is ready.
+	adoptPoll = 20 * time.Millisecond
 )
 
-// AdoptReport says what Adopt took over and which records it dropped, one
+// obsoleteRecordFile is where Runway kept an environment's replicas (pid
+// and start time) before the supervisor ran them.
+const obsoleteRecordFile = "replicas.json"
+
+// AdoptReport says what Adopt took over and what it dropped, one
 // human-readable entry each ("env/app/version#i pid N", "env/postgres pid
 // N"); dropped entries end with the reason.
 type AdoptReport struct {
@@ -32,27 +34,45 @@ type AdoptReport struct {
 	Dropped []string
 }
 
-// Adopt takes over what an earlier runtime on the same directory started
-// and left running: every environment's PostgreSQL server and every
-// recorded replica that still runs as the same process (same pid and
-// start time) and answers its health path. Records of processes that are
-// gone, or whose pid now names another process, are dropped without
-// signalling anything; a replica that is verifiably ours but unhealthy is
-// stopped. Afterwards Start returns adopted replicas as it returns the ones
-// it started, and Stop, Database and Destroy work on them. Adopt is meant
-// to run once, before anything else; what the runtime already runs is left
-// alone.
+// Adopt takes over what runs for the environments on disk after a control
+// plane restart: every environment's PostgreSQL server the supervisor
+// runs (postgres.Adopt through the launcher), and every replica
+// the supervisor runs, whatever its state (one in BackOff is being
+// restarted by the supervisor, and its version keeps running). The
+// runtime keeps no records of its own: the supervisor's list is the truth,
+// and the runtime only rebuilds which replica sets it has from it.
+//
+// Two checks remain the runtime's, as at Start. A ready replica whose port
+// another uid holds (see ownsPort) is removed: the supervisor's probe
+// passes on whoever answers. A replica that never became ready (still
+// starting its first run after AdoptHealthTimeout: a Start cut short by
+// the restart) is removed, as Start would have removed it. Either leaves
+// its set incomplete, so Versions does not list it and the next Start
+// declares the missing replica again.
+//
+// Replicas of a Runway from before the supervisor (recorded in an
+// environment's replicas.json) are not adopted: the file is removed, and
+// CollectStrays stops those replicas (they carry the runtime's marker), so
+// an upgrade restarts every replica once; likewise a server an older
+// Runway ran as its own child is not adopted, CollectStrays stops it and
+// EnsurePostgres starts it again under the supervisor, on the same data.
+// Adopt is meant to run once,
+// before anything else; what the runtime already runs is left alone.
 func (r *Runtime) Adopt(ctx context.Context) (AdoptReport, error) {
 	var rep AdoptReport
+	sup, err := r.supervisor()
+	if err != nil {
+		return rep, fmt.Errorf("adopting: %w", err)
+	}
 	entries, err := os.ReadDir(r.opts.Dir)
 	if err != nil {
 		return rep, fmt.Errorf("listing environments: %w", err)
 	}
 	for _, de := range entries {
-		if !de.IsDir() {
+		if !de.IsDir() || !validEnvName(de.Name()) {
 			continue
 		}
-		if err := r.adoptEnv(ctx, de.Name(), &rep); err != nil {
+		if err := r.adoptEnv(ctx, sup, de.Name(), &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -60,30 +80,43 @@ func (r *Runtime) Adopt(ctx context.Context) (AdoptReport, error) {
 	return rep, nil
 }
 
-func (r *Runtime) adoptEnv(ctx context.Context, name string, rep *AdoptReport) error {
+func (r *Runtime) adoptEnv(ctx context.Context, sup Supervisor, name string, rep *AdoptReport) error {
 	e := r.env(name)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := r.adoptPostgres(ctx, e, rep); err != nil {
+	if err := r.adoptPostgres(ctx, sup, e, rep); err != nil {
 		return err
 	}
-	recs, err := readRecords(e.dir)
-	if err != nil {
-		return fmt.Errorf("adopting replicas of %s: %w", name, err)
+	obsolete := filepath.Join(e.dir, obsoleteRecordFile)
+	if _, err := os.Stat(obsolete); err == nil {
+		if err := os.Remove(obsolete); err != nil {
+			return fmt.Errorf("removing the obsolete %s of %s: %w", obsoleteRecordFile, name, err)
+		}
+		r.log.Info("removed the replica records of an earlier Runway: their replicas are not adopted, strays are stopped and started again under the supervisor", "env", name)
 	}
-	if len(recs) == 0 {
+	all, err := sup.ListContext(ctx, name)
+	if err != nil {
+		return fmt.Errorf("listing the workloads of %s: %w", name, err)
+	}
+	var list []supervisor.Status
+	for _, st := range all {
+		if ref, ok := parseReplicaID(st.ID); ok && ref.env == name {
+			list = append(list, st)
+		}
+	}
+	if len(list) == 0 {
 		return nil
 	}
 	cred, err := r.opts.Sandbox.Credential(e.name)
 	if err != nil {
 		return fmt.Errorf("adopting replicas of %s: %w", name, err)
 	}
-	r.adoptReplicas(ctx, e, recs, cred, rep)
-	return e.saveRecords(nil)
+	r.adoptReplicas(ctx, sup, e, list, cred, rep)
+	return nil
 }
 
 // adoptPostgres adopts the environment's server if it has one on disk.
-func (r *Runtime) adoptPostgres(ctx context.Context, e *environment, rep *AdoptReport) error {
+func (r *Runtime) adoptPostgres(ctx context.Context, sup Supervisor, e *environment, rep *AdoptReport) error {
 	dir := filepath.Join(e.dir, "postgres")
 	if e.pg != nil {
 		return nil
@@ -91,7 +124,7 @@ func (r *Runtime) adoptPostgres(ctx context.Context, e *environment, rep *AdoptR
 	if _, err := os.Stat(dir); err != nil {
 		return nil // no server in this environment
 	}
-	inst, err := postgres.Adopt(ctx, r.postgresConfig(e.name), dir)
+	inst, err := postgres.Adopt(ctx, r.postgresConfig(e.name, sup), dir)
 	switch {
 	case errors.Is(err, postgres.ErrNotRunning):
 		// EnsurePostgres starts it again on the same data.
@@ -105,9 +138,10 @@ func (r *Runtime) adoptPostgres(ctx context.Context, e *environment, rep *AdoptR
 	return nil
 }
 
-// adoptReplicas checks every record at once (each health check may take
-// the whole timeout) and groups the adopted replicas into their sets.
-func (r *Runtime) adoptReplicas(ctx context.Context, e *environment, recs []replicaRecord, cred *syscall.Credential, rep *AdoptReport) {
+// adoptReplicas checks every replica at once (each may wait the whole
+// timeout) and rebuilds e's replica sets from those kept. The caller
+// holds e.mu.
+func (r *Runtime) adoptReplicas(ctx context.Context, sup Supervisor, e *environment, list []supervisor.Status, cred *syscall.Credential, rep *AdoptReport) {
 	timeout := r.opts.AdoptHealthTimeout
 	if timeout <= 0 {
 		timeout = defaultAdoptHealthTimeout
@@ -115,126 +149,98 @@ func (r *Runtime) adoptReplicas(ctx context.Context, e *environment, recs []repl
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	type result struct {
-		rec    replicaRecord
-		p      *process
-		reason string
+		st     supervisor.Status
+		reason string // why it was dropped; "" if adopted
 	}
-	results := make(chan result, len(recs))
-	for _, rec := range recs {
-		go func() {
-			p, reason := adoptReplica(hctx, rec, cred)
-			results <- result{rec, p, reason}
-		}()
-	}
-	managed := map[string]bool{} // sets this runtime already runs: left alone
+	managed := map[string]bool{} // sets the runtime runs already: left alone
 	for key := range e.sets {
 		managed[key] = true
 	}
-	lost := map[string]bool{} // sets with a replica not adopted
-	for range recs {
-		res := <-results
-		key := res.rec.App + "/" + res.rec.Version
-		desc := fmt.Sprintf("%s/%s/%s#%d pid %d", e.name, res.rec.App, res.rec.Version, res.rec.Index, res.rec.PID)
-		if managed[key] {
-			if res.p != nil {
-				res.p.release()
-			}
+	results := make([]result, len(list))
+	var wg sync.WaitGroup
+	for i, st := range list {
+		ref, _ := parseReplicaID(st.ID)
+		if managed[ref.app+"/"+ref.version] {
 			continue
 		}
-		if res.p == nil {
-			lost[key] = true
+		wg.Go(func() {
+			st, reason := r.adoptReplica(hctx, sup, st, ref, cred)
+			results[i] = result{st, reason}
+		})
+	}
+	wg.Wait()
+	for i, st := range list {
+		ref, _ := parseReplicaID(st.ID)
+		key := ref.app + "/" + ref.version
+		if managed[key] {
+			continue
+		}
+		res := results[i]
+		desc := fmt.Sprintf("%s/%s/%s#%d pid %d", e.name, ref.app, ref.version, ref.index, res.st.PID)
+		if res.reason != "" {
 			rep.Dropped = append(rep.Dropped, desc+": "+res.reason)
-			r.log.Info("replica record dropped", "env", e.name, "app", res.rec.App, "version", res.rec.Version, "pid", res.rec.PID, "reason", res.reason)
+			r.log.Info("replica not adopted", "env", e.name, "app", ref.app, "version", ref.version, "index", ref.index, "pid", res.st.PID, "reason", res.reason)
 			continue
 		}
-		s := e.adopted(key, res.rec)
-		s.procs = append(s.procs, res.p)
+		s, ok := e.sets[key]
+		if !ok {
+			s = &replicaSet{app: ref.app, version: ref.version}
+			e.sets[key] = s
+		}
+		s.replicas = max(s.replicas, ref.index+1)
 		rep.Adopted = append(rep.Adopted, desc)
-		r.log.Info("replica adopted", "env", e.name, "app", res.rec.App, "version", res.rec.Version, "pid", res.rec.PID, "addr", res.rec.Addr)
+		r.log.Info("replica adopted", "env", e.name, "app", ref.app, "version", ref.version, "index", ref.index,
+			"pid", res.st.PID, "addr", res.st.Addr, "state", res.st.State, "restarts", res.st.Restarts)
 	}
-	for key, s := range e.sets {
-		if managed[key] {
-			continue
+}
+
+// adoptReplica waits (within ctx) for a replica the supervisor is starting
+// to become ready, and removes it if another uid holds its port or it
+// never became ready in its first run. It returns the replica's status
+// and why it was removed ("" if kept).
+func (r *Runtime) adoptReplica(ctx context.Context, sup Supervisor, st supervisor.Status, ref replicaRef, cred *syscall.Credential) (supervisor.Status, string) {
+	tick := time.NewTicker(adoptPoll)
+	defer tick.Stop()
+	for st.State == supervisor.Starting && !st.Ready && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
 		}
-		s.incomplete = lost[key]
-		slices.SortFunc(s.procs, func(a, b *process) int { return a.index - b.index })
+		now, ok, err := sup.GetContext(ctx, st.ID)
+		if err != nil {
+			continue // asked again at the next tick
+		}
+		if !ok {
+			return st, "removed from the supervisor meanwhile"
+		}
+		st = now
 	}
-}
-
-// adopted returns the set key is adopted into, creating it on first use.
-func (e *environment) adopted(key string, rec replicaRecord) *replicaSet {
-	s, ok := e.sets[key]
-	if !ok {
-		s = &replicaSet{app: rec.App, version: rec.Version, healthPath: rec.HealthPath}
-		e.sets[key] = s
-	}
-	return s
-}
-
-// adoptReplica adopts the recorded replica if it is still the same process,
-// healthy and the holder of its port (as uid cred's, see ownsPort), or says
-// why not. It signals a process only once its start time proves it is the
-// recorded replica: an unhealthy one, or one whose port another uid holds,
-// is stopped.
-func adoptReplica(ctx context.Context, rec replicaRecord, cred *syscall.Credential) (*process, string) {
-	st, err := procfs.Read(rec.PID)
+	var reason string
 	switch {
-	case rec.PID <= 0 || rec.StartTime == 0:
-		return nil, "record has no pid or start time"
-	case err != nil:
-		return nil, "process gone"
-	case st.StartTime != rec.StartTime:
-		return nil, fmt.Sprintf("pid now names another process (start time %d, recorded %d)", st.StartTime, rec.StartTime)
-	case st.Exited():
-		return nil, "process exited"
-	}
-	p := watch(rec)
-	if err := p.waitHealthy(ctx, rec.HealthPath); err != nil {
-		_ = p.stop(context.WithoutCancel(ctx))
-		p.release()
-		return nil, "not healthy, stopped"
-	}
-	if err := p.ownsPort(rec.App, rec.Version, cred); err != nil {
-		_ = p.stop(context.WithoutCancel(ctx))
-		p.release()
-		return nil, err.Error() + "; stopped"
-	}
-	return p, ""
-}
-
-// watch makes a process of a running replica that is not a child: a
-// goroutine polls /proc and closes done once it has exited, until release.
-func watch(rec replicaRecord) *process {
-	quit := make(chan struct{})
-	p := &process{
-		index:     rec.Index,
-		pid:       rec.PID,
-		startTime: rec.StartTime,
-		addr:      rec.Addr,
-		logPath:   rec.Log,
-		done:      make(chan struct{}),
-		adopted:   true,
-	}
-	p.release = sync.OnceFunc(func() { close(quit) })
-	go func() {
-		tick := time.NewTicker(exitPoll)
-		defer tick.Stop()
-		for procfs.Running(p.pid, p.startTime) {
-			select {
-			case <-tick.C:
-			case <-quit:
-				return
-			}
+	case st.Ready:
+		if err := ownsPort(st.Addr, ref.index, ref.app, ref.version, cred); err != nil {
+			reason = err.Error() + "; stopped"
 		}
-		close(p.done)
-	}()
-	return p
+	case st.State == supervisor.Starting && st.Restarts == 0:
+		// Still in its first run, never ready: a Start the restart cut
+		// short. A replica the supervisor restarts is kept.
+		reason = "not healthy, stopped"
+	}
+	if reason == "" {
+		return st, ""
+	}
+	if err := sup.Remove(context.WithoutCancel(ctx), st.ID); err != nil {
+		reason += fmt.Sprintf(" (removing it: %v)", err)
+	}
+	return st, reason
 }
 
 // Detach forgets every process without stopping it: what a control plane
-// does when it exits while its apps and databases keep serving. The
-// records stay on disk for a later Adopt. Detached processes are no longer
-// watched; the runtime may be used afterwards as if new.
+// does when it exits while its apps and databases keep serving. An
+// in-process supervisor stops supervising and keeps its state file for a
+// later runtime on the same dir, which adopts what still runs; a given
+// supervisor goes on. The runtime may be used afterwards as if new (with a
+// new in-process supervisor, which adopts what this one left).
 func (r *Runtime) Detach() {
 	r.mu.Lock()
 	envs := r.envs
@@ -242,14 +248,18 @@ func (r *Runtime) Detach() {
 	r.mu.Unlock()
 	for _, e := range envs {
 		e.mu.Lock()
-		for key, s := range e.sets {
-			for _, p := range s.procs {
-				p.release()
-			}
-			delete(e.sets, key)
-		}
+		clear(e.sets)
 		e.pg = nil
 		e.mu.Unlock()
+	}
+	r.supMu.Lock()
+	own := r.own
+	r.own = nil
+	close(r.quit)
+	r.quit = make(chan struct{})
+	r.supMu.Unlock()
+	if own != nil {
+		own.Close()
 	}
 	r.log.Info("runtime detached; processes keep running")
 }

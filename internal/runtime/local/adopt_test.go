@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -19,7 +20,8 @@ import (
 )
 
 // newRuntimeIn returns a runtime on dir, as a restarted control plane would
-// get it: same dir, same secrets dir.
+// get it: same dir, same secrets dir, and an in-process supervisor on the
+// same state file.
 func newRuntimeIn(t *testing.T, dir string) *Runtime {
 	t.Helper()
 	rt, err := New(Options{
@@ -31,39 +33,42 @@ func newRuntimeIn(t *testing.T, dir string) *Runtime {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	// Its supervisor must not outlive the test (a detached one is
+	// closed already).
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
 	return rt
 }
 
 // cleanupDir makes sure nothing started on dir outlives the test, whatever
-// state the test left it in: a fresh runtime adopts what still runs and
-// destroys every environment, then any recorded or tracked process that
-// still runs as itself is killed. The returned track adds a pid.
+// state the test left it in: a fresh runtime (whose supervisor adopts
+// what the state file names) adopts what still runs, destroys every
+// environment and closes, then any tracked process that still runs as
+// itself is killed. The returned track adds a pid.
 func cleanupDir(t *testing.T, dir string) (track func(pid int)) {
-	var tracked []replicaRecord
+	type tracked struct {
+		pid   int
+		start uint64
+	}
+	var procs []tracked
 	track = func(pid int) {
 		if st, err := procfs.Read(pid); err == nil {
-			tracked = append(tracked, replicaRecord{PID: pid, StartTime: st.StartTime})
+			procs = append(procs, tracked{pid, st.StartTime})
 		}
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		var leftovers []replicaRecord
-		entries, _ := os.ReadDir(dir)
-		for _, de := range entries {
-			recs, _ := readRecords(filepath.Join(dir, de.Name()))
-			leftovers = append(leftovers, recs...)
-		}
 		rt, err := New(Options{Dir: dir, SecretsDir: secretsFor(dir), Logger: slog.New(slog.DiscardHandler)})
 		if err == nil {
 			_, _ = rt.Adopt(ctx)
 			for _, env := range rt.Envs() {
 				_ = rt.Destroy(ctx, env)
 			}
+			_ = rt.Close(ctx)
 		}
-		for _, rec := range append(leftovers, tracked...) {
-			if rec.StartTime != 0 && procfs.Running(rec.PID, rec.StartTime) {
-				_ = syscall.Kill(-rec.PID, syscall.SIGKILL)
-				_ = syscall.Kill(rec.PID, syscall.SIGKILL)
+		for _, p := range procs {
+			if procfs.Running(p.pid, p.start) {
+				_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+				_ = syscall.Kill(p.pid, syscall.SIGKILL)
 			}
 		}
 	})
@@ -75,6 +80,41 @@ func cleanupDir(t *testing.T, dir string) (track func(pid int)) {
 func exited(pid int) bool {
 	st, err := procfs.Read(pid)
 	return err != nil || st.Exited()
+}
+
+// stateIDs lists the workload IDs the in-process supervisor's state file
+// on dir names, read as plain JSON: whatever its layout, every ID appears
+// as an "id" field.
+func stateIDs(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, supervisorStateFile))
+	if err != nil {
+		t.Fatalf("reading the supervisor's state: %v", err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decoding the supervisor's state: %v", err)
+	}
+	var ids []string
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if id, ok := v["id"].(string); ok {
+				ids = append(ids, id)
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(v)
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }
 
 func TestAdoptAfterDetach(t *testing.T) {
@@ -93,6 +133,12 @@ func TestAdoptAfterDetach(t *testing.T) {
 	if err != nil {
 		t.Fatalf("A.Start: %v", err)
 	}
+	// Start times tell the replicas apart from later processes that
+	// get their pids.
+	startTimes := make([]uint64, len(started))
+	for i, p := range started {
+		startTimes[i] = startTimeOf(p.PID)
+	}
 	if err := a.EnsurePostgres(ctx, env); err != nil {
 		t.Fatalf("A.EnsurePostgres: %v", err)
 	}
@@ -100,15 +146,16 @@ func TestAdoptAfterDetach(t *testing.T) {
 		t.Fatalf("A.Database: %v", err)
 	}
 	pgPID := a.env(env).pg.PID()
+	pgStart := startTimeOf(pgPID)
 	track(pgPID)
 	a.Detach()
 	if err := a.Close(ctx); err != nil {
 		t.Fatalf("A.Close after Detach: %v", err)
 	}
 
-	recs, err := readRecords(filepath.Join(dir, env))
-	if err != nil || len(recs) != 2 {
-		t.Fatalf("replicas.json = %+v (err %v), want 2 records", recs, err)
+	wantIDs := []string{env + "/postgres", env + "/web/v1/0", env + "/web/v1/1"}
+	if got := stateIDs(t, dir); !slices.Equal(got, wantIDs) {
+		t.Fatalf("the supervisor's state names %v, want %v", got, wantIDs)
 	}
 	for i, p := range started {
 		if get(t, "http://"+p.Addr+"/whoami") == "" {
@@ -129,6 +176,9 @@ func TestAdoptAfterDetach(t *testing.T) {
 	slices.Sort(rep.Adopted)
 	if !slices.Equal(rep.Adopted, want) || len(rep.Dropped) != 0 {
 		t.Fatalf("report = %+v, want adopted %v and nothing dropped", rep, want)
+	}
+	if got := b.Versions(env, "web"); !slices.Equal(got, []string{"v1"}) {
+		t.Fatalf("B.Versions = %v, want [v1]", got)
 	}
 
 	again, err := b.Start(ctx, rs)
@@ -162,13 +212,13 @@ func TestAdoptAfterDetach(t *testing.T) {
 	if err := b.Stop(ctx, env, "web", "v1"); err != nil {
 		t.Fatalf("B.Stop: %v", err)
 	}
-	for _, p := range started {
-		if !exited(p.PID) || listens(p.Addr) {
-			t.Fatalf("replica pid %d on %s still runs after Stop", p.PID, p.Addr)
+	for i, p := range started {
+		if procfs.Running(p.PID, startTimes[i]) || listens(p.Addr) {
+			t.Fatalf("replica pid %d on %s still runs after Stop (listens: %v)", p.PID, p.Addr, listens(p.Addr))
 		}
 	}
-	if recs, err := readRecords(filepath.Join(dir, env)); err != nil || len(recs) != 0 {
-		t.Fatalf("replicas.json after Stop = %+v (err %v), want empty", recs, err)
+	if got := b.Status(env, "web", "v1"); len(got) != 0 {
+		t.Fatalf("Status after Stop = %+v, want none", got)
 	}
 
 	if err := b.Destroy(ctx, env); err != nil {
@@ -177,8 +227,11 @@ func TestAdoptAfterDetach(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, env)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("env dir after Destroy: stat err = %v, want not exist", err)
 	}
-	if !exited(pgPID) {
+	if procfs.Running(pgPID, pgStart) {
 		t.Fatalf("postgres pid %d still runs after Destroy", pgPID)
+	}
+	if got := stateIDs(t, dir); len(got) != 0 {
+		t.Fatalf("the supervisor's state names %v after Destroy, want nothing", got)
 	}
 }
 
@@ -202,81 +255,62 @@ func startSleeper(t *testing.T) (pid int, startTime uint64) {
 	return cmd.Process.Pid, st.StartTime
 }
 
-func TestAdoptDropsRecords(t *testing.T) {
-	tests := []struct {
-		name string
-		// record returns the record to adopt and the pid of a process the
-		// test started, or 0.
-		record func(t *testing.T) (replicaRecord, int)
-		reason string
-		// survives says whether the process must still run afterwards.
-		survives bool
-	}{
-		{
-			name: "reused pid",
-			record: func(t *testing.T) (replicaRecord, int) {
-				pid, start := startSleeper(t)
-				return replicaRecord{PID: pid, StartTime: start + 1}, pid
-			},
-			reason:   "pid now names another process",
-			survives: true,
-		},
-		{
-			name: "dead process",
-			record: func(t *testing.T) (replicaRecord, int) {
-				cmd := exec.Command("true")
-				if err := cmd.Run(); err != nil {
-					t.Fatal(err)
-				}
-				return replicaRecord{PID: cmd.Process.Pid, StartTime: 1}, 0
-			},
-			reason: "process gone",
-		},
-		{
-			name: "ours but not healthy",
-			record: func(t *testing.T) (replicaRecord, int) {
-				pid, start := startSleeper(t)
-				return replicaRecord{PID: pid, StartTime: start}, pid
-			},
-			reason: "not healthy, stopped",
-		},
+// TestAdoptIgnoresObsoleteRecords: replicas.json, where Runway recorded
+// replicas before the supervisor ran them, proves nothing any more. A
+// record naming a live process with its exact start time is neither
+// adopted nor signalled (the process carries no marker), and the file is
+// removed.
+func TestAdoptIgnoresObsoleteRecords(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "envs")
+	cleanupDir(t, dir)
+	pid, start := startSleeper(t)
+	rec := map[string]any{"replicas": []map[string]any{{
+		"app": "web", "version": "v1", "index": 0, "pid": pid, "startTime": start,
+		"addr": "127.0.0.1:1", "healthPath": "/healthz",
+	}}}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx := t.Context()
-			dir := filepath.Join(t.TempDir(), "envs")
-			rec, pid := tt.record(t)
-			rec.App, rec.Version, rec.HealthPath = "web", "v1", "/healthz"
-			rec.Addr = "127.0.0.1:1" // nothing listens
-			e := &environment{name: "env", dir: filepath.Join(dir, "env"), sets: map[string]*replicaSet{}}
-			if err := writeFileAtomic(filepath.Join(e.dir, recordFile), recordContent{Replicas: []replicaRecord{rec}}); err != nil {
-				t.Fatal(err)
-			}
-			cleanupDir(t, dir)
+	envDir := filepath.Join(dir, "env")
+	if err := os.MkdirAll(envDir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(envDir, obsoleteRecordFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
-			rt := newRuntimeIn(t, dir)
-			rep, err := rt.Adopt(ctx)
-			if err != nil {
-				t.Fatalf("Adopt: %v", err)
-			}
-			wantDropped := "env/web/v1#0 pid " + strconv.Itoa(rec.PID) + ": " + tt.reason
-			if len(rep.Adopted) != 0 || len(rep.Dropped) != 1 || !strings.HasPrefix(rep.Dropped[0], wantDropped) {
-				t.Fatalf("report = %+v, want only %q dropped", rep, wantDropped)
-			}
-			if recs, err := readRecords(e.dir); err != nil || len(recs) != 0 {
-				t.Fatalf("replicas.json after Adopt = %+v (err %v), want empty", recs, err)
-			}
-			if err := rt.Destroy(ctx, "env"); err != nil {
-				t.Fatalf("Destroy: %v", err)
-			}
-			if pid != 0 && exited(pid) == tt.survives {
-				t.Fatalf("process %d: exited = %v, want %v", pid, exited(pid), !tt.survives)
-			}
-		})
+	rt := newRuntimeIn(t, dir)
+	rep, err := rt.Adopt(ctx)
+	if err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	if len(rep.Adopted) != 0 || len(rep.Dropped) != 0 {
+		t.Fatalf("report = %+v, want nothing adopted or dropped", rep)
+	}
+	if _, err := os.Stat(filepath.Join(envDir, obsoleteRecordFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("replicas.json after Adopt: stat err = %v, want not exist", err)
+	}
+	if got := rt.Versions("env", "web"); len(got) != 0 {
+		t.Fatalf("Versions = %v, want none", got)
+	}
+	if stopped, err := rt.CollectStrays(ctx); err != nil || len(stopped) != 0 {
+		t.Fatalf("CollectStrays = %v, %v; want nothing stopped", stopped, err)
+	}
+	if err := rt.Destroy(ctx, "env"); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	if !procfs.Running(pid, start) {
+		t.Fatal("the recorded process was signalled")
 	}
 }
 
-func TestAdoptIncompleteSetIsReplaced(t *testing.T) {
+// TestAdoptRestartsReplicaThatDiedUnsupervised: a replica that dies while
+// neither control plane nor supervisor runs is started again by the next
+// supervisor; the next runtime adopts the whole set, the survivor as it
+// is.
+func TestAdoptRestartsReplicaThatDiedUnsupervised(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	dir := filepath.Join(t.TempDir(), "envs")
@@ -292,7 +326,7 @@ func TestAdoptIncompleteSetIsReplaced(t *testing.T) {
 		t.Fatalf("A.Start: %v", err)
 	}
 	a.Detach()
-	// One replica dies while no control plane watches.
+	// One replica dies while nothing watches.
 	if err := syscall.Kill(-started[1].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -305,8 +339,8 @@ func TestAdoptIncompleteSetIsReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatalf("B.Adopt: %v", err)
 	}
-	if len(rep.Adopted) != 1 || len(rep.Dropped) != 1 {
-		t.Fatalf("report = %+v, want one adopted and one dropped", rep)
+	if len(rep.Adopted) != 2 || len(rep.Dropped) != 0 {
+		t.Fatalf("report = %+v, want both adopted", rep)
 	}
 	again, err := b.Start(ctx, rs)
 	for _, p := range again {
@@ -315,11 +349,15 @@ func TestAdoptIncompleteSetIsReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatalf("B.Start: %v", err)
 	}
-	if len(again) != 2 || again[0].PID == started[0].PID || again[1].PID == started[1].PID {
-		t.Fatalf("B.Start = %+v, want two new replicas replacing %+v", again, started)
+	if len(again) != 2 || again[0] != started[0] || again[1].PID == started[1].PID || again[1].Addr != started[1].Addr {
+		t.Fatalf("B.Start = %+v, want the survivor of %+v and its partner restarted on its address", again, started)
 	}
-	if !exited(started[0].PID) {
-		t.Fatalf("the surviving replica %d of the replaced set still runs", started[0].PID)
+	if got := get(t, "http://"+again[1].Addr+"/whoami"); !strings.HasPrefix(got, strconv.Itoa(again[1].PID)+" ") {
+		t.Fatalf("the restarted replica answers %q, want pid %d", got, again[1].PID)
+	}
+	st := b.Status("env", "web", "v1")
+	if len(st) != 2 || st[1].Restarts != 1 || st[0].Restarts != 0 {
+		t.Fatalf("Status = %+v, want one restart of replica 1", st)
 	}
 	if err := b.Destroy(ctx, "env"); err != nil {
 		t.Fatalf("B.Destroy: %v", err)

@@ -3,9 +3,10 @@ package local
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,12 +17,13 @@ import (
 
 	"github.com/runway-cd/runway/internal/procfs"
 	"github.com/runway-cd/runway/internal/runtime"
+	"github.com/runway-cd/runway/internal/supervisor"
 )
 
 // runtimeDirVar marks every replica (and, by inheritance, every process
 // it starts) with the runtime directory it belongs to. With RUNWAY_ENV it
-// proves a process is this runtime's even when no record names it: the
-// control plane may die between starting a replica and recording it.
+// proves a process is this runtime's even when no supervisor knows it: a
+// supervisor may die between starting a replica and recording it.
 const runtimeDirVar = "RUNWAY_RUNTIME_DIR"
 
 const (
@@ -63,26 +65,39 @@ func (r *Runtime) ownDir() string {
 	return dir
 }
 
-// Running implements runtime.Runtime. An environment busy starting or
-// stopping replicas is left out: what runs there is changing.
+// Running implements runtime.Runtime: the replica sets the supervisor
+// runs completely (see Versions). An environment busy starting or stopping
+// replicas is left out: what runs there is changing.
 func (r *Runtime) Running() []runtime.Deployment {
-	r.mu.Lock()
-	envs := make([]*environment, 0, len(r.envs))
-	for _, e := range r.envs {
-		envs = append(envs, e)
+	sup, err := r.supervisor()
+	if err != nil {
+		r.log.Warn("listing what runs", "err", err)
+		return nil
 	}
-	r.mu.Unlock()
+	all, err := sup.ListContext(context.Background(), "")
+	if err != nil {
+		r.log.Warn("listing what runs", "err", err)
+		return nil
+	}
+	byEnv := groupByEnv(all)
 	var out []runtime.Deployment
-	for _, e := range envs {
-		if !e.mu.TryLock() {
+	for _, name := range slices.Sorted(maps.Keys(byEnv)) {
+		r.mu.Lock()
+		e, ok := r.envs[name]
+		r.mu.Unlock()
+		if !ok {
+			e = &environment{name: name, dir: filepath.Join(r.opts.Dir, name), sets: map[string]*replicaSet{}}
+		} else if !e.mu.TryLock() {
 			continue
 		}
-		for key := range e.sets {
-			if app, version, ok := strings.Cut(key, "/"); ok {
-				out = append(out, runtime.Deployment{Env: e.name, App: app, Version: version})
+		for _, v := range e.views(byEnv[name]) {
+			if v.complete() {
+				out = append(out, runtime.Deployment{Env: name, App: v.app, Version: v.version})
 			}
 		}
-		e.mu.Unlock()
+		if ok {
+			e.mu.Unlock()
+		}
 	}
 	slices.SortFunc(out, func(a, b runtime.Deployment) int {
 		return strings.Compare(a.Env+"\x00"+a.App+"\x00"+a.Version, b.Env+"\x00"+b.App+"\x00"+b.Version)
@@ -90,25 +105,60 @@ func (r *Runtime) Running() []runtime.Deployment {
 	return out
 }
 
-// CollectStrays implements runtime.Runtime. A process is the runtime's
-// own if it carries the runtime's marker (RUNWAY_ENV, and RUNWAY_RUNTIME_DIR
-// naming this directory, or, for replicas started before the marker
-// existed, its output going to the environment's logs directory), or if it
-// is a PostgreSQL server whose data directory is an environment's. It is
-// a stray unless a replica record, an adopted or started replica, or the
-// environment's PostgreSQL server (running or recorded) is the process
-// itself, its process group leader or one of its ancestors. Each stray is
-// stopped once its pid is proven to still name it (same start time). An
-// environment busy starting or stopping something is skipped; the next
-// call looks again.
+// groupByEnv groups the statuses of the workloads this runtime declares by
+// environment; others are left out.
+func groupByEnv(list []supervisor.Status) map[string][]supervisor.Status {
+	out := map[string][]supervisor.Status{}
+	for _, st := range list {
+		if env, ok := ours(st.ID); ok {
+			out[env] = append(out[env], st)
+		}
+	}
+	return out
+}
+
+// CollectStrays implements runtime.Runtime: within one call nothing runs
+// that no environment explains.
+//
+// A workload the supervisor runs for an environment whose directory is
+// gone (a teardown cut short after removing it) is removed from the
+// supervisor.
+//
+// A process is the runtime's own if it carries the runtime's marker
+// (RUNWAY_ENV, and RUNWAY_RUNTIME_DIR naming this directory, or, for
+// replicas started before the marker existed, its output going to the
+// environment's logs directory), or if it is a PostgreSQL server whose data
+// directory is an environment's. It is a stray unless a workload of its
+// environment in the supervisor, or the environment's PostgreSQL server
+// the runtime runs itself, is the process, its process group leader or one
+// of its ancestors: a replica of a Runway from before the supervisor, a
+// process a killed supervisor started but never recorded, a server no
+// environment runs (recorded or not). The supervisor is asked again just
+// before anything is stopped, so a process it started meanwhile is not
+// taken for a stray. Each stray is stopped once its pid is proven to still
+// name it (same start time). An environment busy starting or stopping
+// something is skipped; the next call looks again.
 func (r *Runtime) CollectStrays(ctx context.Context) ([]string, error) {
+	sup, err := r.supervisor()
+	if err != nil {
+		return nil, fmt.Errorf("collecting strays: %w", err)
+	}
+	// Scanned before the supervisor is asked: a process it starts after
+	// the list was taken is not among the candidates.
 	byEnv := map[string][]stray{}
 	for _, s := range scanStrays(r.ownDir(), "") {
 		byEnv[s.env] = append(byEnv[s.env], s)
 	}
-	names := make([]string, 0, len(byEnv))
-	for n := range byEnv {
-		names = append(names, n)
+	all, err := sup.ListContext(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("collecting strays: listing the supervisor's workloads: %w", err)
+	}
+	workloads := groupByEnv(all)
+	names := slices.Collect(maps.Keys(byEnv))
+	for n := range workloads {
+		if _, ok := byEnv[n]; !ok {
+			names = append(names, n)
+		}
 	}
 	slices.Sort(names)
 	var stopped []string
@@ -119,7 +169,12 @@ func (r *Runtime) CollectStrays(ctx context.Context) ([]string, error) {
 			r.log.Debug("environment busy; strays looked for on the next pass", "env", name)
 			continue
 		}
-		done, err := r.stopStrays(ctx, e, byEnv[name], e.known())
+		removed, err := r.removeOrphans(ctx, sup, e, workloads[name])
+		stopped = append(stopped, removed...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		done, err := r.stopStrays(ctx, sup, e, byEnv[name], e.known(workloads[name]))
 		e.mu.Unlock()
 		stopped = append(stopped, done...)
 		if err != nil {
@@ -129,72 +184,96 @@ func (r *Runtime) CollectStrays(ctx context.Context) ([]string, error) {
 	return stopped, errors.Join(errs...)
 }
 
-// destroyStrays stops every process of e's that Destroy would otherwise
-// leave behind: all but e's own PostgreSQL server, which Destroy removes.
-// The caller holds e.mu and has stopped e's replica sets.
-func (r *Runtime) destroyStrays(ctx context.Context, e *environment) error {
-	known := map[int]uint64{}
-	if e.pg != nil {
-		known[e.pg.PID()] = 0
+// removeOrphans removes e's workloads from the supervisor if e's
+// directory is gone, replicas before the server. The caller holds e.mu.
+func (r *Runtime) removeOrphans(ctx context.Context, sup Supervisor, e *environment, list []supervisor.Status) ([]string, error) {
+	if len(list) == 0 {
+		return nil, nil
 	}
-	_, err := r.stopStrays(ctx, e, scanStrays(r.ownDir(), e.name), known)
+	if _, err := os.Stat(e.dir); !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	var replicas, servers []string
+	for _, st := range list {
+		if _, ok := parseReplicaID(st.ID); ok {
+			replicas = append(replicas, st.ID)
+		} else {
+			servers = append(servers, st.ID)
+		}
+	}
+	var removed []string
+	var errs []error
+	for _, ids := range [][]string{replicas, servers} {
+		for _, id := range ids {
+			if err := sup.Remove(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("removing the orphaned workload %s: %w", id, err))
+				continue
+			}
+			removed = append(removed, id+": its environment's directory is gone")
+			r.log.Warn("orphaned workload removed", "env", e.name, "workload", id, "why", "its environment's directory is gone")
+		}
+	}
+	clear(e.sets)
+	return removed, errors.Join(errs...)
+}
+
+// destroyStrays stops every process of e's that Destroy would otherwise
+// leave behind: all but what the supervisor still runs for e (its
+// server, which Destroy removes next) and e's own PostgreSQL server. The
+// caller holds e.mu and has removed e's replicas.
+func (r *Runtime) destroyStrays(ctx context.Context, sup Supervisor, e *environment) error {
+	cands := scanStrays(r.ownDir(), e.name)
+	list, err := sup.ListContext(ctx, e.name)
+	if err != nil {
+		return fmt.Errorf("listing the workloads of %s: %w", e.name, err)
+	}
+	_, err = r.stopStrays(ctx, sup, e, cands, e.known(groupByEnv(list)[e.name]))
 	return err
 }
 
-// known maps the pids the environment accounts for to their start times
-// (0: trust the pid, for a server this runtime watches): its replicas in
-// memory and on record, and its PostgreSQL server, running or recorded.
-// The caller holds e.mu.
-func (e *environment) known() map[int]uint64 {
+// known maps the pids e accounts for to their start times (0: trust the
+// pid, for a server this runtime watches): every workload the supervisor
+// runs for it (list) and the PostgreSQL server the runtime runs itself.
+// Nothing on disk explains a process: a record without a process that
+// runs it explains only what a dead control plane once ran. The caller
+// holds e.mu.
+func (e *environment) known(list []supervisor.Status) map[int]uint64 {
 	known := map[int]uint64{}
-	for _, s := range e.sets {
-		for _, p := range s.procs {
-			known[p.pid] = p.startTime
-		}
-	}
-	recs, _ := readRecords(e.dir) // unreadable records explain nothing
-	for _, rec := range recs {
-		if rec.PID > 0 && rec.StartTime != 0 {
-			if _, ok := known[rec.PID]; !ok {
-				known[rec.PID] = rec.StartTime
-			}
+	for _, st := range list {
+		if st.PID > 0 {
+			known[st.PID] = st.StartTime
 		}
 	}
 	if e.pg != nil {
 		known[e.pg.PID()] = 0
-	}
-	if pid, start, ok := recordedPostgres(filepath.Join(e.dir, "postgres")); ok {
-		if _, seen := known[pid]; !seen {
-			known[pid] = start
-		}
 	}
 	return known
 }
 
-// recordedPostgres reads the server an instance dir's instance.json names
-// (the postgres package's record; only pid and start time are used).
-func recordedPostgres(dir string) (pid int, start uint64, ok bool) {
-	b, err := os.ReadFile(filepath.Join(dir, "instance.json"))
+// stopStrays stops the candidates of e that known does not explain, nor
+// the supervisor's list of e's workloads taken again now. The caller holds
+// e.mu, so no Start of e is declaring replicas.
+func (r *Runtime) stopStrays(ctx context.Context, sup Supervisor, e *environment, cands []stray, known map[int]uint64) ([]string, error) {
+	var unexplained []stray
+	for _, s := range cands {
+		if s.env == e.name && !explained(s, known) {
+			unexplained = append(unexplained, s)
+		}
+	}
+	if len(unexplained) == 0 {
+		return nil, nil
+	}
+	again, err := sup.ListContext(ctx, e.name)
 	if err != nil {
-		return 0, 0, false
+		return nil, fmt.Errorf("listing the workloads of %s: %w", e.name, err)
 	}
-	var rec struct {
-		PID       int    `json:"pid"`
-		StartTime uint64 `json:"startTime"`
+	for pid, start := range e.known(groupByEnv(again)[e.name]) {
+		known[pid] = start
 	}
-	if err := json.Unmarshal(b, &rec); err != nil || rec.PID <= 0 || rec.StartTime == 0 {
-		return 0, 0, false
-	}
-	return rec.PID, rec.StartTime, true
-}
-
-// stopStrays stops the candidates of e that known does not explain. The
-// caller holds e.mu, so no Start of e is between spawning and recording.
-func (r *Runtime) stopStrays(ctx context.Context, e *environment, cands []stray, known map[int]uint64) ([]string, error) {
 	var stopped []string
 	var errs []error
-	for _, s := range cands {
-		if s.env != e.name || explained(s, known) {
+	for _, s := range unexplained {
+		if explained(s, known) {
 			continue
 		}
 		if err := stopStray(ctx, s); err != nil {
@@ -203,7 +282,7 @@ func (r *Runtime) stopStrays(ctx context.Context, e *environment, cands []stray,
 		}
 		stopped = append(stopped, s.String())
 		r.log.Warn("stray process stopped", "env", s.env, "kind", s.kind, "pid", s.pid, "cmd", s.cmd,
-			"why", "started by this runtime but no record or running replica accounts for it")
+			"why", "started by this runtime but no workload of the supervisor accounts for it")
 	}
 	return stopped, errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/runway-cd/runway/internal/postgres"
 	"github.com/runway-cd/runway/internal/procfs"
 	"github.com/runway-cd/runway/internal/runtime"
+	"github.com/runway-cd/runway/internal/supervisor"
 )
 
 // newLoggedRuntime is newRuntimeIn whose log also goes to the returned
@@ -32,12 +34,22 @@ func newLoggedRuntime(t *testing.T, dir string) (*Runtime, *logbuf.Buffer) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
 	return rt, logs
 }
 
-// startUnrecorded starts a replica the way Start does, marker included,
-// but records it nowhere: a control plane killed right after the spawn.
-func startUnrecorded(t *testing.T, rt *Runtime, env, version string) *process {
+// unrecorded is a replica started the way the supervisor starts one, but
+// known to no supervisor: one a killed supervisor started and never
+// recorded.
+type unrecorded struct {
+	pid  int
+	addr string
+	done chan struct{} // closed once it has exited and been reaped
+}
+
+// startUnrecorded starts a replica the way the supervisor does, marker
+// included, and records it nowhere.
+func startUnrecorded(t *testing.T, rt *Runtime, env, version string) *unrecorded {
 	t.Helper()
 	rs := testReplicaSet(env, version, 1)
 	rs.Vars = append(rs.Vars, rt.markerVar())
@@ -45,13 +57,36 @@ func startUnrecorded(t *testing.T, rt *Runtime, env, version string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := rt.startReplica(rs, 0, sb, filepath.Join(rt.env(env).logDir(), "web-"+version+"-0.log"))
+	command, err := resolveCommand(rs.Dir, rs.Command[0])
 	if err != nil {
-		t.Fatalf("startReplica: %v", err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.stop(context.Background()) })
-	if err := p.waitHealthy(t.Context(), "/healthz"); err != nil {
-		t.Fatalf("unrecorded replica: %v", err)
+	rs.Command[0] = command
+	port := freeTestPort(t)
+	sp := replicaSpec(rs, 0, sb, port, filepath.Join(rt.env(env).logDir(), "web-"+version+"-0.log"))
+	logf, err := os.OpenFile(sp.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(sp.Command[0], sp.Command[1:]...)
+	cmd.Dir, cmd.Env = sp.Dir, sp.Env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: sb.cred}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting an unrecorded replica: %v", err)
+	}
+	p := &unrecorded{pid: cmd.Process.Pid, addr: sp.Addr, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		<-p.done
+	})
+	for deadline := time.Now().Add(30 * time.Second); !listens(p.addr); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the unrecorded replica never listened on %s", p.addr)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return p
 }
@@ -182,7 +217,7 @@ func TestCollectStraysReplicas(t *testing.T) {
 
 // waitExited reports whether a replica started by this test process ends
 // (it is reaped by its Wait goroutine) within a minute.
-func waitExited(p *process) bool {
+func waitExited(p *unrecorded) bool {
 	select {
 	case <-p.done:
 		return true
@@ -191,12 +226,16 @@ func waitExited(p *process) bool {
 	}
 }
 
+// TestCollectStraysPostgres: servers under the runtime dir that the
+// supervisor does not run are stopped in one pass, recorded by the
+// postgres package or not, and so are workloads of environments whose
+// directory is gone; the environment's own server is left alone.
 func TestCollectStraysPostgres(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	dir := filepath.Join(t.TempDir(), "envs")
 	cleanupDir(t, dir)
-	rt, _ := newLoggedRuntime(t, dir)
+	rt, logs := newLoggedRuntime(t, dir)
 	t.Cleanup(func() { _ = rt.Close(context.Background()) })
 
 	if err := rt.EnsurePostgres(ctx, "owned"); err != nil {
@@ -204,16 +243,34 @@ func TestCollectStraysPostgres(t *testing.T) {
 	}
 	owned := rt.env("owned").pg.PID()
 	ownedStart := startTimeOf(owned)
-
-	// A server started but killed before it was recorded: instance.json
-	// is written only once the server accepts connections.
-	stray, err := postgres.Start(ctx, postgres.Config{Logger: rt.log, SecretsDir: rt.secretsDir("crashed")}, filepath.Join(dir, "crashed", "postgres"))
-	if err != nil {
-		t.Fatalf("postgres.Start: %v", err)
+	if st, ok := rt.own.Get(postgresID("owned")); !ok || st.PID != owned {
+		t.Fatalf("the supervisor runs %+v (%v), want the owned server, pid %d", st, ok, owned)
 	}
-	t.Cleanup(func() { _ = stray.Remove(context.Background()) })
-	strayStart := startTimeOf(stray.PID())
+
+	// Servers started outside the supervisor: one killed before it was
+	// recorded (instance.json is written only once the server accepts
+	// connections), one recorded by a control plane that ran it as its
+	// child and died.
+	strays := map[string]*postgres.Instance{}
+	for _, env := range []string{"crashed", "recorded"} {
+		inst, err := postgres.Start(ctx, postgres.Config{Logger: rt.log, SecretsDir: rt.secretsDir(env)}, filepath.Join(dir, env, "postgres"))
+		if err != nil {
+			t.Fatalf("postgres.Start: %v", err)
+		}
+		t.Cleanup(func() { _ = inst.Remove(context.Background()) })
+		strays[env] = inst
+	}
 	if err := os.Remove(filepath.Join(dir, "crashed", "postgres", "instance.json")); err != nil {
+		t.Fatal(err)
+	}
+	starts := map[string]uint64{}
+	for env, inst := range strays {
+		starts[env] = startTimeOf(inst.PID())
+	}
+	// A workload of an environment whose directory is gone.
+	orphan, err := rt.own.Apply(ctx, supervisor.Spec{ID: "gone/web/v1/0", Group: "gone", Command: []string{"/bin/sleep", "300"},
+		LogPath: filepath.Join(t.TempDir(), "orphan.log")})
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -221,17 +278,39 @@ func TestCollectStraysPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CollectStrays: %v", err)
 	}
-	if len(stopped) != 1 || !strings.HasPrefix(stopped[0], "crashed/postgres pid ") {
-		t.Fatalf("stopped %q, want the crashed env's server", stopped)
+	checks := []struct {
+		name string
+		ok   func() bool
+	}{
+		{"what was removed is reported", func() bool {
+			return len(stopped) == 3 && strings.HasPrefix(stopped[0], "crashed/postgres pid ") &&
+				stopped[1] == "gone/web/v1/0: its environment's directory is gone" && strings.HasPrefix(stopped[2], "recorded/postgres pid ")
+		}},
+		{"and logged", func() bool {
+			return strings.Count(logs.String(), "stray process stopped") == 2 && strings.Count(logs.String(), "orphaned workload removed") == 1
+		}},
+		{"unrecorded server stopped", func() bool { return !procfs.Running(strays["crashed"].PID(), starts["crashed"]) }},
+		{"recorded server stopped", func() bool { return !procfs.Running(strays["recorded"].PID(), starts["recorded"]) }},
+		{"orphaned workload gone", func() bool {
+			_, known := rt.own.Get("gone/web/v1/0")
+			return !known && exited(orphan.PID)
+		}},
+		{"own server untouched", func() bool { return procfs.Running(owned, ownedStart) }},
+		{"own server usable", func() bool {
+			_, err := rt.Database(ctx, "owned", "app")
+			return err == nil
+		}},
+		{"a second pass finds nothing", func() bool {
+			again, err := rt.CollectStrays(ctx)
+			return err == nil && len(again) == 0
+		}},
 	}
-	if procfs.Running(stray.PID(), strayStart) {
-		t.Error("unrecorded server still runs")
-	}
-	if !procfs.Running(owned, ownedStart) {
-		t.Error("the runtime's own server was stopped")
-	}
-	if _, err := rt.Database(ctx, "owned", "app"); err != nil {
-		t.Errorf("own server unusable after collection: %v", err)
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			if !c.ok() {
+				t.Errorf("not so (stopped %q)", stopped)
+			}
+		})
 	}
 }
 

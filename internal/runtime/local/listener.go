@@ -40,24 +40,24 @@ func (e *foreignListenerError) Error() string {
 		e.port, e.app, e.version, e.index, e.holder, e.want)
 }
 
-// ownsPort checks that every socket that could take a connection to the
-// replica's address (127.0.0.1:port, 0.0.0.0:port, [::]:port or
+// ownsPort checks that every socket that could take a connection to
+// replica index's address (127.0.0.1:port, 0.0.0.0:port, [::]:port or
 // [::ffff:127.0.0.1]:port; whether [::] is IPv6-only does not show, so it
 // counts) belongs to the uid of cred, and that there is one. A nil cred is
 // a disabled sandbox: Runway is not root, so every replica, job and other
 // local process Runway could tell apart runs as its own uid, and a uid
 // check proves nothing; it is skipped.
-func (p *process) ownsPort(app, version string, cred *syscall.Credential) error {
+func ownsPort(addr string, index int, app, version string, cred *syscall.Credential) error {
 	if cred == nil {
 		return nil
 	}
-	want, err := netip.ParseAddrPort(p.addr)
+	want, err := netip.ParseAddrPort(addr)
 	if err != nil {
-		return fmt.Errorf("replica %d of %s %s has address %q: %w", p.index, app, version, p.addr, err)
+		return fmt.Errorf("replica %d of %s %s has address %q: %w", index, app, version, addr, err)
 	}
 	ls, err := procfs.Listeners()
 	if err != nil {
-		return fmt.Errorf("checking who holds port %d of %s %s replica %d: %w", want.Port(), app, version, p.index, err)
+		return fmt.Errorf("checking who holds port %d of %s %s replica %d: %w", want.Port(), app, version, index, err)
 	}
 	found := false
 	for _, l := range ls {
@@ -65,12 +65,12 @@ func (p *process) ownsPort(app, version string, cred *syscall.Credential) error 
 			continue
 		}
 		if l.UID != cred.Uid {
-			return &foreignListenerError{port: want.Port(), app: app, version: version, index: p.index, holder: l.UID, want: cred.Uid}
+			return &foreignListenerError{port: want.Port(), app: app, version: version, index: index, holder: l.UID, want: cred.Uid}
 		}
 		found = true
 	}
 	if !found {
-		return fmt.Errorf("port %d of %s %s replica %d answered its health check, but no socket listens on it", want.Port(), app, version, p.index)
+		return fmt.Errorf("port %d of %s %s replica %d answered its health check, but no socket listens on it", want.Port(), app, version, index)
 	}
 	return nil
 }

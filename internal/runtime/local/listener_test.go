@@ -53,8 +53,7 @@ func TestOwnsPort(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &process{index: 2, addr: tt.addr}
-			tt.assert(t, p.ownsPort("web", "v1", tt.cred))
+			tt.assert(t, ownsPort(tt.addr, 2, "web", "v1", tt.cred))
 		})
 	}
 }
@@ -168,9 +167,10 @@ func (w *sandboxedWorld) squat(t *testing.T, uid uint32, port int) (kill func())
 
 // TestStartRefusesPortHeldByAnotherUID is the finding's attack: a staging
 // process binds the port the runtime chose for a production replica
-// before the replica does, and answers the health check. Start fails,
-// nothing of the replica is left, and a retry once the port is free
-// succeeds, as does a start on a port nobody took.
+// before the replica does, and answers the health check. Start tries
+// other ports; when every port it picks is taken it fails, nothing of the
+// replica is left, and a retry once the port is free succeeds, as does a
+// start on a port nobody took.
 func TestStartRefusesPortHeldByAnotherUID(t *testing.T) {
 	w := newSandboxedWorld(t, 1730000)
 	ctx := t.Context()
@@ -187,8 +187,8 @@ func TestStartRefusesPortHeldByAnotherUID(t *testing.T) {
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Start with the port taken = %v, want an error with %q", err, want)
 	}
-	if recs, err := readRecords(filepath.Join(w.dir, "production")); err != nil || len(recs) != 0 {
-		t.Fatalf("records after the refused start = %+v, %v; want none", recs, err)
+	if got := w.rt.own.List("production"); len(got) != 0 {
+		t.Fatalf("workloads after the refused start = %+v; want none", got)
 	}
 	if pids := processesOf(t, prodUID); len(pids) != 0 {
 		t.Fatalf("processes of the production uid after the refused start: %v", pids)
@@ -210,34 +210,75 @@ func TestStartRefusesPortHeldByAnotherUID(t *testing.T) {
 	}
 }
 
-// TestAdoptStopsReplicaWhosePortAnotherUIDHolds: a recorded replica that is
-// still itself and a listener on its recorded port that answers the health
-// check, but as another uid, is not adopted; the replica is stopped.
+// TestStartRetriesPortTakenByAnotherUID: when the first port picked is a
+// staging process's (which answers the health check), Start declares the
+// replica again on another port, and the replica serves there as
+// production's uid.
+func TestStartRetriesPortTakenByAnotherUID(t *testing.T) {
+	w := newSandboxedWorld(t, 1730040)
+	ctx := t.Context()
+	prodUID, stagingUID := w.uid(t, "production"), w.uid(t, "staging")
+	taken := freeTestPort(t)
+	w.squat(t, stagingUID, taken)
+	picks := 0
+	w.rt.pickPort = func() (int, error) {
+		picks++
+		if picks == 1 {
+			return taken, nil
+		}
+		return freePort()
+	}
+	rs := testReplicaSet("production", "v1", 1)
+	rs.Dir = w.app
+	reps, err := w.rt.Start(ctx, rs)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if picks != 2 || reps[0].Addr == net.JoinHostPort("127.0.0.1", strconv.Itoa(taken)) {
+		t.Fatalf("Start = %+v after %d port picks, want a second port", reps, picks)
+	}
+	if uid := processUID(t, reps[0].PID); uid != prodUID {
+		t.Fatalf("the replica runs as uid %d, want production's %d", uid, prodUID)
+	}
+	if got := get(t, "http://"+reps[0].Addr+"/whoami"); !strings.Contains(got, "production web v1") {
+		t.Fatalf("/whoami = %q", got)
+	}
+}
+
+// TestAdoptStopsReplicaWhosePortAnotherUIDHolds: a replica the supervisor
+// runs and reports ready, but whose address a listener of another uid
+// holds (the supervisor's probe passes on whoever answers), is not adopted
+// after a restart: it is removed.
 func TestAdoptStopsReplicaWhosePortAnotherUIDHolds(t *testing.T) {
 	w := newSandboxedWorld(t, 1730020)
 	ctx := t.Context()
 	prodUID, stagingUID := w.uid(t, "production"), w.uid(t, "staging")
 	rs := testReplicaSet("production", "v1", 1)
 	rs.Dir = w.app
-	reps, err := w.rt.Start(ctx, rs)
+	command, err := resolveCommand(rs.Dir, rs.Command[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.Command[0] = command
+	sb, err := w.rt.prepareEnv(w.rt.env("production"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replica listens on its own port, but its workload names a port
+	// a staging process holds: what a replica that lost its port while
+	// the supervisor restarted it would look like.
+	taken := freeTestPort(t)
+	w.squat(t, stagingUID, taken)
+	sp := replicaSpec(rs, 0, sb, freeTestPort(t), filepath.Join(w.dir, "production", "logs", "web-v1-0.log"))
+	sp.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(taken))
+	if _, err := w.rt.own.Apply(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.rt.own.WaitReady(ctx, sp.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.rt.Detach()
-
-	// The record now names a port a staging process holds: what a replica
-	// started before this check, which lost its port, would have.
-	taken := freeTestPort(t)
-	w.squat(t, stagingUID, taken)
-	envDir := filepath.Join(w.dir, "production")
-	recs, err := readRecords(envDir)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("records = %+v, %v", recs, err)
-	}
-	recs[0].Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(taken))
-	if err := writeFileAtomic(filepath.Join(envDir, recordFile), recordContent{Replicas: recs}); err != nil {
-		t.Fatal(err)
-	}
 
 	rt := w.runtime(t)
 	rep, err := rt.Adopt(ctx)
@@ -248,8 +289,11 @@ func TestAdoptStopsReplicaWhosePortAnotherUIDHolds(t *testing.T) {
 	if len(rep.Adopted) != 0 || len(rep.Dropped) != 1 || !strings.Contains(rep.Dropped[0], want) {
 		t.Fatalf("Adopt = %+v, want the replica dropped with %q", rep, want)
 	}
-	if !exited(reps[0].PID) {
-		t.Fatalf("replica pid %d still runs", reps[0].PID)
+	if !exited(st.PID) {
+		t.Fatalf("replica pid %d still runs", st.PID)
+	}
+	if got := rt.Versions("production", "web"); len(got) != 0 {
+		t.Fatalf("Versions = %v, want none", got)
 	}
 }
 

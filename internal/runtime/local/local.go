@@ -1,10 +1,17 @@
 // Package local is the default runtime: every app replica is a process on a
 // free loopback port of this machine, every environment's database its own
 // PostgreSQL server, and everything of an environment lives under one
-// directory, so tearing it down leaves nothing behind. Replicas are
-// recorded in the environment's replicas.json (pid and process start time),
-// so a restarted control plane adopts what still runs (Adopt) instead of
-// restarting it, and never mistakes a reused pid for a replica.
+// directory, so tearing it down leaves nothing behind.
+//
+// The runtime does not run replicas itself: it declares them to a
+// supervisor (internal/supervisor, the local kubelet), which starts them,
+// probes them and restarts them when they exit, also while no control plane
+// runs. The runtime is the supervisor's client, as a Kubernetes control
+// plane is the kubelet's: Start declares a replica set and waits for it to
+// be ready, Stop removes it, Status and Versions read what the supervisor
+// reports, and a restarted control plane adopts what the supervisor runs
+// (Adopt). The supervisor is the data plane's (Options.Supervisor) or,
+// without one, in-process, with its state in the runtime dir.
 package local
 
 import (
@@ -23,6 +30,7 @@ import (
 	"github.com/runway-cd/runway/internal/postgres"
 	"github.com/runway-cd/runway/internal/runtime"
 	"github.com/runway-cd/runway/internal/sandbox"
+	"github.com/runway-cd/runway/internal/supervisor"
 )
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -37,16 +45,25 @@ type Options struct {
 	// created 0700. Destroy removes an environment's.
 	SecretsDir string
 	// Postgres configures every environment's server; its SecretsDir is
-	// set per environment.
+	// set per environment, and its Launcher is the runtime's supervisor.
 	Postgres postgres.Config
 	Logger   *slog.Logger // nil: slog.Default()
 	// Sandbox runs each environment's replicas and jobs as its own uid
 	// with an allow-listed environment. Nil: as Runway's user, still with
 	// the allow-listed environment.
 	Sandbox *sandbox.Sandbox
-	// AdoptHealthTimeout bounds how long Adopt waits for a recorded
-	// replica to answer its health path. Zero value: 5s.
+	// AdoptHealthTimeout bounds how long Adopt waits for a replica the
+	// supervisor is still starting to become ready. Zero value: 5s.
 	AdoptHealthTimeout time.Duration
+	// Supervisor runs the replicas and the servers (workloads
+	// "<env>/<app>/<version>/<index>" and "<env>/postgres", grouped by
+	// environment). Nil: the runtime starts one in-process, its state in
+	// Dir/.supervisor.json (a file where every directory is an
+	// environment; root's, 0600: the specs hold database passwords), so a
+	// runtime started again on Dir adopts what it left running; Close then
+	// stops everything, Detach leaves it running. With a supervisor given
+	// (the data plane's), Close stops nothing it runs: its owner decides.
+	Supervisor Supervisor
 	// Secrets, when set, learns every database password this runtime
 	// hands out, so that logs and API answers can redact it.
 	Secrets interface{ Add(secrets ...string) }
@@ -63,6 +80,14 @@ type Runtime struct {
 
 	mu   sync.Mutex
 	envs map[string]*environment
+
+	supMu sync.Mutex
+	// own is the in-process supervisor (opts.Supervisor nil), nil until
+	// first used and after Detach.
+	own *supervisor.Supervisor
+	// quit is closed by Detach and Close: what watches the supervisor for
+	// this runtime ends.
+	quit chan struct{}
 }
 
 type environment struct {
@@ -106,7 +131,11 @@ func New(opts Options) (*Runtime, error) {
 			opts.Logger.Info("sandbox: freed the uid of an environment no longer on disk", "env", env)
 		}
 	}
-	return &Runtime{opts: opts, log: opts.Logger, pickPort: freePort, envs: map[string]*environment{}}, nil
+	r := &Runtime{opts: opts, log: opts.Logger, pickPort: freePort, envs: map[string]*environment{}, quit: make(chan struct{})}
+	if _, err := r.supervisor(); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 func (r *Runtime) env(name string) *environment {
@@ -120,18 +149,52 @@ func (r *Runtime) env(name string) *environment {
 	return e
 }
 
-// EnsurePostgres implements runtime.Runtime.
+// peek returns the environment name to read, locked, or, when the runtime
+// holds nothing of it, a bare one (a read registers no environment).
+func (r *Runtime) peek(name string) (e *environment, unlock func()) {
+	r.mu.Lock()
+	e, ok := r.envs[name]
+	r.mu.Unlock()
+	if !ok {
+		return &environment{name: name, dir: filepath.Join(r.opts.Dir, name), sets: map[string]*replicaSet{}}, func() {}
+	}
+	e.mu.Lock()
+	return e, e.mu.Unlock
+}
+
+// EnsurePostgres implements runtime.Runtime. The server is the
+// supervisor's workload "<env>/postgres": one the supervisor already runs
+// is adopted rather than started again.
 func (r *Runtime) EnsurePostgres(ctx context.Context, env string) error {
+	sup, err := r.supervisor()
+	if err != nil {
+		return fmt.Errorf("starting postgres of %s: %w", env, err)
+	}
 	e := r.env(env)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.pg != nil && processAlive(e.pg.PID()) {
+	_, supervised, err := sup.GetContext(ctx, postgresID(env))
+	if err != nil {
+		return fmt.Errorf("starting postgres of %s: asking the supervisor: %w", env, err)
+	}
+	if e.pg != nil && supervised {
 		return nil
 	}
 	if _, err := r.prepareEnv(e); err != nil {
 		return fmt.Errorf("preparing %s: %w", env, err)
 	}
-	inst, err := postgres.Start(ctx, r.postgresConfig(env), filepath.Join(e.dir, "postgres"))
+	dir := filepath.Join(e.dir, "postgres")
+	cfg := r.postgresConfig(env, sup)
+	if supervised {
+		inst, err := postgres.Adopt(ctx, cfg, dir)
+		if err == nil {
+			e.pg = inst
+			r.log.Info("postgres adopted from the supervisor", "env", env, "port", inst.Port(), "pid", inst.PID())
+			return nil
+		}
+		r.log.Info("postgres the supervisor runs could not be adopted; starting it again", "env", env, "err", err)
+	}
+	inst, err := postgres.Start(ctx, cfg, dir)
 	if err != nil {
 		return fmt.Errorf("starting postgres of %s: %w", env, err)
 	}
@@ -164,13 +227,17 @@ func (r *Runtime) Database(ctx context.Context, env, app string) (runtime.Databa
 }
 
 // postgresConfig is the configuration of env's server: its passwords are
-// random, kept in a secrets dir of env's own.
-func (r *Runtime) postgresConfig(env string) postgres.Config {
+// random, kept in a secrets dir of env's own, and the supervisor runs it.
+func (r *Runtime) postgresConfig(env string, sup Supervisor) postgres.Config {
 	cfg := r.opts.Postgres
 	if cfg.Logger == nil {
 		cfg.Logger = r.log
 	}
 	cfg.SecretsDir = r.secretsDir(env)
+	r.supMu.Lock()
+	quit := r.quit
+	r.supMu.Unlock()
+	cfg.Launcher = pgLauncher{sup: sup, env: env, quit: quit}
 	return cfg
 }
 
@@ -179,18 +246,26 @@ func (r *Runtime) secretsDir(env string) string {
 	return filepath.Join(r.opts.SecretsDir, env)
 }
 
-// Destroy implements runtime.Runtime.
+// Destroy implements runtime.Runtime. Replicas are removed before the
+// database they use; the supervisor drains each through the gateway first.
 func (r *Runtime) Destroy(ctx context.Context, env string) error {
+	sup, err := r.supervisor()
+	if err != nil {
+		return fmt.Errorf("destroying %s: %w", env, err)
+	}
 	e := r.env(env)
 	e.mu.Lock()
 	var errs []error
-	for key, s := range e.sets {
-		if err := s.stop(ctx); err != nil {
-			errs = append(errs, err)
-		}
-		delete(e.sets, key)
+	list, err := sup.ListContext(ctx, env)
+	if err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("destroying %s: listing its workloads: %w", env, err)
 	}
-	if err := r.destroyStrays(ctx, e); err != nil {
+	if err := removeWorkloads(ctx, sup, replicaIDs(list, env, "", "")); err != nil {
+		errs = append(errs, fmt.Errorf("removing the replicas of %s: %w", env, err))
+	}
+	clear(e.sets)
+	if err := r.destroyStrays(ctx, sup, e); err != nil {
 		errs = append(errs, err)
 	}
 	if e.pg != nil {
@@ -198,6 +273,13 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 			errs = append(errs, fmt.Errorf("removing postgres of %s: %w", env, err))
 		}
 		e.pg = nil
+	}
+	if _, ok, err := sup.GetContext(ctx, postgresID(env)); err != nil {
+		errs = append(errs, fmt.Errorf("asking the supervisor for the server of %s: %w", env, err))
+	} else if ok {
+		if err := sup.Remove(ctx, postgresID(env)); err != nil {
+			errs = append(errs, fmt.Errorf("removing postgres of %s: %w", env, err))
+		}
 	}
 	// Whatever still runs as the environment's uid (a daemon that left
 	// its process group and scrubbed its environment) goes too, before
@@ -227,21 +309,27 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 	return nil
 }
 
-// Versions implements runtime.Runtime.
+// Versions implements runtime.Runtime: the versions of app whose replicas
+// are all known to the supervisor, whatever their state. A replica in
+// BackOff still counts: the supervisor is restarting it, and production
+// keeps its version meanwhile.
 func (r *Runtime) Versions(env, app string) []string {
-	r.mu.Lock()
-	e, ok := r.envs[env]
-	r.mu.Unlock()
-	if !ok {
+	sup, err := r.supervisor()
+	if err != nil {
+		r.log.Warn("listing versions", "env", env, "app", app, "err", err)
 		return nil
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e, unlock := r.peek(env)
+	defer unlock()
 	var out []string
-	for key, s := range e.sets {
-		a, v, ok := strings.Cut(key, "/")
-		if ok && a == app && s.alive() {
-			out = append(out, v)
+	list, err := sup.ListContext(context.Background(), env)
+	if err != nil {
+		r.log.Warn("listing versions", "env", env, "app", app, "err", err)
+		return nil
+	}
+	for _, v := range e.views(list) {
+		if v.app == app && v.complete() {
+			out = append(out, v.version)
 		}
 	}
 	sort.Strings(out)
@@ -270,9 +358,18 @@ func (r *Runtime) Envs() []string {
 	return names
 }
 
-// Close stops every process the runtime started, keeping files. It is for
-// tests and the demo; a control plane restart leaves apps running.
+// Close stops what the runtime runs, keeping files: every replica, then
+// every server (all forgotten by the supervisor, so nothing restarts
+// them), and with the in-process supervisor anything else it supervises.
+// Close is for tests, the demo and a server configured to stop its data
+// plane on exit; a control plane restart leaves apps running (Detach).
 func (r *Runtime) Close(ctx context.Context) error {
+	r.supMu.Lock()
+	own := r.own
+	r.own = nil
+	close(r.quit)
+	r.quit = make(chan struct{})
+	r.supMu.Unlock()
 	r.mu.Lock()
 	envs := make([]*environment, 0, len(r.envs))
 	for _, e := range r.envs {
@@ -280,15 +377,38 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	var errs []error
+	var sup Supervisor = own
+	if own == nil {
+		sup = r.opts.Supervisor
+	}
+	var servers []string
+	if sup != nil {
+		all, err := sup.ListContext(ctx, "")
+		errs = append(errs, err)
+		var replicas []string
+		for _, st := range all {
+			if _, ok := parseReplicaID(st.ID); ok {
+				replicas = append(replicas, st.ID)
+			} else if st.ID == postgresID(st.Group) && own == nil {
+				servers = append(servers, st.ID)
+			}
+		}
+		errs = append(errs, removeWorkloads(ctx, sup, replicas))
+	}
 	for _, e := range envs {
 		e.mu.Lock()
-		for _, s := range e.sets {
-			errs = append(errs, s.stop(ctx))
-		}
-		if e.pg != nil {
+		clear(e.sets)
+		if e.pg != nil && own != nil {
 			errs = append(errs, e.pg.Stop(ctx))
 		}
+		e.pg = nil
 		e.mu.Unlock()
+	}
+	if own != nil {
+		errs = append(errs, own.StopAll(ctx))
+		own.Close()
+	} else if sup != nil {
+		errs = append(errs, removeWorkloads(ctx, sup, servers))
 	}
 	return errors.Join(errs...)
 }

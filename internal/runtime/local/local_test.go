@@ -37,8 +37,12 @@ import (
 
 func main() {
 	mode := flag.String("mode", "ok", "ok, crash or unhealthy")
+	crashIf := flag.String("crash-if", "", "crash at start while this file exists")
 	flag.Parse()
 	fmt.Printf("pid %d starting in mode %s\n", os.Getpid(), *mode)
+	if _, err := os.Stat(*crashIf); *crashIf != "" && err == nil {
+		*mode = "crash"
+	}
 	if *mode == "crash" {
 		fmt.Fprintln(os.Stderr, "fatal: the config file is missing")
 		os.Exit(3)

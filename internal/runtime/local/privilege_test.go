@@ -124,7 +124,7 @@ func TestPrivilege(t *testing.T) {
 		{Name: "write production's home", Kind: "write", Path: filepath.Join(prodDir, "home", "planted"), want: "permission denied"},
 		{Name: "list production's logs", Kind: "list", Path: filepath.Join(prodDir, "logs"), want: "permission denied"},
 		{Name: "read production's log", Kind: "read", Path: filepath.Join(prodDir, "logs", "web-v1-0.log"), want: "permission denied"},
-		{Name: "read production's replica records", Kind: "read", Path: filepath.Join(prodDir, recordFile), want: "permission denied"},
+		{Name: "read the supervisor's state", Kind: "read", Path: filepath.Join(w.workDir, "envs", supervisorStateFile), want: "permission denied"},
 		{Name: "read production's replica environment", Kind: "read", Path: fmt.Sprintf("/proc/%d/environ", prod.PID), want: "permission denied"},
 		{Name: "write the artifact store", Kind: "write", Path: filepath.Join(app.Dir, "planted"), want: "permission denied"},
 		{Name: "production's database as the superuser over the socket", Kind: "pg",
@@ -193,7 +193,7 @@ func TestPrivilege(t *testing.T) {
 	t.Run("build", func(t *testing.T) {
 		results, environ := parseProbe(t, buildLog.String())
 		assertRefused(t, buildAttempts, results)
-		assertAllowListed(t, w.sb, environ, []string{"GOCACHE", "GOMODCACHE", "RUNWAY_OUT", "RUNWAY_APP", "RUNWAY_VERSION", "RUNWAY_COMMIT"})
+		assertAllowListed(t, w.sb, environ, []string{"GOCACHE", "GOMODCACHE", "GOFLAGS", "RUNWAY_OUT", "RUNWAY_APP", "RUNWAY_VERSION", "RUNWAY_COMMIT", "RUNWAY_TREE"})
 		if uid := fileUID(t, filepath.Join(app.Dir, "probe")); uid != 0 {
 			t.Errorf("the stored artifact is uid %d's, want root's", uid)
 		}
@@ -226,7 +226,7 @@ func TestPrivilege(t *testing.T) {
 		assertOwner(t, filepath.Join(prodDir, "home"), prodUID, 0o700)
 		assertOwner(t, filepath.Join(prodDir, "logs"), 0, 0o700)
 		assertOwner(t, filepath.Join(prodDir, "logs", "web-v1-0.log"), 0, 0o600)
-		assertOwner(t, filepath.Join(prodDir, recordFile), 0, 0o600)
+		assertOwner(t, filepath.Join(w.workDir, "envs", supervisorStateFile), 0, 0o600)
 		if uid := processUID(t, prod.PID); uid != prodUID {
 			t.Errorf("production's replica runs as uid %d, want %d", uid, prodUID)
 		}

@@ -6,164 +6,223 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"github.com/runway-cd/runway/internal/procfs"
 	"github.com/runway-cd/runway/internal/runtime"
+	"github.com/runway-cd/runway/internal/supervisor"
 )
 
+// replicaSet is what the runtime declared of a replica set: how many
+// replicas it has (adopted: the highest index the supervisor runs, plus
+// one). The supervisor holds everything else.
 type replicaSet struct {
 	app, version string
-	healthPath   string
-	procs        []*process
-	// incomplete marks an adopted set that lost replicas while no control
-	// plane watched it; Start replaces it as it would a set with a dead
-	// replica.
-	incomplete bool
+	replicas     int
 }
 
-type process struct {
-	index     int
-	pid       int
-	startTime uint64 // field 22 of /proc/<pid>/stat: tells a reused pid apart
-	addr      string
-	logPath   string
-	done      chan struct{} // closed when the process has exited
-	err       error         // exit status of a child, valid after done
-	// adopted processes are not children: done is closed by a goroutine
-	// polling /proc, which release ends.
-	adopted bool
-	release func()
+// setView is a replica set as the supervisor reports it.
+type setView struct {
+	app, version string
+	want         int
+	byIndex      map[int]supervisor.Status
 }
 
-func (s *replicaSet) alive() bool {
-	if s.incomplete {
-		return false
-	}
-	for _, p := range s.procs {
-		select {
-		case <-p.done:
+// complete reports whether the supervisor knows every replica of the set.
+func (v *setView) complete() bool {
+	for i := range v.want {
+		if _, ok := v.byIndex[i]; !ok {
 			return false
-		default:
 		}
 	}
-	return len(s.procs) > 0
+	return v.want > 0
 }
 
-func (s *replicaSet) replicas() []runtime.Replica {
-	out := make([]runtime.Replica, len(s.procs))
-	for i, p := range s.procs {
-		out[i] = runtime.Replica{Addr: p.addr, PID: p.pid}
+// replicas lists the set's replicas the supervisor knows, by index.
+func (v *setView) replicas() []runtime.Replica {
+	var out []runtime.Replica
+	for i := range v.want {
+		if st, ok := v.byIndex[i]; ok {
+			out = append(out, runtime.Replica{Addr: st.Addr, PID: st.PID})
+		}
 	}
 	return out
 }
 
-func (s *replicaSet) stop(ctx context.Context) error {
-	var errs []error
-	for _, p := range s.procs {
-		errs = append(errs, p.stop(ctx))
+// views groups the supervisor's statuses of e's replicas (list: its
+// List(e.name)) into sets by app/version; a set declared but unknown to
+// the supervisor has an empty view. The caller holds e.mu.
+func (e *environment) views(list []supervisor.Status) map[string]*setView {
+	out := map[string]*setView{}
+	view := func(app, version string) *setView {
+		key := app + "/" + version
+		v, ok := out[key]
+		if !ok {
+			v = &setView{app: app, version: version, byIndex: map[int]supervisor.Status{}}
+			if s, ok := e.sets[key]; ok {
+				v.want = s.replicas
+			}
+			out[key] = v
+		}
+		return v
 	}
+	for _, s := range e.sets {
+		view(s.app, s.version)
+	}
+	for _, st := range list {
+		ref, ok := parseReplicaID(st.ID)
+		if !ok || ref.env != e.name {
+			continue
+		}
+		v := view(ref.app, ref.version)
+		v.byIndex[ref.index] = st
+		v.want = max(v.want, ref.index+1)
+	}
+	return out
+}
+
+// replicaIDs lists the IDs of env's replicas in list, of app at version
+// only unless app is "".
+func replicaIDs(list []supervisor.Status, env, app, version string) []string {
+	var ids []string
+	for _, st := range list {
+		ref, ok := parseReplicaID(st.ID)
+		if ok && ref.env == env && (app == "" || ref.app == app && ref.version == version) {
+			ids = append(ids, st.ID)
+		}
+	}
+	return ids
+}
+
+// removeWorkloads removes workloads from the supervisor, all at once: each
+// is drained through the gateway before it is signalled.
+func removeWorkloads(ctx context.Context, sup Supervisor, ids []string) error {
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			if err := sup.Remove(ctx, id); err != nil {
+				errs[i] = fmt.Errorf("removing %s: %w", id, err)
+			}
+		})
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// Start implements runtime.Runtime.
+// Start implements runtime.Runtime. It declares every replica the
+// supervisor does not run yet, each on a port of its own, and waits until
+// all of them are ready and hold their ports; replicas the supervisor
+// already runs (adopted ones included) are returned as they are. On
+// failure what this call declared is removed.
 func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.Replica, error) {
+	sup, err := r.supervisor()
+	if err != nil {
+		return nil, fmt.Errorf("starting %s %s in %s: %w", rs.App, rs.Version, rs.Env, err)
+	}
 	e := r.env(rs.Env)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	key := rs.App + "/" + rs.Version
-	if s, ok := e.sets[key]; ok {
-		if s.alive() {
-			return s.replicas(), nil
-		}
-		_ = s.stop(ctx)
-		delete(e.sets, key)
-		if err := e.saveRecords(nil); err != nil {
-			return nil, err
-		}
-	}
 	if rs.Replicas < 1 {
 		rs.Replicas = 1
 	}
 	if rs.HealthTimeout == 0 {
 		rs.HealthTimeout = 30 * time.Second
 	}
-	rs.Vars = append(slices.Clip(rs.Vars), r.markerVar())
+	key := rs.App + "/" + rs.Version
+	list, err := sup.ListContext(ctx, rs.Env)
+	if err != nil {
+		return nil, fmt.Errorf("starting %s %s in %s: asking the supervisor what runs: %w", rs.App, rs.Version, rs.Env, err)
+	}
+	known := e.views(list)[key]
+	if known == nil {
+		known = &setView{app: rs.App, version: rs.Version, byIndex: map[int]supervisor.Status{}}
+	}
+	known.want = max(known.want, rs.Replicas)
+	if known.complete() {
+		e.sets[key] = &replicaSet{app: rs.App, version: rs.Version, replicas: known.want}
+		return known.replicas(), nil
+	}
+	if len(rs.Command) == 0 {
+		return nil, fmt.Errorf("starting %s %s in %s: no command", rs.App, rs.Version, rs.Env)
+	}
 	sb, err := r.prepareEnv(e)
 	if err != nil {
 		return nil, err
 	}
-	s := &replicaSet{app: rs.App, version: rs.Version, healthPath: rs.HealthPath}
-	for i := 0; i < rs.Replicas; i++ {
-		p, err := r.startReplica(rs, i, sb, filepath.Join(e.logDir(), fmt.Sprintf("%s-%s-%d.log", rs.App, rs.Version, i)))
-		if err != nil {
-			_ = s.stop(ctx)
-			return nil, err
-		}
-		s.procs = append(s.procs, p)
+	command, err := resolveCommand(rs.Dir, rs.Command[0])
+	if err != nil {
+		return nil, fmt.Errorf("starting %s %s in %s: starting %s: %w", rs.App, rs.Version, rs.Env, rs.Command[0], err)
 	}
-	// Recorded before the health wait, so a control plane that dies during
-	// it leaves no unrecorded process behind.
-	if err := e.saveRecords(s); err != nil {
-		_ = s.stop(ctx)
-		return nil, err
-	}
+	rs.Command = append([]string{command}, rs.Command[1:]...)
+	rs.Vars = append(slices.Clip(rs.Vars), r.markerVar())
+
 	hctx, cancel := context.WithTimeout(ctx, rs.HealthTimeout)
 	defer cancel()
-	errc := make(chan error, len(s.procs))
-	for _, p := range s.procs {
-		go func() {
-			err := p.waitHealthy(hctx, rs.HealthPath)
-			if err == nil {
-				// Healthy is not enough: the port may have been taken
-				// by another uid before the replica bound it.
-				err = p.ownsPort(rs.App, rs.Version, sb.cred)
-			}
-			errc <- err
-		}()
-	}
-	var errs []error
-	for range s.procs {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
+	var missing []int
+	for i := range known.want {
+		if _, ok := known.byIndex[i]; !ok {
+			missing = append(missing, i)
 		}
 	}
+	statuses := make([]supervisor.Status, len(missing))
+	errs := make([]error, len(missing))
+	var wg sync.WaitGroup
+	for n, i := range missing {
+		wg.Go(func() {
+			statuses[n], errs[n] = r.startReplica(hctx, sup, e, rs, i, sb)
+		})
+	}
+	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		_ = s.stop(ctx)
-		if serr := e.saveRecords(nil); serr != nil {
-			r.log.Warn("recording replicas", "env", rs.Env, "err", serr)
+		var applied []string
+		for _, i := range missing {
+			if id := replicaID(rs.Env, rs.App, rs.Version, i); known.byIndex[i].ID == "" {
+				if _, ok, gerr := sup.GetContext(ctx, id); gerr != nil || ok {
+					applied = append(applied, id)
+				}
+			}
+		}
+		if rerr := removeWorkloads(context.WithoutCancel(ctx), sup, applied); rerr != nil {
+			r.log.Warn("removing the replicas of a failed start", "env", rs.Env, "app", rs.App, "version", rs.Version, "err", rerr)
 		}
 		return nil, fmt.Errorf("starting %s %s in %s: %w", rs.App, rs.Version, rs.Env, err)
 	}
-	e.sets[key] = s
-	r.log.Info("replicas up", "env", rs.Env, "app", rs.App, "version", rs.Version, "replicas", len(s.procs))
-	return s.replicas(), nil
+	for n, i := range missing {
+		known.byIndex[i] = statuses[n]
+	}
+	e.sets[key] = &replicaSet{app: rs.App, version: rs.Version, replicas: known.want}
+	r.log.Info("replicas up", "env", rs.Env, "app", rs.App, "version", rs.Version, "replicas", known.want, "started", len(missing))
+	return known.replicas(), nil
 }
 
 // Stop implements runtime.Runtime.
 func (r *Runtime) Stop(ctx context.Context, env, app, version string) error {
+	sup, err := r.supervisor()
+	if err != nil {
+		return fmt.Errorf("stopping %s %s in %s: %w", app, version, env, err)
+	}
 	e := r.env(env)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	key := app + "/" + version
-	s, ok := e.sets[key]
-	if !ok {
+	delete(e.sets, app+"/"+version)
+	list, err := sup.ListContext(ctx, env)
+	if err != nil {
+		return fmt.Errorf("stopping %s %s in %s: asking the supervisor what runs: %w", app, version, env, err)
+	}
+	ids := replicaIDs(list, env, app, version)
+	if len(ids) == 0 {
 		return nil
 	}
-	delete(e.sets, key)
-	if err := s.stop(ctx); err != nil {
+	if err := removeWorkloads(ctx, sup, ids); err != nil {
 		return fmt.Errorf("stopping %s %s in %s: %w", app, version, env, err)
-	}
-	if err := e.saveRecords(nil); err != nil {
-		return err
 	}
 	r.log.Info("replicas stopped", "env", env, "app", app, "version", version)
 	return nil
@@ -217,125 +276,144 @@ func resolve(dir, name string) string {
 	return name
 }
 
-// startReplica starts one replica as its environment's sandbox user. Its
-// log file is opened here (root's, 0600, in a directory only Runway
-// enters) and handed to the process as stdout and stderr: the replica can
-// write its log but not read or reopen it, nor any other.
-func (r *Runtime) startReplica(rs runtime.ReplicaSet, index int, sb envSandbox, logPath string) (*process, error) {
-	port, err := r.pickPort()
-	if err != nil {
-		return nil, err
+// portAttempts bounds how often a replica is declared again on another
+// port when the one picked was taken before the replica bound it.
+const portAttempts = 3
+
+// portRaceError is a replica that lost its port to another process between
+// the pick and its bind: worth another port.
+type portRaceError struct{ err error }
+
+func (e *portRaceError) Error() string { return e.err.Error() }
+func (e *portRaceError) Unwrap() error { return e.err }
+
+// startReplica declares replica index of rs to the supervisor and waits
+// until it is ready and holds its port, on a new port when it lost the
+// one picked (a bind that failed with "address already in use", or a
+// listener of another uid: see ownsPort).
+func (r *Runtime) startReplica(ctx context.Context, sup Supervisor, e *environment, rs runtime.ReplicaSet, index int, sb envSandbox) (supervisor.Status, error) {
+	logPath := filepath.Join(e.logDir(), fmt.Sprintf("%s-%s-%d.log", rs.App, rs.Version, index))
+	var err error
+	for attempt := 1; attempt <= portAttempts; attempt++ {
+		port, perr := r.pickPort()
+		if perr != nil {
+			return supervisor.Status{}, perr
+		}
+		sp := replicaSpec(rs, index, sb, port, logPath)
+		offset := fileSize(logPath)
+		if _, err := sup.Apply(ctx, sp); err != nil {
+			return supervisor.Status{}, fmt.Errorf("starting %s: %w", rs.Command[0], err)
+		}
+		var st supervisor.Status
+		st, err = r.awaitReplica(ctx, sup, sp, offset, rs, index, sb.cred)
+		var race *portRaceError
+		if !errors.As(err, &race) {
+			return st, err
+		}
+		r.log.Info("replica lost its port, trying another", "env", rs.Env, "app", rs.App, "version", rs.Version,
+			"index", index, "port", port, "attempt", attempt, "err", err)
+		if rerr := sup.Remove(context.WithoutCancel(ctx), sp.ID); rerr != nil {
+			return supervisor.Status{}, fmt.Errorf("removing replica %d after it lost its port: %w", index, rerr)
+		}
 	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening replica log: %w", err)
-	}
-	cmd := exec.Command(resolve(rs.Dir, rs.Command[0]), rs.Command[1:]...)
-	cmd.Dir = rs.Dir
-	cmd.Env = sb.env(append(slices.Clip(rs.Vars), rs.PortEnv+"="+strconv.Itoa(port),
-		"RUNWAY_ENV="+rs.Env, "RUNWAY_APP="+rs.App, "RUNWAY_VERSION="+rs.Version)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: sb.cred}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("starting %s: %w", rs.Command[0], err)
-	}
-	p := &process{
-		index:   index,
-		pid:     cmd.Process.Pid,
-		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		logPath: logPath,
-		done:    make(chan struct{}),
-		release: func() {},
-	}
-	// Read before Wait can reap it; the start time is set at fork, so it
-	// is the same after exec.
-	if st, err := procfs.Read(p.pid); err == nil {
-		p.startTime = st.StartTime
-	}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	return p, nil
+	return supervisor.Status{}, fmt.Errorf("replica %d lost its port %d times: %w", index, portAttempts, err)
 }
 
-func (p *process) waitHealthy(ctx context.Context, path string) error {
-	client := &http.Client{Timeout: time.Second}
-	url := "http://" + p.addr + path
-	delay := 20 * time.Millisecond
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode/100 == 2 {
-				return nil
+// replicaSpec is how the supervisor runs replica index of rs on port: as
+// the environment's sandbox user, with the allow-listed environment, the
+// replica's variables and its port, its output appended to its log (opened
+// by the supervisor, root's, 0600, in a directory only Runway enters: the
+// replica can write its log but not read or reopen it, nor any other).
+func replicaSpec(rs runtime.ReplicaSet, index int, sb envSandbox, port int, logPath string) supervisor.Spec {
+	sp := supervisor.Spec{
+		ID:      replicaID(rs.Env, rs.App, rs.Version, index),
+		Group:   rs.Env,
+		Command: rs.Command,
+		Dir:     rs.Dir,
+		Env: sb.env(append(slices.Clip(rs.Vars), rs.PortEnv+"="+strconv.Itoa(port),
+			"RUNWAY_ENV="+rs.Env, "RUNWAY_APP="+rs.App, "RUNWAY_VERSION="+rs.Version)...),
+		LogPath:   logPath,
+		Addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		Readiness: probe(rs.Readiness, rs.HealthPath),
+		StopGrace: stopGrace,
+	}
+	if rs.Liveness != nil {
+		sp.Liveness = probe(*rs.Liveness, rs.HealthPath)
+	}
+	if sb.cred != nil {
+		sp.UID, sp.GID, sp.Credential = sb.cred.Uid, sb.cred.Gid, true
+	}
+	return sp
+}
+
+// awaitReplica waits until the supervisor reports the replica ready, then
+// checks that the replica's uid holds its port: a ready probe is not
+// enough, the port may have been taken by another uid before the replica
+// bound it.
+func (r *Runtime) awaitReplica(ctx context.Context, sup Supervisor, sp supervisor.Spec, logOffset int64, rs runtime.ReplicaSet, index int, cred *syscall.Credential) (supervisor.Status, error) {
+	st, err := sup.WaitReady(ctx, sp.ID)
+	if err != nil {
+		logTail := tailSince(sp.LogPath, logOffset, 2048)
+		switch {
+		case ctx.Err() != nil:
+			return st, fmt.Errorf("replica on %s not healthy at %s before the deadline; log tail:\n%s", sp.Addr, sp.Readiness.Path, logTail)
+		case strings.Contains(logTail, "address already in use"):
+			// Say who took it, if another uid holds it.
+			var fe *foreignListenerError
+			if err := ownsPort(sp.Addr, index, rs.App, rs.Version, cred); errors.As(err, &fe) {
+				return st, &portRaceError{err}
 			}
+			return st, &portRaceError{fmt.Errorf("replica %d could not bind %s; log tail:\n%s", index, sp.Addr, logTail)}
 		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("replica exited before it was healthy (%v); log tail:\n%s", p.err, tail(p.logPath, 2048))
-		case <-ctx.Done():
-			return fmt.Errorf("replica on %s not healthy at %s before the deadline; log tail:\n%s", p.addr, path, tail(p.logPath, 2048))
-		case <-time.After(delay):
+		exit := err.Error()
+		if last, ok, gerr := sup.GetContext(ctx, sp.ID); gerr == nil && ok && last.LastExit != "" {
+			exit = last.LastExit
 		}
-		if delay < 200*time.Millisecond {
-			delay *= 2
-		}
+		return st, fmt.Errorf("replica exited before it was healthy (%s); log tail:\n%s", exit, logTail)
 	}
+	if err := ownsPort(sp.Addr, index, rs.App, rs.Version, cred); err != nil {
+		var fe *foreignListenerError
+		if errors.As(err, &fe) {
+			return st, &portRaceError{err}
+		}
+		return st, err
+	}
+	return st, nil
 }
 
-// stop sends SIGTERM to the replica's process group (replicas are started
-// with Setpgid, so the group id is the pid), then SIGKILL after a grace
-// period or once ctx ends. A pid no longer naming the replica is never
-// signalled.
-func (p *process) stop(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return nil
+// resolveCommand makes a replica's program an absolute path, as the
+// supervisor wants it: ./name and dir/name are relative to the artifact's
+// dir, a bare name is looked up in Runway's PATH (as exec.Command would).
+func resolveCommand(dir, name string) (string, error) {
+	path := name
+	switch {
+	case filepath.IsAbs(name):
+	case strings.Contains(name, "/"):
+		path = filepath.Join(dir, name)
 	default:
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return "", err
+		}
+		path = p
 	}
-	if !p.same() {
-		<-p.done // an adopted replica that exited since the last poll
-		return nil
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
 	}
-	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
-	timer := time.NewTimer(stopGrace)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-		return nil
-	case <-timer.C:
-	case <-ctx.Done():
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
 	}
-	if p.same() {
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("%s is not an executable file", path)
 	}
-	<-p.done
-	return nil
-}
-
-// stopGrace is how long a replica may take to exit after SIGTERM.
-const stopGrace = 5 * time.Second
-
-// same reports whether p.pid still names the replica: the same start time
-// (a child's zombie still has it). A child whose start time could not be
-// read is trusted, since its pid is not reused before it is reaped.
-func (p *process) same() bool {
-	if p.startTime == 0 && !p.adopted {
-		return true
-	}
-	st, err := procfs.Read(p.pid)
-	return err == nil && st.StartTime == p.startTime
+	return path, nil
 }
 
 // freePort asks the kernel for a free loopback port. It is free when
-// asked, not necessarily when the replica binds it: see ownsPort.
+// asked, not necessarily when the replica binds it: see startReplica and
+// ownsPort.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -345,15 +423,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func processAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	return syscall.Kill(pid, 0) == nil
-}
-
-// tail returns up to n bytes of the end of a file.
-func tail(path string, n int64) string {
+// tailSince returns up to n bytes of the end of a file, of what was
+// written after offset.
+func tailSince(path string, offset, n int64) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
@@ -363,11 +435,20 @@ func tail(path string, n int64) string {
 	if err != nil {
 		return ""
 	}
-	off := info.Size() - n
-	if off < 0 {
-		off = 0
+	if offset > info.Size() {
+		offset = 0 // truncated since
 	}
+	off := max(info.Size()-n, offset)
 	b := make([]byte, info.Size()-off)
 	_, _ = f.ReadAt(b, off)
 	return string(b)
+}
+
+// fileSize is the size of the file at path, 0 if there is none.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }

@@ -12,10 +12,13 @@ import (
 //
 //	home/          0700, the environment's sandbox uid: HOME and TMPDIR of
 //	               its replicas and jobs, the only place they may write
-//	logs/          0700 root: replica logs (0600), opened by Runway and
-//	               handed to each replica as stdout and stderr
-//	replicas.json  0600 root
+//	logs/          0700 root: replica logs (0600), opened by the supervisor
+//	               and handed to each replica as stdout and stderr
 //	postgres/      the PostgreSQL server's, owned by its OS user
+//
+// Beside the environments, dir/.supervisor.json (0600 root) is the
+// in-process supervisor's state, when the runtime has no supervisor given:
+// every workload's spec (database passwords included) and pid.
 const (
 	homeDir = "home"
 	logsDir = "logs"

@@ -62,8 +62,8 @@ func TestEnvironmentLayout(t *testing.T) {
 		env:                        0o711 | os.ModeDir,
 		filepath.Join(env, "home"): 0o700 | os.ModeDir,
 		filepath.Join(env, "logs"): 0o700 | os.ModeDir,
-		filepath.Join(env, "logs", "web-v1-0.log"): 0o600,
-		filepath.Join(env, recordFile):             0o600,
+		filepath.Join(env, "logs", "web-v1-0.log"):      0o600,
+		filepath.Join(rt.opts.Dir, supervisorStateFile): 0o600,
 	} {
 		fi, err := os.Stat(path)
 		if err != nil {
