@@ -17,9 +17,11 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/runway-cd/runway/internal/runtime"
 	"github.com/runway-cd/runway/internal/yamlfield"
 )
 
@@ -46,6 +48,10 @@ type Spec struct {
 	// AnalysisTemplates are paths, relative to the repository root, of Argo
 	// Rollouts AnalysisTemplate documents that the canary steps refer to.
 	AnalysisTemplates []string `json:"analysisTemplates,omitempty"`
+	// ProgressDeadlineSeconds is Argo Rollouts' field: a canary replica
+	// not ready for this long (or not started within it), aborts the
+	// rollout. Zero value: 600.
+	ProgressDeadlineSeconds int `json:"progressDeadlineSeconds,omitempty"`
 
 	doc *yamlfield.Doc // the parsed file, to give errors their lines
 }
@@ -68,10 +74,74 @@ type Run struct {
 	// HealthPath must answer 2xx before a replica counts as up. Zero value:
 	// /healthz.
 	HealthPath string `json:"healthPath,omitempty"`
+	// ReadinessPath is probed every ReadinessPeriod for as long as a
+	// replica runs: a replica failing it ReadinessFailureThreshold times in
+	// a row gets no traffic until it passes again (Kubernetes' readiness
+	// probe). Zero value: HealthPath.
+	ReadinessPath string `json:"readinessPath,omitempty"`
+	// ReadinessPeriod is the time between readiness probes. Zero value: 1s.
+	ReadinessPeriod Duration `json:"readinessPeriod,omitzero"`
+	// ReadinessFailureThreshold is how many failed probes in a row make a
+	// replica unready. Zero value: 3.
+	ReadinessFailureThreshold int `json:"readinessFailureThreshold,omitempty"`
+	// LivenessPath, when set, is probed every LivenessPeriod: a replica
+	// failing it LivenessFailureThreshold times in a row is killed and
+	// restarted (Kubernetes' liveness probe). Zero value: no liveness
+	// probe; only an exit restarts a replica. The other liveness fields
+	// need it.
+	LivenessPath string `json:"livenessPath,omitempty"`
+	// LivenessPeriod is the time between liveness probes. Zero value: 5s.
+	LivenessPeriod Duration `json:"livenessPeriod,omitzero"`
+	// LivenessFailureThreshold is how many failed probes in a row restart
+	// a replica. Zero value: 3.
+	LivenessFailureThreshold int `json:"livenessFailureThreshold,omitempty"`
 	// Replicas is the number of processes per version. Zero value: 1.
 	Replicas int `json:"replicas,omitempty"`
 	// Env adds variables to every replica.
 	Env map[string]string `json:"env,omitempty"`
+}
+
+// Probe defaults (Kubernetes' failureThreshold; periods shorter than its
+// 10s, since a local replica is cheap to probe) and bounds.
+const (
+	DefaultReadinessPeriod  = time.Second
+	DefaultLivenessPeriod   = 5 * time.Second
+	DefaultFailureThreshold = 3
+	MinProbePeriod          = 100 * time.Millisecond
+	MaxProbePeriod          = time.Hour
+	MaxFailureThreshold     = 100
+	MaxProbePath            = 1024 // bytes
+)
+
+// progressDeadlineSeconds' default (Argo Rollouts') and upper bound.
+const (
+	DefaultProgressDeadline = 600
+	MaxProgressDeadline     = 86400
+)
+
+// Probes returns the replica's readiness probe and its liveness probe
+// (nil without livenessPath), defaults applied, in the runtime's terms.
+// The probe timeout is left to the runtime's default.
+func (r Run) Probes() (readiness runtime.Probe, liveness *runtime.Probe) {
+	readiness = runtime.Probe{
+		Path:             cmp.Or(r.ReadinessPath, r.HealthPath, "/healthz"),
+		Period:           cmp.Or(r.ReadinessPeriod.Duration, DefaultReadinessPeriod),
+		FailureThreshold: cmp.Or(r.ReadinessFailureThreshold, DefaultFailureThreshold),
+	}
+	if r.LivenessPath == "" {
+		return readiness, nil
+	}
+	return readiness, &runtime.Probe{
+		Path:             r.LivenessPath,
+		Period:           cmp.Or(r.LivenessPeriod.Duration, DefaultLivenessPeriod),
+		FailureThreshold: cmp.Or(r.LivenessFailureThreshold, DefaultFailureThreshold),
+	}
+}
+
+// ProgressDeadline is progressDeadlineSeconds as a duration, its default
+// applied.
+func (s *Spec) ProgressDeadline() time.Duration {
+	return time.Duration(cmp.Or(s.ProgressDeadlineSeconds, DefaultProgressDeadline)) * time.Second
 }
 
 // Job is a command run from the pipeline artifact's directory against an
@@ -271,6 +341,28 @@ func (s *Spec) setDefaults() {
 	if s.Run.Replicas == 0 {
 		s.Run.Replicas = 1
 	}
+	if s.Run.ReadinessPath == "" {
+		s.Run.ReadinessPath = s.Run.HealthPath
+	}
+	if s.Run.ReadinessPeriod.Duration == 0 {
+		s.Run.ReadinessPeriod.Duration = DefaultReadinessPeriod
+	}
+	if s.Run.ReadinessFailureThreshold == 0 {
+		s.Run.ReadinessFailureThreshold = DefaultFailureThreshold
+	}
+	// Liveness stays unset without its path: setting its period or
+	// threshold alone is an error, not a probe.
+	if s.Run.LivenessPath != "" {
+		if s.Run.LivenessPeriod.Duration == 0 {
+			s.Run.LivenessPeriod.Duration = DefaultLivenessPeriod
+		}
+		if s.Run.LivenessFailureThreshold == 0 {
+			s.Run.LivenessFailureThreshold = DefaultFailureThreshold
+		}
+	}
+	if s.ProgressDeadlineSeconds == 0 {
+		s.ProgressDeadlineSeconds = DefaultProgressDeadline
+	}
 	for _, j := range []*Job{s.Migrations, s.Tests} {
 		if j != nil && j.Timeout.Duration == 0 {
 			j.Timeout.Duration = 5 * time.Minute
@@ -298,8 +390,9 @@ func (s *Spec) validate() error {
 	if s.Run.Replicas < 0 || s.Run.Replicas > 32 {
 		errs = append(errs, s.errorf("run.replicas", "%d is out of range 1..32", s.Run.Replicas))
 	}
-	if !strings.HasPrefix(s.Run.HealthPath, "/") {
-		errs = append(errs, s.errorf("run.healthPath", "%q must start with /", s.Run.HealthPath))
+	errs = append(errs, s.validateProbes()...)
+	if d := s.ProgressDeadlineSeconds; d < 1 || d > MaxProgressDeadline {
+		errs = append(errs, s.errorf("progressDeadlineSeconds", "%d is out of range 1..%d", d, MaxProgressDeadline))
 	}
 	for i, n := range s.Needs {
 		if n != "postgres" {
@@ -333,6 +426,70 @@ func (s *Spec) validate() error {
 	}
 	sortByLine(errs)
 	return errors.Join(errs...)
+}
+
+// validateProbes checks the health, readiness and liveness fields of run.
+func (s *Spec) validateProbes() []error {
+	r := &s.Run
+	var errs []error
+	paths := []struct {
+		field, path string
+		check       bool
+	}{
+		{"run.healthPath", r.HealthPath, true},
+		// Inherited from healthPath, it is checked there.
+		{"run.readinessPath", r.ReadinessPath, r.ReadinessPath != r.HealthPath},
+		{"run.livenessPath", r.LivenessPath, r.LivenessPath != ""},
+	}
+	for _, p := range paths {
+		if !p.check {
+			continue
+		}
+		if err := checkProbePath(p.path); err != nil {
+			errs = append(errs, s.errorf(p.field, "%v", err))
+		}
+	}
+	periods := []struct {
+		field string
+		d     time.Duration
+	}{{"run.readinessPeriod", r.ReadinessPeriod.Duration}, {"run.livenessPeriod", r.LivenessPeriod.Duration}}
+	for _, p := range periods {
+		if p.d != 0 && (p.d < MinProbePeriod || p.d > MaxProbePeriod) {
+			errs = append(errs, s.errorf(p.field, "%s is out of range %s..%s", p.d, MinProbePeriod, MaxProbePeriod))
+		}
+	}
+	thresholds := []struct {
+		field string
+		n     int
+	}{{"run.readinessFailureThreshold", r.ReadinessFailureThreshold}, {"run.livenessFailureThreshold", r.LivenessFailureThreshold}}
+	for _, t := range thresholds {
+		if t.n != 0 && (t.n < 1 || t.n > MaxFailureThreshold) {
+			errs = append(errs, s.errorf(t.field, "%d is out of range 1..%d", t.n, MaxFailureThreshold))
+		}
+	}
+	if r.LivenessPath == "" {
+		if r.LivenessPeriod.Duration != 0 {
+			errs = append(errs, s.errorf("run.livenessPeriod", "needs run.livenessPath"))
+		}
+		if r.LivenessFailureThreshold != 0 {
+			errs = append(errs, s.errorf("run.livenessFailureThreshold", "needs run.livenessPath"))
+		}
+	}
+	return errs
+}
+
+// checkProbePath reports whether p may be probed: an absolute URL path
+// of at most MaxProbePath bytes, without spaces or control characters.
+func checkProbePath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("%q must start with /", p)
+	case len(p) > MaxProbePath:
+		return fmt.Errorf("is %d bytes, more than %d", len(p), MaxProbePath)
+	case strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f || r == utf8.RuneError }):
+		return fmt.Errorf("%q has a space or a control character", p)
+	}
+	return nil
 }
 
 // sortByLine orders located errors by line, keeping the order of equal

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/runway-cd/runway/internal/runtime"
 )
 
 // exampleDir is the homelabping app shipped with Runway; its spec is the
@@ -102,6 +104,57 @@ func TestParseDefaults(t *testing.T) {
 				if s.Migrations != nil || s.Tests != nil || s.Strategy.Canary != nil {
 					t.Errorf("absent sections became non-nil: %+v", s)
 				}
+				if s.ProgressDeadlineSeconds != 600 || s.ProgressDeadline() != 10*time.Minute {
+					t.Errorf("progressDeadlineSeconds = %d (%s), want 600", s.ProgressDeadlineSeconds, s.ProgressDeadline())
+				}
+				readiness, liveness := s.Run.Probes()
+				want := runtime.Probe{Path: "/healthz", Period: time.Second, FailureThreshold: 3}
+				if readiness != want || liveness != nil {
+					t.Errorf("probes = %+v, %+v; want readiness %+v and no liveness", readiness, liveness, want)
+				}
+			},
+		},
+		{
+			name: "readiness follows healthPath",
+			yaml: minimal + "  healthPath: /up\n",
+			assert: func(t *testing.T, s *Spec) {
+				if readiness, _ := s.Run.Probes(); readiness.Path != "/up" || s.Run.ReadinessPath != "/up" {
+					t.Errorf("readiness path %q (field %q), want healthPath /up", readiness.Path, s.Run.ReadinessPath)
+				}
+			},
+		},
+		{
+			name: "probes and progress deadline as written",
+			yaml: minimal + `  healthPath: /up
+  readinessPath: /ready
+  readinessPeriod: 250ms
+  readinessFailureThreshold: 2
+  livenessPath: /live?deep=1
+  livenessPeriod: 10s
+  livenessFailureThreshold: 6
+progressDeadlineSeconds: 30
+`,
+			assert: func(t *testing.T, s *Spec) {
+				readiness, liveness := s.Run.Probes()
+				if want := (runtime.Probe{Path: "/ready", Period: 250 * time.Millisecond, FailureThreshold: 2}); readiness != want {
+					t.Errorf("readiness = %+v, want %+v", readiness, want)
+				}
+				if want := (runtime.Probe{Path: "/live?deep=1", Period: 10 * time.Second, FailureThreshold: 6}); liveness == nil || *liveness != want {
+					t.Errorf("liveness = %+v, want %+v", liveness, want)
+				}
+				if s.Run.HealthPath != "/up" || s.ProgressDeadline() != 30*time.Second {
+					t.Errorf("healthPath %q, progress deadline %s; want /up and 30s", s.Run.HealthPath, s.ProgressDeadline())
+				}
+			},
+		},
+		{
+			name: "liveness path alone gets the defaults",
+			yaml: minimal + "  livenessPath: /livez\n",
+			assert: func(t *testing.T, s *Spec) {
+				_, liveness := s.Run.Probes()
+				if want := (runtime.Probe{Path: "/livez", Period: 5 * time.Second, FailureThreshold: 3}); liveness == nil || *liveness != want {
+					t.Errorf("liveness = %+v, want %+v", liveness, want)
+				}
 			},
 		},
 		{
@@ -133,7 +186,9 @@ build: {app: make}
 run: {command: [./a], portEnv: HTTP_PORT, healthPath: /ready, replicas: 3}
 `,
 			assert: func(t *testing.T, s *Spec) {
-				want := Run{Command: []string{"./a"}, PortEnv: "HTTP_PORT", HealthPath: "/ready", Replicas: 3}
+				want := Run{Command: []string{"./a"}, PortEnv: "HTTP_PORT", HealthPath: "/ready", Replicas: 3,
+					// Defaults of the probes: readiness on healthPath, no liveness.
+					ReadinessPath: "/ready", ReadinessPeriod: Duration{time.Second}, ReadinessFailureThreshold: 3}
 				if !reflect.DeepEqual(s.Run, want) {
 					t.Errorf("run = %+v, want %+v", s.Run, want)
 				}
@@ -294,6 +349,59 @@ func TestParseErrors(t *testing.T) {
 			name: "healthPath without slash",
 			yaml: minimal + "  healthPath: healthz\n",
 			want: invalid + `runway.yaml:7: run.healthPath: "healthz" must start with /`,
+		},
+		{
+			name: "readinessPath without slash",
+			yaml: minimal + "  readinessPath: ready\n",
+			want: invalid + `runway.yaml:7: run.readinessPath: "ready" must start with /`,
+		},
+		{
+			name: "livenessPath with a space",
+			yaml: minimal + "  livenessPath: \"/live now\"\n",
+			want: invalid + `runway.yaml:7: run.livenessPath: "/live now" has a space or a control character`,
+		},
+		{
+			name: "livenessPath too long",
+			yaml: minimal + "  livenessPath: /" + strings.Repeat("a", MaxProbePath) + "\n",
+			want: invalid + "runway.yaml:7: run.livenessPath: is 1025 bytes, more than 1024",
+		},
+		{
+			name: "probe periods out of range",
+			yaml: minimal + "  readinessPeriod: 10ms\n  livenessPath: /livez\n  livenessPeriod: 2h\n",
+			want: invalid + "runway.yaml:7: run.readinessPeriod: 10ms is out of range 100ms..1h0m0s\n" +
+				"runway.yaml:9: run.livenessPeriod: 2h0m0s is out of range 100ms..1h0m0s",
+		},
+		{
+			name: "negative period",
+			yaml: minimal + "  readinessPeriod: -1s\n",
+			want: invalid + "runway.yaml:7: run.readinessPeriod: -1s is out of range 100ms..1h0m0s",
+		},
+		{
+			name: "failure thresholds out of range",
+			yaml: minimal + "  readinessFailureThreshold: -1\n  livenessPath: /livez\n  livenessFailureThreshold: 101\n",
+			want: invalid + "runway.yaml:7: run.readinessFailureThreshold: -1 is out of range 1..100\n" +
+				"runway.yaml:9: run.livenessFailureThreshold: 101 is out of range 1..100",
+		},
+		{
+			name: "liveness settings without livenessPath",
+			yaml: minimal + "  livenessPeriod: 5s\n  livenessFailureThreshold: 2\n",
+			want: invalid + "runway.yaml:7: run.livenessPeriod: needs run.livenessPath\n" +
+				"runway.yaml:8: run.livenessFailureThreshold: needs run.livenessPath",
+		},
+		{
+			name: "progressDeadlineSeconds out of range",
+			yaml: minimal + "progressDeadlineSeconds: 86401\n",
+			want: invalid + "runway.yaml:7: progressDeadlineSeconds: 86401 is out of range 1..86400",
+		},
+		{
+			name: "negative progressDeadlineSeconds",
+			yaml: minimal + "progressDeadlineSeconds: -5\n",
+			want: invalid + "runway.yaml:7: progressDeadlineSeconds: -5 is out of range 1..86400",
+		},
+		{
+			name: "progressDeadlineSeconds as a duration",
+			yaml: minimal + "progressDeadlineSeconds: 10m\n",
+			want: parsing + `runway.yaml:7: progressDeadlineSeconds: want an integer, got the string "10m"`,
 		},
 		{
 			name: "setWeight above 100",
@@ -509,6 +617,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(minimal + "strategy: {canary: {steps: [{setWeight: 20}, {pause: {duration: 1s}}], analysis: {templates: [{templateName: t}], startingStep: 1}}}\n"))
 	f.Add([]byte(withPipeline + "tests: {command: [./t], timeout: 1m}\n"))
+	f.Add([]byte(minimal + "  readinessPath: /r\n  readinessPeriod: 200ms\n  livenessPath: /l\n  livenessFailureThreshold: 5\nprogressDeadlineSeconds: 60\n"))
 	f.Add([]byte("name: [\n"))
 	f.Add([]byte("{}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -519,7 +628,9 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if !ValidName(s.Name) || s.Run.PortEnv == "" || s.Run.Replicas < 1 || !strings.HasPrefix(s.Run.HealthPath, "/") || len(s.Run.Command) == 0 {
+		readiness, _ := s.Run.Probes()
+		if !ValidName(s.Name) || s.Run.PortEnv == "" || s.Run.Replicas < 1 || !strings.HasPrefix(s.Run.HealthPath, "/") || len(s.Run.Command) == 0 ||
+			!strings.HasPrefix(readiness.Path, "/") || readiness.Period < MinProbePeriod || s.ProgressDeadlineSeconds < 1 {
 			t.Fatalf("Parse accepted an invalid spec: %+v", s)
 		}
 		out, err := yaml.Marshal(s)

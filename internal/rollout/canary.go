@@ -77,7 +77,7 @@ func (r *rollout) run(ctx context.Context) {
 		log.Warn("rollout aborted", "reason", aborting)
 		return
 	}
-	err := r.progress(ctx)
+	err := r.progress(ctx, abort)
 	if shutdown.Err() != nil {
 		// Shutting down: leave the canary as it is; it is not a verdict.
 		log.Info("rollout interrupted by shutdown", "step", r.snapshot().Step)
@@ -103,10 +103,21 @@ func (r *rollout) run(ctx context.Context) {
 }
 
 // progress starts the canary and walks the steps, with the background
-// analysis (if any) beside them.
-func (r *rollout) progress(ctx context.Context) error {
-	canary, err := r.req.Target.StartCanary(ctx)
+// analysis (if any) beside them and the canary's health watched all along
+// (abort is the rollout's cancel).
+func (r *rollout) progress(ctx context.Context, abort context.CancelCauseFunc) error {
+	deadline := r.req.Artifact.Spec.ProgressDeadline()
+	stopWatch := r.watchCanary(ctx, abort, deadline)
+	defer stopWatch()
+	startCtx, cancelStart := context.WithTimeoutCause(ctx, deadline, &errAborted{reason: notReadyReason(deadline)})
+	canary, err := r.req.Target.StartCanary(startCtx)
+	cause := context.Cause(startCtx)
+	cancelStart()
 	if err != nil {
+		var ab *errAborted
+		if errors.As(cause, &ab) {
+			return ab // the deadline, or the watch, ended the start
+		}
 		return &errAborted{reason: fmt.Sprintf("canary %s did not start: %v", r.req.CanaryVersion, err)}
 	}
 	r.canary = canary

@@ -71,6 +71,7 @@ func (fx *fixture) restart(t *testing.T, cps Checkpoints, stop context.CancelFun
 	fx.analyzer = &scriptedAnalyzer{outcomes: outcomes}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	fx.ctl = New(fx.router, fx.analyzer, fx.repo, fx.reporter, func() { fx.done <- struct{}{} }, log)
+	fx.ctl.canaryCheck = testCanaryCheck
 	fx.ctl.Persist(t.Context(), cps)
 }
 

@@ -3,7 +3,9 @@
 // (setWeight, pause, analysis) by moving the gateway's weights, judges the
 // canary with analysis runs, and either promotes it or aborts: traffic back
 // to stable at once, canary stopped, failure reported and the production
-// manifest reverted in git so git says what runs.
+// manifest reverted in git so git says what runs. A canary whose replicas
+// crash-loop, or are not ready within the spec's progressDeadlineSeconds,
+// is aborted the same way, whatever step the rollout is at.
 package rollout
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/runtime"
 )
 
 // Router is the part of the gateway a rollout drives.
@@ -73,7 +76,13 @@ type Reporter interface {
 
 // Target owns the canary's replicas.
 type Target interface {
+	// StartCanary starts the canary's replicas and returns once they are
+	// ready. Its ctx ends at the spec's progressDeadlineSeconds.
 	StartCanary(ctx context.Context) ([]gateway.Backend, error)
+	// CanaryStatus says how each canary replica is doing (the runtime's
+	// Status of the canary version); nil when none is known. It is
+	// called about every second while the rollout runs: it must be cheap.
+	CanaryStatus(ctx context.Context) []runtime.ReplicaStatus
 	Promoted(ctx context.Context, canary []gateway.Backend) error
 	Aborted(ctx context.Context) error
 }
@@ -130,6 +139,9 @@ type Controller struct {
 	onDone   func()
 	log      *slog.Logger
 	cps      Checkpoints // nil: rollouts do not survive a restart
+	// canaryCheck is how often a rollout looks at its canary's replicas
+	// (see health.go); tests shorten it.
+	canaryCheck time.Duration
 
 	mu      sync.Mutex
 	active  map[string]*rollout
@@ -146,7 +158,8 @@ func New(router Router, analyzer Analyzer, repo StateRepo, reporter Reporter, on
 	if onDone == nil {
 		onDone = func() {}
 	}
-	return &Controller{router: router, analyzer: analyzer, repo: repo, reporter: reporter, onDone: onDone, log: logger, active: map[string]*rollout{}}
+	return &Controller{router: router, analyzer: analyzer, repo: repo, reporter: reporter, onDone: onDone, log: logger, active: map[string]*rollout{},
+		canaryCheck: defaultCanaryCheck}
 }
 
 func key(env, app string) string { return env + "/" + app }

@@ -23,7 +23,11 @@ import (
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/runtime"
 )
+
+// testCanaryCheck is how often the tests' rollouts look at the canary.
+const testCanaryCheck = 5 * time.Millisecond
 
 const (
 	env           = manifest.ProductionEnv
@@ -142,17 +146,54 @@ func (r *fakeReporter) all() []update {
 	return slices.Clone(r.updates)
 }
 
-// fakeTarget hands out the canary backend and records what became of it.
+// fakeTarget hands out the canary backend, says how its replicas are
+// doing as it is told, and records what became of it.
 type fakeTarget struct {
 	canary []gateway.Backend
+	// startHook, if set, runs in StartCanary; its error is StartCanary's.
+	startHook func(ctx context.Context) error
 
 	mu       sync.Mutex
 	promoted [][]gateway.Backend
 	aborted  int
+	replicas []runtime.ReplicaStatus // CanaryStatus's answer
+	// status, if set, answers CanaryStatus instead, given the calls so far.
+	status func(looks int) []runtime.ReplicaStatus
+	looks  int // CanaryStatus calls
 }
 
-func (f *fakeTarget) StartCanary(context.Context) ([]gateway.Backend, error) {
+func (f *fakeTarget) StartCanary(ctx context.Context) ([]gateway.Backend, error) {
+	if f.startHook != nil {
+		if err := f.startHook(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return f.canary, nil
+}
+
+func (f *fakeTarget) CanaryStatus(context.Context) []runtime.ReplicaStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.looks++
+	if f.status != nil {
+		return f.status(f.looks)
+	}
+	return slices.Clone(f.replicas)
+}
+
+// setReplicas changes what CanaryStatus answers and returns how many
+// times it had been called.
+func (f *fakeTarget) setReplicas(rs ...runtime.ReplicaStatus) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replicas = rs
+	return f.looks
+}
+
+func (f *fakeTarget) looked() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.looks
 }
 
 func (f *fakeTarget) Promoted(_ context.Context, canary []gateway.Backend) error {
@@ -207,9 +248,10 @@ func newFixture(t testing.TB, outcomes []Outcome) *fixture {
 		router:   &recordingRouter{Gateway: gateway.New(gateway.Options{Logger: log})},
 		analyzer: &scriptedAnalyzer{outcomes: outcomes},
 		reporter: &fakeReporter{},
-		target:   &fakeTarget{canary: []gateway.Backend{backend(t, "canary")}},
-		stable:   []gateway.Backend{backend(t, "stable"), backend(t, "stable")},
-		done:     make(chan struct{}, 1),
+		target: &fakeTarget{canary: []gateway.Backend{backend(t, "canary")},
+			replicas: []runtime.ReplicaStatus{{Index: 0, State: runtime.ReplicaRunning, Ready: true}}},
+		stable: []gateway.Backend{backend(t, "stable"), backend(t, "stable")},
+		done:   make(chan struct{}, 1),
 	}
 	fx.front = httptest.NewServer(fx.router.Gateway)
 	t.Cleanup(fx.front.Close)
@@ -231,6 +273,7 @@ func newFixture(t testing.TB, outcomes []Outcome) *fixture {
 	}
 	fx.repo = repo
 	fx.ctl = New(fx.router, fx.analyzer, repo, fx.reporter, func() { fx.done <- struct{}{} }, log)
+	fx.ctl.canaryCheck = testCanaryCheck
 	return fx
 }
 
