@@ -66,6 +66,7 @@ func New(p Pipelines, e Environments, r Rollouts, runs AnalysisRuns, logger *slo
 	h.handle("GET /api/v1/pipelines", h.listPipelines)
 	h.handle("GET /api/v1/pipelines/{id}", h.getPipeline)
 	h.handle("GET /api/v1/environments", h.listEnvironments)
+	h.handle("GET /api/v1/environments/{name}", h.getEnvironment)
 	h.handle("GET /api/v1/rollouts", h.listRollouts)
 	h.handle("POST /api/v1/rollouts/{env}/{app}/promote", h.promote)
 	h.handle("POST /api/v1/rollouts/{env}/{app}/abort", h.abort)
@@ -154,6 +155,17 @@ func (h *Handler) getPipeline(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) listEnvironments(w http.ResponseWriter, _ *http.Request) error {
 	writeJSON(w, http.StatusOK, h.envs.Status())
 	return nil
+}
+
+func (h *Handler) getEnvironment(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	for _, e := range h.envs.Status() {
+		if e.Name == name {
+			writeJSON(w, http.StatusOK, e)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: environment %q", ErrNotFound, name)
 }
 
 func (h *Handler) listRollouts(w http.ResponseWriter, _ *http.Request) error {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/runway-cd/runway/internal/dataplane"
 	"github.com/runway-cd/runway/internal/demo"
-	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/server"
 )
 
@@ -33,7 +33,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), pipelinesCmd(), rolloutCmd(), analysisRunsCmd(), tokenCmd())
+	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), pipelinesCmd(), envsCmd(), rolloutCmd(), analysisRunsCmd(), tokenCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "runway:", err)
 		return 1
@@ -70,11 +70,11 @@ func serveCmd() *cobra.Command {
 
 func gatewayCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:                "gateway --admin SOCKET [--listen ADDR] [--metrics ADDR] [--state FILE] [--domain D] [--allow-backend CIDR]... [--reserved ADDR]...",
-		Short:              "Run the data plane's gateway (runway serve starts and adopts it)",
+		Use:                "gateway --admin SOCKET [--listen ADDR] [--metrics ADDR] [--state FILE] [--supervise FILE] [--domain D] [--allow-backend CIDR]... [--reserved ADDR]...",
+		Short:              "Run the data plane: the gateway and the supervisor of replicas and databases (runway serve starts and adopts it)",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := gateway.Main(cmd.Context(), args); code != 0 {
+			if code := dataplane.Main(cmd.Context(), args); code != 0 {
 				return fmt.Errorf("gateway exited with code %d", code)
 			}
 			return nil
@@ -108,6 +108,24 @@ func pipelinesCmd() *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := "/api/v1/pipelines"
+			if len(args) == 1 {
+				path += "/" + url.PathEscape(args[0])
+			}
+			return callAPI(cmd, &opts, http.MethodGet, path, nil)
+		},
+	}
+	addClientFlags(cmd, &opts)
+	return cmd
+}
+
+func envsCmd() *cobra.Command {
+	var opts clientOptions
+	cmd := &cobra.Command{
+		Use:   "envs [NAME]",
+		Short: "List environments, or show one: apps, versions, URLs and each replica's health and restarts",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/api/v1/environments"
 			if len(args) == 1 {
 				path += "/" + url.PathEscape(args[0])
 			}

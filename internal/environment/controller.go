@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,9 @@ type Options struct {
 	// Store is pruned of stale rows at the end of every pass. nil: store
 	// rows are not collected.
 	Store GarbageStore
+	// Redact removes secrets from the replicas' log tails shown by
+	// Status. Nil: log tails are left out.
+	Redact func(string) string
 }
 
 // Controller reconciles environments.
@@ -300,21 +304,48 @@ type EnvStatus struct {
 
 // AppStatus is an app of an environment as the API shows it.
 type AppStatus struct {
-	Name     string   `json:"name"`
-	Version  string   `json:"version"`
-	URL      string   `json:"url,omitempty"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	URL     string `json:"url,omitempty"`
+	// HostURL is the same app by name on the gateway's shared listener.
+	HostURL  string   `json:"hostURL,omitempty"`
 	Replicas []string `json:"replicas,omitempty"`
-	Failed   string   `json:"failedVersion,omitempty"`
+	// Health is each replica's state as the runtime sees it now:
+	// readiness, restarts, the last exit and the end of its log.
+	Health []runtime.ReplicaStatus `json:"health,omitempty"`
+	Failed string                  `json:"failedVersion,omitempty"`
 }
 
 // Status lists the environments and what runs in them, as of the last
 // environment reconciled: it never waits for a pass (which may be creating
 // a staging environment for seconds). Callers must not modify the result.
 func (c *Controller) Status() []EnvStatus {
-	if st := c.status.Load(); st != nil {
-		return *st
+	st := c.status.Load()
+	if st == nil {
+		return nil
 	}
-	return nil
+	// Replica health is read now, not at the last pass: a replica may have
+	// been restarted by the data plane since.
+	out := make([]EnvStatus, len(*st))
+	for i, es := range *st {
+		es.Apps = slices.Clone(es.Apps)
+		for j := range es.Apps {
+			a := &es.Apps[j]
+			if a.Version == "" || len(a.Replicas) == 0 {
+				continue
+			}
+			a.Health = c.rt.Status(es.Name, a.Name, a.Version)
+			for k := range a.Health {
+				if c.opts.Redact == nil {
+					a.Health[k].LogTail = ""
+				} else {
+					a.Health[k].LogTail = c.opts.Redact(a.Health[k].LogTail)
+				}
+			}
+		}
+		out[i] = es
+	}
+	return out
 }
 
 // publish makes what runs now the answer of Status. The caller holds pass.
@@ -340,7 +371,7 @@ func (c *Controller) publish() {
 				a.Replicas = append(a.Replicas, b.Addr)
 			}
 			if len(as.backends) > 0 {
-				a.URL = c.URL(name, n)
+				a.URL, a.HostURL = c.URL(name, n), c.HostURL(name, n)
 			}
 			es.Apps = append(es.Apps, a)
 		}
@@ -370,7 +401,7 @@ func (c *Controller) adopted() []EnvStatus {
 		if len(out) == 0 || out[len(out)-1].Name != r.Env {
 			out = append(out, EnvStatus{Name: r.Env, Adopted: true})
 		}
-		a := AppStatus{Name: r.App, Version: r.StableVersion, URL: c.URL(r.Env, r.App)}
+		a := AppStatus{Name: r.App, Version: r.StableVersion, URL: c.URL(r.Env, r.App), HostURL: c.HostURL(r.Env, r.App)}
 		for _, b := range r.Stable {
 			a.Replicas = append(a.Replicas, b.Addr)
 		}

@@ -118,7 +118,7 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 		c.report(ctx, st, name, as, false, err.Error())
 		return err
 	}
-	backends, err := c.startReplicas(ctx, st.name, art)
+	backends, err := c.startReplicas(ctx, st.name, art, c.opts.HealthTimeout)
 	if errors.Is(err, errNotTheVersion) {
 		// The next pass tries again; it is reported once it persists.
 		err = fmt.Errorf("starting %s %s: %w", name, want, err)
@@ -189,7 +189,7 @@ func (c *Controller) recoverStable(ctx context.Context, st *envState, name strin
 	if err != nil {
 		return fmt.Errorf("recovering stable %s %s: %w", name, stable, err)
 	}
-	backends, err := c.startReplicas(ctx, st.name, art)
+	backends, err := c.startReplicas(ctx, st.name, art, c.opts.HealthTimeout)
 	if err != nil {
 		return fmt.Errorf("recovering stable %s %s: %w", name, stable, err)
 	}
@@ -214,7 +214,7 @@ var errNotTheVersion = errors.New("retried on the next pass")
 
 // startReplicas runs an artifact's replicas in env, with its database
 // settings when it needs one.
-func (c *Controller) startReplicas(ctx context.Context, env string, art build.Artifact) ([]gateway.Backend, error) {
+func (c *Controller) startReplicas(ctx context.Context, env string, art build.Artifact, healthTimeout time.Duration) ([]gateway.Backend, error) {
 	vars, err := c.appVars(ctx, env, art)
 	if err != nil && !errors.Is(err, runtime.ErrUnsatisfiable) {
 		return nil, fmt.Errorf("%w: %w", errNotTheVersion, err)
@@ -226,10 +226,12 @@ func (c *Controller) startReplicas(ctx context.Context, env string, art build.Ar
 	for k, v := range run.Env {
 		vars = append(vars, k+"="+v)
 	}
+	readiness, liveness := run.Probes()
 	replicas, err := c.rt.Start(ctx, runtime.ReplicaSet{
 		Env: env, App: art.App, Version: art.Version, Dir: art.Dir, Command: run.Command,
-		PortEnv: run.PortEnv, HealthPath: run.HealthPath, Replicas: run.Replicas, Vars: vars,
-		HealthTimeout: c.opts.HealthTimeout,
+		PortEnv: run.PortEnv, HealthPath: readiness.Path, Replicas: run.Replicas, Vars: vars,
+		Readiness: readiness, Liveness: liveness,
+		HealthTimeout: healthTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -291,8 +293,21 @@ func (c *Controller) report(ctx context.Context, st *envState, app string, as *a
 	as.reported[st.workflow] = true
 }
 
-// URL is an app's address in an environment through the gateway.
+// URL is an app's address in an environment: the gateway's listener of
+// the app's route (http://127.0.0.1:PORT, which every client reaches as it
+// is), or, for a gateway without one, its name on the shared listener.
 func (c *Controller) URL(env, app string) string {
+	if r, ok := c.router.Route(env, app); ok && r.Listen != "" {
+		return "http://" + r.Listen
+	}
+	return c.HostURL(env, app)
+}
+
+// HostURL is an app's address in an environment by name on the gateway's
+// shared listener: http://<app>.<env>.<domain>:PORT (production:
+// http://<app>.<domain>:PORT). Clients that resolve *.localhost (browsers,
+// curl) reach it as it is; others need the gateway's address to dial.
+func (c *Controller) HostURL(env, app string) string {
 	port := c.opts.GatewayAddr
 	if i := strings.LastIndex(port, ":"); i >= 0 {
 		port = port[i:]
@@ -316,7 +331,9 @@ type canaryTarget struct {
 func (t *canaryTarget) StartCanary(ctx context.Context) ([]gateway.Backend, error) {
 	wait := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		backends, err := t.c.startReplicas(ctx, t.st.name, t.art)
+		// The canary may take its progress deadline to become ready;
+		// the rollout bounds ctx by it.
+		backends, err := t.c.startReplicas(ctx, t.st.name, t.art, max(t.c.opts.HealthTimeout, t.art.Spec.ProgressDeadline()))
 		if !errors.Is(err, errNotTheVersion) || attempt == canaryStartAttempts {
 			return backends, err
 		}
@@ -345,6 +362,12 @@ func (t *canaryTarget) Promoted(ctx context.Context, backends []gateway.Backend)
 		return t.c.rt.Stop(ctx, t.st.name, t.name, old)
 	}
 	return nil
+}
+
+// CanaryStatus says how the canary's replicas are doing: the rollout
+// aborts a canary that crash-loops or never becomes ready.
+func (t *canaryTarget) CanaryStatus(context.Context) []runtime.ReplicaStatus {
+	return t.c.rt.Status(t.st.name, t.name, t.art.Version)
 }
 
 // Aborted stops the canary's replicas and remembers the version as failed

@@ -12,9 +12,11 @@ import (
 
 // RunJob runs the migrations or functional tests (kind) from app's
 // pipeline artifact of version against env. The job gets the app's
-// database settings, RUNWAY_APP_URL (the app's URL in env through the
-// gateway), RUNWAY_GATEWAY_ADDR (where to connect, as *.localhost names
-// may not resolve) and, when env's workflow has an expectation, the
+// database settings, RUNWAY_APP_URL (the app's URL in env: a listener of
+// the gateway serving only this app there, which any client reaches),
+// RUNWAY_APP_HOST_URL and RUNWAY_GATEWAY_ADDR (the same app by name on
+// the gateway's shared listener, and that listener's address) and, when
+// env's workflow has an expectation, the
 // variables to report to it (see reporterVars). Nothing else: the runtime
 // adds only its allow-listed variables of Runway's own environment, and
 // runs the job as env's sandbox user.
@@ -37,6 +39,7 @@ func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string,
 	}
 	vars = append(vars,
 		"RUNWAY_APP_URL="+c.URL(env, app),
+		"RUNWAY_APP_HOST_URL="+c.HostURL(env, app),
 		"RUNWAY_GATEWAY_ADDR="+c.opts.GatewayAddr,
 		"RUNWAY_ENV="+env, "RUNWAY_APP="+app, "RUNWAY_VERSION="+version)
 	rvars, err := c.reporterVars(ctx, env)

@@ -75,6 +75,12 @@ type Options struct {
 	Backends gateway.BackendPolicy
 	// StatePath is the file the gateway keeps its routes in. Required.
 	StatePath string
+	// SupervisePath, if set, makes the process the data plane's
+	// supervisor too (--supervise), keeping its workloads in that file. A
+	// recorded process started without it, or with another file, is
+	// replaced rather than adopted; the workloads it ran outlive it and
+	// are adopted by the new one.
+	SupervisePath string
 	// RecordPath is where the running gateway is recorded (see Record).
 	// Required.
 	RecordPath string
@@ -236,10 +242,10 @@ func (h *Handle) adopt(ctx context.Context, r *Record) bool {
 	p := process{pid: r.PID, start: r.StartTime}
 	// A record without a metrics address is of a gateway older than the
 	// admin socket, whose admin API any local user could reach.
-	if !sameAddr(h.o.Listen, r.Listen) || r.Admin != h.admin || r.Metrics == "" || !sameAddr(h.o.Metrics, r.Metrics) {
-		h.log.Info("replacing recorded gateway with other addresses", "pid", r.PID,
-			"listen", r.Listen, "admin", r.Admin, "metrics", r.Metrics,
-			"wantListen", h.o.Listen, "wantAdmin", h.admin, "wantMetrics", h.o.Metrics)
+	if !sameAddr(h.o.Listen, r.Listen) || r.Admin != h.admin || r.Metrics == "" || !sameAddr(h.o.Metrics, r.Metrics) || r.Supervise != h.o.SupervisePath {
+		h.log.Info("replacing recorded gateway with other addresses or supervisor", "pid", r.PID,
+			"listen", r.Listen, "admin", r.Admin, "metrics", r.Metrics, "supervise", r.Supervise,
+			"wantListen", h.o.Listen, "wantAdmin", h.admin, "wantMetrics", h.o.Metrics, "wantSupervise", h.o.SupervisePath)
 		h.retire(ctx, p)
 		return false
 	}
@@ -283,6 +289,9 @@ func (h *Handle) start(ctx context.Context) (process, error) {
 	defer out.Close() // the child has its own copy
 	args := append(append([]string(nil), h.o.Command[1:]...),
 		"--listen", h.listen, "--admin", h.admin, "--metrics", h.metrics, "--state", h.o.StatePath)
+	if h.o.SupervisePath != "" {
+		args = append(args, "--supervise", h.o.SupervisePath)
+	}
 	for _, c := range h.o.Backends.Allowed {
 		args = append(args, "--allow-backend", c)
 	}
@@ -414,7 +423,7 @@ func waitGone(ctx context.Context, p process) bool {
 }
 
 func (h *Handle) record() Record {
-	return Record{PID: h.proc.pid, StartTime: h.proc.start, Listen: h.listen, Admin: h.admin, Metrics: h.metrics}
+	return Record{PID: h.proc.pid, StartTime: h.proc.start, Listen: h.listen, Admin: h.admin, Metrics: h.metrics, Supervise: h.o.SupervisePath}
 }
 
 func openLog(path string) (*os.File, error) {

@@ -21,6 +21,9 @@ type Record struct {
 	Admin string `json:"admin"`
 	// Metrics is the loopback address of its metrics listener.
 	Metrics string `json:"metrics"`
+	// Supervise is the supervisor's state file the process was started
+	// with; empty for a gateway without a supervisor.
+	Supervise string `json:"supervise,omitempty"`
 }
 
 // readRecord reads the record at path.

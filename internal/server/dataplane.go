@@ -12,9 +12,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/runway-cd/runway/internal/dataplane"
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gateway/remote"
 	"github.com/runway-cd/runway/internal/gatewayproc"
+	"github.com/runway-cd/runway/internal/runtime/local"
+	"github.com/runway-cd/runway/internal/supervisor"
 )
 
 // router is the gateway's routing table, in this process or in the
@@ -58,6 +61,12 @@ type dataPlane struct {
 	// mode process
 	proc *gatewayproc.Handle
 	log  *slog.Logger
+
+	// supervisor runs the replicas and databases: the data plane
+	// process's, through its admin socket, or this process's (inprocess).
+	supervisor local.Supervisor
+	// inSupervisor is the in-process supervisor (mode inprocess).
+	inSupervisor *supervisor.Supervisor
 }
 
 func newDataPlane(ctx context.Context, cfg Config, apiAddr string, logger *slog.Logger) (*dataPlane, error) {
@@ -66,7 +75,7 @@ func newDataPlane(ctx context.Context, cfg Config, apiAddr string, logger *slog.
 	// (the gateway would expose it) nor the gateway itself (a loop).
 	policy := gateway.BackendPolicy{Allowed: cfg.Gateway.AllowedBackends, Reserved: []string{apiAddr}}
 	if cfg.Gateway.Mode == "inprocess" {
-		return d.inProcess(cfg, policy, logger)
+		return d.inProcess(ctx, cfg, policy, logger)
 	}
 	dir := filepath.Join(cfg.DataDir, "gateway")
 	// 0700: the admin socket, the routes and the record are Runway's alone.
@@ -87,17 +96,19 @@ func newDataPlane(ctx context.Context, cfg Config, apiAddr string, logger *slog.
 	command = append(command, "--domain", cfg.Gateway.Domain)
 	h, err := gatewayproc.Ensure(ctx, gatewayproc.Options{
 		Command: command, Listen: cfg.Gateway.Listen,
-		StatePath:  filepath.Join(dir, "routes.json"),
-		RecordPath: filepath.Join(dir, "gateway.json"),
-		LogPath:    filepath.Join(dir, "gateway.log"),
-		Logger:     logger,
-		Backends:   policy,
+		StatePath:     filepath.Join(dir, "routes.json"),
+		RecordPath:    filepath.Join(dir, "gateway.json"),
+		SupervisePath: filepath.Join(dir, "workloads.json"),
+		LogPath:       filepath.Join(dir, "gateway.log"),
+		Logger:        logger,
+		Backends:      policy,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the gateway process: %w", err)
 	}
 	client := remote.New(h.AdminSocket(), cfg.Gateway.Domain).WithLogger(logger)
 	d.proc, d.router, d.addr, d.metricsURL = h, client, h.ListenAddr(), h.MetricsURL()
+	d.supervisor = supervisor.NewClient(h.AdminSocket())
 	logger.Info("gateway process", "pid", h.PID(), "listen", h.ListenAddr(), "admin", h.AdminSocket(), "metrics", h.MetricsURL())
 	return d, nil
 }
@@ -105,7 +116,7 @@ func newDataPlane(ctx context.Context, cfg Config, apiAddr string, logger *slog.
 // inProcess makes the gateway a part of this process: traffic on
 // cfg.Gateway.Listen, metrics on a loopback port of their own (the API's
 // /metrics needs a token the scraper does not have).
-func (d *dataPlane) inProcess(cfg Config, policy gateway.BackendPolicy, logger *slog.Logger) (*dataPlane, error) {
+func (d *dataPlane) inProcess(ctx context.Context, cfg Config, policy gateway.BackendPolicy, logger *slog.Logger) (*dataPlane, error) {
 	ln, err := net.Listen("tcp", cfg.Gateway.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the gateway: %w", err)
@@ -115,7 +126,14 @@ func (d *dataPlane) inProcess(cfg Config, policy gateway.BackendPolicy, logger *
 		ln.Close()
 		return nil, fmt.Errorf("listening for the gateway's metrics: %w", err)
 	}
-	d.gw = gateway.New(gateway.Options{Domain: cfg.Gateway.Domain, Logger: logger, Backends: policy, Self: ln.Addr().String()})
+	d.gw = gateway.New(gateway.Options{Domain: cfg.Gateway.Domain, Logger: logger, Backends: policy, Self: ln.Addr().String(), DirectListeners: true})
+	sv, err := dataplane.New(ctx, d.gw, filepath.Join(cfg.DataDir, "workloads.json"), logger)
+	if err != nil {
+		ln.Close()
+		metLn.Close()
+		return nil, err
+	}
+	d.supervisor, d.inSupervisor = sv, sv
 	d.ln, d.router, d.addr = ln, d.gw, ln.Addr().String()
 	d.srv = gateway.TrafficServer(d.gw, logger)
 	mux := http.NewServeMux()
@@ -176,7 +194,11 @@ func (d *dataPlane) metricsHandler() http.Handler {
 // the next control plane to adopt.
 func (d *dataPlane) close(ctx context.Context, stop bool) error {
 	if d.srv != nil {
-		err := errors.Join(d.srv.Shutdown(ctx), d.metSrv.Shutdown(ctx))
+		// The supervisor stops watching; what it runs keeps running for
+		// the next start's supervisor to adopt (or was stopped already by
+		// the runtime's Close).
+		d.inSupervisor.Close()
+		err := errors.Join(d.srv.Shutdown(ctx), d.metSrv.Shutdown(ctx), d.gw.Close())
 		_ = d.ln.Close()
 		_ = d.metLn.Close()
 		return err

@@ -128,15 +128,25 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	if err != nil {
 		logger.Warn("removing interrupted builds", "err", err)
 	}
+	if s.apiLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listening for the API: %w", err)
+	}
+	// The data plane first: its supervisor runs the replicas and
+	// databases the runtime declares, and keeps them running while this
+	// process is down.
+	if s.data, err = newDataPlane(ctx, cfg, s.apiLn.Addr().String(), logger); err != nil {
+		return nil, err
+	}
 	s.rt, err = local.New(local.Options{
 		Dir: filepath.Join(cfg.WorkDir, "envs"), SecretsDir: filepath.Join(cfg.DataDir, "secrets"), Logger: logger, Sandbox: sb, Secrets: red,
-		Postgres: postgres.Config{BinDir: cfg.Postgres.BinDir, RunAsUser: cfg.Postgres.RunAsUser, Logger: logger},
+		Postgres: postgres.Config{BinDir: cfg.Postgres.BinDir, RunAsUser: cfg.Postgres.RunAsUser, Logger: logger,
+			// initdb once per PostgreSQL version and settings; every
+			// environment's server starts from a copy.
+			TemplateDir: filepath.Join(cfg.WorkDir, "postgres-templates")},
+		Supervisor: s.data.supervisor,
 	})
 	if err != nil {
 		return nil, err
-	}
-	if s.apiLn, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listening for the API: %w", err)
 	}
 	report, err := s.rt.Adopt(ctx)
 	if err != nil {
@@ -153,9 +163,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	if _, err := s.rt.CollectStrays(ctx); err != nil {
 		logger.Warn("collecting stray processes", "err", err)
 	}
-	if s.data, err = newDataPlane(ctx, cfg, s.apiLn.Addr().String(), logger); err != nil {
-		return nil, err
-	}
 	s.metrics, err = newMetricsPlane(cfg, filepath.Join(cfg.DataDir, "metrics"), s.data.metricsURL, s.data.router, logger)
 	if err != nil {
 		return nil, err
@@ -169,7 +176,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	}
 	envs = environment.New(s.repo, s.rt, artifacts, s.data.router, s.reporter, s.rollouts, environment.Options{
 		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.data.addr,
-		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger, Store: s.db,
+		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger, Store: s.db, Redact: red.String,
 		ReporterURL: reporterURL(s.apiLn.Addr(), tlsConfig != nil),
 	})
 	s.envs = envs
@@ -288,6 +295,11 @@ func (s *Server) Close() error {
 			s.rollouts.Wait()
 		}
 		stop := s.cfg.StopDataPlaneOnExit
+		// The replicas go before the data plane whose supervisor runs
+		// them.
+		if s.rt != nil && stop {
+			errs = append(errs, s.rt.Close(ctx))
+		}
 		if s.data != nil {
 			errs = append(errs, s.data.close(ctx, stop))
 		}
@@ -295,12 +307,8 @@ func (s *Server) Close() error {
 		if s.apiLn != nil {
 			_ = s.apiLn.Close()
 		}
-		if s.rt != nil {
-			if stop {
-				errs = append(errs, s.rt.Close(ctx))
-			} else {
-				s.rt.Detach() // apps and databases keep serving; the next start adopts them
-			}
+		if s.rt != nil && !stop {
+			s.rt.Detach() // apps and databases keep serving; the next start adopts them
 		}
 		if s.metrics != nil {
 			errs = append(errs, s.metrics.close())

@@ -1,0 +1,131 @@
+// Package dataplane is the process that keeps production serving while the
+// control plane is down: Runway's local equivalent of a Kubernetes node. It
+// runs the gateway (kube-proxy's part: routes, weights, readiness-aware
+// pools) and, with --supervise, the supervisor (the kubelet's part: every
+// replica and PostgreSQL server the control plane declared is started,
+// probed and restarted). The supervisor tells the gateway which replicas
+// are ready and drains a replica through it before stopping it, in the
+// same process, so no request waits on a round trip to the control plane.
+//
+// runway serve starts this process as "runway gateway ..." (see
+// internal/gatewayproc), adopts it across its own restarts, and talks to
+// both parts over one admin unix socket: the gateway's routes under /v1/,
+// the supervisor's workloads under /v1/workloads.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/supervisor"
+)
+
+// Options are a data plane's: the gateway's, and where the supervisor
+// keeps its workloads (empty: no supervisor).
+type Options struct {
+	gateway.ServeOptions
+	// SuperviseState is the supervisor's state file; "" runs the gateway
+	// alone.
+	SuperviseState string
+}
+
+// Serve runs the data plane until ctx ends. Workloads keep running after
+// it returns: the next data plane adopts them.
+func Serve(ctx context.Context, o Options) error {
+	if o.SuperviseState != "" {
+		log := o.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		o.Attach = func(ctx context.Context, g *gateway.Gateway) (http.Handler, func(), error) {
+			sv, err := New(ctx, g, o.SuperviseState, log)
+			if err != nil {
+				return nil, nil, err
+			}
+			return supervisor.Handler(sv), sv.Close, nil
+		}
+	}
+	return gateway.Serve(ctx, o.ServeOptions)
+}
+
+// New returns a supervisor wired to g: readiness changes go to the
+// gateway's pools and a workload is drained through the gateway before it
+// is stopped. The in-process data plane of runway serve uses it too.
+func New(ctx context.Context, g *gateway.Gateway, statePath string, log *slog.Logger) (*supervisor.Supervisor, error) {
+	sv, err := supervisor.New(ctx, supervisor.Options{
+		StatePath: statePath,
+		Logger:    log,
+		OnReady:   g.SetReady,
+		Drain: func(ctx context.Context, addr string) {
+			if err := g.Drain(ctx, addr); err != nil && !errors.Is(err, context.Canceled) {
+				log.Warn("draining a replica before stopping it", "addr", addr, "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the supervisor: %w", err)
+	}
+	return sv, nil
+}
+
+// stringsFlag is a repeatable flag.
+type stringsFlag []string
+
+func (f *stringsFlag) String() string { return strings.Join(*f, ",") }
+
+func (f *stringsFlag) Set(v string) error {
+	*f = append(*f, v)
+	return nil
+}
+
+// Main runs "runway gateway" with command-line args and returns the exit
+// code: the gateway's flags (--listen, --admin, --metrics, --state,
+// --domain, --allow-backend CIDR and --reserved ADDR, the last two
+// repeatable) and --supervise FILE. Test binaries that stand in for the
+// runway binary call it through RunIfInvoked.
+func Main(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	var o Options
+	var allowed, reserved stringsFlag
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "traffic address")
+	fs.StringVar(&o.Admin, "admin", "", "admin API unix socket path (required)")
+	fs.StringVar(&o.Metrics, "metrics", "", "loopback address serving only /metrics (optional)")
+	fs.StringVar(&o.StatePath, "state", "", "routes file")
+	fs.StringVar(&o.Domain, "domain", "localhost", "host suffix")
+	fs.StringVar(&o.SuperviseState, "supervise", "", "supervisor state file: run the supervisor of replicas and databases too")
+	fs.Var(&allowed, "allow-backend", "CIDR backends may be in besides loopback (repeatable)")
+	fs.Var(&reserved, "reserved", "host:port no backend may have, e.g. the API's (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	o.Backends = gateway.BackendPolicy{Allowed: allowed, Reserved: reserved}
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := Serve(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		return 1
+	}
+	return 0
+}
+
+// RunIfInvoked makes a test binary stand in for the runway binary when
+// the server under test starts its data plane ("<binary> gateway
+// --listen ..."): it then serves as the data plane and exits. Call it
+// first in TestMain.
+func RunIfInvoked() {
+	if len(os.Args) < 2 || os.Args[1] != "gateway" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := Main(ctx, os.Args[2:])
+	stop()
+	os.Exit(code)
+}
