@@ -523,6 +523,13 @@ func (pr *prober) firstSuccessSince(ctx context.Context, since time.Time, wait t
 	}
 }
 
+// all is every probe's result so far.
+func (pr *prober) all() []probe {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return slices.Clone(pr.results)
+}
+
 func (pr *prober) sent() int {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()

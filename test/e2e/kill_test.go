@@ -40,7 +40,7 @@ func TestKillControlPlane(t *testing.T) {
 	stable := deployFirstVersion(ctx, t, h)
 	stableAddrs := replicaAddrs(ctx, h, manifest.ProductionEnv)
 
-	p, kills, counts, loadCounts := killChange(ctx, t, h, events, "json-pong", "ping answers JSON")
+	p, kills, counts, loadCounts := killChange(ctx, t, h, events, "json-pong", "ping answers JSON", killAndRespawn)
 	if p.Phase != pipeline.Succeeded {
 		t.Fatalf("pipeline %s ended %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
 	}
@@ -67,7 +67,7 @@ func TestKillControlPlane(t *testing.T) {
 	// the way and while it is being aborted: the abort must still complete,
 	// and the only failed requests are the canary's own.
 	stable = p.Version
-	p, kills, counts, loadCounts = killChange(ctx, t, h, events, "flaky-500", "ping answers JSON, sometimes 500")
+	p, kills, counts, loadCounts = killChange(ctx, t, h, events, "flaky-500", "ping answers JSON, sometimes 500", killAndRespawn)
 	if p.Phase != pipeline.Failed || p.FailedStep != pipeline.StepAwaitRollout || !strings.Contains(p.Reason, "analysis") {
 		t.Fatalf("pipeline %s ended %s at %q (%s), want Failed at %s by the analysis", p.ID, p.Phase, p.FailedStep, p.Reason, pipeline.StepAwaitRollout)
 	}
@@ -90,7 +90,7 @@ func TestKillControlPlane(t *testing.T) {
 // analysis wants 10 canary requests a minute before it judges; a prober
 // alone gives a canary at 20% about 4 a second, fewer than that across a
 // kill and a restart). It logs the kills, probe counts and recovery times.
-func killChange(ctx context.Context, t *testing.T, h *demo.Harness, events *logEvents, change, msg string) (*pipeline.Pipeline, []killPoint, map[string]int, map[string]int) {
+func killChange(ctx context.Context, t *testing.T, h *demo.Harness, events *logEvents, change, msg string, kill killFunc) (*pipeline.Pipeline, []killPoint, map[string]int, map[string]int) {
 	t.Helper()
 	sha, err := h.CommitChange(ctx, change, msg)
 	if err != nil {
@@ -105,7 +105,7 @@ func killChange(ctx context.Context, t *testing.T, h *demo.Harness, events *logE
 	}
 	traffic := h.StartTrafficEvery(ctx, 50*time.Millisecond, 15*time.Minute)
 	load := h.StartTrafficEvery(ctx, 20*time.Millisecond, 15*time.Minute)
-	kills, p := killAlong(ctx, t, h, resp.Pipeline, events.ch)
+	kills, p := killAlong(ctx, t, h, resp.Pipeline, events.ch, kill)
 	counts, loadCounts := traffic.Stop(), load.Stop()
 
 	var recoveries []time.Duration
@@ -193,7 +193,7 @@ func logValue(line, key string) string {
 // weight), restarting it every time; it returns the kills and the
 // pipeline's end. Points seen again after a restart (a resumed step
 // starts again) are not killed twice.
-func killAlong(ctx context.Context, t *testing.T, h *demo.Harness, id string, events <-chan string) ([]killPoint, *pipeline.Pipeline) {
+func killAlong(ctx context.Context, t *testing.T, h *demo.Harness, id string, events <-chan string, kill killFunc) ([]killPoint, *pipeline.Pipeline) {
 	t.Helper()
 	seen := map[string]bool{}
 	var kills []killPoint
@@ -207,7 +207,7 @@ func killAlong(ctx context.Context, t *testing.T, h *demo.Harness, id string, ev
 				continue
 			}
 			seen[ev] = true
-			kills = append(kills, killAndRespawn(ctx, t, h, ev))
+			kills = append(kills, kill(ctx, t, h, ev))
 		case <-poll.C:
 			p, err := h.Pipeline(ctx, id)
 			if err != nil {
@@ -221,6 +221,10 @@ func killAlong(ctx context.Context, t *testing.T, h *demo.Harness, id string, ev
 	t.Fatalf("pipeline %s did not end within 12 minutes", id)
 	return nil, nil
 }
+
+// killFunc kills a part of Runway at kill point at and returns once it is
+// back.
+type killFunc func(ctx context.Context, t *testing.T, h *demo.Harness, at string) killPoint
 
 // killAndRespawn kills the control plane, starts it again and waits until
 // its API lists production's replicas.
@@ -293,4 +297,60 @@ func assertOnlyExplained(t *testing.T, h *demo.Harness, version string, oldAddrs
 			t.Errorf("the old stable version's replica port %s still listens", a)
 		}
 	}
+}
+
+// TestKillDataPlane is TestKillControlPlane's twin for the data plane: the
+// gateway-and-supervisor process is killed with SIGKILL after each step of
+// a healthy change starts and at each canary weight (teardown included).
+// The control plane starts a new one, which adopts the replicas and
+// databases the killed one ran. The change must still succeed, and
+// afterwards nothing may run that no environment explains. Probes may
+// fail while no gateway runs; that gap is measured by TestGatewayKilled.
+func TestKillDataPlane(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	events := &logEvents{ch: make(chan string, 256)}
+	h, dir, _ := startRunwayWith(ctx, t, demo.Options{Log: events})
+	stable := deployFirstVersion(ctx, t, h)
+	stableAddrs := replicaAddrs(ctx, h, manifest.ProductionEnv)
+
+	p, kills, counts, _ := killChange(ctx, t, h, events, "json-pong", "ping answers JSON", killDataPlane)
+	if p.Phase != pipeline.Succeeded {
+		t.Fatalf("pipeline %s ended %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
+	}
+	if len(kills) < 8 {
+		t.Errorf("only %d kill points were reached, want at least 8", len(kills))
+	}
+	if !slices.ContainsFunc(kills, func(k killPoint) bool { return strings.Contains(k.at, "teardown") }) {
+		t.Errorf("no kill during the staging teardown: %+v", kills)
+	}
+	if counts[p.Version+"/200"] == 0 || counts[stable+"/200"] == 0 {
+		t.Errorf("probes did not see both versions: %v", counts)
+	}
+	assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
+	assertGitProduction(ctx, t, h, p.Version)
+	assertEnvGone(ctx, t, h, dir, p.StagingEnv)
+	assertOnlyExplained(t, h, p.Version, stableAddrs)
+}
+
+// killDataPlane kills the data-plane process and waits until its
+// successor (started by the control plane) serves production again.
+func killDataPlane(ctx context.Context, t *testing.T, h *demo.Harness, at string) killPoint {
+	t.Helper()
+	start := time.Now()
+	killed, err := h.KillGateway()
+	if err != nil {
+		t.Fatalf("kill at %s: %v", at, err)
+	}
+	waitGatewayRecord(t, h, killed.PID)
+	for i := 0; ; i++ {
+		if status, _, _, err := h.Get(ctx, h.ProductionHost(), "/ping"); err == nil && status == 200 {
+			break
+		}
+		if i == 1200 {
+			t.Fatalf("after the kill at %s production never answered again", at)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return killPoint{at: at, recovered: time.Since(start)}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,34 +16,28 @@ import (
 // may have come up just now.
 const maxRetries = 3
 
-// app is the app under test, reached through Runway's gateway.
+// app is the app under test, at the URL Runway gives.
 type app struct {
 	base   *url.URL
 	client *http.Client
 }
 
-// newApp reads the environment Runway sets. Every request dials the
-// gateway, whatever the URL's host resolves to (*.localhost names may not
-// resolve), and keeps the URL's Host so the gateway can route it.
+// newApp reads RUNWAY_APP_URL, the app's URL in the environment under
+// test. It is a plain http://127.0.0.1:PORT URL, so any client reaches it
+// as it is: no resolver or proxy settings needed.
 func newApp(t *testing.T) *app {
 	t.Helper()
-	rawURL, gateway := os.Getenv("RUNWAY_APP_URL"), os.Getenv("RUNWAY_GATEWAY_ADDR")
-	if rawURL == "" || gateway == "" {
-		t.Fatalf("RUNWAY_APP_URL (%q) and RUNWAY_GATEWAY_ADDR (%q) must both be set: "+
-			"Runway sets them to the app's URL and the gateway's host:port", rawURL, gateway)
+	rawURL := os.Getenv("RUNWAY_APP_URL")
+	if rawURL == "" {
+		t.Fatal("RUNWAY_APP_URL is not set: Runway sets it to the app's URL in the environment under test")
 	}
 	base, err := url.Parse(rawURL)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		t.Fatalf("RUNWAY_APP_URL %q is not an http(s) URL (parse error: %v)", rawURL, err)
 	}
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
-	transport := &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, gateway)
-		},
-	}
-	t.Cleanup(transport.CloseIdleConnections)
-	return &app{base: base, client: &http.Client{Transport: transport, Timeout: 10 * time.Second}}
+	client := &http.Client{Timeout: 10 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	return &app{base: base, client: client}
 }
 
 // response is an answer read in full.
