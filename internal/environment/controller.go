@@ -129,6 +129,9 @@ type appState struct {
 	// transient counts the passes in a row that failed for a reason that
 	// is not the version's (see retryLater).
 	transient int
+	// starting is the version whose replicas are being started, shown
+	// with their health while the start waits for them.
+	starting string
 }
 
 // New returns a controller.
@@ -313,7 +316,10 @@ type AppStatus struct {
 	// Health is each replica's state as the runtime sees it now:
 	// readiness, restarts, the last exit and the end of its log.
 	Health []runtime.ReplicaStatus `json:"health,omitempty"`
-	Failed string                  `json:"failedVersion,omitempty"`
+	// Starting is a version whose replicas are being started (a staging
+	// environment coming up); Health is theirs while Version is empty.
+	Starting string `json:"startingVersion,omitempty"`
+	Failed   string `json:"failedVersion,omitempty"`
 }
 
 // Status lists the environments and what runs in them, as of the last
@@ -331,10 +337,14 @@ func (c *Controller) Status() []EnvStatus {
 		es.Apps = slices.Clone(es.Apps)
 		for j := range es.Apps {
 			a := &es.Apps[j]
-			if a.Version == "" || len(a.Replicas) == 0 {
+			switch {
+			case a.Version != "" && len(a.Replicas) > 0:
+				a.Health = c.rt.Status(es.Name, a.Name, a.Version)
+			case a.Starting != "":
+				a.Health = c.rt.Status(es.Name, a.Name, a.Starting)
+			default:
 				continue
 			}
-			a.Health = c.rt.Status(es.Name, a.Name, a.Version)
 			for k := range a.Health {
 				if c.opts.Redact == nil {
 					a.Health[k].LogTail = ""
@@ -366,7 +376,7 @@ func (c *Controller) publish() {
 		sort.Strings(names)
 		for _, n := range names {
 			as := st.apps[n]
-			a := AppStatus{Name: n, Version: as.version, Failed: as.failed}
+			a := AppStatus{Name: n, Version: as.version, Failed: as.failed, Starting: as.starting}
 			for _, b := range as.backends {
 				a.Replicas = append(a.Replicas, b.Addr)
 			}

@@ -118,7 +118,10 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 		c.report(ctx, st, name, as, false, err.Error())
 		return err
 	}
+	as.starting = want
+	c.publish() // the replicas' health shows while they start
 	backends, err := c.startReplicas(ctx, st.name, art, c.opts.HealthTimeout)
+	as.starting = ""
 	if errors.Is(err, errNotTheVersion) {
 		// The next pass tries again; it is reported once it persists.
 		err = fmt.Errorf("starting %s %s: %w", name, want, err)

@@ -346,6 +346,41 @@ func replicaSpec(rs runtime.ReplicaSet, index int, sb envSandbox, port int, logP
 	return sp
 }
 
+// startRestarts is how many times a replica may be restarted while its
+// start waits for it to become ready: Kubernetes shows CrashLoopBackOff
+// from the second failure on; at the third restart (1s and 2s of backoff
+// later) the start fails rather than waiting out the health timeout.
+const startRestarts = 3
+
+// awaitRestarts follows a replica the supervisor restarts until it is
+// ready, or fails once it has been restarted startRestarts times and
+// exited again, or ctx ends.
+func (r *Runtime) awaitRestarts(ctx context.Context, sup Supervisor, id string) (supervisor.Status, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var st supervisor.Status
+	for {
+		now, ok, err := sup.GetContext(ctx, id)
+		switch {
+		case err != nil:
+			// asked again at the next tick
+		case !ok:
+			return st, fmt.Errorf("replica %s removed from the supervisor while starting", id)
+		case now.Ready:
+			return now, nil
+		case now.Restarts >= startRestarts && (now.State == supervisor.BackOff || now.PID == 0):
+			return now, fmt.Errorf("replica exited before it was healthy (%s), crash-looping: restarted %d times", now.LastExit, now.Restarts)
+		default:
+			st = now
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
 // awaitReplica waits until the supervisor reports the replica ready, then
 // checks that the replica's uid holds its port: a ready probe is not
 // enough, the port may have been taken by another uid before the replica
@@ -369,7 +404,16 @@ func (r *Runtime) awaitReplica(ctx context.Context, sup Supervisor, sp superviso
 		if last, ok, gerr := sup.GetContext(ctx, sp.ID); gerr == nil && ok && last.LastExit != "" {
 			exit = last.LastExit
 		}
-		return st, fmt.Errorf("replica exited before it was healthy (%s); log tail:\n%s", exit, logTail)
+		// The supervisor restarts it, with its backoff: a replica that
+		// failed once at start (its database not up yet, say) may come
+		// up at the next try. One that keeps exiting fails the start.
+		if st, err = r.awaitRestarts(ctx, sup, sp.ID); err != nil {
+			if ctx.Err() != nil {
+				return st, fmt.Errorf("replica exited before it was healthy (%s) and was not healthy at %s before the deadline; log tail:\n%s",
+					exit, sp.Readiness.Path, tailSince(sp.LogPath, logOffset, 2048))
+			}
+			return st, fmt.Errorf("%w; log tail:\n%s", err, tailSince(sp.LogPath, logOffset, 2048))
+		}
 	}
 	if err := ownsPort(sp.Addr, index, rs.App, rs.Version, cred); err != nil {
 		var fe *foreignListenerError
