@@ -9,22 +9,6 @@ import (
 	"time"
 )
 
-// queryTable is a hand-written provider answering by query: the samples
-// query and the metric's query get different values.
-type queryTable map[string][]float64
-
-func (q queryTable) Query(_ context.Context, query string, _ time.Time) ([]float64, error) {
-	for prefix, v := range q {
-		if strings.HasPrefix(query, prefix) {
-			if v == nil {
-				return nil, ErrNoData
-			}
-			return v, nil
-		}
-	}
-	return nil, ErrNoData
-}
-
 const minSamplesDoc = `apiVersion: argoproj.io/v1alpha1
 kind: AnalysisTemplate
 metadata:
