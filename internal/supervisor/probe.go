@@ -6,9 +6,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // Probe defaults.
@@ -52,6 +55,17 @@ func (s *Supervisor) probeReadiness(ctx context.Context, w *workload, p *proc, p
 		err := s.probeOnce(ctx, w.spec.Addr, pr)
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil && !ready && w.spec.Credential {
+			// The port is kept across restarts, and between an exit and
+			// the restart's bind any local process may take it and answer
+			// the probe: a squatter must never be made ready (the gateway
+			// would send it the replica's traffic). Once the workload holds
+			// the port, no other uid can bind it.
+			if oerr := portOwnedBy(w.spec.Addr, w.spec.UID); oerr != nil {
+				s.log.Warn("readiness probe answered by another user's socket", "id", w.spec.ID, "err", oerr)
+				err = oerr
+			}
 		}
 		switch {
 		case err == nil:
@@ -155,4 +169,33 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// portOwnedBy checks that a socket listens where a connection to addr goes
+// (addr itself, or the wildcard address on its port) and that every such
+// socket is uid's.
+func portOwnedBy(addr string, uid uint32) error {
+	want, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	ls, err := procfs.Listeners()
+	if err != nil {
+		return fmt.Errorf("checking who holds %s: %w", addr, err)
+	}
+	found := false
+	for _, l := range ls {
+		a := l.Addr.Addr().Unmap()
+		if l.Addr.Port() != want.Port() || (a != want.Addr() && !a.IsUnspecified()) {
+			continue
+		}
+		if l.UID != uid {
+			return fmt.Errorf("%s is held by uid %d, not the workload's uid %d", addr, l.UID, uid)
+		}
+		found = true
+	}
+	if !found {
+		return fmt.Errorf("%s answered, but no socket listens on it", addr)
+	}
+	return nil
 }

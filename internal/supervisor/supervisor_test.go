@@ -3,6 +3,8 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -339,4 +341,41 @@ func awaitLog(t *testing.T, path, substr string) string {
 	}
 	t.Fatalf("log %s has no %q:\n%s", path, substr, tail)
 	return ""
+}
+
+// TestSquatterIsNeverReady has another user's server on a workload's port
+// before the workload binds it: it answers the readiness probe, but a
+// workload run as its own uid is made ready only when that uid holds the
+// port, so the gateway is never told to send it traffic.
+func TestSquatterIsNeverReady(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root: the workload must run as a uid other than the squatter's")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	squatter := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })}
+	go func() { _ = squatter.Serve(ln) }()
+	t.Cleanup(func() { squatter.Close() })
+	events := newReadyEvents()
+	s := newSupervisor(t, Options{OnReady: events.OnReady})
+	sp := helperSpec(t, "env/app/v1/0", "ADDR="+ln.Addr().String())
+	sp.Addr = ln.Addr().String()
+	sp.Readiness = &Probe{Path: "/healthz", Period: 20 * time.Millisecond, Timeout: time.Second, FailureThreshold: 2}
+	sp.Credential, sp.UID, sp.GID = true, 65534, 65534
+	if _, err := s.Apply(t.Context(), sp); err != nil {
+		t.Fatal(err)
+	}
+	// The helper cannot bind the port and exits, and is restarted; all the
+	// while the squatter answers every probe.
+	st := await(t, s, sp.ID, "two restarts", func(st Status) bool { return st.Restarts >= 2 })
+	if st.Ready {
+		t.Fatalf("a workload whose port another uid holds was made ready: %+v", st)
+	}
+	events.mu.Lock()
+	defer events.mu.Unlock()
+	if slices.Contains(events.events, sp.Addr+" true") {
+		t.Fatalf("OnReady made a squatted port ready: %q", events.events)
+	}
 }
