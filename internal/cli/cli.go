@@ -33,7 +33,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), pipelinesCmd(), envsCmd(), rolloutCmd(), analysisRunsCmd(), tokenCmd())
+	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), BenchCmd(), pipelinesCmd(), envsCmd(), rolloutCmd(), analysisRunsCmd(), tokenCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "runway:", err)
 		return 1
