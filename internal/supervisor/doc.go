@@ -49,7 +49,7 @@
 // Readiness is probed for as long as a process runs: an HTTP GET of
 // http://Addr+Path that passes on 2xx, or with Path "" a TCP connect. A
 // started (or restarted, or adopted) process is unready until its first
-// passing probe; until then it is probed every 10ms, doubling up to
+// passing probe; until then it is probed every 2ms, doubling up to
 // Period, so a restart is noticed within tens of milliseconds.
 // FailureThreshold failures in a row make a ready process unready, one
 // success makes it ready again, and every change calls Options.OnReady

@@ -21,7 +21,7 @@ const (
 	defaultThreshold = 3
 	// firstProbe is the interval of readiness probes of a process not yet
 	// ready; it doubles up to the Period.
-	firstProbe = 10 * time.Millisecond
+	firstProbe = 2 * time.Millisecond
 )
 
 func (pr Probe) withDefaults() Probe {
