@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/runtime"
@@ -37,8 +38,9 @@ func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string,
 	if err != nil {
 		return err
 	}
+	appURL := c.jobURL(ctx, env, app)
 	vars = append(vars,
-		"RUNWAY_APP_URL="+c.URL(env, app),
+		"RUNWAY_APP_URL="+appURL,
 		"RUNWAY_APP_HOST_URL="+c.HostURL(env, app),
 		"RUNWAY_GATEWAY_ADDR="+c.opts.GatewayAddr,
 		"RUNWAY_ENV="+env, "RUNWAY_APP="+app, "RUNWAY_VERSION="+version)
@@ -47,8 +49,36 @@ func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string,
 		return err
 	}
 	vars = append(vars, rvars...)
-	fmt.Fprintf(log, "$ %s\n", strings.Join(job.Command, " "))
+	fmt.Fprintf(log, "RUNWAY_APP_URL=%s\n$ %s\n", appURL, strings.Join(job.Command, " "))
 	return c.rt.RunJob(ctx, runtime.Job{
 		Env: env, App: app, Name: kind, Dir: art.Dir, Command: job.Command, Vars: vars, Log: log, Timeout: job.Timeout.Duration,
 	})
 }
+
+// jobURL is the app's URL in env for a job: its route's own listener. The
+// gateway may be restarting (its process killed) when the job starts; the
+// name-based URL is not a fallback then, since not every client resolves
+// it, so the route is asked again for a while.
+func (c *Controller) jobURL(ctx context.Context, env, app string) string {
+	deadline := time.Now().Add(jobURLWait)
+	for {
+		if r, ok := c.router.Route(env, app); ok {
+			if r.Listen != "" {
+				return "http://" + r.Listen
+			}
+			return c.HostURL(env, app) // a gateway without route listeners
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			c.log.Warn("the app's route could not be read for its job; giving the name-based URL", "env", env, "app", app)
+			return c.HostURL(env, app)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// jobURLWait bounds jobURL's wait for the gateway: more than a gateway
+// restart takes (about 0.1-0.5 s).
+const jobURLWait = 10 * time.Second

@@ -399,7 +399,7 @@ func (ru *run) await(ctx context.Context, w io.Writer, step, workflow string, ti
 
 // job runs a migrations or tests job, bounded by JobTimeout.
 func (ru *run) job(ctx context.Context, w io.Writer, step, env, kind string) error {
-	fmt.Fprintf(w, "running %s of %s %s against %s (%s)\n", kind, ru.p.App, ru.p.Version, env, ru.r.envs.URL(env, ru.p.App))
+	fmt.Fprintf(w, "running %s of %s %s against %s\n", kind, ru.p.App, ru.p.Version, env)
 	jctx, cancel := context.WithTimeout(ctx, ru.r.opts.JobTimeout)
 	defer cancel()
 	err := ru.r.envs.RunJob(jctx, env, ru.p.App, ru.p.Version, kind, w)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -246,10 +247,11 @@ func testReconcileResumes(ctx context.Context, t *testing.T, h *demo.Harness, di
 		a := appOf(e, demo.AppName)
 		return a != nil && a.Version == version && len(a.Replicas) > 0 && a.URL != ""
 	})
-	u, err := url.Parse(appOf(st, demo.AppName).URL)
+	u, err := url.Parse(appOf(st, demo.AppName).HostURL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	assertPlainClientsReach(ctx, t, appOf(st, demo.AppName).URL, version)
 	// Its replicas answer through the gateway. Not necessarily "pong":
 	// nobody ran the migrations in its fresh database (a pipeline would),
 	// so the app may answer 500 "database error"; the version header shows
@@ -271,6 +273,35 @@ func testReconcileResumes(ctx context.Context, t *testing.T, h *demo.Harness, di
 	}
 	waitEnv(ctx, t, h, env, func(e *environment.EnvStatus) bool { return e == nil })
 	assertEnvGone(ctx, t, h, dir, env)
+}
+
+// assertPlainClientsReach checks that an environment's URL, as the API
+// shows it and jobs get it in RUNWAY_APP_URL, works with clients that know
+// nothing of Runway: Go's http.Get and curl, as they are. Not necessarily
+// "pong" (see testReconcileResumes): the version header says which
+// replicas answered.
+func assertPlainClientsReach(ctx context.Context, t *testing.T, appURL, version string) {
+	t.Helper()
+	resp, err := http.Get(appURL + "/ping")
+	if err != nil {
+		t.Fatalf("plain http.Get of the environment URL %s: %v", appURL, err)
+	}
+	resp.Body.Close()
+	if v := resp.Header.Get("X-Runway-Version"); v != version {
+		t.Errorf("plain http.Get of %s answered %d from version %q, want %s", appURL, resp.StatusCode, v, version)
+	}
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Logf("no curl on this machine: the environment URL was checked with Go's client only")
+		return
+	}
+	out, err := exec.CommandContext(ctx, curl, "-sS", "-o", "/dev/null", "-D", "-", appURL+"/ping").CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl %s/ping: %v: %s", appURL, err, out)
+	}
+	if !strings.Contains(strings.ToLower(string(out)), "x-runway-version: "+strings.ToLower(version)) {
+		t.Errorf("curl %s/ping: answer headers %q do not name version %s", appURL, out, version)
+	}
 }
 
 // assertProductionIntact checks that the API still lists production with

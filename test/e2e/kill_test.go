@@ -316,7 +316,7 @@ func TestKillDataPlane(t *testing.T) {
 
 	p, kills, counts, _ := killChange(ctx, t, h, events, "json-pong", "ping answers JSON", killDataPlane)
 	if p.Phase != pipeline.Succeeded {
-		t.Fatalf("pipeline %s ended %s at %s: %s", p.ID, p.Phase, p.FailedStep, p.Reason)
+		t.Fatalf("pipeline %s ended %s at %s: %s; the step's log ends:\n%s", p.ID, p.Phase, p.FailedStep, p.Reason, stepTail(p))
 	}
 	if len(kills) < 8 {
 		t.Errorf("only %d kill points were reached, want at least 8", len(kills))
