@@ -153,6 +153,9 @@ func (h *Harness) follow(ctx context.Context, out io.Writer, commit, message str
 			printed[s.Name] = s.Phase
 			if s.Name == pipeline.StepAwaitDeploy && s.Phase == pipeline.Succeeded {
 				h.recordStaging(ctx, p.StagingEnv)
+				if p.StagingURL != "" {
+					fmt.Fprintf(out, "    staging environment %s is up: %s (any client: curl %s/ping)\n", p.StagingEnv, p.StagingURL, p.StagingURL)
+				}
 			}
 			if s.Name == pipeline.StepStage && s.Phase == pipeline.Succeeded && !shownURL && p.StagingURL != "" {
 				fmt.Fprintf(out, "    staging environment %s: %s (Host header routes it; gateway %s)\n", p.StagingEnv, p.StagingURL, h.GatewayAddr())

@@ -376,7 +376,18 @@ func (ru *run) submit(ctx context.Context, w io.Writer) error {
 }
 
 func (ru *run) awaitDeploy(ctx context.Context, w io.Writer) error {
-	return ru.await(ctx, w, StepAwaitDeploy, ru.p.ID, ru.r.opts.DeployTimeout, "staging environment")
+	if err := ru.await(ctx, w, StepAwaitDeploy, ru.p.ID, ru.r.opts.DeployTimeout, "staging environment"); err != nil {
+		return err
+	}
+	// Now that the environment is routed, its URL is the route's own
+	// listener, which every client reaches (before, only its name was
+	// known).
+	env := ru.p.StagingEnv
+	if u := ru.r.envs.URL(env, ru.p.App); u != "" && u != ru.p.StagingURL {
+		_ = ru.update(ctx, func(p *Pipeline) { p.StagingURL = u })
+		fmt.Fprintf(w, "staging URL: %s\n", u)
+	}
+	return nil
 }
 
 // await waits for workflow's reports; the reporter fails it when timeout
