@@ -22,6 +22,14 @@ var namePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // reservedDatabases are the databases every cluster has.
 var reservedDatabases = map[string]bool{"postgres": true, "template0": true, "template1": true}
 
+// spareDatabase is the database a cluster copied from a template has ready
+// for its first app (see createSpare): renaming it and handing it to the
+// app's role takes a millisecond, CREATE DATABASE hundreds (it copies
+// template1 and flushes megabytes of WAL). It is owned by the superuser,
+// so no pg_hba.conf line lets anyone but the superuser reach it, and
+// Runway never connects to it.
+const spareDatabase = "runway_spare"
+
 // validateName checks a database (kind "database") or role (kind "user")
 // name. Roles starting with pg_ are PostgreSQL's, and the superuser must
 // never be handed to an app.
@@ -32,6 +40,8 @@ func validateName(kind, name string) error {
 	switch {
 	case kind == "database" && reservedDatabases[name]:
 		return fmt.Errorf("database name %q: %w: reserved by PostgreSQL", name, ErrInvalidName)
+	case kind == "database" && name == spareDatabase:
+		return fmt.Errorf("database name %q: %w: reserved by Runway", name, ErrInvalidName)
 	case kind == "user" && (name == superuser || strings.HasPrefix(name, "pg_")):
 		return fmt.Errorf("user name %q: %w: reserved", name, ErrInvalidName)
 	}
@@ -45,7 +55,9 @@ func validateName(kind, name string) error {
 // secrets dir (<user>.password, 0600), so later calls, after a restart
 // too, return the same one; the role is set to it on every call. It is
 // idempotent. It returns what an app needs to connect. With a Launcher, a
-// connection lost to a restart is made again and the work redone.
+// connection lost to a restart is made again and the work redone. A
+// cluster copied from a template gives its first new database the
+// template's spare one, renamed (see spareDatabase).
 func (i *Instance) EnsureDatabase(ctx context.Context, name, user string) (Conn, error) {
 	if err := validateName("database", name); err != nil {
 		return Conn{}, err
@@ -79,7 +91,7 @@ func (i *Instance) ensureDatabase(ctx context.Context, name, user string) (Conn,
 		i.log.Info("postgres: generated an app role password", "dir", i.dir, "role", user, "file", passwordPath(i.secretsDir, user))
 	}
 	for attempt := 1; ; attempt++ {
-		err = ensureRoleAndDatabase(ctx, conn, name, user, password)
+		err = i.ensureRoleAndDatabase(ctx, conn, name, user, password)
 		if err == nil || !retryable(err) || attempt == ensureAttempts {
 			break
 		}
@@ -106,11 +118,11 @@ const ensureLockKey int64 = 0x72756e7761792d65
 // Runway's lock (an operator's psql, say).
 const ensureAttempts = 4
 
-func ensureRoleAndDatabase(ctx context.Context, conn *pgx.Conn, name, user, password string) error {
+func (i *Instance) ensureRoleAndDatabase(ctx context.Context, conn *pgx.Conn, name, user, password string) error {
 	if err := ensureRole(ctx, conn, user, password); err != nil {
 		return fmt.Errorf("ensuring role %s: %w", user, err)
 	}
-	if err := ensureOwnedDatabase(ctx, conn, name, user); err != nil {
+	if err := i.ensureOwnedDatabase(ctx, conn, name, user); err != nil {
 		return fmt.Errorf("ensuring database %s: %w", name, err)
 	}
 	return nil
@@ -152,14 +164,33 @@ func ensureRole(ctx context.Context, conn *pgx.Conn, user, password string) erro
 	return nil
 }
 
-func ensureOwnedDatabase(ctx context.Context, conn *pgx.Conn, name, user string) error {
+// ensureOwnedDatabase makes sure database name exists, is owned by user
+// and may be connected to by its owner only (PUBLIC's CONNECT revoked; the
+// owner keeps its default privileges). A missing database is the spare one
+// renamed when the cluster has it (takeSpare), else a new one; either way
+// it ends up the same: a copy of template1 owned by user, with the same
+// privileges.
+func (i *Instance) ensureOwnedDatabase(ctx context.Context, conn *pgx.Conn, name, user string) error {
 	db, role := pgx.Identifier{name}.Sanitize(), pgx.Identifier{user}.Sanitize()
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+	var exists, spare bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), EXISTS (SELECT 1 FROM pg_database WHERE datname = $2)",
+		name, spareDatabase).Scan(&exists, &spare); err != nil {
 		return fmt.Errorf("looking up database: %w", err)
 	}
 	created := false
-	if !exists {
+	if !exists && spare {
+		var err error
+		began := time.Now()
+		if created, err = takeSpare(ctx, conn, name, user); err != nil {
+			return err
+		}
+		if created {
+			i.log.Info("postgres: gave an app the spare database", "dir", i.dir, "database", name, "owner", user, "took", time.Since(began).Round(time.Microsecond))
+		} else {
+			i.log.Info("postgres: spare database not taken (in use or gone), creating the database", "dir", i.dir, "database", name)
+		}
+	}
+	if !exists && !created {
 		_, err := conn.Exec(ctx, "CREATE DATABASE "+db+" OWNER "+role)
 		if err != nil && !isCode(err, "42P04") { // duplicate_database: created concurrently
 			return fmt.Errorf("creating: %w", err)
@@ -175,6 +206,33 @@ func ensureOwnedDatabase(ctx context.Context, conn *pgx.Conn, name, user string)
 		return fmt.Errorf("restricting connections: %w", err)
 	}
 	return nil
+}
+
+// takeSpare makes spareDatabase database name, owned by user, in one
+// transaction, and reports whether it did. The spare was created like any
+// app database but by and for the superuser, with no privileges granted
+// (a NULL datacl, the owner's defaults); ALTER DATABASE ... OWNER TO hands
+// those to user, so after ensureOwnedDatabase's REVOKE the database's
+// owner and datacl are those of one created for user, and so are its
+// objects': a copy of template1 like any other (the public schema belongs
+// to pg_database_owner from PostgreSQL 15 on, to the superuser in both
+// before). It is not taken when a session is connected to it (the rename
+// waits some 5s for it to leave, then fails), or it has gone, or name was
+// created meanwhile by a session outside Runway's lock: then the caller
+// creates name as without a spare.
+func takeSpare(ctx context.Context, conn *pgx.Conn, name, user string) (bool, error) {
+	db, role := pgx.Identifier{name}.Sanitize(), pgx.Identifier{user}.Sanitize()
+	// No arguments: one simple-protocol query, one implicit transaction.
+	_, err := conn.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{spareDatabase}.Sanitize()+" RENAME TO "+db+"; ALTER DATABASE "+db+" OWNER TO "+role)
+	switch {
+	case err == nil:
+		return true, nil
+	case isCode(err, "55006"), isCode(err, "3D000"), isCode(err, "42P04"):
+		// object_in_use (someone is connected to the spare),
+		// invalid_catalog_name (it has gone), duplicate_database.
+		return false, nil
+	}
+	return false, fmt.Errorf("taking the spare database: %w", err)
 }
 
 // quoteLiteral quotes s as an SQL string literal; with

@@ -27,6 +27,7 @@ func TestEnsureDatabaseRejectsNames(t *testing.T) {
 		{name: "unicode", database: "café", user: "app", wantName: true},
 		{name: "reserved database", database: "postgres", user: "app", wantName: true},
 		{name: "template database", database: "template1", user: "app", wantName: true},
+		{name: "spare database", database: "runway_spare", user: "app", wantName: true},
 		{name: "hostile user", database: "app", user: `app" SUPERUSER --`, wantName: true},
 		{name: "superuser", database: "app", user: "runway", wantName: true},
 		{name: "pg_ role", database: "app", user: "pg_monitor", wantName: true},

@@ -17,13 +17,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/runway-cd/runway/internal/atomicfile"
 )
 
 const (
 	// templateFormat changes whenever what a template holds changes in a
 	// way templateKey does not see, so that older templates go unused.
-	templateFormat = 1
+	// 2: the template holds spareDatabase.
+	templateFormat = 2
 	// templatePassword is the file, in a template, holding the password
 	// its superuser was initialised with; Runway's OS user alone reads it.
 	templatePassword = "password"
@@ -137,7 +140,8 @@ func readTemplate(dir string) (template, error) {
 }
 
 // buildTemplate initialises root/key: initdb into root/key.build.<n>/data
-// with a random superuser password kept beside it, then the rename.
+// with a random superuser password kept beside it, the spare database
+// (createSpare), then the rename.
 func buildTemplate(ctx context.Context, cfg Config, own owner, root, key string) error {
 	began := time.Now()
 	build := filepath.Join(root, fmt.Sprintf("%s.build.%d", key, time.Now().UnixNano()))
@@ -169,10 +173,73 @@ func buildTemplate(ctx context.Context, cfg Config, own owner, root, key string)
 	if err := runInitdb(ctx, cfg, own, build, data, password); err != nil {
 		return fail(err)
 	}
+	if err := createSpare(ctx, cfg, own, build, data, password); err != nil {
+		return fail(err)
+	}
 	if err := os.Rename(build, filepath.Join(root, key)); err != nil {
 		return fail(err)
 	}
 	cfg.Logger.Info("postgres: built cluster template", "template", filepath.Join(root, key), "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// createSpare starts the server of a template being built once, as an
+// instance in build would be started (own's, on a private socket dir and a
+// free loopback port, a child of this process even with a Launcher: it
+// runs for a moment), creates spareDatabase in it the way ensureOwnedDatabase
+// creates an app's database, owned by the superuser until an app takes it,
+// and shuts it down (fast shutdown, waiting for it to exit). The cluster is
+// left as a clean shutdown leaves it: no postmaster.pid, nothing to
+// recover. The server's log, socket dir and postmaster.opts are removed;
+// on failure the caller removes build, and the error quotes the log.
+func createSpare(ctx context.Context, cfg Config, own owner, build, data, password string) error {
+	sock, err := prepareSocketDir(build, own, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(sock.path)
+	srv := &Instance{
+		dir:      build,
+		dataDir:  data,
+		sockDir:  sock.path,
+		password: password,
+		logPath:  filepath.Join(build, "postgres.log"),
+		log:      cfg.Logger,
+	}
+	cfg.Launcher = nil
+	if err := srv.launchOnFreePort(ctx, cfg, own); err != nil {
+		return fmt.Errorf("starting the template's server: %w", err)
+	}
+	err = srv.createSpareDatabase(ctx)
+	if stopErr := srv.Stop(ctx); err == nil {
+		err = stopErr
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("the template's server did not shut down cleanly (postmaster.pid: %v); log %s ends:\n%s", err, srv.logPath, logTail(srv.logPath, 0))
+	}
+	for _, f := range []string{srv.logPath, filepath.Join(data, "postmaster.opts")} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// createSpareDatabase creates spareDatabase in the template's running server.
+func (i *Instance) createSpareDatabase(ctx context.Context) error {
+	conn, err := i.connect(ctx, "postgres")
+	if err != nil {
+		return fmt.Errorf("connecting to the template's server: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// As ensureOwnedDatabase creates an app's: from template1, with its
+	// encoding and locale.
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{spareDatabase}.Sanitize()); err != nil {
+		return fmt.Errorf("creating the spare database: %w", err)
+	}
 	return nil
 }
 
