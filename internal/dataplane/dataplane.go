@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -93,6 +94,7 @@ func (f *stringsFlag) Set(v string) error {
 // repeatable) and --supervise FILE. Test binaries that stand in for the
 // runway binary call it through RunIfInvoked.
 func Main(ctx context.Context, args []string) int {
+	tuneGC()
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var o Options
 	var allowed, reserved stringsFlag
@@ -114,6 +116,21 @@ func Main(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// gatewayGCPercent is the data plane's GOGC unless the user sets one. Its
+// live heap is small (routes, per-connection buffers) and every request
+// allocates a little, so at the default 100 the collector runs all the time
+// under load; at 400 it runs a quarter as often, for a heap of five times
+// the live one instead of twice: megabytes. GOMEMLIMIT, if set, still
+// bounds it, as the runtime applies it whatever the percentage.
+const gatewayGCPercent = 400
+
+// tuneGC sets gatewayGCPercent unless GOGC says otherwise.
+func tuneGC() {
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(gatewayGCPercent)
+	}
 }
 
 // RunIfInvoked makes a test binary stand in for the runway binary when

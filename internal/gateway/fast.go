@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +27,10 @@ import (
 // (hop-by-hop headers, X-Forwarded-*, 1xx responses, trailers, flushing of
 // streamed responses, the retry and ejection rules of retrier). Anything
 // else (bodies, upgrades, Expect, unusual Connection headers or queries)
-// goes through ReverseProxy.
+// goes through ReverseProxy. The usual response to a GET, headers in one
+// read and a Content-Length, is parsed by parseSimple straight into the
+// client's header map, and its body copied from the connection's buffer;
+// any other is read by http.ReadResponse.
 
 // Bounds of the fast path's backend connections, as newTransport's.
 const (
@@ -45,7 +50,29 @@ type bconn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
-	abort  func() // makes blocked I/O on c return; made once per connection
+	usedAt time.Time // when the latest request on it started
+	// rdl is the read deadline set on c, zero for none. A request's
+	// header deadline is only moved forward once it is fastDeadlineSlack
+	// short of fastHeaderTimeout, sparing two timer changes a request.
+	rdl   time.Time
+	abort func() // makes blocked I/O on c return; made once per connection
+}
+
+// fastDeadlineSlack is how much shorter than fastHeaderTimeout a kept
+// connection's header deadline may be.
+const fastDeadlineSlack = 5 * time.Second
+
+// clearReadDeadline lifts bc's read deadline, before a body of unknown
+// duration is read for the request of ctx; the abort of a request that
+// ended meanwhile holds.
+func (bc *bconn) clearReadDeadline(ctx context.Context) {
+	if !bc.rdl.IsZero() {
+		bc.c.SetReadDeadline(time.Time{})
+		bc.rdl = time.Time{}
+		if ctx.Err() != nil {
+			bc.abort()
+		}
+	}
 }
 
 // conns are a backend's idle connections, most recently used last.
@@ -183,9 +210,13 @@ func (g *Gateway) fastProxy(px *proxied, r *http.Request) {
 	ctx := r.Context()
 	for {
 		t := px.last
-		resp, bc, err := g.fastRoundTrip(ctx, px, t, r)
+		resp, sh, bc, err := g.fastRoundTrip(ctx, px, t, r)
 		if err == nil {
-			g.fastCopy(px, r, t, resp, bc)
+			if resp == nil {
+				g.fastCopySimple(px, r, t, sh, bc)
+			} else {
+				g.fastCopy(px, r, t, resp, bc)
+			}
 			return
 		}
 		if ctx.Err() != nil {
@@ -218,8 +249,10 @@ var errSwitchedProtocols = errors.New("backend switched protocols unasked")
 
 // fastRoundTrip sends r to t and reads the response headers, forwarding
 // 1xx responses. On success the request counts as in flight to t until
-// ServeHTTP ends (px.sent), and bc is the connection the body is on.
-func (g *Gateway) fastRoundTrip(ctx context.Context, px *proxied, t *target, r *http.Request) (*http.Response, *bconn, error) {
+// ServeHTTP ends (px.sent), and bc is the connection the body is on. The
+// response is resp or, when resp is nil, the simple one sh, whose headers
+// are in px.sw.Header() already (see parseSimple).
+func (g *Gateway) fastRoundTrip(ctx context.Context, px *proxied, t *target, r *http.Request) (*http.Response, simpleHead, *bconn, error) {
 	t.state.start()
 	now := time.Now() // not g.now: deadlines are real
 	for attempt := 0; ; attempt++ {
@@ -232,17 +265,26 @@ func (g *Gateway) fastRoundTrip(ctx context.Context, px *proxied, t *target, r *
 			var err error
 			if bc, err = g.dial(ctx, t.host); err != nil {
 				t.state.done()
-				return nil, nil, err
+				return nil, simpleHead{}, nil, err
 			}
 		}
+		bc.usedAt = now
+		// The header deadline goes first: set after the watch below, it
+		// could undo an abort.
+		if d := now.Add(fastHeaderTimeout); bc.rdl.IsZero() || bc.rdl.Before(d.Add(-fastDeadlineSlack)) {
+			bc.c.SetReadDeadline(d)
+			bc.rdl = d
+		}
 		stop := context.AfterFunc(ctx, bc.abort)
-		resp, err := g.exchange(px, bc, r, now)
+		resp, sh, err := g.exchange(px, bc, r)
 		if err == nil {
-			bc.c.SetReadDeadline(time.Time{})
+			if resp != nil {
+				bc.clearReadDeadline(ctx)
+			}
 			px.stop = stop
 			t.state.answered()
 			px.sent = t
-			return resp, bc, nil
+			return resp, sh, bc, nil
 		}
 		stop()
 		bc.c.Close()
@@ -253,7 +295,7 @@ func (g *Gateway) fastRoundTrip(ctx context.Context, px *proxied, t *target, r *
 			continue
 		}
 		t.state.done()
-		return nil, nil, err
+		return nil, simpleHead{}, nil, err
 	}
 }
 
@@ -268,27 +310,36 @@ func (g *Gateway) dial(ctx context.Context, host string) (*bconn, error) {
 	return bc, nil
 }
 
-// exchange writes r to bc and reads the final response's headers.
-func (g *Gateway) exchange(px *proxied, bc *bconn, r *http.Request, now time.Time) (*http.Response, error) {
+// exchange writes r to bc and reads the final response's headers: a
+// simple response (resp nil, see parseSimple) or resp.
+func (g *Gateway) exchange(px *proxied, bc *bconn, r *http.Request) (*http.Response, simpleHead, error) {
 	writeRequest(bc.bw, r, px.last.host)
 	if err := bc.bw.Flush(); err != nil {
-		return nil, err
+		return nil, simpleHead{}, err
 	}
-	bc.c.SetReadDeadline(now.Add(fastHeaderTimeout))
 	for n := 0; ; n++ {
+		if r.Method == http.MethodGet {
+			sh, err := parseSimple(bc.br, px.sw.Header())
+			if err != nil {
+				return nil, simpleHead{}, err
+			}
+			if sh.code != 0 {
+				return nil, sh, nil
+			}
+		}
 		resp, err := http.ReadResponse(bc.br, r)
 		if err != nil {
-			return nil, err
+			return nil, simpleHead{}, err
 		}
 		code := resp.StatusCode
 		if code == http.StatusSwitchingProtocols {
-			return nil, errSwitchedProtocols
+			return nil, simpleHead{}, errSwitchedProtocols
 		}
 		if code >= 200 {
-			return resp, nil
+			return resp, simpleHead{}, nil
 		}
 		if n >= max1xxResponses {
-			return nil, errors.New("net/http: too many 1xx informational responses")
+			return nil, simpleHead{}, errors.New("net/http: too many 1xx informational responses")
 		}
 		// As ReverseProxy's Got1xxResponse hook: statusWriter strips
 		// X-Runway-* from it.
@@ -441,6 +492,243 @@ func (g *Gateway) fastCopy(px *proxied, r *http.Request, t *target, resp *http.R
 			h.Add(k, v)
 		}
 	}
+}
+
+// fastCopySimple sends the simple response sh (its headers in px.sw's map
+// already) to the client, then returns bc to t's pool or closes it.
+func (g *Gateway) fastCopySimple(px *proxied, r *http.Request, t *target, sh simpleHead, bc *bconn) {
+	reusable := false
+	defer func() {
+		if !px.stop() {
+			reusable = false // the client went away: the deadline is spoiled
+		}
+		if reusable {
+			t.state.conns.put(bc, bc.usedAt)
+		} else {
+			bc.c.Close()
+		}
+	}()
+	px.sw.clean = true
+	px.sw.WriteHeader(sh.code)
+	if err := copyLength(r.Context(), &px.sw, bc, sh.length, g.buffers); err != nil {
+		if r.Context().Value(http.ServerContextKey) == nil {
+			return // not under a server (a benchmark): nothing to abort
+		}
+		panic(http.ErrAbortHandler)
+	}
+	// Bytes after the response would be read as the next one's.
+	reusable = bc.br.Buffered() == 0
+}
+
+// copyLength copies the n bytes of a body from bc to w: what bc has
+// buffered straight from its buffer, the rest with a pooled buffer and no
+// read deadline.
+func copyLength(ctx context.Context, w *statusWriter, bc *bconn, n int64, buffers *bufferPool) error {
+	if k := int64(bc.br.Buffered()); k > 0 {
+		k = min(k, n)
+		p, _ := bc.br.Peek(int(k))
+		if _, err := w.Write(p); err != nil {
+			return fmt.Errorf("writing response: %w", err)
+		}
+		bc.br.Discard(int(k))
+		n -= k
+	}
+	if n == 0 {
+		return nil
+	}
+	bc.clearReadDeadline(ctx)
+	buf := buffers.Get()
+	defer buffers.Put(buf)
+	for n > 0 {
+		m, rerr := bc.br.Read(buf[:min(int64(len(buf)), n)])
+		if m > 0 {
+			n -= int64(m)
+			if _, err := w.Write(buf[:m]); err != nil {
+				return fmt.Errorf("writing response: %w", err)
+			}
+		}
+		if n > 0 && rerr != nil {
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("reading response: %w", rerr)
+		}
+	}
+	return nil
+}
+
+// simpleHead is the status and body length of a simple response, one
+// parseSimple took.
+type simpleHead struct {
+	code   int // 0: not simple
+	length int64
+}
+
+// maxSimpleHeaders bounds the header lines of a simple response.
+const maxSimpleHeaders = 32
+
+// parseSimple reads the headers of the response to a GET at the start of
+// br into h, which must be empty, when they make a simple response: all of
+// them buffered already, HTTP/1.1, status 200 to 599 but 204 and 304, one
+// Content-Length, no hop-by-hop header (Connection, Keep-Alive,
+// Transfer-Encoding, Trailer, Upgrade, Te, Proxy-*), not an event stream,
+// every line well-formed. Such a response is copied as it is but its
+// X-Runway-* headers, which are dropped, without http.ReadResponse's
+// allocations. Anything else reports code 0, reading and changing nothing,
+// and is left to http.ReadResponse to read (and judge). The error is that
+// of waiting for the response's first byte.
+func parseSimple(br *bufio.Reader, h http.Header) (simpleHead, error) {
+	if _, err := br.Peek(1); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // as http.ReadResponse
+		}
+		return simpleHead{}, err
+	}
+	buf, _ := br.Peek(br.Buffered())
+	end := bytes.Index(buf, crlfcrlf)
+	if end < 0 {
+		return simpleHead{}, nil
+	}
+	head := buf[:end+2] // every line with its CRLF
+	// The status line: "HTTP/1.1 NNN" and an optional reason.
+	i := bytes.IndexByte(head, '\n')
+	if i < 1 || head[i-1] != '\r' {
+		return simpleHead{}, nil
+	}
+	line := head[:i-1]
+	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || len(line) > 12 && line[12] != ' ' {
+		return simpleHead{}, nil
+	}
+	code := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return simpleHead{}, nil
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 200 || code > 599 || code == http.StatusNoContent || code == http.StatusNotModified {
+		return simpleHead{}, nil
+	}
+	for _, c := range line[12:] {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return simpleHead{}, nil
+		}
+	}
+	// The header lines, checked before anything goes into h.
+	type field struct{ k0, k1, v0, v1 int } // offsets in head
+	var fields [maxSimpleHeaders]field
+	nf := 0
+	length := int64(-1)
+	for off := i + 1; off < len(head); {
+		j := bytes.IndexByte(head[off:], '\n') + off
+		if j-1 < off || head[j-1] != '\r' || nf == maxSimpleHeaders {
+			return simpleHead{}, nil
+		}
+		line := head[off : j-1]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return simpleHead{}, nil
+		}
+		key := line[:colon]
+		for _, c := range key {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return simpleHead{}, nil
+			}
+		}
+		v0, v1 := colon+1, len(line)
+		for v0 < v1 && (line[v0] == ' ' || line[v0] == '\t') {
+			v0++
+		}
+		for v1 > v0 && (line[v1-1] == ' ' || line[v1-1] == '\t') {
+			v1--
+		}
+		value := line[v0:v1]
+		for _, c := range value {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return simpleHead{}, nil
+			}
+		}
+		switch {
+		case bytes.EqualFold(key, []byte("Content-Length")):
+			if length >= 0 || len(value) == 0 || len(value) > 18 {
+				return simpleHead{}, nil
+			}
+			length = 0
+			for _, c := range value {
+				if c < '0' || c > '9' {
+					return simpleHead{}, nil
+				}
+				length = length*10 + int64(c-'0')
+			}
+		case bytes.EqualFold(key, []byte("Content-Type")):
+			const sse = "text/event-stream"
+			if len(value) >= len(sse) && bytes.EqualFold(value[:len(sse)], []byte(sse)) {
+				return simpleHead{}, nil // streamed: flushed as it comes
+			}
+		default:
+			if hopHeader(key) {
+				return simpleHead{}, nil
+			}
+		}
+		fields[nf] = field{off, off + colon, off + v0, off + v1}
+		nf++
+		off = j + 1
+	}
+	if length < 0 {
+		return simpleHead{}, nil
+	}
+	// One string holds every key, canonical, and value.
+	var sb strings.Builder
+	sb.Grow(len(head))
+	sb.Write(head)
+	s := sb.String()
+	vals := make([]string, nf)
+	for n, f := range fields[:nf] {
+		k := canonicalKey(s[f.k0:f.k1])
+		if hasRunwayPrefix(k) {
+			continue
+		}
+		vals[n] = s[f.v0:f.v1]
+		if cur, ok := h[k]; ok {
+			h[k] = append(cur, vals[n])
+		} else {
+			h[k] = vals[n : n+1 : n+1]
+		}
+	}
+	br.Discard(end + 4)
+	return simpleHead{code: code, length: length}, nil
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// hopHeader tells whether key names a hop-by-hop response header, or one
+// only ReverseProxy's path handles (Connection's tokens, trailers).
+func hopHeader(key []byte) bool {
+	switch len(key) {
+	case 2, 7, 10, 16, 17, 18, 19:
+	default:
+		return false
+	}
+	for _, k := range responseHopHeaders {
+		if bytes.EqualFold(key, []byte(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// canonicalKey returns k, of letters, digits and '-', in canonical form,
+// itself when it is already.
+func canonicalKey(k string) string {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return textproto.CanonicalMIMEHeaderKey(k)
+		}
+		upper = c == '-'
+	}
+	return k
 }
 
 // streamed tells whether a response is flushed after every write, as

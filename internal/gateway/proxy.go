@@ -72,7 +72,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, env, app string,
 	}
 	// Trailers are sent from the header map once the handler returns:
 	// drop any the backend named X-Runway-*, declared or not.
-	stripRunwayHeaders(w.Header(), true)
+	if !px.sw.clean {
+		stripRunwayHeaders(w.Header(), true)
+	}
 	g.record(p, px.sw.status(), start)
 }
 
@@ -218,6 +220,10 @@ type statusWriter struct {
 	http.ResponseWriter
 	pool *pool // its header values
 	code int
+	// clean says the header map holds no X-Runway-* header and will have
+	// no trailers: the fast path's simple responses (see parseSimple),
+	// whose headers are filtered as they are parsed.
+	clean bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -247,7 +253,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // final response.
 func (w *statusWriter) setHeaders() {
 	h := w.Header()
-	stripRunwayHeaders(h, false)
+	if !w.clean {
+		stripRunwayHeaders(h, false)
+	}
 	// The pool's values, shared by every response: the server only reads
 	// them, and their capacity makes an append copy.
 	h[HeaderEnv] = w.pool.envHeader
