@@ -63,9 +63,10 @@ func Serve(ctx context.Context, o Options) error {
 // is stopped. The in-process data plane of runway serve uses it too.
 func New(ctx context.Context, g *gateway.Gateway, statePath string, log *slog.Logger) (*supervisor.Supervisor, error) {
 	sv, err := supervisor.New(ctx, supervisor.Options{
-		StatePath: statePath,
-		Logger:    log,
-		OnReady:   g.SetReady,
+		StatePath:   statePath,
+		Logger:      log,
+		OnReady:     g.SetReady,
+		OnPortTaken: g.SetBlocked,
 		Drain: func(ctx context.Context, addr string) {
 			if err := g.Drain(ctx, addr); err != nil && !errors.Is(err, context.Canceled) {
 				log.Warn("draining a replica before stopping it", "addr", addr, "err", err)

@@ -41,6 +41,9 @@ type backendState struct {
 const (
 	stateUnready uint32 = 1 << iota
 	stateDraining
+	// stateBlocked: another user's process holds the replica's port;
+	// never sent a request, not even failing open (SetBlocked).
+	stateBlocked
 )
 
 // Ranks of a backend for a new request: pools pick the first rankUsable
@@ -50,11 +53,14 @@ const (
 	rankUsable   = iota
 	rankDegraded // unready or ejected: the first choice of failing open
 	rankDraining // about to be stopped: the last resort
+	rankBlocked  // its port is someone else's: never
 )
 
 func (s *backendState) rank(now int64) int {
 	f := s.flags.Load()
 	switch {
+	case f&stateBlocked != 0:
+		return rankBlocked
 	case f&stateDraining != 0:
 		return rankDraining
 	case f&stateUnready != 0:
@@ -113,6 +119,19 @@ func (s *backendState) setReady(ready bool) {
 	for {
 		f := s.flags.Load()
 		if s.flags.CompareAndSwap(f, f|stateUnready) {
+			return
+		}
+	}
+}
+
+func (s *backendState) setBlocked(blocked bool) {
+	for {
+		f := s.flags.Load()
+		next := f | stateBlocked
+		if !blocked {
+			next = f &^ stateBlocked
+		}
+		if s.flags.CompareAndSwap(f, next) {
 			return
 		}
 	}
@@ -186,6 +205,25 @@ func (g *Gateway) SetReady(addr string, ready bool) {
 		s.conns.closeIdle() // likely to a process that is gone
 	}
 	g.log.Debug("backend readiness", "backend", addr, "ready", ready)
+}
+
+// SetBlocked marks every backend with address addr as one no request may
+// go to, not even when its pool has nothing else (then the pool answers
+// 503): the supervisor found another user's process holding the replica's
+// port, which would otherwise get the replica's traffic. Only
+// SetBlocked(addr, false) clears it.
+func (g *Gateway) SetBlocked(addr string, blocked bool) {
+	g.mu.Lock()
+	s, ok := g.states[addr]
+	g.mu.Unlock()
+	if !ok {
+		return
+	}
+	s.setBlocked(blocked)
+	if blocked {
+		s.conns.closeIdle()
+		g.log.Warn("backend blocked: another user's process holds its port", "backend", addr)
+	}
 }
 
 // Drain stops sending new requests to addr (unless a pool has nothing else,

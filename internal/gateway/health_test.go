@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -250,5 +251,46 @@ func TestDrainAfterRouteRemoved(t *testing.T) {
 	<-done
 	if err := g.Drain(t.Context(), slow); err != nil {
 		t.Errorf("Drain after the request = %v", err)
+	}
+}
+
+// TestSetBlocked: a blocked backend (its port is another user's) gets no
+// request, not even when its pool fails open; with every backend blocked
+// the pool answers 503, never the squatter.
+func TestSetBlocked(t *testing.T) {
+	a := startBackend(t, "a", http.StatusOK)
+	b := startBackend(t, "b", http.StatusOK)
+	g := New(Options{})
+	mustSetRoute(t, g, Route{Env: "production", App: "web", StableVersion: "v1", Stable: backends(a, b)})
+	get := front(t, g)
+	served := func(n int) map[string]int {
+		t.Helper()
+		m := map[string]int{}
+		for range n {
+			resp := get("web.localhost", "/")
+			if resp.StatusCode != http.StatusOK {
+				m[strconv.Itoa(resp.StatusCode)]++
+				resp.Body.Close()
+				continue
+			}
+			m[readBody(t, resp)]++
+		}
+		return m
+	}
+	g.SetBlocked(a.addr, true)
+	g.SetReady(b.addr, false) // failing open would pick a, were it not blocked
+	if got := served(4); got["b"] != 4 {
+		t.Errorf("a blocked, b unready: served %v, want all by b", got)
+	}
+	g.SetReady(a.addr, true) // a passing probe does not clear the block
+	g.SetBlocked(b.addr, true)
+	if got := served(4); got["503"] != 4 {
+		t.Errorf("both blocked: served %v, want 503 for all", got)
+	}
+	g.SetBlocked(a.addr, false)
+	g.SetBlocked(b.addr, false)
+	g.SetReady(b.addr, true)
+	if got := served(4); got["a"] != 2 || got["b"] != 2 {
+		t.Errorf("unblocked: served %v, want round robin", got)
 	}
 }

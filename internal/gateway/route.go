@@ -144,7 +144,8 @@ type target struct {
 // pick returns the next backend, in round robin, for a request at now
 // (unix nanoseconds), leaving out the backends in tried: the first usable
 // one, else (failing open) the first unready or ejected one, else the first
-// draining one. It reports false when the pool has no backend left.
+// draining one, never a blocked one. It reports false when the pool has no
+// backend left.
 func (p *pool) pick(now int64, tried []*backendState) (*target, bool) {
 	n := uint64(len(p.targets))
 	if n == 0 {
@@ -164,7 +165,7 @@ func (p *pool) pick(now int64, tried []*backendState) (*target, bool) {
 			if degraded == nil {
 				degraded = t
 			}
-		default:
+		case rankDraining:
 			if draining == nil {
 				draining = t
 			}

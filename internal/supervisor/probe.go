@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -59,11 +60,23 @@ func (s *Supervisor) probeReadiness(ctx context.Context, w *workload, p *proc, p
 		if err == nil && !ready && w.spec.Credential {
 			// The port is kept across restarts, and between an exit and
 			// the restart's bind any local process may take it and answer
-			// the probe: a squatter must never be made ready (the gateway
-			// would send it the replica's traffic). Once the workload holds
-			// the port, no other uid can bind it.
-			if oerr := portOwnedBy(w.spec.Addr, w.spec.UID); oerr != nil {
+			// the probe: a squatter must never be made ready, and the
+			// gateway is told never to send it anything. Once the workload
+			// holds the port, no other uid can bind it.
+			oerr := portOwnedBy(w.spec.Addr, w.spec.UID)
+			var te *portTakenError
+			switch isTaken := errors.As(oerr, &te); {
+			case isTaken && !w.portTaken.Swap(true):
 				s.log.Warn("readiness probe answered by another user's socket", "id", w.spec.ID, "err", oerr)
+				if s.onTaken != nil {
+					s.onTaken(w.spec.Addr, true)
+				}
+			case !isTaken && oerr == nil && w.portTaken.Swap(false):
+				if s.onTaken != nil {
+					s.onTaken(w.spec.Addr, false)
+				}
+			}
+			if oerr != nil {
 				err = oerr
 			}
 		}
@@ -190,7 +203,7 @@ func portOwnedBy(addr string, uid uint32) error {
 			continue
 		}
 		if l.UID != uid {
-			return fmt.Errorf("%s is held by uid %d, not the workload's uid %d", addr, l.UID, uid)
+			return &portTakenError{addr: addr, holder: l.UID, want: uid}
 		}
 		found = true
 	}
@@ -198,4 +211,14 @@ func portOwnedBy(addr string, uid uint32) error {
 		return fmt.Errorf("%s answered, but no socket listens on it", addr)
 	}
 	return nil
+}
+
+// portTakenError is a workload's address held by another uid's socket.
+type portTakenError struct {
+	addr         string
+	holder, want uint32
+}
+
+func (e *portTakenError) Error() string {
+	return fmt.Sprintf("%s is held by uid %d, not the workload's uid %d", e.addr, e.holder, e.want)
 }

@@ -151,6 +151,16 @@ func (s *Supervisor) load(ctx context.Context) error {
 		todo = append(todo, pending{w, p})
 	}
 	s.mu.Unlock()
+	// The gateway loaded its routes with every backend ready; none is
+	// until a probe of this supervisor says so (its process may have died,
+	// and another user's taken its port, while no supervisor watched).
+	if s.onReady != nil {
+		for _, t := range todo {
+			if t.w.spec.Addr != "" && t.w.spec.Readiness != nil {
+				s.onReady(t.w.spec.Addr, false)
+			}
+		}
+	}
 	for _, t := range todo {
 		if t.p != nil && t.w.spec.Readiness == nil {
 			s.setReady(t.w, t.p, true)

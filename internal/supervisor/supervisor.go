@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,7 @@ type Supervisor struct {
 	clock   Clock
 	backoff Backoff
 	onReady func(addr string, ready bool)
+	onTaken func(addr string, taken bool)
 	drain   func(ctx context.Context, addr string)
 	state   string
 	probes  *http.Client
@@ -48,6 +50,9 @@ type Supervisor struct {
 type workload struct {
 	spec Spec
 	proc *proc // the current process; nil in BackOff or before the first start
+	// portTaken: the readiness probe last found Addr held by another uid
+	// (OnPortTaken told); across restarts, until the workload holds it.
+	portTaken atomic.Bool
 
 	state      State
 	ready      bool
@@ -82,6 +87,7 @@ func New(ctx context.Context, o Options) (*Supervisor, error) {
 		clock:   o.Clock,
 		backoff: o.Backoff.withDefaults(),
 		onReady: o.OnReady,
+		onTaken: o.OnPortTaken,
 		drain:   o.Drain,
 		state:   o.StatePath,
 		probes: &http.Client{

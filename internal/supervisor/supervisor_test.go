@@ -359,7 +359,13 @@ func TestSquatterIsNeverReady(t *testing.T) {
 	go func() { _ = squatter.Serve(ln) }()
 	t.Cleanup(func() { squatter.Close() })
 	events := newReadyEvents()
-	s := newSupervisor(t, Options{OnReady: events.OnReady})
+	var takenMu sync.Mutex
+	var taken []string
+	s := newSupervisor(t, Options{OnReady: events.OnReady, OnPortTaken: func(addr string, on bool) {
+		takenMu.Lock()
+		taken = append(taken, addr+" "+strconv.FormatBool(on))
+		takenMu.Unlock()
+	}})
 	sp := helperSpec(t, "env/app/v1/0", "ADDR="+ln.Addr().String())
 	sp.Addr = ln.Addr().String()
 	sp.Readiness = &Probe{Path: "/healthz", Period: 20 * time.Millisecond, Timeout: time.Second, FailureThreshold: 2}
@@ -377,5 +383,22 @@ func TestSquatterIsNeverReady(t *testing.T) {
 	defer events.mu.Unlock()
 	if slices.Contains(events.events, sp.Addr+" true") {
 		t.Fatalf("OnReady made a squatted port ready: %q", events.events)
+	}
+	takenMu.Lock()
+	defer takenMu.Unlock()
+	if !slices.Equal(taken, []string{sp.Addr + " true"}) {
+		t.Fatalf("OnPortTaken calls %q, want one saying %s is taken", taken, sp.Addr)
+	}
+	takenMu.Unlock()
+	events.mu.Unlock()
+
+	// The squatter goes: the workload's next run binds the port, is made
+	// ready, and the gateway is told the address is the workload's again.
+	squatter.Close()
+	await(t, s, sp.ID, "ready on its own port", func(st Status) bool { return st.Ready })
+	events.mu.Lock()
+	takenMu.Lock()
+	if !slices.Equal(taken, []string{sp.Addr + " true", sp.Addr + " false"}) {
+		t.Fatalf("OnPortTaken calls %q, want taken, then free again", taken)
 	}
 }

@@ -144,6 +144,11 @@ type Options struct {
 	// Addr (gateway pool membership), never with the supervisor's lock
 	// held. Nil: not called.
 	OnReady func(addr string, ready bool)
+	// OnPortTaken is called with true when a workload run as its own uid
+	// (Credential) finds its Addr held by another uid's socket, and with
+	// false once the workload holds it again: the gateway must not send
+	// that address anything, not even failing open. Nil: not called.
+	OnPortTaken func(addr string, taken bool)
 	// Drain is called before Remove stops a workload with an Addr
 	// (gateway drain: no new requests, in-flight ones finish), bounded by
 	// Remove's ctx. Nil: not called.

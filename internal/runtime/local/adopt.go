@@ -195,8 +195,7 @@ func (r *Runtime) adoptReplicas(ctx context.Context, sup Supervisor, e *environm
 }
 
 // adoptReplica waits (within ctx) for a replica the supervisor is starting
-// to become ready, and removes it if another uid holds its port or it
-// never became ready in its first run. It returns the replica's status
+// to become ready, and removes it if another uid holds its port. It returns the replica's status
 // and why it was removed ("" if kept).
 func (r *Runtime) adoptReplica(ctx context.Context, sup Supervisor, st supervisor.Status, ref replicaRef, cred *syscall.Credential) (supervisor.Status, string) {
 	tick := time.NewTicker(adoptPoll)
@@ -215,16 +214,14 @@ func (r *Runtime) adoptReplica(ctx context.Context, sup Supervisor, st superviso
 		}
 		st = now
 	}
+	// A replica whose address another uid holds is never routed to; any
+	// other is kept, ready or not: the supervisor goes on probing and
+	// restarting it (a production replica whose database is slow after a
+	// restart of the data plane must not be removed for it).
 	var reason string
-	switch {
-	case st.Ready:
-		if err := ownsPort(st.Addr, ref.index, ref.app, ref.version, cred); err != nil {
-			reason = err.Error() + "; stopped"
-		}
-	case st.State == supervisor.Starting && st.Restarts == 0:
-		// Still in its first run, never ready: a Start the restart cut
-		// short. A replica the supervisor restarts is kept.
-		reason = "not healthy, stopped"
+	var fe *foreignListenerError
+	if err := ownsPort(st.Addr, ref.index, ref.app, ref.version, cred); errors.As(err, &fe) {
+		reason = err.Error() + "; stopped"
 	}
 	if reason == "" {
 		return st, ""

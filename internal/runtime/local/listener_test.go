@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/runway-cd/runway/internal/sandbox"
+	"github.com/runway-cd/runway/internal/supervisor"
 )
 
 // TestOwnsPort checks the listener check against sockets of this test
@@ -274,9 +275,19 @@ func TestAdoptStopsReplicaWhosePortAnotherUIDHolds(t *testing.T) {
 	if _, err := w.rt.own.Apply(ctx, sp); err != nil {
 		t.Fatal(err)
 	}
-	st, err := w.rt.own.WaitReady(ctx, sp.ID)
-	if err != nil {
-		t.Fatal(err)
+	// The supervisor never makes it ready (the port is not its uid's),
+	// but it runs.
+	var st supervisor.Status
+	for i := 0; st.PID == 0; i++ {
+		if i == 1000 {
+			t.Fatalf("the replica never ran: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+		st, _ = w.rt.own.Get(sp.ID)
+	}
+	time.Sleep(200 * time.Millisecond) // probes answered by the squatter meanwhile
+	if now, _ := w.rt.own.Get(sp.ID); now.Ready {
+		t.Fatalf("the supervisor made a replica whose port another uid holds ready: %+v", now)
 	}
 	w.rt.Detach()
 
