@@ -289,6 +289,9 @@ func (c *Controller) report(ctx context.Context, st *envState, app string, as *a
 	if st.workflow == "" || as.reported[st.workflow] {
 		return
 	}
+	if c.opts.Redact != nil {
+		msg = c.opts.Redact(msg) // a replica's log tail may print its DATABASE_URL
+	}
 	if err := c.reporter.Update(ctx, st.workflow, app, ok, msg); err != nil {
 		c.log.Error("reporting", "workflow", st.workflow, "app", app, "err", err)
 		return

@@ -17,6 +17,10 @@ import (
 // *Supervisor) carry no context.
 const clientTimeout = 10 * time.Second
 
+// defaultCallTimeout bounds a call whose context has no deadline: more than
+// a Remove takes (removeBound).
+const defaultCallTimeout = 3 * time.Minute
+
 // Client is a Supervisor served by Handler on a unix socket, with the
 // same methods. Errors carry the server's message; a server's ErrNotFound,
 // ErrConflict, ErrClosed and ValidationError come back as errors that
@@ -170,6 +174,13 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// A data plane that accepts but does not answer must not wedge
+		// the caller (who may hold an environment's lock).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultCallTimeout)
+		defer cancel()
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://supervisor"+path, rd)
 	if err != nil {

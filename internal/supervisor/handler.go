@@ -199,8 +199,17 @@ func (h *handler) wait(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// removeBound bounds a Remove over the socket: the gateway's drain (at
+// most 25 s) and a stop grace.
+const removeBound = 2 * time.Minute
+
 func (h *handler) remove(w http.ResponseWriter, r *http.Request) error {
-	if err := h.s.Remove(r.Context(), r.PathValue("id")); err != nil {
+	// Not cut short when the caller goes away (a control plane killed
+	// mid-Stop): a stop that began drains and stops gracefully, bounded
+	// here rather than by the caller.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), removeBound)
+	defer cancel()
+	if err := h.s.Remove(ctx, r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

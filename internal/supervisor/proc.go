@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"sync"
@@ -68,9 +69,16 @@ func startProc(sp Spec, now time.Time) (*proc, error) {
 // openLog opens a workload's log for appending, never through a symlink
 // (a root supervisor must not be led into appending to another file).
 func openLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	// O_NONBLOCK: a FIFO planted in the log's place fails the open (no
+	// reader) instead of blocking the run loop; then only a regular file
+	// is taken.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening log: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("opening log %s: not a regular file", path)
 	}
 	return f, nil
 }
@@ -137,7 +145,13 @@ func adoptProc(pid int, start uint64, now time.Time, closing <-chan struct{}, bg
 // not gone yet.
 func gone(pid int, start uint64) bool {
 	st, err := procfs.Read(pid)
-	if err != nil || st.StartTime != start {
+	if err != nil {
+		// Only a process that is not there is gone: a read that failed
+		// for another reason (out of file descriptors) must not make a
+		// running process look exited, or it would be started twice.
+		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
+	}
+	if st.StartTime != start {
 		return true
 	}
 	if !st.Exited() {

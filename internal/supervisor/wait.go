@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 )
 
@@ -85,7 +86,9 @@ func probeTarget(sp Spec) string {
 // logTail returns the last logTailBytes of the log at path, from a line
 // start where there is one; "" if it cannot be read.
 func logTail(path string) string {
-	f, err := os.Open(path)
+	// Not following a symlink nor blocking on a FIFO: a log's directory
+	// may be writable by the workload's user (PostgreSQL's is).
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return ""
 	}
