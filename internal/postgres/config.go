@@ -44,6 +44,10 @@ type Config struct {
 	// restarts it when it dies. nil means as a child of this process, with
 	// nothing restarting it.
 	Launcher Launcher
+
+	// noReadyCopies makes every copy of a template now, as if its pool of
+	// ready copies were empty, and refills nothing (benchmarks compare).
+	noReadyCopies bool
 }
 
 // withDefaults returns cfg with BinDir discovered and Logger set.

@@ -19,6 +19,17 @@
 // much (BenchmarkFirstDatabase weighs the two). Later apps of the same
 // instance get databases created as usual, alike in owner and privileges.
 //
+// Copying a template is itself most of a new environment's start (file
+// creation: some 1,300 files), so each template keeps up to two complete
+// copies ready beside it, made in the background, and a new instance
+// takes one by renaming it into its dir: a ready copy is taken by one
+// instance only, a copy interrupted by a crash is never taken (it is made
+// under a .tmp name and renamed when complete) and is removed by the next
+// refill, and with none ready the instance copies the template as before.
+// The ready copies cost twice the template's size on disk (~40–50 MB
+// each); they must be on the file system of the instance dirs, or they go
+// unused (logged once).
+//
 // The server runs as a child of the calling process, or, with
 // Config.Launcher, under a launcher such as the data plane's supervisor,
 // which keeps it running while the control plane is down and restarts it

@@ -36,12 +36,12 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir, password
 	removeUnfinished(cfg, dir)
 	staging := filepath.Join(dir, fmt.Sprintf("data.init.%d", time.Now().UnixNano()))
 	if cfg.TemplateDir != "" {
-		err := copyTemplate(ctx, cfg, own, staging)
+		ready, err := copyTemplate(ctx, cfg, own, staging)
 		if err == nil {
 			if err := os.Rename(staging, data); err != nil {
 				return fmt.Errorf("moving copied data dir into place: %w", err)
 			}
-			cfg.Logger.Info("postgres: initialised cluster from template", "dir", dir)
+			cfg.Logger.Info("postgres: initialised cluster from template", "dir", dir, "ready_copy", ready)
 			return nil
 		}
 		_ = os.RemoveAll(staging)
@@ -63,17 +63,29 @@ func ensureInitialised(ctx context.Context, cfg Config, own owner, dir, password
 	return nil
 }
 
-// copyTemplate copies the template cluster into staging and records its
-// superuser password as the initial one.
-func copyTemplate(ctx context.Context, cfg Config, own owner, staging string) error {
+// copyTemplate puts a copy of the template cluster at staging and records
+// its superuser password as the initial one. The copy is a ready one
+// (readyPool.take: a rename) when the template's pool has one, else made
+// now; either way the pool is refilled in the background afterwards
+// (startRefill), which also fills it on a template's first use.
+func copyTemplate(ctx context.Context, cfg Config, own owner, staging string) (ready bool, err error) {
 	tmpl, err := ensureTemplate(ctx, cfg, own)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if err := copyCluster(ctx, tmpl.dataDir, staging, own); err != nil {
-		return err
+	pool := poolOf(tmpl)
+	password := ""
+	if !cfg.noReadyCopies {
+		password, ready = pool.take(cfg, staging)
+		defer startRefill(cfg, own, pool)
 	}
-	return storeInitialPassword(cfg.SecretsDir, tmpl.password)
+	if !ready {
+		if err := copyCluster(ctx, tmpl.dataDir, staging, own); err != nil {
+			return false, err
+		}
+		password = tmpl.password
+	}
+	return ready, storeInitialPassword(cfg.SecretsDir, password)
 }
 
 // runInitdb initialises data (a new directory, or an empty one owned by

@@ -16,6 +16,8 @@ import (
 func templateConfig(t *testing.T, dir, templates string) Config {
 	cfg := testConfig(t, dir)
 	cfg.TemplateDir = templates
+	// No refill of the template's ready copies outlives the test.
+	t.Cleanup(func() { stopRefills(templates) })
 	return cfg
 }
 
@@ -36,7 +38,8 @@ func startFromTemplate(t *testing.T, dir, templates string) (*Instance, error) {
 	return inst, err
 }
 
-// finishedTemplates lists the finished templates in root.
+// finishedTemplates lists the finished templates in root (not their
+// pools of ready copies).
 func finishedTemplates(t *testing.T, root string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(root)
@@ -45,7 +48,7 @@ func finishedTemplates(t *testing.T, root string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.IsDir() && !strings.Contains(e.Name(), ".build.") {
+		if e.IsDir() && !strings.Contains(e.Name(), ".build.") && !strings.HasSuffix(e.Name(), readySuffix) {
 			out = append(out, filepath.Join(root, e.Name()))
 		}
 	}

@@ -239,6 +239,11 @@ func (r *Runtime) adoptReplica(ctx context.Context, sup Supervisor, st superviso
 // supervisor goes on. The runtime may be used afterwards as if new (with a
 // new in-process supervisor, which adopts what this one left).
 func (r *Runtime) Detach() {
+	// Background copies of the PostgreSQL template end with the process
+	// that started them (a half copy is cleaned by the next refill).
+	if d := r.opts.Postgres.TemplateDir; d != "" {
+		postgres.StopRefills(d)
+	}
 	r.mu.Lock()
 	envs := r.envs
 	r.envs = map[string]*environment{}

@@ -364,6 +364,9 @@ func (r *Runtime) Envs() []string {
 // Close is for tests, the demo and a server configured to stop its data
 // plane on exit; a control plane restart leaves apps running (Detach).
 func (r *Runtime) Close(ctx context.Context) error {
+	if d := r.opts.Postgres.TemplateDir; d != "" {
+		defer postgres.StopRefills(d)
+	}
 	r.supMu.Lock()
 	own := r.own
 	r.own = nil
