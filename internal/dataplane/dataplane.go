@@ -23,7 +23,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/runway-cd/runway/internal/gateway"
@@ -79,16 +78,6 @@ func New(ctx context.Context, g *gateway.Gateway, statePath string, log *slog.Lo
 	return sv, nil
 }
 
-// stringsFlag is a repeatable flag.
-type stringsFlag []string
-
-func (f *stringsFlag) String() string { return strings.Join(*f, ",") }
-
-func (f *stringsFlag) Set(v string) error {
-	*f = append(*f, v)
-	return nil
-}
-
 // Main runs "runway gateway" with command-line args and returns the exit
 // code: the gateway's flags (--listen, --admin, --metrics, --state,
 // --domain, --allow-backend CIDR and --reserved ADDR, the last two
@@ -98,19 +87,12 @@ func Main(ctx context.Context, args []string) int {
 	tuneGC()
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var o Options
-	var allowed, reserved stringsFlag
-	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "traffic address")
-	fs.StringVar(&o.Admin, "admin", "", "admin API unix socket path (required)")
-	fs.StringVar(&o.Metrics, "metrics", "", "loopback address serving only /metrics (optional)")
-	fs.StringVar(&o.StatePath, "state", "", "routes file")
-	fs.StringVar(&o.Domain, "domain", "localhost", "host suffix")
+	done := gateway.AddFlags(fs, &o.ServeOptions)
 	fs.StringVar(&o.SuperviseState, "supervise", "", "supervisor state file: run the supervisor of replicas and databases too")
-	fs.Var(&allowed, "allow-backend", "CIDR backends may be in besides loopback (repeatable)")
-	fs.Var(&reserved, "reserved", "host:port no backend may have, e.g. the API's (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	o.Backends = gateway.BackendPolicy{Allowed: allowed, Reserved: reserved}
+	done()
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := Serve(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)

@@ -211,13 +211,11 @@ func (f *stringsFlag) Set(v string) error {
 	return nil
 }
 
-// Main runs "gateway" with command-line args (--listen, --admin, --metrics,
-// --state, --domain, --allow-backend CIDR and --reserved ADDR, the last two
-// repeatable) and returns the exit code. Test binaries that stand in for the
-// runway binary call it when started as a gateway.
-func Main(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	var o ServeOptions
+// AddFlags registers a gateway process's flags (--listen, --admin,
+// --metrics, --state, --domain, --allow-backend CIDR and --reserved ADDR,
+// the last two repeatable) on fs, to be parsed into o; call done after
+// fs.Parse.
+func AddFlags(fs *flag.FlagSet, o *ServeOptions) (done func()) {
 	var allowed, reserved stringsFlag
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "traffic address")
 	fs.StringVar(&o.Admin, "admin", "", "admin API unix socket path (required)")
@@ -226,10 +224,20 @@ func Main(ctx context.Context, args []string) int {
 	fs.StringVar(&o.Domain, "domain", "localhost", "host suffix")
 	fs.Var(&allowed, "allow-backend", "CIDR backends may be in besides loopback (repeatable)")
 	fs.Var(&reserved, "reserved", "host:port no backend may have, e.g. the API's (repeatable)")
+	return func() { o.Backends = BackendPolicy{Allowed: allowed, Reserved: reserved} }
+}
+
+// Main runs "gateway" with command-line args (see AddFlags) and returns
+// the exit code. Test binaries that stand in for the runway binary call it
+// when started as a gateway.
+func Main(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	var o ServeOptions
+	done := AddFlags(fs, &o)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	o.Backends = BackendPolicy{Allowed: allowed, Reserved: reserved}
+	done()
 	if err := Serve(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		return 1
