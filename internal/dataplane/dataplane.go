@@ -49,7 +49,15 @@ func Serve(ctx context.Context, o Options) error {
 		o.Attach = func(ctx context.Context, g *gateway.Gateway) (http.Handler, func(), error) {
 			sv, err := New(ctx, g, o.SuperviseState, log)
 			if err != nil {
-				return nil, nil, err
+				// Production keeps being served with the routes it has;
+				// the workloads API answers 503 with the reason, so the
+				// control plane stops and starts nothing until someone
+				// repairs the state file (never read as "nothing runs").
+				log.Error("the supervisor could not start; the gateway serves on, the workloads API answers 503", "err", err)
+				msg := err.Error()
+				return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					http.Error(w, "supervisor unavailable: "+msg, http.StatusServiceUnavailable)
+				}), func() {}, nil
 			}
 			return supervisor.Handler(sv), sv.Close, nil
 		}

@@ -48,7 +48,7 @@ func (f *fakeRuntime) Destroy(_ context.Context, env string) error {
 	f.destroyed = append(f.destroyed, env)
 	return nil
 }
-func (f *fakeRuntime) Versions(string, string) []string                      { return nil }
+func (f *fakeRuntime) Versions(string, string) ([]string, error)             { return nil, nil }
 func (f *fakeRuntime) Status(string, string, string) []runtime.ReplicaStatus { return nil }
 func (f *fakeRuntime) Running() []runtime.Deployment                         { return nil }
 func (f *fakeRuntime) CollectStrays(context.Context) ([]string, error) {

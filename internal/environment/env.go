@@ -162,7 +162,12 @@ func (c *Controller) reconcileApp(ctx context.Context, st *envState, name string
 // running is. A checkpoint that cannot be read stops the app's recovery
 // for this pass.
 func (c *Controller) recoverStable(ctx context.Context, st *envState, name string, as *appState, want string) error {
-	running := c.rt.Versions(st.name, name)
+	running, err := c.rt.Versions(st.name, name)
+	if err != nil {
+		// Not knowing what runs is not "nothing runs": that would put
+		// the manifest's version in production without a canary.
+		return fmt.Errorf("recovering %s: %w", name, err)
+	}
 	cp, found, err := c.rollouts.Resumable(ctx, st.name, name)
 	if err != nil {
 		return fmt.Errorf("recovering %s: %w", name, err)

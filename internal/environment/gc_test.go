@@ -249,8 +249,8 @@ func TestGarbageCollection(t *testing.T) {
 			assert: func(t *testing.T, w *gcWorld) {
 				for env, want := range map[string][]string{"stg/web": {"v1", "v2"}, "stg/old": {"v1"}, "production/web": {"v0", "v1", "v2"}, "production/api": {"v4", "v5", "v6"}} {
 					e, a, _ := strings.Cut(env, "/")
-					if got := w.rt.Versions(e, a); !slices.Equal(got, want) {
-						t.Errorf("%s runs %v, want %v", env, got, want)
+					if got, err := w.rt.Versions(e, a); err != nil || !slices.Equal(got, want) {
+						t.Errorf("%s runs %v (%v), want %v", env, got, err, want)
 					}
 				}
 				if !running(w.stray) {
@@ -278,8 +278,8 @@ func TestGarbageCollection(t *testing.T) {
 					"broken/web":     {"v1"}, // invalid manifest: left as it is
 				} {
 					e, a, _ := strings.Cut(env, "/")
-					if got := w.rt.Versions(e, a); !slices.Equal(got, want) {
-						t.Errorf("%s runs %v, want %v", env, got, want)
+					if got, err := w.rt.Versions(e, a); err != nil || !slices.Equal(got, want) {
+						t.Errorf("%s runs %v (%v), want %v", env, got, err, want)
 					}
 				}
 				if got := w.routes(); !slices.Equal(got, []string{"broken/web", "production/api", "production/web", "stg/web"}) {

@@ -24,7 +24,7 @@ type versionsRuntime struct {
 	started []string
 }
 
-func (f *versionsRuntime) Versions(string, string) []string { return f.running }
+func (f *versionsRuntime) Versions(string, string) ([]string, error) { return f.running, nil }
 func (f *versionsRuntime) Start(_ context.Context, rs runtime.ReplicaSet) ([]runtime.Replica, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

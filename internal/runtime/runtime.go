@@ -144,7 +144,9 @@ type Runtime interface {
 	Status(env, app, version string) []ReplicaStatus
 	// Versions lists the versions of app that run in env (after a restart:
 	// the adopted ones), sorted.
-	Versions(env, app string) []string
+	// An error means the runtime could not tell (its data plane is
+	// restarting, say): never read it as "nothing runs".
+	Versions(env, app string) ([]string, error)
 	// Running lists every version of every app the runtime runs or has
 	// adopted, sorted by environment, app and version. An environment in
 	// the middle of a change may be left out: absence from the list does

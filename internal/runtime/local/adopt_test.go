@@ -177,7 +177,7 @@ func TestAdoptAfterDetach(t *testing.T) {
 	if !slices.Equal(rep.Adopted, want) || len(rep.Dropped) != 0 {
 		t.Fatalf("report = %+v, want adopted %v and nothing dropped", rep, want)
 	}
-	if got := b.Versions(env, "web"); !slices.Equal(got, []string{"v1"}) {
+	if got := mustVersions(t, b, env, "web"); !slices.Equal(got, []string{"v1"}) {
 		t.Fatalf("B.Versions = %v, want [v1]", got)
 	}
 
@@ -292,7 +292,7 @@ func TestAdoptIgnoresObsoleteRecords(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(envDir, obsoleteRecordFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("replicas.json after Adopt: stat err = %v, want not exist", err)
 	}
-	if got := rt.Versions("env", "web"); len(got) != 0 {
+	if got := mustVersions(t, rt, "env", "web"); len(got) != 0 {
 		t.Fatalf("Versions = %v, want none", got)
 	}
 	if stopped, err := rt.CollectStrays(ctx); err != nil || len(stopped) != 0 {

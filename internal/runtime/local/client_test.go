@@ -82,7 +82,7 @@ func TestRuntimeOverSupervisorClient(t *testing.T) {
 	if err != nil || len(rep.Adopted) != 2 || !strings.HasPrefix(rep.Adopted[0], "production/web/v1#0 pid ") {
 		t.Fatalf("Adopt = %+v, %v; want both replicas adopted", rep, err)
 	}
-	if got := rt.Versions("production", "web"); !slices.Equal(got, []string{"v1"}) {
+	if got := mustVersions(t, rt, "production", "web"); !slices.Equal(got, []string{"v1"}) {
 		t.Fatalf("Versions = %v", got)
 	}
 	if err := rt.Stop(ctx, "production", "web", "v1"); err != nil {

@@ -303,7 +303,7 @@ func TestAdoptStopsReplicaWhosePortAnotherUIDHolds(t *testing.T) {
 	if !exited(st.PID) {
 		t.Fatalf("replica pid %d still runs", st.PID)
 	}
-	if got := rt.Versions("production", "web"); len(got) != 0 {
+	if got := mustVersions(t, rt, "production", "web"); len(got) != 0 {
 		t.Fatalf("Versions = %v, want none", got)
 	}
 }

@@ -313,27 +313,25 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 // are all known to the supervisor, whatever their state. A replica in
 // BackOff still counts: the supervisor is restarting it, and production
 // keeps its version meanwhile.
-func (r *Runtime) Versions(env, app string) []string {
+func (r *Runtime) Versions(env, app string) ([]string, error) {
 	sup, err := r.supervisor()
 	if err != nil {
-		r.log.Warn("listing versions", "env", env, "app", app, "err", err)
-		return nil
+		return nil, fmt.Errorf("listing the versions of %s in %s: %w", app, env, err)
 	}
 	e, unlock := r.peek(env)
 	defer unlock()
-	var out []string
 	list, err := sup.ListContext(context.Background(), env)
 	if err != nil {
-		r.log.Warn("listing versions", "env", env, "app", app, "err", err)
-		return nil
+		return nil, fmt.Errorf("listing the versions of %s in %s: %w", app, env, err)
 	}
+	var out []string
 	for _, v := range e.views(list) {
 		if v.app == app && v.complete() {
 			out = append(out, v.version)
 		}
 	}
 	sort.Strings(out)
-	return out
+	return out, nil
 }
 
 // Envs implements runtime.Runtime.

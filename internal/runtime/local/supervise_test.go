@@ -63,7 +63,7 @@ func TestKilledReplicaIsRestarted(t *testing.T) {
 		{"the new process answers", func() bool {
 			return strings.HasPrefix(get(t, "http://"+started[0].Addr+"/whoami"), strconv.Itoa(st[0].PID)+" ")
 		}},
-		{"the version still runs", func() bool { return slices.Equal(rt.Versions("production", "web"), []string{"v1"}) }},
+		{"the version still runs", func() bool { return slices.Equal(mustVersions(t, rt, "production", "web"), []string{"v1"}) }},
 		{"Start returns the set as it runs", func() bool {
 			again, err := rt.Start(ctx, testReplicaSet("production", "v1", 2))
 			return err == nil && again[0].PID == st[0].PID && again[1] == started[1]
@@ -114,7 +114,7 @@ func TestCrashLoopingReplicaBacksOff(t *testing.T) {
 		{"the next start is scheduled", r.NextStart.After(r.LastExitAt)},
 		{"not ready", !r.Ready && r.PID == 0},
 		{"the log tail says why", strings.Contains(r.LogTail, "fatal: the config file is missing")},
-		{"the version still runs", slices.Equal(rt.Versions("production", "web"), []string{"v1"})},
+		{"the version still runs", slices.Equal(mustVersions(t, rt, "production", "web"), []string{"v1"})},
 		{"and is listed as running", slices.Contains(rt.Running(), runtime.Deployment{Env: "production", App: "web", Version: "v1"})},
 	}
 	for _, c := range checks {
@@ -182,4 +182,14 @@ func TestStartRetriesPortRace(t *testing.T) {
 	if st := rt.Status("env-a", "web", "v2"); len(st) != 0 {
 		t.Fatalf("Status after the failed start = %+v, want nothing", st)
 	}
+}
+
+// mustVersions is rt.Versions, failing the test on an error.
+func mustVersions(t testing.TB, rt *Runtime, env, app string) []string {
+	t.Helper()
+	v, err := rt.Versions(env, app)
+	if err != nil {
+		t.Fatalf("Versions(%s, %s): %v", env, app, err)
+	}
+	return v
 }
