@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/runway-cd/runway/internal/atomicfile"
@@ -34,6 +35,10 @@ type stateRecord struct {
 	Started    bool      `json:"started,omitempty"`
 	LastExit   string    `json:"lastExit,omitempty"`
 	LastExitAt time.Time `json:"lastExitAt,omitzero"`
+	// Removing marks a workload Remove began to stop: a supervisor killed
+	// before it forgot the workload finishes the removal at its next
+	// start instead of restarting it.
+	Removing bool `json:"removing,omitempty"`
 }
 
 // persist writes every workload to the state file.
@@ -46,7 +51,7 @@ func (s *Supervisor) persist() error {
 	s.mu.Lock()
 	f := stateFile{Version: stateVersion, Workloads: make([]stateRecord, 0, len(s.work))}
 	for _, w := range s.work {
-		r := stateRecord{Spec: w.spec, Restarts: w.restarts, Crashes: w.crashes, Started: w.started, LastExit: w.lastExit, LastExitAt: w.lastExitAt}
+		r := stateRecord{Spec: w.spec, Restarts: w.restarts, Crashes: w.crashes, Started: w.started, LastExit: w.lastExit, LastExitAt: w.lastExitAt, Removing: w.removing}
 		if w.proc != nil {
 			r.PID, r.StartTime = w.proc.pid, w.proc.start
 		}
@@ -131,6 +136,19 @@ func (s *Supervisor) load(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("loading supervisor state: %w", err)
+		}
+		if r.Removing {
+			// A Remove a killed supervisor did not finish: finished now.
+			// The drain was interrupted anyway; what still runs of it is
+			// killed, once its start time proves it is the workload's.
+			if r.PID > 0 && !gone(r.PID, r.StartTime) {
+				p := &proc{pid: r.PID, start: r.StartTime}
+				if err := p.signalGroup(syscall.SIGKILL); err != nil {
+					s.log.Warn("finishing an interrupted removal", "id", r.Spec.ID, "pid", r.PID, "err", err)
+				}
+			}
+			s.log.Info("finished removing a workload whose removal was interrupted", "id", r.Spec.ID, "pid", r.PID)
+			continue
 		}
 		w := newWorkload(r.Spec, now)
 		w.restarts, w.crashes, w.started = r.Restarts, r.Crashes, r.Started

@@ -156,3 +156,39 @@ func FuzzParseState(f *testing.F) {
 		}
 	})
 }
+
+// TestInterruptedRemovalIsFinished: a supervisor killed in the middle of a
+// Remove (the state file says removing, the process still runs) is
+// followed by one that finishes the removal: the process is killed and
+// the workload forgotten, never restarted.
+func TestInterruptedRemovalIsFinished(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	s1 := newSupervisor(t, Options{StatePath: state})
+	sp := servingSpec(t, "env/removed")
+	if _, err := s1.Apply(t.Context(), sp); err != nil {
+		t.Fatal(err)
+	}
+	st := waitReady(t, s1, sp.ID)
+	s1.Close()
+	// What Remove records before it stops anything.
+	b, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := strings.Replace(string(b), `"startTime"`, `"removing": true, "startTime"`, 1)
+	if marked == string(b) {
+		t.Fatalf("state file has no record to mark:\n%s", b)
+	}
+	if err := os.WriteFile(state, []byte(marked), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := newSupervisor(t, Options{StatePath: state})
+	awaitGone(t, st.PID, st.StartTime)
+	if got := s2.List(""); len(got) != 0 {
+		t.Fatalf("the workload whose removal was interrupted is still supervised: %+v", got)
+	}
+	if b, _ := os.ReadFile(state); strings.Contains(string(b), sp.ID) {
+		t.Fatalf("the state file still names it:\n%s", b)
+	}
+}

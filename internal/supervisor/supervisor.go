@@ -69,6 +69,7 @@ type workload struct {
 	changed  chan struct{} // closed and replaced on every change
 	stop     chan struct{} // closed to end the run loop (Remove, StopAll, replace)
 	stopping bool
+	removing bool          // Remove began: persisted, so a restart finishes it
 	done     chan struct{} // closed when the run loop has ended
 }
 
@@ -209,9 +210,18 @@ func (s *Supervisor) Remove(ctx context.Context, id string) error {
 		return ErrClosed
 	}
 	w := s.work[id]
+	if w != nil {
+		w.removing = true
+	}
 	s.mu.Unlock()
 	if w == nil {
 		return nil
+	}
+	// Recorded before anything is stopped: a supervisor killed in the
+	// middle finishes the removal at its next start, it never restarts
+	// what was being removed.
+	if err := s.persist(); err != nil {
+		return fmt.Errorf("removing %s: %w", id, err)
 	}
 	stopErr := s.stopWorkload(ctx, w)
 	s.mu.Lock()
