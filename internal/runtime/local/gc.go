@@ -65,9 +65,11 @@ func (r *Runtime) ownDir() string {
 	return dir
 }
 
-// Running implements runtime.Runtime: the replica sets the supervisor
-// runs completely (see Versions). An environment busy starting or stopping
-// replicas is left out: what runs there is changing.
+// Running implements runtime.Runtime: every version of which the
+// supervisor runs at least one replica, a version left partial by an
+// interrupted Stop included, so that garbage collection sees it (Versions,
+// which decides what serves, lists only complete ones). An environment busy
+// starting or stopping replicas is left out: what runs there is changing.
 func (r *Runtime) Running() []runtime.Deployment {
 	sup, err := r.supervisor()
 	if err != nil {
@@ -91,7 +93,7 @@ func (r *Runtime) Running() []runtime.Deployment {
 			continue
 		}
 		for _, v := range e.views(byEnv[name]) {
-			if v.complete() {
+			if len(v.byIndex) > 0 {
 				out = append(out, runtime.Deployment{Env: name, App: v.app, Version: v.version})
 			}
 		}
