@@ -373,6 +373,12 @@ func (x *rig) processes() map[string]string {
 		if len(cmdline) == 0 || bytes.HasPrefix(cmdline, []byte("postgres: ")) {
 			continue
 		}
+		// The background refill of ready PostgreSQL template copies runs
+		// on its own schedule (after any environment start), not because
+		// of an input.
+		if bytes.Contains(cmdline, []byte("/postgres-templates/")) {
+			continue
+		}
 		cwd, _ := os.Readlink(filepath.Join(d, "cwd"))
 		if !gateways[pid] && !bytes.Contains(cmdline, []byte(work)) && !strings.HasPrefix(cwd, work) {
 			continue
