@@ -1,11 +1,16 @@
 package supervisor
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -34,14 +39,16 @@ type proc struct {
 }
 
 // startProc starts sp's command in its own process group.
-func startProc(sp Spec, now time.Time) (*proc, error) {
+func startProc(sp Spec, run string, now time.Time) (*proc, error) {
 	logf, err := openLog(sp.LogPath)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close() // the child has its own copy
 	cmd := exec.Command(sp.Command[0], sp.Command[1:]...)
-	cmd.Env = append([]string{}, sp.Env...) // non-nil: nothing inherited
+	// Nothing inherited; RunEnv marks the process, so that a supervisor
+	// killed before it recorded the pid finds it again (findRun).
+	cmd.Env = append(append([]string{}, sp.Env...), RunEnv+"="+run)
 	cmd.Dir = sp.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -201,3 +208,42 @@ func kill(pid int, sig syscall.Signal) error {
 
 // exitStatus describes how p ended; valid once p.exited is closed.
 func (p *proc) exitStatus() string { return p.exit }
+
+// RunEnv is the variable every workload process gets with its run's
+// nonce, recorded before the process starts.
+const RunEnv = "RUNWAY_SUPERVISOR_RUN"
+
+// newRun returns a fresh run nonce.
+func newRun() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// findRun finds the process started for run and not recorded (a
+// supervisor killed between the start and the record): the process group
+// leader whose environment carries the nonce (its children inherit it, but
+// lead no group of that id). It returns 0 when there is none.
+func findRun(run string) (pid int, start uint64) {
+	want := []byte(RunEnv + "=" + run + "\x00")
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, dir := range dirs {
+		n, err := strconv.Atoi(filepath.Base(dir))
+		if err != nil {
+			continue
+		}
+		environ, err := os.ReadFile(filepath.Join(dir, "environ"))
+		if err != nil || !bytes.Contains(append(environ, 0), want) {
+			continue
+		}
+		if pg, err := syscall.Getpgid(n); err != nil || pg != n {
+			continue
+		}
+		st, err := procfs.Read(n)
+		if err != nil || st.Exited() {
+			continue
+		}
+		return n, st.StartTime
+	}
+	return 0, 0
+}

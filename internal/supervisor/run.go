@@ -49,7 +49,17 @@ func (s *Supervisor) run(w *workload, p *proc) {
 // start starts a process for w and makes it w's current one; a restart is
 // counted when w ran before. The caller records it (persist).
 func (s *Supervisor) start(w *workload) (*proc, error) {
-	p, err := startProc(w.spec, s.clock.Now())
+	// The run's nonce is recorded before the process starts: a supervisor
+	// killed before it records the pid must find this process again, not
+	// start a twin of it.
+	run := newRun()
+	s.mu.Lock()
+	w.run = run
+	s.mu.Unlock()
+	if err := s.persist(); err != nil {
+		return nil, err
+	}
+	p, err := startProc(w.spec, run, s.clock.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,9 @@ type stateRecord struct {
 	// before it forgot the workload finishes the removal at its next
 	// start instead of restarting it.
 	Removing bool `json:"removing,omitempty"`
+	// Run is the nonce of the last process started (RunEnv), recorded
+	// before it started.
+	Run string `json:"run,omitempty"`
 }
 
 // persist writes every workload to the state file.
@@ -51,7 +54,7 @@ func (s *Supervisor) persist() error {
 	s.mu.Lock()
 	f := stateFile{Version: stateVersion, Workloads: make([]stateRecord, 0, len(s.work))}
 	for _, w := range s.work {
-		r := stateRecord{Spec: w.spec, Restarts: w.restarts, Crashes: w.crashes, Started: w.started, LastExit: w.lastExit, LastExitAt: w.lastExitAt, Removing: w.removing}
+		r := stateRecord{Spec: w.spec, Restarts: w.restarts, Crashes: w.crashes, Started: w.started, LastExit: w.lastExit, LastExitAt: w.lastExitAt, Removing: w.removing, Run: w.run}
 		if w.proc != nil {
 			r.PID, r.StartTime = w.proc.pid, w.proc.start
 		}
@@ -151,7 +154,16 @@ func (s *Supervisor) load(ctx context.Context) error {
 			continue
 		}
 		w := newWorkload(r.Spec, now)
-		w.restarts, w.crashes, w.started = r.Restarts, r.Crashes, r.Started
+		w.restarts, w.crashes, w.started, w.run = r.Restarts, r.Crashes, r.Started, r.Run
+		if r.Run != "" && (r.PID <= 0 || gone(r.PID, r.StartTime)) {
+			// Started but not recorded (the last supervisor was killed in
+			// between), or restarted so: the process of the recorded run,
+			// if it runs, is the workload's.
+			if pid, start := findRun(r.Run); pid > 0 {
+				s.log.Info("found the process of a start that was never recorded", "id", r.Spec.ID, "pid", pid)
+				r.PID, r.StartTime = pid, start
+			}
+		}
 		w.lastExit, w.lastExitAt = r.LastExit, r.LastExitAt
 		var p *proc
 		switch {

@@ -192,3 +192,42 @@ func TestInterruptedRemovalIsFinished(t *testing.T) {
 		t.Fatalf("the state file still names it:\n%s", b)
 	}
 }
+
+// TestUnrecordedStartIsFound: a supervisor killed after it started a
+// process but before it recorded the pid (the state file has the run's
+// nonce, no pid) is followed by one that finds that process by its nonce
+// and adopts it, instead of starting a twin beside it.
+func TestUnrecordedStartIsFound(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state.json")
+	s1 := newSupervisor(t, Options{StatePath: state})
+	sp := servingSpec(t, "env/unrecorded")
+	if _, err := s1.Apply(t.Context(), sp); err != nil {
+		t.Fatal(err)
+	}
+	st := waitReady(t, s1, sp.ID)
+	s1.Close()
+	b, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f stateFile
+	if err := json.Unmarshal(b, &f); err != nil || len(f.Workloads) != 1 || f.Workloads[0].Run == "" {
+		t.Fatalf("state file: %v, %s", err, b)
+	}
+	f.Workloads[0].PID, f.Workloads[0].StartTime = 0, 0 // what a start not yet recorded leaves
+	if b, err = json.Marshal(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(state, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := newSupervisor(t, Options{StatePath: state})
+	got := waitReady(t, s2, sp.ID)
+	if got.PID != st.PID || got.Restarts != 0 {
+		t.Fatalf("after the unrecorded start: %+v, want pid %d adopted, no restart", got, st.PID)
+	}
+	if !procfs.Running(st.PID, st.StartTime) {
+		t.Fatalf("the original process %d was stopped", st.PID)
+	}
+}

@@ -70,6 +70,7 @@ type workload struct {
 	stop     chan struct{} // closed to end the run loop (Remove, StopAll, replace)
 	stopping bool
 	removing bool          // Remove began: persisted, so a restart finishes it
+	run      string        // nonce of the current (or starting) process: RunEnv
 	done     chan struct{} // closed when the run loop has ended
 }
 

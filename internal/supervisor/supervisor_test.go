@@ -274,8 +274,12 @@ func TestProcessEnvironment(t *testing.T) {
 			env = append(env, e)
 		}
 	}
-	if want := []string{"PRINT_ENV=1", "A=b c"}; !slices.Equal(env, want) {
-		t.Errorf("environment = %q, want exactly %q", env, want)
+	// Exactly the Spec's, and the run's nonce (RunEnv) last.
+	if len(env) != 3 || !strings.HasPrefix(env[2], RunEnv+"=") || len(env[2]) != len(RunEnv)+1+24 {
+		t.Fatalf("environment = %q, want the Spec's and %s=<nonce>", env, RunEnv)
+	}
+	if want := []string{"PRINT_ENV=1", "A=b c"}; !slices.Equal(env[:2], want) {
+		t.Errorf("environment = %q, want exactly %q and the nonce", env, want)
 	}
 	if !strings.Contains(out, "cwd: "+dir+"\n") {
 		t.Errorf("log does not show the working directory %s:\n%s", dir, out)
