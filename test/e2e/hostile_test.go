@@ -387,6 +387,12 @@ func (x *rig) processes() map[string]string {
 		if err != nil || st.Exited() {
 			continue
 		}
+		// A PostgreSQL backend forked for a connection carries its
+		// postmaster's command line until it retitles itself
+		// ("postgres: ..."): a connection, not a new server.
+		if parent, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.PPID)); bytes.Equal(parent, cmdline) {
+			continue
+		}
 		out[fmt.Sprintf("%d@%d", pid, st.StartTime)] = strings.TrimSpace(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/runway-cd/runway/internal/demo"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/pipeline"
+	"github.com/runway-cd/runway/internal/procfs"
 )
 
 // killPoint is one kill -9 of the control plane and what came after.
@@ -283,7 +285,10 @@ func assertOnlyExplained(t *testing.T, h *demo.Harness, version string, oldAddrs
 				t.Errorf("process %s is not production at %s: %s", filepath.Base(p), version, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 			}
 		case filepath.Base(string(argv0)) == "postgres" && bytes.Contains(cmdline, envsDir):
-			postgres++
+			pid, _ := strconv.Atoi(filepath.Base(p))
+			if st, err := procfs.Read(pid); err == nil && !forkedBackend(st, cmdline) {
+				postgres++
+			}
 		}
 	}
 	if replicas == 0 {

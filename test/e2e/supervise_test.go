@@ -327,11 +327,19 @@ func postmasterOrZero(h *demo.Harness, env string) int {
 			continue
 		}
 		pid, err := strconv.Atoi(filepath.Base(p))
-		if st, serr := procfs.Read(pid); err == nil && serr == nil && !st.Exited() {
+		if st, serr := procfs.Read(pid); err == nil && serr == nil && !st.Exited() && !forkedBackend(st, cmdline) {
 			return pid
 		}
 	}
 	return 0
+}
+
+// forkedBackend reports whether a process with a postmaster's command line
+// is a backend just forked by it (it keeps its parent's command line until
+// it retitles itself "postgres: ..."), not a server of its own.
+func forkedBackend(st procfs.Stat, cmdline []byte) bool {
+	parent, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.PPID))
+	return bytes.Equal(parent, cmdline)
 }
 
 func oneLine(s string) string {
