@@ -101,53 +101,31 @@ func demoCmd() *cobra.Command {
 }
 
 func pipelinesCmd() *cobra.Command {
-	var opts clientOptions
-	cmd := &cobra.Command{
-		Use:   "pipelines [ID]",
-		Short: "List pipelines, or show one with its steps and logs",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			path := "/api/v1/pipelines"
-			if len(args) == 1 {
-				path += "/" + url.PathEscape(args[0])
-			}
-			return callAPI(cmd, &opts, http.MethodGet, path, nil)
-		},
-	}
-	addClientFlags(cmd, &opts)
-	return cmd
+	return listOrGetCmd("pipelines [ID]", "List pipelines, or show one with its steps and logs", "/api/v1/pipelines")
 }
 
 func envsCmd() *cobra.Command {
-	var opts clientOptions
-	cmd := &cobra.Command{
-		Use:   "envs [NAME]",
-		Short: "List environments, or show one: apps, versions, URLs and each replica's health and restarts",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			path := "/api/v1/environments"
-			if len(args) == 1 {
-				path += "/" + url.PathEscape(args[0])
-			}
-			return callAPI(cmd, &opts, http.MethodGet, path, nil)
-		},
-	}
-	addClientFlags(cmd, &opts)
-	return cmd
+	return listOrGetCmd("envs [NAME]", "List environments, or show one: apps, versions, URLs and each replica's health and restarts", "/api/v1/environments")
 }
 
 func analysisRunsCmd() *cobra.Command {
+	return listOrGetCmd("analysisruns [NAME]", "List analysis runs, or show one with every measurement", "/api/v1/analysisruns")
+}
+
+// listOrGetCmd is a command that prints the collection at path, or with an
+// argument the one object it names.
+func listOrGetCmd(use, short, path string) *cobra.Command {
 	var opts clientOptions
 	cmd := &cobra.Command{
-		Use:   "analysisruns [NAME]",
-		Short: "List analysis runs, or show one with every measurement",
+		Use:   use,
+		Short: short,
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			path := "/api/v1/analysisruns"
+			p := path
 			if len(args) == 1 {
-				path += "/" + url.PathEscape(args[0])
+				p += "/" + url.PathEscape(args[0])
 			}
-			return callAPI(cmd, &opts, http.MethodGet, path, nil)
+			return callAPI(cmd, &opts, http.MethodGet, p, nil)
 		},
 	}
 	addClientFlags(cmd, &opts)

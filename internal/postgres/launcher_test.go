@@ -163,20 +163,28 @@ func (r *fakeRun) Stop(ctx context.Context) error {
 	return nil
 }
 
+// startLaunched starts an instance through a fake launcher, removed at
+// the test's end.
+func startLaunched(t *testing.T) (string, Config, *fakeLauncher, *Instance) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "env")
+	l := newFakeLauncher(t)
+	cfg := testConfig(t, dir)
+	cfg.Launcher = l
+	inst, err := Start(t.Context(), cfg, dir)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = inst.Remove(context.Background()) })
+	return dir, cfg, l, inst
+}
+
 // TestLauncherRunsAndRestarts runs the server through a launcher that
 // restarts it when killed: the instance rides out the restart, is adopted
 // through the launcher and removed through it.
 func TestLauncherRunsAndRestarts(t *testing.T) {
 	ctx := t.Context()
-	dir := filepath.Join(t.TempDir(), "env")
-	l := newFakeLauncher(t)
-	cfg := testConfig(t, dir)
-	cfg.Launcher = l
-	inst, err := Start(ctx, cfg, dir)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() { _ = inst.Remove(context.Background()) })
+	dir, cfg, l, inst := startLaunched(t)
 
 	if len(l.launched) != 1 {
 		t.Fatalf("launched %d processes, want 1", len(l.launched))
@@ -264,15 +272,7 @@ func TestLauncherRunsAndRestarts(t *testing.T) {
 // another port.
 func TestLauncherPortTaken(t *testing.T) {
 	ctx := t.Context()
-	dir := filepath.Join(t.TempDir(), "env")
-	l := newFakeLauncher(t)
-	cfg := testConfig(t, dir)
-	cfg.Launcher = l
-	inst, err := Start(ctx, cfg, dir)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() { _ = inst.Remove(context.Background()) })
+	dir, cfg, l, inst := startLaunched(t)
 	if err := inst.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}

@@ -157,31 +157,45 @@ func FuzzParseState(f *testing.F) {
 	})
 }
 
-// TestInterruptedRemovalIsFinished: a supervisor killed in the middle of a
-// Remove (the state file says removing, the process still runs) is
-// followed by one that finishes the removal: the process is killed and
-// the workload forgotten, never restarted.
-func TestInterruptedRemovalIsFinished(t *testing.T) {
+// killedWith runs a workload under a supervisor that then goes away
+// (Close: what a kill leaves) with its state file's record of the
+// workload changed by edit, as a kill at some other moment would have left
+// it. It returns the state file, the spec and the process's status.
+func killedWith(t *testing.T, id string, edit func(*stateRecord)) (string, Spec, Status) {
+	t.Helper()
 	state := filepath.Join(t.TempDir(), "state.json")
 	s1 := newSupervisor(t, Options{StatePath: state})
-	sp := servingSpec(t, "env/removed")
+	sp := servingSpec(t, id)
 	if _, err := s1.Apply(t.Context(), sp); err != nil {
 		t.Fatal(err)
 	}
 	st := waitReady(t, s1, sp.ID)
 	s1.Close()
-	// What Remove records before it stops anything.
 	b, err := os.ReadFile(state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	marked := strings.Replace(string(b), `"startTime"`, `"removing": true, "startTime"`, 1)
-	if marked == string(b) {
-		t.Fatalf("state file has no record to mark:\n%s", b)
+	var f stateFile
+	if err := json.Unmarshal(b, &f); err != nil || len(f.Workloads) != 1 {
+		t.Fatalf("state file: %v, %s", err, b)
 	}
-	if err := os.WriteFile(state, []byte(marked), 0o600); err != nil {
+	edit(&f.Workloads[0])
+	if b, err = json.Marshal(f); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(state, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return state, sp, st
+}
+
+// TestInterruptedRemovalIsFinished: a supervisor killed in the middle of a
+// Remove (the state file says removing, the process still runs) is
+// followed by one that finishes the removal: the process is killed and
+// the workload forgotten, never restarted.
+func TestInterruptedRemovalIsFinished(t *testing.T) {
+	// What Remove records before it stops anything.
+	state, sp, st := killedWith(t, "env/removed", func(r *stateRecord) { r.Removing = true })
 
 	s2 := newSupervisor(t, Options{StatePath: state})
 	awaitGone(t, st.PID, st.StartTime)
@@ -198,29 +212,12 @@ func TestInterruptedRemovalIsFinished(t *testing.T) {
 // nonce, no pid) is followed by one that finds that process by its nonce
 // and adopts it, instead of starting a twin beside it.
 func TestUnrecordedStartIsFound(t *testing.T) {
-	state := filepath.Join(t.TempDir(), "state.json")
-	s1 := newSupervisor(t, Options{StatePath: state})
-	sp := servingSpec(t, "env/unrecorded")
-	if _, err := s1.Apply(t.Context(), sp); err != nil {
-		t.Fatal(err)
-	}
-	st := waitReady(t, s1, sp.ID)
-	s1.Close()
-	b, err := os.ReadFile(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f stateFile
-	if err := json.Unmarshal(b, &f); err != nil || len(f.Workloads) != 1 || f.Workloads[0].Run == "" {
-		t.Fatalf("state file: %v, %s", err, b)
-	}
-	f.Workloads[0].PID, f.Workloads[0].StartTime = 0, 0 // what a start not yet recorded leaves
-	if b, err = json.Marshal(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(state, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	state, sp, st := killedWith(t, "env/unrecorded", func(r *stateRecord) {
+		if r.Run == "" {
+			t.Fatal("the state file has no run nonce")
+		}
+		r.PID, r.StartTime = 0, 0 // what a start not yet recorded leaves
+	})
 
 	s2 := newSupervisor(t, Options{StatePath: state})
 	got := waitReady(t, s2, sp.ID)
