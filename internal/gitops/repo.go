@@ -312,31 +312,52 @@ type Change struct {
 // Commit applies changes on top of the remote branch, commits them with
 // message and pushes. When the changes are already there it returns the
 // current head and pushes nothing, so retrying a commit is harmless. A push
-// that loses a race is retried on the new head.
+// that loses a race is retried on the new head. The changes are whole
+// files: an edit that depends on what a file holds (a manifest of which one
+// app changes) must use Update, so that it is made again on the new head.
 func (r *Repo) Commit(ctx context.Context, message string, changes ...Change) (string, error) {
+	return r.Update(ctx, message, func(func(string) ([]byte, error)) ([]Change, error) { return changes, nil })
+}
+
+// Edit computes the changes of a commit from the files at the head it is
+// made on; read returns a file's content there, or an error for which
+// IsNotExist holds. Returning no changes commits nothing.
+type Edit func(read func(path string) ([]byte, error)) ([]Change, error)
+
+// maxPushAttempts bounds Update's pushes: each attempt that loses a race to
+// another writer fetches the new head and makes the edit again there.
+const maxPushAttempts = 8
+
+// Update makes a commit whose changes edit computes from the remote head,
+// and pushes it. A push rejected as non-fast-forward (someone else pushed
+// first: another pipeline, or a person) is retried on top of the new head
+// with edit called again, so their change is kept and this one made on top
+// of it, at most maxPushAttempts times. Update returns the new head, or the
+// current one when the edit changes nothing.
+func (r *Repo) Update(ctx context.Context, message string, edit Edit) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		sha, err := r.commitOnce(ctx, message, changes)
+	for attempt := 0; attempt < maxPushAttempts; attempt++ {
+		sha, err := r.commitOnce(ctx, message, edit)
 		if err == nil {
 			return sha, nil
 		}
-		if !errors.Is(err, git.ErrNonFastForwardUpdate) && !strings.Contains(err.Error(), "non-fast-forward") {
+		if !isNonFastForward(err) {
 			return "", err
 		}
 		lastErr = err
-		r.log.Info("state repo moved while pushing; retrying", "attempt", attempt+1)
+		r.log.Info("state repo moved while pushing; making the change again on the new head", "attempt", attempt+1)
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case <-time.After(time.Duration(attempt*50) * time.Millisecond):
+		case <-time.After(time.Duration(attempt*25) * time.Millisecond):
 		}
 	}
-	return "", fmt.Errorf("pushing to state repo: %w", lastErr)
+	return "", fmt.Errorf("pushing to state repo: %d attempts lost the race to other writers: %w", maxPushAttempts, lastErr)
 }
 
-func (r *Repo) commitOnce(ctx context.Context, message string, changes []Change) (string, error) {
+func (r *Repo) commitOnce(ctx context.Context, message string, edit Edit) (string, error) {
 	head, err := r.fetch(ctx)
 	if err != nil {
 		return "", err
@@ -348,6 +369,10 @@ func (r *Repo) commitOnce(ctx context.Context, message string, changes []Change)
 	tree, err := commit.Tree()
 	if err != nil {
 		return "", fmt.Errorf("reading tree of %s: %w", head, err)
+	}
+	changes, err := edit(func(path string) ([]byte, error) { return readTreeFile(tree, path) })
+	if err != nil {
+		return "", err
 	}
 	root := tree
 	for _, c := range changes {
@@ -434,9 +459,22 @@ func (r *Repo) ReadFile(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading commit %s: %w", head, err)
 	}
-	f, err := commit.File(path)
+	tree, err := commit.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("reading tree of %s: %w", head, err)
+	}
+	data, err := readTreeFile(tree, path)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s at %s: %w", path, head, err)
+	}
+	return data, nil
+}
+
+// readTreeFile returns the content of the file at path in tree.
+func readTreeFile(tree *object.Tree, path string) ([]byte, error) {
+	f, err := tree.File(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	rd, err := f.Reader()
 	if err != nil {
@@ -444,4 +482,10 @@ func (r *Repo) ReadFile(ctx context.Context, path string) ([]byte, error) {
 	}
 	defer rd.Close()
 	return io.ReadAll(rd)
+}
+
+// isNonFastForward reports whether a push was rejected because the remote
+// branch moved.
+func isNonFastForward(err error) bool {
+	return errors.Is(err, git.ErrNonFastForwardUpdate) || strings.Contains(err.Error(), "non-fast-forward")
 }
