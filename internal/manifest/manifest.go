@@ -68,7 +68,23 @@ type App struct {
 	Images                Images
 	Deploy                Deploy
 	LastChangeDescription string
+	// DeployingWorkflowName is the workflow that put this version of the
+	// app here (deploying_workflow_name in the app's entry, a field
+	// Runway adds; the original has it for the whole manifest only). The
+	// manifest-wide one names the last change of any app; with several
+	// apps promoted close together each app's report goes to its own
+	// change's workflow. Empty: the manifest's.
+	DeployingWorkflowName string
 	extra                 fields
+}
+
+// Workflow is the workflow app's deploy reports go to in m: the app's
+// own deploying workflow, else the manifest's.
+func (m *Manifest) Workflow(app string) string {
+	if a, ok := m.Apps[app]; ok && a.DeployingWorkflowName != "" {
+		return a.DeployingWorkflowName
+	}
+	return m.DeployingWorkflowName
 }
 
 // Images are the app's artifacts: Code is what runs, Pipeline holds its
@@ -222,6 +238,7 @@ func (m *Manifest) MarshalJSON() ([]byte, error) {
 func (a *App) UnmarshalJSON(b []byte) error {
 	extra, err := decode(b, map[string]any{
 		"images": &a.Images, "deploy": &a.Deploy, "last_change_description": &a.LastChangeDescription,
+		"deploying_workflow_name": &a.DeployingWorkflowName,
 	})
 	a.extra = extra
 	return err
@@ -235,6 +252,9 @@ func (a *App) MarshalJSON() ([]byte, error) {
 	}
 	if a.LastChangeDescription != "" {
 		known["last_change_description"] = a.LastChangeDescription
+	}
+	if a.DeployingWorkflowName != "" {
+		known["deploying_workflow_name"] = a.DeployingWorkflowName
 	}
 	return encode(a.extra, known)
 }

@@ -181,3 +181,24 @@ func TestValidEnvName(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkflowPerApp(t *testing.T) {
+	m, err := Parse([]byte(`{"envname":"production","deploying_workflow_name":"api-2-production","apps":{
+  "web":{"images":{"code":{"image":"web","image_tag":"v1"}},"deploying_workflow_name":"web-1-production"},
+  "api":{"images":{"code":{"image":"api","image_tag":"v2"}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for app, want := range map[string]string{"web": "web-1-production", "api": "api-2-production", "gone": "api-2-production"} {
+		if got := m.Workflow(app); got != want {
+			t.Errorf("Workflow(%s) = %q, want %q", app, got, want)
+		}
+	}
+	out, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(out), `"deploying_workflow_name"`); n != 2 {
+		t.Errorf("rewritten manifest has %d deploying_workflow_name fields, want 2 (the manifest's and web's):\n%s", n, out)
+	}
+}
