@@ -8,10 +8,11 @@ import (
 	"fmt"
 
 	"github.com/runway-cd/runway/internal/analysis"
-	"github.com/runway-cd/runway/internal/api"
 )
 
-// SaveAnalysisRun inserts or replaces an analysis run's record.
+// SaveAnalysisRun inserts or replaces an analysis run's record: one JSON
+// document, with the columns the queries need beside it, all replaced
+// together.
 func (db *DB) SaveAnalysisRun(ctx context.Context, r analysis.RunRecord) error {
 	doc, err := json.Marshal(r)
 	if err != nil {
@@ -19,7 +20,8 @@ func (db *DB) SaveAnalysisRun(ctx context.Context, r analysis.RunRecord) error {
 	}
 	_, err = db.SQL().ExecContext(ctx, `
 INSERT INTO analysis_runs (name, env, app, phase, started_ns, doc) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET phase = excluded.phase, doc = excluded.doc`,
+ON CONFLICT (name) DO UPDATE SET
+	env = excluded.env, app = excluded.app, phase = excluded.phase, started_ns = excluded.started_ns, doc = excluded.doc`,
 		r.Name, r.Env, r.App, string(r.Phase), unixNanos(r.StartedAt), string(doc))
 	if err != nil {
 		return fmt.Errorf("saving analysis run %s: %w", r.Name, err)
@@ -27,12 +29,13 @@ ON CONFLICT (name) DO UPDATE SET phase = excluded.phase, doc = excluded.doc`,
 	return nil
 }
 
-// GetAnalysisRun returns one run with its measurements.
+// GetAnalysisRun returns one run with its measurements, or an error
+// wrapping analysis.ErrRunNotFound.
 func (db *DB) GetAnalysisRun(ctx context.Context, name string) (analysis.RunRecord, error) {
 	var doc string
 	err := db.SQL().QueryRowContext(ctx, `SELECT doc FROM analysis_runs WHERE name = ?`, name).Scan(&doc)
 	if errors.Is(err, sql.ErrNoRows) {
-		return analysis.RunRecord{}, fmt.Errorf("analysis run %q: %w", name, api.ErrNotFound)
+		return analysis.RunRecord{}, fmt.Errorf("analysis run %q: %w", name, analysis.ErrRunNotFound)
 	}
 	if err != nil {
 		return analysis.RunRecord{}, fmt.Errorf("loading analysis run %s: %w", name, err)

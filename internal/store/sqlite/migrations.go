@@ -76,4 +76,23 @@ CREATE INDEX rollouts_unfinished ON rollouts (env, app) WHERE finished = 0;
 	`
 ALTER TABLE reporter_expectations ADD COLUMN token TEXT NOT NULL DEFAULT '';
 `,
+	// 6: the rollout controller's record of each app in an environment
+	// (rollout.AppRecord: the version serving as stable), one JSON
+	// document each. A new table: a database from before starts with no
+	// records (GetApp answers rollout.ErrAppNotFound).
+	`
+CREATE TABLE rollout_apps (
+	env        TEXT NOT NULL,
+	app        TEXT NOT NULL,
+	updated_ns INTEGER NOT NULL,
+	doc        TEXT NOT NULL,
+	PRIMARY KEY (env, app)
+) STRICT;
+`,
+	// 7: a report's outcome (reporter.Outcome, '' for an ordinary
+	// report), kept as a code of its own rather than in the message.
+	// Rows from before get ''.
+	`
+ALTER TABLE reporter_reports ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+`,
 }

@@ -6,15 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/runway-cd/runway/internal/pipeline"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 var _ pipeline.Store = (*DB)(nil)
 
 // SavePipeline implements pipeline.Store: the whole pipeline is one JSON
-// document, with the columns the queries need beside it.
+// document, with the columns the queries need beside it; a replace sets
+// them all, so they never disagree with the document.
 func (db *DB) SavePipeline(ctx context.Context, p *pipeline.Pipeline) error {
 	doc, err := json.Marshal(p)
 	if err != nil {
@@ -26,10 +27,13 @@ func (db *DB) SavePipeline(ctx context.Context, p *pipeline.Pipeline) error {
 	}
 	_, err = db.SQL().ExecContext(ctx, `
 INSERT INTO pipelines (id, app, version, phase, created_ns, doc) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET version = excluded.version, phase = excluded.phase, doc = excluded.doc`,
+ON CONFLICT (id) DO UPDATE SET
+	app = excluded.app, version = excluded.version, phase = excluded.phase, created_ns = excluded.created_ns, doc = excluded.doc`,
 		p.ID, p.App, version, string(p.Phase), unixNanos(p.Created), string(doc))
 	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE constraint failed: pipelines.version") {
+		// The upsert resolves a clash on id; the one other unique
+		// index is the version's.
+		if isCode(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
 			return fmt.Errorf("saving pipeline %s with version %s: %w", p.ID, p.Version, pipeline.ErrVersionTaken)
 		}
 		return fmt.Errorf("saving pipeline %s: %w", p.ID, err)

@@ -33,13 +33,14 @@ ON CONFLICT (workflow) DO UPDATE SET apps = excluded.apps`,
 	return nil
 }
 
-// SaveReport records r for workflow, replacing an earlier report of the same app.
+// SaveReport records r for workflow, replacing an earlier report of the
+// same app. Its Outcome is kept in a column of its own.
 func (db *DB) SaveReport(ctx context.Context, workflow string, r reporter.Report) error {
 	_, err := db.db.ExecContext(ctx, `
-INSERT INTO reporter_reports (workflow, app, success, message, reported_ns) VALUES (?, ?, ?, ?, ?)
+INSERT INTO reporter_reports (workflow, app, success, outcome, message, reported_ns) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (workflow, app) DO UPDATE SET
-	success = excluded.success, message = excluded.message, reported_ns = excluded.reported_ns`,
-		workflow, r.App, r.Success, r.Message, unixNanos(r.Time))
+	success = excluded.success, outcome = excluded.outcome, message = excluded.message, reported_ns = excluded.reported_ns`,
+		workflow, r.App, r.Success, string(r.Outcome), r.Message, unixNanos(r.Time))
 	if err != nil {
 		return fmt.Errorf("saving report of %s for %s: %w", r.App, workflow, err)
 	}
@@ -75,7 +76,7 @@ func (db *DB) LoadExpectation(ctx context.Context, workflow string) (apps []stri
 // loadReports returns workflow's reports, oldest first.
 func (db *DB) loadReports(ctx context.Context, workflow string) ([]reporter.Report, error) {
 	rows, err := db.db.QueryContext(ctx, `
-SELECT app, success, message, reported_ns FROM reporter_reports
+SELECT app, success, outcome, message, reported_ns FROM reporter_reports
 WHERE workflow = ? ORDER BY reported_ns, app`, workflow)
 	if err != nil {
 		return nil, fmt.Errorf("loading reports of %s: %w", workflow, err)
@@ -85,10 +86,11 @@ WHERE workflow = ? ORDER BY reported_ns, app`, workflow)
 	for rows.Next() {
 		var r reporter.Report
 		var ns int64
-		if err := rows.Scan(&r.App, &r.Success, &r.Message, &ns); err != nil {
+		var outcome string
+		if err := rows.Scan(&r.App, &r.Success, &outcome, &r.Message, &ns); err != nil {
 			return nil, fmt.Errorf("reading report of %s: %w", workflow, err)
 		}
-		r.Time = fromUnixNanos(ns)
+		r.Outcome, r.Time = reporter.Outcome(outcome), fromUnixNanos(ns)
 		reports = append(reports, r)
 	}
 	if err := rows.Err(); err != nil {

@@ -8,10 +8,8 @@ import (
 	"github.com/runway-cd/runway/internal/rollout"
 )
 
-var _ rollout.Checkpoints = (*DB)(nil)
-
-// SaveRollout implements rollout.Checkpoints: one row per rollout, the
-// whole checkpoint as a JSON document.
+// SaveRollout implements rollout.Store (its guard is in app.go): one row
+// per rollout, the whole checkpoint as a JSON document.
 func (db *DB) SaveRollout(ctx context.Context, cp rollout.Checkpoint) error {
 	doc, err := json.Marshal(cp)
 	if err != nil {
@@ -33,12 +31,12 @@ ON CONFLICT (env, app, canary) DO UPDATE SET finished = excluded.finished, start
 
 // UnfinishedRollouts implements rollout.Checkpoints.
 func (db *DB) UnfinishedRollouts(ctx context.Context, env, app string) ([]rollout.Checkpoint, error) {
-	return db.rollouts(ctx, `SELECT doc FROM rollouts WHERE env = ? AND app = ? AND finished = 0 ORDER BY started_ns`, env, app)
+	return db.rollouts(ctx, `SELECT doc FROM rollouts WHERE env = ? AND app = ? AND finished = 0 ORDER BY started_ns, canary`, env, app)
 }
 
 // ListRollouts returns the newest rollouts first, running or ended.
 func (db *DB) ListRollouts(ctx context.Context, limit int) ([]rollout.Checkpoint, error) {
-	return db.rollouts(ctx, `SELECT doc FROM rollouts ORDER BY started_ns DESC LIMIT ?`, limit)
+	return db.rollouts(ctx, `SELECT doc FROM rollouts ORDER BY started_ns DESC, env, app, canary LIMIT ?`, limit)
 }
 
 func (db *DB) rollouts(ctx context.Context, query string, args ...any) ([]rollout.Checkpoint, error) {

@@ -6,6 +6,13 @@
 // fails on a lock upgrade; plain queries outside transactions read
 // concurrently. Times are stored as INTEGER unix nanoseconds, UTC.
 //
+// Not-found and conflict results are the domain packages' sentinels
+// (pipeline.ErrNotFound, pipeline.ErrVersionTaken, rollout.ErrAppNotFound,
+// analysis.ErrRunNotFound), wrapped with what was being done; driver
+// errors are told apart by SQLite result code (modernc.org/sqlite's
+// Error.Code), never by their text. The conformance suite
+// internal/store/storetest runs against this store (storetest_test.go).
+//
 // The database file and its -wal and -shm files are readable by their owner
 // only (0600), whatever the umask: they hold tokens and every pipeline's
 // logs.
@@ -21,7 +28,8 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	modernc "modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // DB is an open Runway state database.
@@ -55,7 +63,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		// Switching a new file to WAL takes an exclusive lock, and SQLite
 		// answers SQLITE_BUSY at once, without its busy handler, when
 		// another process is doing the same: try again a few times.
-		if attempt == openAttempts || !strings.Contains(err.Error(), "SQLITE_BUSY") {
+		if attempt == openAttempts || !isPrimaryCode(err, sqlite3.SQLITE_BUSY) {
 			return nil, err
 		}
 		select {
@@ -190,4 +198,20 @@ func unixNanos(t time.Time) int64 {
 // fromUnixNanos converts a stored time back, in UTC.
 func fromUnixNanos(ns int64) time.Time {
 	return time.Unix(0, ns).UTC()
+}
+
+// isCode reports whether err comes from SQLite with the (extended) result
+// code code, such as SQLITE_CONSTRAINT_UNIQUE. The driver turns extended
+// result codes on, so Code is the extended one.
+func isCode(err error, code int) bool {
+	var e *modernc.Error
+	return errors.As(err, &e) && e.Code() == code
+}
+
+// isPrimaryCode reports whether err comes from SQLite with a result code
+// whose primary code (the low 8 bits) is code, such as SQLITE_BUSY for
+// SQLITE_BUSY_SNAPSHOT too.
+func isPrimaryCode(err error, code int) bool {
+	var e *modernc.Error
+	return errors.As(err, &e) && e.Code()&0xff == code
 }
