@@ -328,12 +328,19 @@ type Edit func(read func(path string) ([]byte, error)) ([]Change, error)
 // another writer fetches the new head and makes the edit again there.
 const maxPushAttempts = 8
 
+// ErrRemoteMoved is wrapped by Update's error when its pushes kept losing
+// the race: every one of maxPushAttempts attempts found that another writer
+// had moved the branch between Update's fetch and its push.
+var ErrRemoteMoved = errors.New("the state repository's branch moved while pushing")
+
 // Update makes a commit whose changes edit computes from the remote head,
-// and pushes it. A push rejected as non-fast-forward (someone else pushed
-// first: another pipeline, or a person) is retried on top of the new head
-// with edit called again, so their change is kept and this one made on top
-// of it, at most maxPushAttempts times. Update returns the new head, or the
-// current one when the edit changes nothing.
+// and pushes it. A push rejected because the branch moved (someone else
+// pushed first: another pipeline, or a person) is retried on top of the new
+// head with edit called again, so their change is kept and this one made on
+// top of it, at most maxPushAttempts times; then the error wraps
+// ErrRemoteMoved. An error of edit ends Update at once, with nothing
+// pushed. Update returns the new head, or the current one when the edit
+// changes nothing.
 func (r *Repo) Update(ctx context.Context, message string, edit Edit) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -343,18 +350,19 @@ func (r *Repo) Update(ctx context.Context, message string, edit Edit) (string, e
 		if err == nil {
 			return sha, nil
 		}
-		if !isNonFastForward(err) {
+		if !errors.Is(err, ErrRemoteMoved) {
 			return "", err
 		}
 		lastErr = err
-		r.log.Info("state repo moved while pushing; making the change again on the new head", "attempt", attempt+1)
+		r.log.Info("state repo moved while pushing; making the change again on the new head", "attempt", attempt+1, "err", err)
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", fmt.Errorf("pushing to state repo %s: %w", r.url, ctx.Err())
 		case <-time.After(time.Duration(attempt*25) * time.Millisecond):
 		}
 	}
-	return "", fmt.Errorf("pushing to state repo: %d attempts lost the race to other writers: %w", maxPushAttempts, lastErr)
+	return "", fmt.Errorf("pushing to state repo %s: gave up after %d attempts, each made on a head another writer replaced before the push landed; last: %w",
+		r.url, maxPushAttempts, lastErr)
 }
 
 func (r *Repo) commitOnce(ctx context.Context, message string, edit Edit) (string, error) {
@@ -403,9 +411,40 @@ func (r *Repo) commitOnce(ctx context.Context, message string, edit Edit) (strin
 		RefSpecs:   []config.RefSpec{config.RefSpec(fmt.Sprintf("%s:%s", local, local))},
 	})
 	if err != nil {
-		return "", fmt.Errorf("pushing %s: %w", sha, err)
+		return r.pushFailed(ctx, head, sha, err)
 	}
 	return sha.String(), nil
+}
+
+// pushFailed tells why the push of sha, a commit on base, failed, by
+// reading the remote branch again rather than the error's text: go-git
+// (v5.19) has no typed error for a rejected update on any transport.
+// Its own check before sending (remote.go, checkFastForwardUpdate: the
+// advertised head is not an ancestor) returns fmt.Errorf("non-fast-forward
+// update: %s"); a refusal the server reports in report-status ("ng <ref>
+// <reason>": git receive-pack's "failed to update ref" when another push
+// landed after the advertisement, "fetch first", a hook's message) becomes
+// packp.CommandStatus.Error's fmt.Errorf("command error on %s: %s").
+// git.ErrNonFastForwardUpdate is returned only by Worktree.Pull. The
+// file transport (file:// URLs and plain paths) runs git-receive-pack;
+// ssh:// and http(s):// report the same way. So: the branch no longer at
+// base means another writer pushed first (ErrRemoteMoved, retried); at sha
+// means this push landed although its answer was lost; still at base means
+// the push was refused for another reason (a hook, a lock another push held
+// past git's core.filesRefLockTimeout, permissions), which is returned.
+func (r *Repo) pushFailed(ctx context.Context, base, sha plumbing.Hash, pushErr error) (string, error) {
+	now, err := r.fetch(ctx)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("pushing %s: %w (and reading the branch again to tell why failed: %v)", sha, pushErr, err)
+	case now == sha:
+		r.log.Info("state repo push reported an error but landed", "commit", sha, "err", pushErr)
+		return sha.String(), nil
+	case now != base:
+		return "", fmt.Errorf("pushing %s: %w: %s moved from %s to %s: %w", sha, ErrRemoteMoved, r.branch, base, now, pushErr)
+	default:
+		return "", fmt.Errorf("pushing %s: %w", sha, pushErr)
+	}
 }
 
 // apply returns root with change c made. Only manifest paths may change, a
@@ -482,10 +521,4 @@ func readTreeFile(tree *object.Tree, path string) ([]byte, error) {
 	}
 	defer rd.Close()
 	return io.ReadAll(rd)
-}
-
-// isNonFastForward reports whether a push was rejected because the remote
-// branch moved.
-func isNonFastForward(err error) bool {
-	return errors.Is(err, git.ErrNonFastForwardUpdate) || strings.Contains(err.Error(), "non-fast-forward")
 }

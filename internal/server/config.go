@@ -25,13 +25,15 @@ type Config struct {
 	// Listen is the API and webhook address. Default 127.0.0.1:7070.
 	Listen  string        `json:"listen,omitempty"`
 	Gateway GatewayConfig `json:"gateway,omitempty"`
-	// StateRepo is the GitOps state repository.
+	// StateRepo is the GitOps state repository: one for every app.
 	StateRepo RepoConfig `json:"stateRepo"`
 	// WebhookSecret verifies X-Hub-Signature-256. When empty, the value of
 	// the environment variable RUNWAY_WEBHOOK_SECRET is used; one of them
 	// is required.
 	WebhookSecret string `json:"webhookSecret,omitempty"`
-	// Apps are the tracked app repositories.
+	// Apps are the tracked apps, any number of them sharing the state
+	// repository. Each has a unique name and a unique (repo, branch): a
+	// push names the app it is for by its repository and branch.
 	Apps     []AppConfig    `json:"apps"`
 	Timeouts TimeoutsConfig `json:"timeouts,omitempty"`
 	Staging  StagingConfig  `json:"staging,omitempty"`
@@ -130,6 +132,10 @@ type LimitsConfig struct {
 	// StagingEnvironments is how many staging environments exist at once.
 	// Default 4.
 	StagingEnvironments int `json:"stagingEnvironments,omitempty"`
+	// ParallelEnvironments is how many environments are brought up at
+	// once (their replicas started and health-checked); the others wait
+	// their turn. Default 8.
+	ParallelEnvironments int `json:"parallelEnvironments,omitempty"`
 }
 
 // AnalysisConfig configures the analysis providers.
@@ -165,10 +171,19 @@ type GatewayConfig struct {
 	AllowedBackends []string `json:"allowedBackends,omitempty"`
 }
 
-// RepoConfig names a git repository and branch.
+// RepoConfig names the state repository and its branch.
 type RepoConfig struct {
-	URL    string `json:"url"`
-	Branch string `json:"branch,omitempty"` // default main
+	// URL is where Runway clones it from and pushes to. Required.
+	URL string `json:"url"`
+	// Branch is the branch Runway reads and writes. Default main.
+	Branch string `json:"branch,omitempty"`
+	// Repo is the repository's full name as GitHub sends it (owner/name).
+	// Optional: when set, a GitHub push webhook for it on Branch (pointed
+	// at the same /webhooks/github, with the same secret) reconciles the
+	// environments at once, as Argo CD's webhook does, instead of at the
+	// next pollInterval; pushes to its other branches are acknowledged and
+	// ignored. Empty: changes are seen at the next poll.
+	Repo string `json:"repo,omitempty"`
 }
 
 // AppConfig is a tracked app.
@@ -182,6 +197,24 @@ type AppConfig struct {
 	URL string `json:"url"`
 	// Branch is the tracked branch. Default main.
 	Branch string `json:"branch,omitempty"`
+	// Paths, when set, are the paths of the repository whose change
+	// triggers a pipeline: a push that changes none of them (after
+	// IgnorePaths) is acknowledged as ignored, with the reason, and runs
+	// nothing. Each is a glob relative to the repository's root, without
+	// a leading or trailing slash: "**" as a whole segment matches any
+	// number of directories (none included), "*" any part of one segment
+	// (never a "/"), "?" one character, "[a-z]" a class, "\" escapes;
+	// e.g. "src/**", "go.mod", "**/*.sql". Empty: every push triggers.
+	// The changed paths are those that differ between the push's before
+	// and after commits in the app's repository (the commits' lists in
+	// the payload only when git cannot tell); a new branch, or a push
+	// changing more than 10000 paths, is never filtered. At most 100
+	// patterns.
+	Paths []string `json:"paths,omitempty"`
+	// IgnorePaths are globs (as Paths) of paths whose change never
+	// triggers a pipeline, even when Paths selects them ("docs/**",
+	// "**/*.md"). Empty: none. At most 100 patterns.
+	IgnorePaths []string `json:"ignorePaths,omitempty"`
 }
 
 // TimeoutsConfig bounds the waits. When one passes, the pipeline fails
@@ -282,6 +315,9 @@ func (c *Config) setDefaults() {
 	if c.Limits.StagingEnvironments == 0 {
 		c.Limits.StagingEnvironments = 4
 	}
+	if c.Limits.ParallelEnvironments == 0 {
+		c.Limits.ParallelEnvironments = 8
+	}
 	if c.API.AdminToken == "" {
 		c.API.AdminToken = os.Getenv("RUNWAY_ADMIN_TOKEN")
 	}
@@ -322,7 +358,7 @@ func (c *Config) validate() error {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("tls.certFile and tls.keyFile must be set together"))
 	}
-	if c.Limits.Pipelines < 0 || c.Limits.StagingEnvironments < 0 {
+	if c.Limits.Pipelines < 0 || c.Limits.StagingEnvironments < 0 || c.Limits.ParallelEnvironments < 0 {
 		errs = append(errs, errors.New("limits must not be negative (leave them out for the default)"))
 	}
 	if c.WorkDir != "" && c.DataDir != "" {
@@ -341,20 +377,69 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateDurations()...)
-	seen := map[string]bool{}
+	errs = append(errs, c.validateStateRepo()...)
+	errs = append(errs, c.validateApps()...)
+	return errors.Join(errs...)
+}
+
+// validateStateRepo checks stateRepo.repo, when set: a GitHub full name
+// that no app tracks on the same branch (a push there would be both).
+func (c *Config) validateStateRepo() []error {
+	repo := c.StateRepo.Repo
+	if repo == "" {
+		return nil
+	}
+	if err := webhook.ValidRepoName(repo); err != nil {
+		return []error{fmt.Errorf("stateRepo.repo: %w", err)}
+	}
+	var errs []error
 	for i, a := range c.Apps {
+		if a.Repo == repo && a.Branch == c.StateRepo.Branch {
+			errs = append(errs, fmt.Errorf("apps[%d] (%s) tracks branch %s of %s, the state repository's: a push there cannot be both", i, a.Name, a.Branch, repo))
+		}
+	}
+	return errs
+}
+
+// validateApps checks each app and that no two share a name or a (repo,
+// branch): a push must name one app. Errors name the entries.
+func (c *Config) validateApps() []error {
+	var errs []error
+	names := map[string]int{}
+	pushes := map[[2]string]int{}
+	for i, a := range c.Apps {
+		entry := fmt.Sprintf("apps[%d]", i)
+		if a.Name != "" {
+			entry = fmt.Sprintf("apps[%d] (%s)", i, a.Name)
+		}
 		if !appspec.ValidName(a.Name) {
 			errs = append(errs, fmt.Errorf("apps[%d].name %q must be a DNS label", i, a.Name))
 		}
 		if a.Repo == "" || a.URL == "" {
-			errs = append(errs, fmt.Errorf("apps[%d] needs repo and url", i))
+			errs = append(errs, fmt.Errorf("%s needs repo and url", entry))
+		} else if err := webhook.ValidRepoName(a.Repo); err != nil {
+			errs = append(errs, fmt.Errorf("%s.repo: %w", entry, err))
 		}
-		if seen[a.Name] {
-			errs = append(errs, fmt.Errorf("apps[%d]: app %q is listed twice", i, a.Name))
+		if j, ok := names[a.Name]; ok {
+			errs = append(errs, fmt.Errorf("apps[%d]: app %q is listed twice (apps[%d] too)", i, a.Name, j))
+		} else {
+			names[a.Name] = i
 		}
-		seen[a.Name] = true
+		key := [2]string{a.Repo, a.Branch}
+		if j, ok := pushes[key]; ok && a.Repo != "" {
+			errs = append(errs, fmt.Errorf("%s tracks branch %s of %s, as apps[%d] (%s) does: a push there must name one app",
+				entry, a.Branch, a.Repo, j, c.Apps[j].Name))
+		} else {
+			pushes[key] = i
+		}
+		f := webhook.PathFilter{Paths: a.Paths, IgnorePaths: a.IgnorePaths}
+		if err := f.Validate(); err != nil {
+			for _, err := range unjoin(err) {
+				errs = append(errs, fmt.Errorf("%s: %w", entry, err))
+			}
+		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // validateDurations rejects negative durations (zero takes the default)
@@ -391,6 +476,14 @@ func (c *Config) app(repo, branch string) (AppConfig, bool) {
 		}
 	}
 	return AppConfig{}, false
+}
+
+// unjoin returns the errors errors.Join made err of, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // validAPIHost accepts a host name or address, with an optional port, as a

@@ -34,17 +34,27 @@ func (st starter) Start(ctx context.Context, p webhook.Push) (string, error) {
 
 // newWebhook builds the handler of GitHub pushes: a push starts a pipeline
 // only if its commit is on the tracked branch of the app's configured
-// repository, fetched into WorkDir/verify.
+// repository, fetched into WorkDir/verify, and it changes a path the app's
+// path filter selects; a push to the state repository (stateRepo.repo)
+// makes the environment controller reconcile at once.
 func (s *Server) newWebhook() (*webhook.Handler, error) {
-	h, err := webhook.NewHandler(webhook.Options{
+	v := build.NewVerifier(filepath.Join(s.cfg.WorkDir, "verify"), 0)
+	opts := webhook.Options{
 		Secret:     []byte(s.cfg.WebhookSecret),
 		Tracker:    tracker{&s.cfg},
-		Verifier:   verifier{cfg: &s.cfg, v: build.NewVerifier(filepath.Join(s.cfg.WorkDir, "verify"), 0)},
+		Verifier:   verifier{cfg: &s.cfg, v: v},
 		Starter:    starter{s},
 		Deliveries: s.db,
 		Queue:      queue{s.pipelines},
+		Paths:      changes{cfg: &s.cfg, v: v},
 		Logger:     s.log,
-	})
+	}
+	if s.cfg.StateRepo.Repo != "" {
+		opts.State = webhook.StateRepo{
+			Repo: s.cfg.StateRepo.Repo, Branch: s.cfg.StateRepo.Branch, Reconciler: webhook.ReconcileFunc(s.envs.Trigger),
+		}
+	}
+	h, err := webhook.NewHandler(opts)
 	if err != nil {
 		return nil, fmt.Errorf("building the webhook handler: %w", err)
 	}
@@ -84,3 +94,33 @@ func (v verifier) Verify(ctx context.Context, repo, branch, commit string) error
 	return err
 }
 
+// changes gives the webhook an app's path filter and a push's changed
+// paths, read in the app's configured repository (the verifier's mirror,
+// which Verify has just fetched).
+type changes struct {
+	cfg *Config
+	v   *build.Verifier
+}
+
+func (c changes) PathFilter(repo, branch string) (string, webhook.PathFilter) {
+	app, ok := c.cfg.app(repo, branch)
+	if !ok {
+		return "", webhook.PathFilter{}
+	}
+	return app.Name, webhook.PathFilter{Paths: app.Paths, IgnorePaths: app.IgnorePaths}
+}
+
+func (c changes) ChangedPaths(ctx context.Context, repo, branch, before, after string) ([]string, error) {
+	app, ok := c.cfg.app(repo, branch)
+	if !ok {
+		return nil, fmt.Errorf("push to %s %s is not tracked", repo, branch)
+	}
+	paths, err := c.v.ChangedPaths(ctx, app.URL, before, after, webhook.MaxChangedPaths)
+	switch {
+	case errors.Is(err, build.ErrCommitNotFound):
+		return nil, fmt.Errorf("%w: %w", webhook.ErrUnknownCommit, err)
+	case errors.Is(err, build.ErrTooManyChanges):
+		return nil, fmt.Errorf("%w: %w", webhook.ErrTooManyPaths, err)
+	}
+	return paths, err
+}

@@ -52,9 +52,11 @@ var verdicts = []error{
 
 // FuzzWebhook sends arbitrary bodies and headers, with the real signature
 // for inputs that ask for one. Whatever comes in: no panic, a JSON answer,
-// a 2xx or 4xx status (5xx only when the verifier could not check), and a
+// a 2xx or 4xx status (5xx only when the verifier or the path filter could not check), and a
 // body without a valid signature never reaches the verifier or the starter;
-// a pipeline starts only for a commit the verifier accepted.
+// a pipeline starts only for a commit the verifier accepted, the path
+// filter reads changes only of a verified push, and a push reconciles only
+// when signed, without a pipeline.
 func FuzzWebhook(f *testing.F) {
 	push := pushPayload("o/r", "refs/heads/main", sha)
 	const js, form = "application/json", "application/x-www-form-urlencoded"
@@ -78,16 +80,26 @@ func FuzzWebhook(f *testing.F) {
 	f.Add([]byte(pushPayload("o/r", "refs/tags/v1", sha)), "push", js, "d1", "", true, uint8(0))
 	f.Add([]byte(pushPayload("o/r", "refs/heads/other", sha)), "push", js, "d1", "", true, uint8(0))
 	f.Add([]byte{}, "push", js, "d1", "", true, uint8(0))
+	f.Add([]byte(pushPayload("o/state", "refs/heads/main", sha)), "push", js, "d1", "", true, uint8(0))
+	f.Add([]byte(pushPayload("o/state", "refs/heads/main", sha)), "push", js, "d1", "", false, uint8(0))
+	f.Add([]byte(pushChanging("o/r", "refs/heads/main", before, []string{"docs/a.md"})), "push", js, "d1", "", true, uint8(1))
+	f.Add([]byte(pushChanging("o/r", "refs/heads/main", before, []string{"src/a.go"})), "push", js, "d1", "", true, uint8(1))
 
 	f.Fuzz(func(t *testing.T, body []byte, event, ctype, id, sig string, signIt bool, verdict uint8) {
 		real := sign(secret, string(body))
 		if signIt {
 			sig = real
 		}
-		st := &starter{}
+		st, passes := &starter{}, &reconciler{}
 		v := &verifier{errs: []error{verdicts[int(verdict)%len(verdicts)]}}
+		// The verdict's high bits pick what git says changed: the
+		// filter's answer, "cannot tell" (the payload's list) or a failure.
+		diffErrs := []error{nil, webhook.ErrUnknownCommit, webhook.ErrTooManyPaths, errors.New("fuzz: mirror unreadable")}
+		diffErr := diffErrs[int(verdict/4)%len(diffErrs)]
+		pf := &paths{filter: webhook.PathFilter{Paths: []string{"src/**"}, IgnorePaths: []string{"**/*.md"}}, changed: []string{"README.md"}, err: diffErr}
 		h, err := webhook.NewHandler(webhook.Options{
 			Secret: secret, Tracker: tracker{"o/r@main": true}, Verifier: v, Starter: st, Deliveries: &memDeliveries{},
+			Paths: pf, State: webhook.StateRepo{Repo: "o/state", Reconciler: passes},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -105,15 +117,28 @@ func FuzzWebhook(f *testing.F) {
 		switch s := rec.Code; {
 		case s >= 200 && s < 300, s >= 400 && s < 500:
 		case s == http.StatusServiceUnavailable && verified && unreachable:
+		case s == http.StatusServiceUnavailable && pf.called() > 0 && diffErr == diffErrs[3]:
 		default:
 			t.Fatalf("status %d (verifier called: %v, verdict %d): %s", s, verified, verdict, rec.Body)
 		}
-		var answer map[string]string
+		var answer map[string]any
 		if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil {
-			t.Fatalf("answer %q is not a JSON object of strings: %v", rec.Body, err)
+			t.Fatalf("answer %q is not a JSON object: %v", rec.Body, err)
 		}
-		if !validSignature(sig, real) && (verified || len(st.started()) > 0) {
-			t.Fatalf("a body without a valid signature reached the verifier (%v) or the starter (%d)", v.called(), len(st.started()))
+		for k, v := range answer {
+			if _, ok := v.(string); !ok && k != "ignored" {
+				t.Fatalf("answer %q: field %s is not a string", rec.Body, k)
+			}
+		}
+		if !validSignature(sig, real) && (verified || len(st.started()) > 0 || passes.count() > 0 || pf.called() > 0) {
+			t.Fatalf("a body without a valid signature reached the verifier (%v), the starter (%d), the path filter (%d) or the reconciler (%d)",
+				v.called(), len(st.started()), pf.called(), passes.count())
+		}
+		if passes.count() > 0 && (len(st.started()) > 0 || verified) {
+			t.Fatalf("a push both reconciled and reached the verifier (%v) or the starter (%d)", v.called(), len(st.started()))
+		}
+		if pf.called() > 0 && !verified {
+			t.Fatal("the path filter read the changes of a push the verifier did not check")
 		}
 		if len(st.started()) > 0 && (verdict%uint8(len(verdicts)) != 0 || rec.Code != http.StatusAccepted) {
 			t.Fatalf("a pipeline started with verdict %d, status %d", verdict, rec.Code)

@@ -54,6 +54,15 @@ type Options struct {
 	// Queue, when set, tells whether a started pipeline waits for a slot;
 	// the answer then says "queued" with the reason.
 	Queue Queue
+	// Paths, when set, applies the apps' path filters: a verified push
+	// that changes no path its app's filter selects is answered 200
+	// {"ignored": true, "reason": ...} and recorded as handled, so a
+	// redelivery is a duplicate. Nil: every tracked push runs.
+	Paths Paths
+	// State, when its Repo is set, makes a push to the state repository's
+	// branch ask State.Reconciler for a pass (answered 202 "reconciling")
+	// after the same signature check and delivery dedup.
+	State StateRepo
 	// Bodies is how many requests may be reading a body at once; others
 	// get 503 with Retry-After. Zero means DefaultBodies.
 	Bodies int
@@ -74,6 +83,8 @@ type Handler struct {
 	starter    Starter
 	deliveries Deliveries
 	queue      Queue
+	paths      Paths
+	state      StateRepo
 	logger     *slog.Logger
 
 	// large holds one token per request reading a body over LargeBody,
@@ -87,7 +98,10 @@ type Handler struct {
 
 // response is the JSON body of every answer.
 type response struct {
-	Status   string `json:"status,omitempty"`
+	Status string `json:"status,omitempty"`
+	// Ignored marks a push acknowledged and recorded without a pipeline
+	// because of its app's path filter.
+	Ignored  bool   `json:"ignored,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	Pipeline string `json:"pipeline,omitempty"`
 	Error    string `json:"error,omitempty"`
@@ -141,6 +155,17 @@ func NewHandler(opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.State.Repo != "" {
+		if err := ValidRepoName(opts.State.Repo); err != nil {
+			return nil, fmt.Errorf("webhook state repository: %w", err)
+		}
+		if opts.State.Reconciler == nil {
+			return nil, errors.New("webhook handler needs a reconciler for the state repository's pushes")
+		}
+		if opts.State.Branch == "" {
+			opts.State.Branch = "main"
+		}
+	}
 	return &Handler{
 		secret:     append([]byte(nil), opts.Secret...),
 		tracker:    opts.Tracker,
@@ -148,6 +173,8 @@ func NewHandler(opts Options) (*Handler, error) {
 		starter:    opts.Starter,
 		deliveries: opts.Deliveries,
 		queue:      opts.Queue,
+		paths:      opts.Paths,
+		state:      opts.State,
 		logger:     opts.Logger,
 		large:      make(chan struct{}, opts.LargeBodies),
 		bodies:     make(chan struct{}, max(opts.Bodies, opts.LargeBodies)),
@@ -234,6 +261,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) reply {
 	if push.Delivery == "" || len(push.Delivery) > 128 {
 		return *refuse(http.StatusBadRequest, "missing or oversized X-GitHub-Delivery header", nil)
 	}
+	if h.isState(push) {
+		return h.reconcile(r.Context(), push, bodyKey)
+	}
 	if reason := h.ignore(push); reason != "" {
 		h.logger.Info("push ignored", "delivery", push.Delivery, "repo", push.Repo, "ref", push.Ref, "reason", reason)
 		return reply{status: http.StatusAccepted, body: response{Status: "ignored", Reason: reason}}
@@ -288,6 +318,10 @@ func (h *Handler) start(ctx context.Context, p Push, bodyKey string) reply {
 	if rep := h.check(ctx, p); rep != nil {
 		return *rep
 	}
+	filtered, rep := h.filter(ctx, p)
+	if rep != nil {
+		return *rep
+	}
 
 	h.startMu.Lock()
 	defer h.startMu.Unlock()
@@ -295,16 +329,16 @@ func (h *Handler) start(ctx context.Context, p Push, bodyKey string) reply {
 	if rep := h.duplicate(sctx, p.Delivery, bodyKey); rep != nil {
 		return *rep
 	}
+	if filtered != "" {
+		h.save(sctx, p.Delivery, bodyKey, "")
+		h.logger.Info("push ignored by path filter", "delivery", p.Delivery, "repo", p.Repo, "branch", p.Branch, "after", p.After, "reason", filtered)
+		return reply{status: http.StatusOK, body: response{Status: "ignored", Ignored: true, Reason: filtered}}
+	}
 	id, err := h.starter.Start(sctx, p)
 	if err != nil {
 		return *refuse(http.StatusInternalServerError, "starting pipeline failed", fmt.Errorf("starting pipeline for %s@%s: %w", p.Repo, p.After, err))
 	}
-	for _, key := range []string{p.Delivery, bodyKey} {
-		if err := h.deliveries.SaveDelivery(sctx, key, id, time.Now().UTC()); err != nil {
-			// The pipeline runs; only a redelivery could start it twice.
-			h.logger.Error("recording delivery failed", "delivery", p.Delivery, "pipeline", id, "err", err)
-		}
-	}
+	h.save(sctx, p.Delivery, bodyKey, id)
 	h.logger.Info("pipeline started", "delivery", p.Delivery, "repo", p.Repo, "branch", p.Branch, "after", p.After, "pipeline", id)
 	if h.queue != nil {
 		if reason, queued := h.queue.Queued(sctx, id); queued {
@@ -312,6 +346,18 @@ func (h *Handler) start(ctx context.Context, p Push, bodyKey string) reply {
 		}
 	}
 	return reply{status: http.StatusAccepted, body: response{Status: "accepted", Pipeline: id}}
+}
+
+// save records that a delivery (its id and its body's digest) was acted
+// on: it started pipeline id, or nothing ("") for a push filtered out or
+// one of the state repository.
+func (h *Handler) save(ctx context.Context, delivery, bodyKey, id string) {
+	for _, key := range []string{delivery, bodyKey} {
+		if err := h.deliveries.SaveDelivery(ctx, key, id, time.Now().UTC()); err != nil {
+			// What was done is done; only a redelivery could do it twice.
+			h.logger.Error("recording delivery failed", "delivery", delivery, "pipeline", id, "err", err)
+		}
+	}
 }
 
 // check asks the verifier whether the pushed commit is on the tracked

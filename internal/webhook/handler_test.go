@@ -136,8 +136,20 @@ func send(t *testing.T, srv *httptest.Server, d delivery) answer {
 		t.Fatal(err)
 	}
 	a := answer{status: resp.StatusCode, header: resp.Header}
-	if err := json.Unmarshal(raw, &a.body); err != nil {
-		t.Fatalf("response %q is not a JSON object of strings: %v", raw, err)
+	var fields map[string]any
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		t.Fatalf("response %q is not a JSON object: %v", raw, err)
+	}
+	a.body = map[string]string{}
+	for k, v := range fields {
+		switch v := v.(type) {
+		case string:
+			a.body[k] = v
+		case bool:
+			a.body[k] = fmt.Sprint(v)
+		default:
+			t.Fatalf("response %q: field %s is %T, want a string or a bool", raw, k, v)
+		}
 	}
 	return a
 }

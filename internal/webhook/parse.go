@@ -16,8 +16,10 @@ const branchPrefix = "refs/heads/"
 
 // ParsePush decodes a push event payload (the JSON body GitHub sends with
 // X-GitHub-Event: push). It requires the repository's full name, the ref and
-// the after sha, and checks that they are well formed: after is 40
-// lowercase hex digits (an all-zero after marks a deleted ref).
+// the after sha, and checks that they are well formed: after (and before,
+// when present) is 40 lowercase hex digits (an all-zero after marks a
+// deleted ref, an all-zero before a new one). The commits' added, modified
+// and removed paths are kept, bounded, as a fallback for path filters.
 func ParsePush(payload []byte) (Push, error) {
 	ev, err := github.ParseWebHook("push", payload)
 	if err != nil {
@@ -47,18 +49,57 @@ func ParsePush(payload []byte) (Push, error) {
 	if err := checkRepo(p.Repo); err != nil {
 		return Push{}, err
 	}
-	if err := checkSHA(p.After); err != nil {
+	if err := checkSHA("after", p.After); err != nil {
 		return Push{}, err
 	}
 	if err := checkRef(p.Ref); err != nil {
 		return Push{}, err
 	}
+	if p.Before = pe.GetBefore(); p.Before != "" {
+		if err := checkSHA("before", p.Before); err != nil {
+			return Push{}, err
+		}
+	}
+	p.Paths, p.PathsListed = listedPaths(pe.Commits)
 	// A deleted ref has an all-zero after sha.
 	p.Deleted = pe.GetDeleted() || strings.Trim(p.After, "0") == ""
 	if b, ok := strings.CutPrefix(p.Ref, branchPrefix); ok {
 		p.Branch = b
 	}
 	return p, nil
+}
+
+// maxListedCommits is GitHub's cap on a push payload's commits: a payload
+// with that many may have left some out.
+const maxListedCommits = 2048
+
+// listedPaths returns the paths commits list as added, modified or removed,
+// each once, and whether that is every path the push changed as far as the
+// payload can tell (see Push.PathsListed).
+func listedPaths(commits []*github.HeadCommit) ([]string, bool) {
+	if len(commits) == 0 || len(commits) >= maxListedCommits {
+		return nil, false
+	}
+	seen := map[string]bool{}
+	var paths []string
+	for _, c := range commits {
+		if c == nil {
+			continue
+		}
+		for _, list := range [][]string{c.Added, c.Modified, c.Removed} {
+			for _, p := range list {
+				if seen[p] {
+					continue
+				}
+				if len(paths) == MaxChangedPaths {
+					return nil, false
+				}
+				seen[p] = true
+				paths = append(paths, p)
+			}
+		}
+	}
+	return paths, true
 }
 
 // pusher names who pushed: the pusher's name, else the sender's login.
@@ -74,9 +115,22 @@ func pusher(pe *github.PushEvent) string {
 
 // checkRepo accepts owner/name with GitHub's characters for both parts.
 func checkRepo(repo string) error {
+	if ValidRepoName(repo) != nil {
+		return fmt.Errorf("%w: repository.full_name %q is not owner/name", ErrInvalid, repo)
+	}
+	return nil
+}
+
+// ValidRepoName checks a repository's full name as GitHub sends it in
+// repository.full_name: owner/name, each at most 100 of [A-Za-z0-9._-].
+func ValidRepoName(repo string) error {
 	owner, name, ok := strings.Cut(repo, "/")
 	if !ok || !repoPart(owner) || !repoPart(name) || name == "." || name == ".." {
-		return fmt.Errorf("%w: repository.full_name %q is not owner/name", ErrInvalid, repo)
+		shown := repo
+		if len(shown) > 210 {
+			shown = shown[:210] + "..."
+		}
+		return fmt.Errorf("%q is not a GitHub full name owner/name (letters, digits, '.', '_', '-')", shown)
 	}
 	return nil
 }
@@ -98,7 +152,7 @@ func repoPart(s string) bool {
 // checkSHA accepts a commit id as GitHub sends it: 40 lowercase hex digits
 // (GitHub repositories are SHA-1). An id is quoted in the error only when
 // short, so an answer never echoes a large payload field.
-func checkSHA(sha string) error {
+func checkSHA(field, sha string) error {
 	ok := len(sha) == 40
 	for _, c := range []byte(sha) {
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
@@ -112,7 +166,7 @@ func checkSHA(sha string) error {
 	if len(shown) > 80 {
 		shown = shown[:80] + "..."
 	}
-	return fmt.Errorf("%w: after %q is not a commit id (40 lowercase hex digits)", ErrInvalid, shown)
+	return fmt.Errorf("%w: %s %q is not a commit id (40 lowercase hex digits)", ErrInvalid, field, shown)
 }
 
 // checkRef applies git's rules for ref names (git check-ref-format), so a

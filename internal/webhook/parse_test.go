@@ -2,19 +2,24 @@ package webhook_test
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/runway-cd/runway/internal/webhook"
 )
 
-const sha = "8d3f1b2c4e5a69788796a5b4c3d2e1f001234567"
+const (
+	sha    = "8d3f1b2c4e5a69788796a5b4c3d2e1f001234567"
+	before = "0123456789abcdef0123456789abcdef01234567"
+)
 
 // pushPayload returns a push payload like GitHub's, trimmed to what matters.
 func pushPayload(repo, ref, after string) string {
 	return `{
   "ref": "` + ref + `",
-  "before": "0123456789abcdef0123456789abcdef01234567",
+  "before": "` + before + `",
   "after": "` + after + `",
   "created": false, "deleted": false, "forced": false,
   "repository": {"id": 1, "name": "homelabping", "full_name": "` + repo + `",
@@ -37,32 +42,32 @@ func TestParsePush(t *testing.T) {
 			payload: pushPayload("chestercodes/homelabping", "refs/heads/main", sha),
 			want: webhook.Push{
 				Repo: "chestercodes/homelabping", CloneURL: "https://github.com/chestercodes/homelabping.git",
-				Ref: "refs/heads/main", Branch: "main", After: sha, Message: "ping returns json", Pusher: "chester",
+				Ref: "refs/heads/main", Branch: "main", After: sha, Message: "ping returns json", Pusher: "chester", Before: before,
 			},
 		},
 		{
 			name:    "nested branch",
 			payload: pushPayload("o/r", "refs/heads/feature/x", sha),
 			want: webhook.Push{Repo: "o/r", CloneURL: "https://github.com/o/r.git", Ref: "refs/heads/feature/x",
-				Branch: "feature/x", After: sha, Message: "ping returns json", Pusher: "chester"},
+				Branch: "feature/x", After: sha, Message: "ping returns json", Pusher: "chester", Before: before},
 		},
 		{
 			name:    "tag",
 			payload: pushPayload("o/r", "refs/tags/v1", sha),
 			want: webhook.Push{Repo: "o/r", CloneURL: "https://github.com/o/r.git", Ref: "refs/tags/v1",
-				After: sha, Message: "ping returns json", Pusher: "chester"},
+				After: sha, Message: "ping returns json", Pusher: "chester", Before: before},
 		},
 		{
 			name:    "deleted by zero sha",
 			payload: pushPayload("o/r", "refs/heads/main", strings.Repeat("0", 40)),
 			want: webhook.Push{Repo: "o/r", CloneURL: "https://github.com/o/r.git", Ref: "refs/heads/main", Branch: "main",
-				After: strings.Repeat("0", 40), Message: "ping returns json", Pusher: "chester", Deleted: true},
+				After: strings.Repeat("0", 40), Message: "ping returns json", Pusher: "chester", Deleted: true, Before: before},
 		},
 		{
 			name:    "deleted flag",
 			payload: strings.Replace(pushPayload("o/r", "refs/heads/main", sha), `"deleted": false`, `"deleted": true`, 1),
 			want: webhook.Push{Repo: "o/r", CloneURL: "https://github.com/o/r.git", Ref: "refs/heads/main", Branch: "main",
-				After: sha, Message: "ping returns json", Pusher: "chester", Deleted: true},
+				After: sha, Message: "ping returns json", Pusher: "chester", Deleted: true, Before: before},
 		},
 		{name: "not json", payload: `{"ref":`, wantErr: true},
 		{name: "empty object", payload: `{}`, wantErr: true},
@@ -93,7 +98,7 @@ func TestParsePush(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParsePush: %v", err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("ParsePush =\n%+v\nwant\n%+v", got, tt.want)
 			}
 		})
@@ -105,6 +110,8 @@ func FuzzParsePush(f *testing.F) {
 	f.Add([]byte(pushPayload("o/r", "refs/tags/v1", strings.Repeat("0", 40))))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"ref":"refs/heads/x","after":"` + sha + `","repository":{"full_name":"a/b"}}`))
+	f.Add([]byte(pushChanging("o/r", "refs/heads/main", before, []string{"src/a.go", "docs/x.md", "src/a.go"})))
+	f.Add([]byte(`{"ref":"refs/heads/x","before":"x","after":"` + sha + `","repository":{"full_name":"a/b"},"commits":[null,{"added":["a"]}]}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		p, err := webhook.ParsePush(payload)
 		if err != nil {
@@ -122,5 +129,54 @@ func FuzzParsePush(f *testing.F) {
 		if strings.Contains(p.Ref, "..") || strings.ContainsAny(p.Ref, " \n\x00") || strings.HasPrefix(p.After, "-") {
 			t.Fatalf("accepted unsafe push %+v", p)
 		}
+		if p.Before != "" && (len(p.Before) != 40 || strings.Trim(p.Before, "0123456789abcdef") != "") {
+			t.Fatalf("accepted before %q", p.Before)
+		}
+		if len(p.Paths) > webhook.MaxChangedPaths || (!p.PathsListed && p.Paths != nil) {
+			t.Fatalf("paths %d listed %v", len(p.Paths), p.PathsListed)
+		}
+		seen := map[string]bool{}
+		for _, name := range p.Paths {
+			if seen[name] {
+				t.Fatalf("path %q listed twice", name)
+			}
+			seen[name] = true
+		}
 	})
+}
+
+func TestParsePushPaths(t *testing.T) {
+	many := make([]string, webhook.MaxChangedPaths+1)
+	for i := range many {
+		many[i] = fmt.Sprint("f", i)
+	}
+	tests := []struct {
+		name       string
+		payload    string
+		wantPaths  []string
+		wantListed bool
+		wantErr    bool
+	}{
+		{"no commits", pushPayload("o/r", "refs/heads/main", sha), nil, false, false},
+		{"listed once each", pushChanging("o/r", "refs/heads/main", before, []string{"src/a.go", "docs/x.md", "src/a.go"}), []string{"src/a.go", "docs/x.md"}, true, false},
+		{"too many", pushChanging("o/r", "refs/heads/main", before, many), nil, false, false},
+		{"before not a commit id", pushChanging("o/r", "refs/heads/main", "main", nil), nil, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := webhook.ParsePush([]byte(tt.payload))
+			if tt.wantErr {
+				if !errors.Is(err, webhook.ErrInvalid) || !strings.Contains(err.Error(), "before") {
+					t.Fatalf("ParsePush = %v, want ErrInvalid naming before", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(p.Paths, tt.wantPaths) || p.PathsListed != tt.wantListed {
+				t.Fatalf("paths %q listed %v, want %q %v", p.Paths, p.PathsListed, tt.wantPaths, tt.wantListed)
+			}
+		})
+	}
 }
