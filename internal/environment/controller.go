@@ -1,32 +1,52 @@
 // Package environment is the environment controller: it makes what runs
 // match what the state repository declares. Every manifest file is one
-// environment; each app of it runs at its manifest's version, services
-// first; apps report to the reporter once healthy; an environment whose
-// manifest is gone is torn down. In production a new version of a running
-// app goes to the rollout controller for a canary instead.
+// environment; a staging environment's apps run at its manifest's version,
+// services first, and report to the reporter once healthy; an environment
+// whose manifest is gone is torn down. In production the controller
+// provides the services and hands each app's declared version to the
+// rollout controller (Rollouts.SetDesired), which alone changes the
+// versions that run there.
+//
+// The controller is a level-triggered reconciler with per-key work queues,
+// in client-go's workqueue shape. The "sync" key reads the state
+// repository, keeps the snapshot and enqueues one key per environment it
+// declares, one per orphan (an environment that runs but is not declared)
+// and a "gc" key. An environment key reconciles that environment alone
+// from the kept snapshot. Staging bring-ups, which wait for health for
+// seconds, have their own queue and at most Options.MaxParallel workers;
+// every other key (sync, production, teardowns, gc) has its own workers,
+// so a production pass or a teardown never waits behind a staging
+// environment being created. No lock is held across I/O that another
+// environment waits on: a key is never reconciled by two workers at once
+// (the work queue's promise, plus a per-environment lock for a name that
+// moves between queues), and the controller's own mutex guards only
+// in-memory state.
 package environment
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+
 	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/events"
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/rollout"
 	"github.com/runway-cd/runway/internal/runtime"
+	"github.com/runway-cd/runway/internal/workload"
 )
 
 // Snapshotter reads the state repository.
 type Snapshotter interface {
+	// Snapshot reads every manifest at the head of the branch. An error
+	// means nothing could be confirmed.
 	Snapshot(ctx context.Context) (*gitops.Snapshot, error)
 }
 
@@ -35,10 +55,14 @@ type Artifacts interface {
 	Resolve(app, version string, kind build.Kind) (build.Artifact, error)
 }
 
-// Router is the gateway's routing table.
+// Router is the gateway's routing table. The controller routes staging
+// apps itself; production routes are the rollout controller's, read here
+// for Status and listed for garbage collection.
 type Router interface {
 	SetRoute(r gateway.Route) error
 	Route(env, app string) (gateway.Route, bool)
+	// Routes lists every route; a gateway that cannot be read lists none.
+	Routes() []gateway.Route
 	RemoveRoute(env, app string)
 	RemoveEnv(env string)
 	Host(env, app string) string
@@ -49,15 +73,61 @@ type Reporter interface {
 	Update(ctx context.Context, workflow, app string, success bool, message string) error
 }
 
-// Rollouts runs canaries in production.
+// Rollouts is the rollout controller, which owns every version change of
+// an app in production.
 type Rollouts interface {
-	Start(ctx context.Context, req rollout.Request) error
-	Active(env, app string) (rollout.Status, bool)
-	// Resumable is the unfinished rollout of app a restart interrupted;
-	// an error means it is not known.
-	Resumable(ctx context.Context, env, app string) (rollout.Checkpoint, bool, error)
-	// Settle ends unfinished rollouts of app once version runs alone.
-	Settle(ctx context.Context, env, app, version string)
+	// SetDesired hands over the production manifest's version of an app on
+	// every pass; in memory, idempotent, enqueues the app's rollout key,
+	// never blocks on I/O.
+	SetDesired(d rollout.Desired)
+	// Forget: app is no longer in env's manifest: the rollout controller
+	// stops its versions, removes its route.
+	Forget(env, app string)
+	// Wanted is the versions of app in env the rollout controller runs or
+	// is about to run (stable, canary), and whether it knows yet (after a
+	// restart, before its first pass of the app: false => GC keeps every
+	// version).
+	Wanted(env, app string) (versions []string, known bool)
+	// Stable is the version serving as stable ("" none yet), for Status.
+	Stable(env, app string) string
+}
+
+// Services provides the services an environment's apps need.
+type Services interface {
+	// EnsurePostgres starts the environment's PostgreSQL server.
+	EnsurePostgres(ctx context.Context, env string) error
+}
+
+// Environments lists and removes whole environments.
+type Environments interface {
+	// Envs lists the environments that have anything running or on disk.
+	Envs() []string
+	// Destroy removes everything of env: replicas, database server, files.
+	Destroy(ctx context.Context, env string) error
+}
+
+// Collector is what garbage collection asks of the runtime.
+type Collector interface {
+	// Running lists every version of every app the runtime runs; absence
+	// from it does not mean that nothing runs.
+	Running() []runtime.Deployment
+	// CollectStrays stops what the runtime started but recorded nowhere.
+	CollectStrays(ctx context.Context) ([]string, error)
+}
+
+// Jobs runs commands to completion against an environment.
+type Jobs interface {
+	RunJob(ctx context.Context, j runtime.Job) error
+}
+
+// Runtime is everything the controller needs of the runtime:
+// *local.Runtime is one.
+type Runtime interface {
+	workload.Runtime // Database, Start, Stop, Status: replicas
+	Services
+	Environments
+	Collector
+	Jobs
 }
 
 // Options configure the controller.
@@ -65,9 +135,16 @@ type Options struct {
 	// PollInterval is the fallback re-read of the state repository when no
 	// trigger came. Zero value: 30s.
 	PollInterval time.Duration
-	// RetryInterval is the first wait before a failed pass is retried;
-	// it doubles on each failure up to PollInterval. Zero value: 1s.
+	// RetryInterval is the first wait before a failed key (the sync, one
+	// environment) is retried; it doubles on each failure of that key up
+	// to PollInterval. Zero value: 1s.
 	RetryInterval time.Duration
+	// MaxParallel is how many staging environments are brought up at once
+	// (the server sets it from the config's limits.parallelEnvironments).
+	// More wait in the bring-up queue; production, teardowns, the
+	// state repository's sync and garbage collection never wait for them.
+	// Zero value: 8.
+	MaxParallel int
 	// GatewayAddr is the gateway's host:port, for the URLs given to jobs.
 	GatewayAddr string
 	// ReporterURL is the API's base URL (scheme, host and port, no path),
@@ -76,53 +153,80 @@ type Options struct {
 	ReporterURL string
 	// HealthTimeout bounds a replica set's wait for health. Zero: 60s.
 	HealthTimeout time.Duration
-	Logger        *slog.Logger
-	// Store is pruned of stale rows at the end of every pass. nil: store
-	// rows are not collected.
+	// Logger nil: slog.Default().
+	Logger *slog.Logger
+	// Store is pruned of stale rows by every garbage collection. nil:
+	// store rows are not collected.
 	Store GarbageStore
-	// Redact removes secrets from the replicas' log tails shown by
-	// Status. Nil: log tails are left out.
+	// Redact removes secrets from the replicas' log tails shown by Status
+	// and from report messages. Nil: log tails are left out.
 	Redact func(string) string
+	// Events records the environments' events (name: the environment):
+	// Creating and Ready as a staging environment's pass begins bringing
+	// apps up and once all of them serve, Failed when an app's version
+	// failed (in production too: a service, or an artifact not found),
+	// TearingDown and TornDown. Each is recorded once per manifest however
+	// often a pass is retried. Nil: none are recorded.
+	Events *events.Recorder
+	// Clock is the controller's time: its poll, retry backoff and waits.
+	// It is a clock.Clock with tickers, which the work queue needs
+	// (clock.RealClock and the testing FakeClock both are). Nil: the real
+	// clock.
+	Clock clock.WithTicker
 }
 
 // Controller reconciles environments.
 type Controller struct {
 	repo      Snapshotter
-	rt        runtime.Runtime
+	rt        Runtime
+	starter   workload.Starter
 	artifacts Artifacts
 	router    Router
 	reporter  Reporter
 	rollouts  Rollouts
 	opts      Options
 	log       *slog.Logger
-	trigger   chan struct{}
+	clock     clock.WithTicker
+	events    *events.Recorder
 
-	// pass serialises reconcile passes with the rollout callbacks that
-	// change app state.
-	pass sync.Mutex
-	mu   sync.Mutex // guards envs
+	// control serves sync, gc, production and teardown keys; bringups
+	// serves declared staging environments, MaxParallel at a time.
+	control, bringups workqueue.TypedRateLimitingInterface[string]
+
+	mu sync.Mutex // guards the fields below; never held across I/O
+	// snap is the last snapshot read without error; nil before.
+	snap *gitops.Snapshot
 	envs map[string]*envState
-	// status is what Status answers, published under pass.
-	status atomic.Pointer[[]EnvStatus]
-	// synced is set once a pass has read the state repository; until then
-	// Status also lists what the gateway was found serving.
-	synced bool
+	// locks serialise the reconciles of one environment (see lockEnv).
+	locks map[string]*envLock
+	// bringing cancels the staging bring-up in flight of an environment,
+	// so that its teardown does not wait for its health checks.
+	bringing map[string]context.CancelFunc
 }
 
-// envState is what runs in one environment.
+// envState is what the controller knows of one environment. Its fields
+// and its apps' are guarded by Controller.mu.
 type envState struct {
-	name     string
-	workflow string
+	name string
+	// manifest is the manifest the last pass brought the environment to.
+	manifest *manifest.Manifest
 	apps     map[string]*appState
+	// emitted is the manifest signature (see signature) for which each
+	// event reason was last recorded, so that a retried pass of the same
+	// manifest records nothing new.
+	emitted map[string]string
 }
 
-// appState is what runs of one app.
+// appState is what runs of one app, as this controller sees it. In
+// production an app's versions are the rollout controller's: only failed
+// and the handed-over artifact are kept.
 type appState struct {
-	version  string        // the version serving as stable
-	entry    *manifest.App // its manifest entry, for rollbacks
+	version  string        // the version serving (staging, services)
+	entry    *manifest.App // its manifest entry
 	backends []gateway.Backend
-	// failed is the version that failed to start, so it is not retried on
-	// every pass; a new manifest version clears it.
+	// failed is the version that failed to start (or, in production, to
+	// resolve), so it is not retried on every pass; a new manifest version
+	// clears it.
 	failed string
 	// reported remembers (workflow) reports already sent for this app.
 	reported map[string]bool
@@ -132,142 +236,41 @@ type appState struct {
 	// starting is the version whose replicas are being started, shown
 	// with their health while the start waits for them.
 	starting string
+	// desired is the production artifact handed to the rollout controller.
+	desired *build.Artifact
 }
 
-// New returns a controller.
-func New(repo Snapshotter, rt runtime.Runtime, artifacts Artifacts, router Router, reporter Reporter, rollouts Rollouts, opts Options) *Controller {
-	if opts.PollInterval == 0 {
+// New returns a controller. It does nothing until Run (or Reconcile).
+func New(repo Snapshotter, rt Runtime, artifacts Artifacts, router Router, reporter Reporter, rollouts Rollouts, opts Options) *Controller {
+	if opts.PollInterval <= 0 {
 		opts.PollInterval = 30 * time.Second
 	}
-	if opts.RetryInterval == 0 {
+	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = time.Second
 	}
-	if opts.HealthTimeout == 0 {
+	if opts.MaxParallel <= 0 {
+		opts.MaxParallel = 8
+	}
+	if opts.HealthTimeout <= 0 {
 		opts.HealthTimeout = 60 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	queue := func(name string) workqueue.TypedRateLimitingInterface[string] {
+		return workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[string](opts.RetryInterval, opts.PollInterval),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: name, Clock: opts.Clock})
+	}
 	return &Controller{
-		repo: repo, rt: rt, artifacts: artifacts, router: router, reporter: reporter, rollouts: rollouts,
-		opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), envs: map[string]*envState{},
+		repo: repo, rt: rt, starter: workload.Starter{RT: rt}, artifacts: artifacts, router: router,
+		reporter: reporter, rollouts: rollouts, opts: opts, log: opts.Logger, clock: opts.Clock, events: opts.Events,
+		control: queue("environment-control"), bringups: queue("environment-bringup"),
+		envs: map[string]*envState{}, locks: map[string]*envLock{}, bringing: map[string]context.CancelFunc{},
 	}
-}
-
-// Trigger asks for a reconcile pass now: the pipeline calls it right after
-// it pushes to the state repository.
-func (c *Controller) Trigger() {
-	select {
-	case c.trigger <- struct{}{}:
-	default:
-	}
-}
-
-// Run reconciles on every trigger and every poll interval until ctx ends.
-// A pass that failed is retried sooner, after a backoff that starts at
-// RetryInterval and doubles up to the poll interval, as Argo CD retries a
-// failed sync.
-func (c *Controller) Run(ctx context.Context) error {
-	ticker := time.NewTicker(c.opts.PollInterval)
-	defer ticker.Stop()
-	// Until the first pass publishes, list what the gateway serves.
-	c.pass.Lock()
-	c.publish()
-	c.pass.Unlock()
-	var backoff time.Duration
-	for {
-		err := c.Reconcile(ctx)
-		var retry <-chan time.Time
-		switch {
-		case err == nil:
-			backoff = 0
-		case ctx.Err() == nil:
-			backoff = min(max(2*backoff, c.opts.RetryInterval), c.opts.PollInterval)
-			c.log.Error("reconcile failed", "err", err, "retryIn", backoff)
-			retry = time.After(backoff)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-c.trigger:
-		case <-ticker.C:
-		case <-retry:
-		}
-	}
-}
-
-// Reconcile makes one pass: read the state repository, tear down what it
-// no longer declares, create or update what it does, then collect what
-// nothing explains (see collectGarbage).
-func (c *Controller) Reconcile(ctx context.Context) error {
-	c.pass.Lock()
-	defer c.pass.Unlock()
-	defer c.publish()
-	snap, err := c.repo.Snapshot(ctx)
-	if err != nil {
-		// Never act on absence we could not confirm.
-		return fmt.Errorf("reading state repo (nothing changed): %w", err)
-	}
-	c.synced = true
-	for env, perr := range snap.Invalid {
-		c.log.Warn("manifest invalid; environment left as it is", "env", env, "err", perr)
-	}
-	var errs []error
-	for _, env := range c.orphans(snap) {
-		if err := c.teardown(ctx, env); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, name := range snap.EnvNames() {
-		if err := c.reconcileEnv(ctx, snap.Envs[name]); err != nil {
-			errs = append(errs, fmt.Errorf("environment %s: %w", name, err))
-		}
-		c.publish() // production is listed before a slow staging environment is ready
-	}
-	errs = append(errs, c.collectGarbage(ctx, snap))
-	return errors.Join(errs...)
-}
-
-// orphans are environments that run (or have files) but that the snapshot
-// neither declares nor reports invalid. Production is never an orphan.
-func (c *Controller) orphans(snap *gitops.Snapshot) []string {
-	seen := map[string]bool{}
-	c.mu.Lock()
-	for n := range c.envs {
-		seen[n] = true
-	}
-	c.mu.Unlock()
-	for _, n := range c.rt.Envs() {
-		seen[n] = true
-	}
-	var out []string
-	for n := range seen {
-		_, declared := snap.Envs[n]
-		_, invalid := snap.Invalid[n]
-		if declared || invalid {
-			continue
-		}
-		if n == manifest.ProductionEnv {
-			c.log.Warn("production manifest is missing; production left running")
-			continue
-		}
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func (c *Controller) teardown(ctx context.Context, env string) error {
-	start := time.Now()
-	c.router.RemoveEnv(env)
-	if err := c.rt.Destroy(ctx, env); err != nil {
-		return fmt.Errorf("tearing down %s: %w", env, err)
-	}
-	c.mu.Lock()
-	delete(c.envs, env)
-	c.mu.Unlock()
-	c.log.Info("environment torn down", "env", env, "took", time.Since(start).Round(time.Millisecond))
-	return nil
 }
 
 // Envs returns the names of the environments the controller runs.
@@ -280,142 +283,4 @@ func (c *Controller) Envs() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// state returns the record of env, creating it.
-func (c *Controller) state(env string) *envState {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s, ok := c.envs[env]
-	if !ok {
-		s = &envState{name: env, apps: map[string]*appState{}}
-		c.envs[env] = s
-	}
-	return s
-}
-
-// EnvStatus is an environment as the API shows it.
-type EnvStatus struct {
-	Name     string      `json:"name"`
-	Workflow string      `json:"workflow,omitempty"`
-	Apps     []AppStatus `json:"apps"`
-	// Adopted marks an environment listed as the gateway serves it: the
-	// control plane started but has not read the state repository since,
-	// so the environment is not reconciled yet.
-	Adopted bool `json:"adopted,omitempty"`
-}
-
-// AppStatus is an app of an environment as the API shows it.
-type AppStatus struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	URL     string `json:"url,omitempty"`
-	// HostURL is the same app by name on the gateway's shared listener.
-	HostURL  string   `json:"hostURL,omitempty"`
-	Replicas []string `json:"replicas,omitempty"`
-	// Health is each replica's state as the runtime sees it now:
-	// readiness, restarts, the last exit and the end of its log.
-	Health []runtime.ReplicaStatus `json:"health,omitempty"`
-	// Starting is a version whose replicas are being started (a staging
-	// environment coming up); Health is theirs while Version is empty.
-	Starting string `json:"startingVersion,omitempty"`
-	Failed   string `json:"failedVersion,omitempty"`
-}
-
-// Status lists the environments and what runs in them, as of the last
-// environment reconciled: it never waits for a pass (which may be creating
-// a staging environment for seconds). Callers must not modify the result.
-func (c *Controller) Status() []EnvStatus {
-	st := c.status.Load()
-	if st == nil {
-		return nil
-	}
-	// Replica health is read now, not at the last pass: a replica may have
-	// been restarted by the data plane since.
-	out := make([]EnvStatus, len(*st))
-	for i, es := range *st {
-		es.Apps = slices.Clone(es.Apps)
-		for j := range es.Apps {
-			a := &es.Apps[j]
-			switch {
-			case a.Version != "" && len(a.Replicas) > 0:
-				a.Health = c.rt.Status(es.Name, a.Name, a.Version)
-			case a.Starting != "":
-				a.Health = c.rt.Status(es.Name, a.Name, a.Starting)
-			default:
-				continue
-			}
-			for k := range a.Health {
-				if c.opts.Redact == nil {
-					a.Health[k].LogTail = ""
-				} else {
-					a.Health[k].LogTail = c.opts.Redact(a.Health[k].LogTail)
-				}
-			}
-		}
-		out[i] = es
-	}
-	return out
-}
-
-// publish makes what runs now the answer of Status. The caller holds pass.
-func (c *Controller) publish() {
-	var out []EnvStatus
-	for _, name := range c.Envs() {
-		c.mu.Lock()
-		st := c.envs[name]
-		c.mu.Unlock()
-		if st == nil {
-			continue
-		}
-		es := EnvStatus{Name: name, Workflow: st.workflow}
-		names := make([]string, 0, len(st.apps))
-		for n := range st.apps {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			as := st.apps[n]
-			a := AppStatus{Name: n, Version: as.version, Failed: as.failed, Starting: as.starting}
-			for _, b := range as.backends {
-				a.Replicas = append(a.Replicas, b.Addr)
-			}
-			if len(as.backends) > 0 {
-				a.URL, a.HostURL = c.URL(name, n), c.HostURL(name, n)
-			}
-			es.Apps = append(es.Apps, a)
-		}
-		out = append(out, es)
-	}
-	if !c.synced {
-		out = append(out, c.adopted()...)
-		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	}
-	c.status.Store(&out)
-}
-
-// adopted lists what the gateway serves in environments not reconciled yet.
-func (c *Controller) adopted() []EnvStatus {
-	l, ok := c.router.(routeLister)
-	if !ok {
-		return nil
-	}
-	var out []EnvStatus
-	for _, r := range l.Routes() { // sorted by env, then app
-		c.mu.Lock()
-		_, known := c.envs[r.Env]
-		c.mu.Unlock()
-		if known {
-			continue
-		}
-		if len(out) == 0 || out[len(out)-1].Name != r.Env {
-			out = append(out, EnvStatus{Name: r.Env, Adopted: true})
-		}
-		a := AppStatus{Name: r.App, Version: r.StableVersion, URL: c.URL(r.Env, r.App), HostURL: c.HostURL(r.Env, r.App)}
-		for _, b := range r.Stable {
-			a.Replicas = append(a.Replicas, b.Addr)
-		}
-		out[len(out)-1].Apps = append(out[len(out)-1].Apps, a)
-	}
-	return out
 }

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/runway-cd/runway/internal/analysis"
-	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/runtime"
@@ -29,28 +30,43 @@ type GarbageStore interface {
 // deploy timeout). A month leaves time to look into a past pipeline.
 const storeRetention = 30 * 24 * time.Hour
 
-// routeLister is a router that can list its routes (the gateway and its
-// remote client both can); without it routes are not collected.
-type routeLister interface {
-	Routes() []gateway.Route
-}
-
-// collectGarbage removes what Runway owns that no desired environment
-// explains: processes the runtime started but never recorded, versions of
-// apps that nothing wants, routes of apps no environment declares, and
-// stale store rows. Environments that are not declared are the teardown's;
-// environments whose manifest is invalid are left as they are. It runs at
-// the end of a pass whose snapshot was read, under the pass lock, so every
-// app has had its reconcile (and a restart mid-canary its recovery) first.
-func (c *Controller) collectGarbage(ctx context.Context, snap *gitops.Snapshot) error {
+// collectGarbage (the gc key) removes what Runway owns that no desired
+// environment explains: processes the runtime started but never recorded,
+// versions of apps that nothing wants, routes of apps no environment
+// declares, and stale store rows. Environments that are not declared are
+// the teardown's; environments whose manifest is invalid are left as they
+// are; nothing is collected before a snapshot was read. It may run while
+// environments are reconciled, so every decision to keep is taken from
+// what runs now: a staging version being started or served is kept, and
+// in production whatever the rollout controller wants (everything, until
+// it knows). An app that runs in production although its manifest no
+// longer declares it is handed to the rollout controller to forget (and,
+// once the rollout controller wants none of it, stopped).
+func (c *Controller) collectGarbage(ctx context.Context) error {
+	c.mu.Lock()
+	snap := c.snap
+	c.mu.Unlock()
+	if snap == nil {
+		return nil
+	}
 	var errs []error
 	if _, err := c.rt.CollectStrays(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("collecting stray processes: %w", err))
 	}
-	if err := c.collectVersions(ctx, snap); err != nil {
+	forget := map[string]bool{} // production apps to forget
+	if err := c.collectVersions(ctx, snap, forget); err != nil {
 		errs = append(errs, err)
 	}
-	c.collectRoutes(ctx, snap)
+	c.collectRoutes(snap, forget)
+	apps := make([]string, 0, len(forget))
+	for app := range forget {
+		apps = append(apps, app)
+	}
+	sort.Strings(apps)
+	for _, app := range apps {
+		c.log.Info("garbage: a production app no manifest declares, handed to the rollouts to forget", "app", app)
+		c.rollouts.Forget(manifest.ProductionEnv, app)
+	}
 	if err := c.collectStore(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -58,78 +74,90 @@ func (c *Controller) collectGarbage(ctx context.Context, snap *gitops.Snapshot) 
 }
 
 // collectVersions stops the versions that run in a declared environment
-// although neither its manifest, nor what the controller serves, nor an
-// active or resumable rollout wants them.
-func (c *Controller) collectVersions(ctx context.Context, snap *gitops.Snapshot) error {
+// although nothing wants them, and adds to forget the production apps
+// that run undeclared.
+func (c *Controller) collectVersions(ctx context.Context, snap *gitops.Snapshot, forget map[string]bool) error {
 	var errs []error
 	for _, d := range c.rt.Running() {
 		m, declared := snap.Envs[d.Env]
 		if !declared {
 			continue
 		}
-		why, stray := c.unwanted(ctx, m, d)
+		var why string
+		var stray bool
+		if d.Env == manifest.ProductionEnv {
+			if _, ok := m.Apps[d.App]; !ok {
+				forget[d.App] = true
+			}
+			why, stray = c.unwantedInProduction(m, d)
+		} else {
+			why, stray = c.unwantedInStaging(m, d)
+		}
 		if !stray {
 			continue
 		}
 		c.log.Info("garbage: stopping a version nothing wants", "env", d.Env, "app", d.App, "version", d.Version, "why", why)
-		if err := c.rt.Stop(ctx, d.Env, d.App, d.Version); err != nil {
+		if err := c.starter.Stop(ctx, d.Env, d.App, d.Version); err != nil {
 			errs = append(errs, fmt.Errorf("stopping unwanted %s %s in %s: %w", d.App, d.Version, d.Env, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// unwanted says why d runs although nothing wants it, or false. When in
-// doubt it keeps: an app this pass did not settle (its environment's
-// database failed, say) keeps every version it runs.
-func (c *Controller) unwanted(ctx context.Context, m *manifest.Manifest, d runtime.Deployment) (string, bool) {
+// unwantedInProduction says why d runs in production although the rollout
+// controller does not want it, or false. Until the rollout controller
+// knows the app (after a restart; an app it never ran, until it has
+// forgotten it) every version stays.
+func (c *Controller) unwantedInProduction(m *manifest.Manifest, d runtime.Deployment) (string, bool) {
+	if a, ok := m.Apps[d.App]; ok && isService(a) {
+		return "", false
+	}
+	wanted, known := c.rollouts.Wanted(d.Env, d.App)
+	if !known || slices.Contains(wanted, d.Version) {
+		return "", false
+	}
+	return fmt.Sprintf("the rollout runs %v", wanted), true
+}
+
+// unwantedInStaging says why d runs in a staging environment although
+// nothing wants it, or false. When in doubt it keeps: an app no pass has
+// brought up yet keeps every version it runs.
+func (c *Controller) unwantedInStaging(m *manifest.Manifest, d runtime.Deployment) (string, bool) {
 	c.mu.Lock()
-	st := c.envs[d.Env]
+	var as appState
+	var known bool
+	if st := c.envs[d.Env]; st != nil && st.apps[d.App] != nil {
+		as, known = *st.apps[d.App], true
+	}
 	c.mu.Unlock()
-	var as *appState
-	if st != nil {
-		as = st.apps[d.App]
-	}
 	a, declared := m.Apps[d.App]
-	var why string
 	switch {
-	case !declared && as != nil:
-		return "", false // reconcileEnv stops the apps it ran once they leave the manifest
+	case !declared && known:
+		return "", false // the environment's pass stops the apps it ran once they leave the manifest
 	case !declared:
-		why = "the app is not in the environment's manifest"
-	case isService(a), as == nil:
-		return "", false
-	case as.version == "":
-		return "", false // not settled: after a restart mid-canary both versions may still be needed
-	case d.Version == a.Version(), d.Version == as.version:
-		return "", false
-	default:
-		why = fmt.Sprintf("the manifest wants %s and %s serves", a.Version(), as.version)
-	}
-	if s, ok := c.rollouts.Active(d.Env, d.App); ok && (d.Version == s.StableVersion || d.Version == s.CanaryVersion) {
+		return "the app is not in the environment's manifest", true
+	case isService(a), !known, as.version == "":
+		return "", false // not brought up yet
+	case d.Version == a.Version(), d.Version == as.version, d.Version == as.starting:
 		return "", false
 	}
-	cp, ok, err := c.rollouts.Resumable(ctx, d.Env, d.App)
-	if err != nil || ok && (d.Version == cp.StableVersion || d.Version == cp.CanaryVersion) {
-		return "", false // wanted by a rollout that resumes, or not known
-	}
-	return why, true
+	return fmt.Sprintf("the manifest wants %s and %s serves", a.Version(), as.version), true
 }
 
 // collectRoutes removes the gateway routes of (env, app) pairs that no
-// environment explains. A gateway that cannot be listed lists nothing.
-func (c *Controller) collectRoutes(_ context.Context, snap *gitops.Snapshot) {
-	l, ok := c.router.(routeLister)
-	if !ok {
-		return
-	}
-	for _, r := range l.Routes() {
+// environment explains, and adds to forget production apps routed
+// undeclared (their route is the rollout controller's). A gateway that
+// cannot be listed lists nothing.
+func (c *Controller) collectRoutes(snap *gitops.Snapshot, forget map[string]bool) {
+	for _, r := range c.router.Routes() {
 		why, stray := c.unwantedRoute(snap, r.Env, r.App)
-		if !stray {
-			continue
+		switch {
+		case stray && r.Env == manifest.ProductionEnv:
+			forget[r.App] = true
+		case stray:
+			c.log.Info("garbage: removing a route nothing wants", "env", r.Env, "app", r.App, "why", why)
+			c.router.RemoveRoute(r.Env, r.App)
 		}
-		c.log.Info("garbage: removing a route nothing wants", "env", r.Env, "app", r.App, "why", why)
-		c.router.RemoveRoute(r.Env, r.App)
 	}
 }
 
@@ -148,34 +176,36 @@ func (c *Controller) unwantedRoute(snap *gitops.Snapshot, env, app string) (stri
 	if _, ok := m.Apps[app]; ok {
 		return "", false
 	}
-	c.mu.Lock()
-	st := c.envs[env]
-	c.mu.Unlock()
-	if st != nil && st.apps[app] != nil {
-		return "", false // reconcileEnv removes it with the app
+	if env != manifest.ProductionEnv {
+		c.mu.Lock()
+		st := c.envs[env]
+		ran := st != nil && st.apps[app] != nil
+		c.mu.Unlock()
+		if ran {
+			return "", false // the environment's pass removes it with the app
+		}
 	}
 	return "the app is not in the environment's manifest", true
 }
 
 // collectStore ends analysis runs no rollout will finish and deletes rows
-// past their retention. Pipelines are never touched: the pipeline runner
-// resumes unfinished ones.
+// past their retention. A run is live while its app has a canary (the
+// rollout controller wants more than one version) or while the rollout
+// controller does not know the app yet. Pipelines are never touched: the
+// pipeline runner resumes unfinished ones.
 func (c *Controller) collectStore(ctx context.Context) error {
 	if c.opts.Store == nil {
 		return nil
 	}
-	now := time.Now()
+	now := c.clock.Now()
 	live := func(r analysis.RunRecord) bool {
-		if _, ok := c.rollouts.Active(r.Env, r.App); ok {
-			return true
-		}
-		_, ok, err := c.rollouts.Resumable(ctx, r.Env, r.App)
-		return ok || err != nil // when not known, keep it
+		wanted, known := c.rollouts.Wanted(r.Env, r.App)
+		return !known || len(wanted) > 1
 	}
 	var errs []error
-	ended, err := c.opts.Store.AbandonAnalysisRuns(ctx, live, "no rollout of the app runs or can resume", now)
+	ended, err := c.opts.Store.AbandonAnalysisRuns(ctx, live, "no canary of the app runs", now)
 	for _, name := range ended {
-		c.log.Warn("garbage: analysis run abandoned", "run", name, "why", "left running, and no rollout of its app runs or can resume")
+		c.log.Warn("garbage: analysis run abandoned", "run", name, "why", "left running, and no canary of its app runs")
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("abandoning analysis runs: %w", err))

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/runway-cd/runway/internal/analysis"
@@ -59,30 +61,36 @@ func (binArtifacts) Resolve(app, version string, kind build.Kind) (build.Artifac
 	}}, nil
 }
 
-// activeRollouts reports the rollouts it was given as active or
-// resumable; starting one does nothing.
-type activeRollouts struct {
-	active    map[string]rollout.Status     // by env/app
-	resumable map[string]rollout.Checkpoint // by env/app
+// gcRollouts answers Wanted as the rollout controller would: the versions
+// it runs of each app, or "not known yet" (after a restart, before its
+// first pass of the app). It records what it is told to forget.
+type gcRollouts struct {
+	wanted  map[string][]string // by env/app; absent: known, nothing wanted
+	unknown map[string]bool
+	mu      sync.Mutex
+	forgot  []string
 }
 
-func (r activeRollouts) Active(env, app string) (rollout.Status, bool) {
-	s, ok := r.active[env+"/"+app]
-	return s, ok
+func (r *gcRollouts) SetDesired(rollout.Desired) {}
+func (r *gcRollouts) Forget(env, app string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.forgot = append(r.forgot, env+"/"+app)
 }
-func (activeRollouts) Start(context.Context, rollout.Request) error { return nil }
-func (r activeRollouts) Resumable(_ context.Context, env, app string) (rollout.Checkpoint, bool, error) {
-	cp, ok := r.resumable[env+"/"+app]
-	return cp, ok, nil
+func (r *gcRollouts) Wanted(env, app string) ([]string, bool) {
+	if r.unknown[env+"/"+app] {
+		return nil, false
+	}
+	return r.wanted[env+"/"+app], true
 }
-func (activeRollouts) Settle(context.Context, string, string, string) {}
+func (r *gcRollouts) Stable(string, string) string { return "" }
 
-type snapshot struct {
-	snap *gitops.Snapshot
-	err  error
-}
-
-func (s snapshot) Snapshot(context.Context) (*gitops.Snapshot, error) { return s.snap, s.err }
+// Compile-time guards: the local runtime is what the controller needs of a
+// runtime, and the rollout controller what it needs of the rollouts.
+var (
+	_ environment.Runtime  = (*local.Runtime)(nil)
+	_ environment.Rollouts = (*rollout.Controller)(nil)
+)
 
 type noReports struct{}
 
@@ -102,8 +110,9 @@ type gcWorld struct {
 	logs     *logbuf.Buffer
 	stray    [2]uint64 // pid, start time of an unrecorded replica
 	alien    [2]uint64 // a process that only looks like one
-	snap     *gitops.Snapshot
-	rollouts activeRollouts
+	repo     *gitops.Repo
+	bare     string
+	rollouts *gcRollouts
 }
 
 func newGCWorld(t *testing.T) *gcWorld {
@@ -133,29 +142,50 @@ func newGCWorld(t *testing.T) *gcWorld {
 		}
 	}
 	// Staging runs an old version beside the declared one, and an app its
-	// manifest no longer has. Production was restarted mid-canary: v1 is
-	// the stable version, v2 the manifest's canary (its rollout left a
-	// checkpoint), v0 a leftover. api has an active rollout from v5 to v6
-	// and a leftover v4.
+	// manifest no longer has. Production was restarted mid-canary: the
+	// rollout controller wants web's stable v1 and canary v2 (v0 is a
+	// leftover) and api's v5 and v6 (v4 is a leftover); it does not know
+	// pay yet; legacy and retired run although the manifest no longer has
+	// them: legacy is not known to the rollouts (after a restart), retired
+	// is, with nothing wanted.
 	for _, d := range []runtime.Deployment{
 		{Env: "stg", App: "web", Version: "v1"}, {Env: "stg", App: "web", Version: "v2"}, {Env: "stg", App: "old", Version: "v1"},
 		{Env: "production", App: "web", Version: "v0"}, {Env: "production", App: "web", Version: "v1"}, {Env: "production", App: "web", Version: "v2"},
 		{Env: "production", App: "api", Version: "v4"}, {Env: "production", App: "api", Version: "v5"}, {Env: "production", App: "api", Version: "v6"},
+		{Env: "production", App: "pay", Version: "v1"}, {Env: "production", App: "pay", Version: "v2"},
+		{Env: "production", App: "legacy", Version: "v1"}, {Env: "production", App: "retired", Version: "v1"},
 		{Env: "broken", App: "web", Version: "v1"},
 	} {
 		start(d.Env, d.App, d.Version)
 	}
-	w.rollouts = activeRollouts{
-		active: map[string]rollout.Status{"production/api": {Env: "production", App: "api", StableVersion: "v5", CanaryVersion: "v6"}},
-		resumable: map[string]rollout.Checkpoint{"production/web": {Status: rollout.Status{
-			Env: "production", App: "web", StableVersion: "v1", CanaryVersion: "v2"}}},
+	w.rollouts = &gcRollouts{
+		wanted:  map[string][]string{"production/web": {"v1", "v2"}, "production/api": {"v5", "v6"}},
+		unknown: map[string]bool{"production/pay": true, "production/legacy": true},
 	}
-	w.snap = &gitops.Snapshot{
-		Envs: map[string]*manifest.Manifest{
-			"stg":        {EnvName: "stg", Apps: map[string]*manifest.App{"web": app("v2")}},
-			"production": {EnvName: "production", Apps: map[string]*manifest.App{"web": app("v2"), "api": app("v6")}},
-		},
-		Invalid: map[string]error{"broken": errors.New("bad json")},
+	w.bare = filepath.Join(t.TempDir(), "state.git")
+	if err := gitops.InitBare(w.bare, "main"); err != nil {
+		t.Fatal(err)
+	}
+	files := fstest.MapFS{manifest.StagingPath("broken"): {Data: []byte("{bad json")}}
+	for _, m := range []*manifest.Manifest{
+		{EnvName: "stg", Apps: map[string]*manifest.App{"web": app("v2")}},
+		{EnvName: "production", Apps: map[string]*manifest.App{"web": app("v2"), "api": app("v6"), "pay": app("v2")}},
+	} {
+		data, err := m.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := manifest.StagingPath(m.EnvName)
+		if m.EnvName == manifest.ProductionEnv {
+			p = manifest.ProductionPath
+		}
+		files[p] = &fstest.MapFile{Data: data}
+	}
+	if _, err := gitops.CommitDir(ctx, w.bare, "main", files, "seed"); err != nil {
+		t.Fatal(err)
+	}
+	if w.repo, err = gitops.Open(ctx, w.bare, filepath.Join(t.TempDir(), "clone"), "main", nil); err != nil {
+		t.Fatal(err)
 	}
 
 	// An environment half created before a crash: initdb unfinished, a
@@ -174,7 +204,7 @@ func newGCWorld(t *testing.T) *gcWorld {
 
 	w.gw = gateway.New(gateway.Options{})
 	backend := []gateway.Backend{{Addr: "127.0.0.1:1"}}
-	for _, r := range [][2]string{{"gone", "web"}, {"stg", "old"}, {"broken", "web"}, {"production", "web"}} {
+	for _, r := range [][2]string{{"gone", "web"}, {"stg", "old"}, {"broken", "web"}, {"production", "web"}, {"production", "legacy"}} {
 		if err := w.gw.SetRoute(gateway.Route{Env: r[0], App: r[1], StableVersion: "v1", Stable: backend}); err != nil {
 			t.Fatal(err)
 		}
@@ -188,6 +218,7 @@ func newGCWorld(t *testing.T) *gcWorld {
 		{Name: "web-v2-1", Env: "production", App: "web", Version: "v2", Phase: analysis.PhaseRunning, StartedAt: time.Now()},
 		{Name: "api-v6-1", Env: "production", App: "api", Version: "v6", Phase: analysis.PhaseRunning, StartedAt: time.Now()},
 		{Name: "old-v3-1", Env: "production", App: "old", Version: "v3", Phase: analysis.PhaseRunning, StartedAt: time.Now()},
+		{Name: "pay-v2-1", Env: "production", App: "pay", Version: "v2", Phase: analysis.PhaseRunning, StartedAt: time.Now()},
 	} {
 		if err := w.db.SaveAnalysisRun(ctx, r); err != nil {
 			t.Fatal(err)
@@ -239,15 +270,18 @@ func running(p [2]uint64) bool { return procfs.Running(int(p[0]), p[1]) }
 
 func TestGarbageCollection(t *testing.T) {
 	tests := []struct {
-		name    string
-		snapErr error
-		assert  func(t *testing.T, w *gcWorld)
+		name        string
+		unreachable bool
+		assert      func(t *testing.T, w *gcWorld)
 	}{
 		{
-			name:    "state repo unreadable: nothing is removed",
-			snapErr: errors.New("remote gone"),
+			name:        "state repo unreadable: nothing is removed",
+			unreachable: true,
 			assert: func(t *testing.T, w *gcWorld) {
-				for env, want := range map[string][]string{"stg/web": {"v1", "v2"}, "stg/old": {"v1"}, "production/web": {"v0", "v1", "v2"}, "production/api": {"v4", "v5", "v6"}} {
+				for env, want := range map[string][]string{
+					"stg/web": {"v1", "v2"}, "stg/old": {"v1"}, "production/web": {"v0", "v1", "v2"}, "production/api": {"v4", "v5", "v6"},
+					"production/legacy": {"v1"}, "production/retired": {"v1"},
+				} {
 					e, a, _ := strings.Cut(env, "/")
 					if got, err := w.rt.Versions(e, a); err != nil || !slices.Equal(got, want) {
 						t.Errorf("%s runs %v (%v), want %v", env, got, err, want)
@@ -256,8 +290,11 @@ func TestGarbageCollection(t *testing.T) {
 				if !running(w.stray) {
 					t.Error("unrecorded replica stopped without a confirmed snapshot")
 				}
-				if got := w.routes(); len(got) != 4 {
-					t.Errorf("routes = %v, want all 4", got)
+				if got := w.routes(); len(got) != 5 {
+					t.Errorf("routes = %v, want all 5", got)
+				}
+				if len(w.rollouts.forgot) != 0 {
+					t.Errorf("forgot %v without a confirmed snapshot", w.rollouts.forgot)
 				}
 				if _, err := os.Stat(filepath.Join(w.dir, "half")); err != nil {
 					t.Errorf("half-created env removed: %v", err)
@@ -272,26 +309,35 @@ func TestGarbageCollection(t *testing.T) {
 			assert: func(t *testing.T, w *gcWorld) {
 				for env, want := range map[string][]string{
 					"stg/web": {"v2"}, "stg/old": nil,
-					// Restarted mid-canary: stable and canary both kept.
+					// Restarted mid-canary: what the rollouts want is kept.
 					"production/web": {"v1", "v2"},
 					"production/api": {"v5", "v6"},
-					"broken/web":     {"v1"}, // invalid manifest: left as it is
+					// Not known to the rollouts yet: every version kept.
+					"production/pay": {"v1", "v2"},
+					// Undeclared: forgotten; kept until the rollouts know it.
+					"production/legacy":  {"v1"},
+					"production/retired": nil,
+					"broken/web":         {"v1"}, // invalid manifest: left as it is
 				} {
 					e, a, _ := strings.Cut(env, "/")
 					if got, err := w.rt.Versions(e, a); err != nil || !slices.Equal(got, want) {
 						t.Errorf("%s runs %v (%v), want %v", env, got, err, want)
 					}
 				}
-				if got := w.routes(); !slices.Equal(got, []string{"broken/web", "production/api", "production/web", "stg/web"}) {
+				if got := w.routes(); !slices.Equal(got, []string{"broken/web", "production/legacy", "production/web", "stg/web"}) {
 					t.Errorf("routes = %v", got)
+				}
+				if !slices.Equal(w.rollouts.forgot, []string{"production/legacy", "production/retired"}) {
+					t.Errorf("forgot %v, want production/legacy and production/retired once each", w.rollouts.forgot)
 				}
 				if _, err := os.Stat(filepath.Join(w.dir, "half")); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("half-created env left: %v", err)
 				}
 				for run, want := range map[string]analysis.Phase{
-					"old-v3-1": analysis.PhaseError,   // no rollout of its app
-					"api-v6-1": analysis.PhaseRunning, // its rollout is active
-					"web-v2-1": analysis.PhaseRunning, // its rollout can resume
+					"old-v3-1": analysis.PhaseError,   // no canary of its app
+					"api-v6-1": analysis.PhaseRunning, // its app has a canary
+					"web-v2-1": analysis.PhaseRunning, // its app has a canary
+					"pay-v2-1": analysis.PhaseRunning, // its app's rollout is not known yet
 				} {
 					if p := w.phase(t, run); p != want {
 						t.Errorf("analysis run %s = %s, want %s", run, p, want)
@@ -303,6 +349,7 @@ func TestGarbageCollection(t *testing.T) {
 					"garbage: stopping a version nothing wants\" env=stg app=old version=v1",
 					"garbage: stopping a version nothing wants\" env=production app=web version=v0",
 					"garbage: stopping a version nothing wants\" env=production app=api version=v4",
+					"garbage: stopping a version nothing wants\" env=production app=retired version=v1",
 					"garbage: removing a route nothing wants\" env=gone app=web",
 					"garbage: removing a route nothing wants\" env=stg app=old",
 					"garbage: analysis run abandoned\" run=old-v3-1",
@@ -313,7 +360,7 @@ func TestGarbageCollection(t *testing.T) {
 						t.Errorf("log lacks %q", want)
 					}
 				}
-				if strings.Count(logs, "garbage: stopping a version") != 4 {
+				if strings.Count(logs, "garbage: stopping a version") != 5 {
 					t.Errorf("log stops other versions too:\n%s", logs)
 				}
 				deadline := time.Now().Add(30 * time.Second)
@@ -329,10 +376,15 @@ func TestGarbageCollection(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newGCWorld(t)
-			c := environment.New(snapshot{snap: w.snap, err: tt.snapErr}, w.rt, binArtifacts{}, w.gw, noReports{}, w.rollouts,
+			if tt.unreachable {
+				if err := os.Rename(w.bare, w.bare+".away"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := environment.New(w.repo, w.rt, binArtifacts{}, w.gw, noReports{}, w.rollouts,
 				environment.Options{Store: w.db, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), w.logs), nil))})
 			err := c.Reconcile(t.Context())
-			if (err != nil) != (tt.snapErr != nil) {
+			if (err != nil) != tt.unreachable {
 				t.Fatalf("Reconcile = %v", err)
 			}
 			tt.assert(t, w)

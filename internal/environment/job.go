@@ -17,7 +17,7 @@ import (
 // the gateway serving only this app there, which any client reaches),
 // RUNWAY_APP_HOST_URL and RUNWAY_GATEWAY_ADDR (the same app by name on
 // the gateway's shared listener, and that listener's address) and, when
-// env's workflow has an expectation, the
+// app's workflow in env has an expectation, the
 // variables to report to it (see reporterVars). Nothing else: the runtime
 // adds only its allow-listed variables of Runway's own environment, and
 // runs the job as env's sandbox user.
@@ -34,7 +34,7 @@ func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string,
 		fmt.Fprintf(log, "%s has no %s in its app spec; nothing to run\n", app, kind)
 		return nil
 	}
-	vars, err := c.appVars(ctx, env, art)
+	vars, err := c.starter.Vars(ctx, env, art)
 	if err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string,
 		"RUNWAY_APP_HOST_URL="+c.HostURL(env, app),
 		"RUNWAY_GATEWAY_ADDR="+c.opts.GatewayAddr,
 		"RUNWAY_ENV="+env, "RUNWAY_APP="+app, "RUNWAY_VERSION="+version)
-	rvars, err := c.reporterVars(ctx, env)
+	rvars, err := c.reporterVars(ctx, env, app)
 	if err != nil {
 		return err
 	}
@@ -60,21 +60,21 @@ func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string,
 // name-based URL is not a fallback then, since not every client resolves
 // it, so the route is asked again for a while.
 func (c *Controller) jobURL(ctx context.Context, env, app string) string {
-	deadline := time.Now().Add(jobURLWait)
-	for {
+	deadline := c.clock.Now().Add(jobURLWait)
+	for attempt := 0; ; attempt++ {
 		if r, ok := c.router.Route(env, app); ok {
 			if r.Listen != "" {
 				return "http://" + r.Listen
 			}
 			return c.HostURL(env, app) // a gateway without route listeners
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if c.clock.Now().After(deadline) || attempt >= jobURLAttempts || ctx.Err() != nil {
 			c.log.Warn("the app's route could not be read for its job; giving the name-based URL", "env", env, "app", app)
 			return c.HostURL(env, app)
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
+		case <-c.clock.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -82,3 +82,6 @@ func (c *Controller) jobURL(ctx context.Context, env, app string) string {
 // jobURLWait bounds jobURL's wait for the gateway: more than a gateway
 // restart takes (about 0.1-0.5 s).
 const jobURLWait = 10 * time.Second
+
+// jobURLAttempts bounds jobURL's reads in count too, 100 ms apart.
+const jobURLAttempts = int(jobURLWait / (100 * time.Millisecond))

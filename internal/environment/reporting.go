@@ -18,18 +18,19 @@ type reporterTokens interface {
 
 // reporterVars are the variables with which a job in env reports like the
 // original's PostSync hooks: RUNWAY_REPORTER_URL (the API's base URL; the
-// job POSTs to $RUNWAY_REPORTER_URL/workflow/update), RUNWAY_WORKFLOW (env's
-// deploying workflow, the pipeline id for a staging environment) and
+// job POSTs to $RUNWAY_REPORTER_URL/workflow/update), RUNWAY_WORKFLOW (app's
+// deploying workflow in env, manifest.Workflow: the pipeline id for a
+// staging environment) and
 // RUNWAY_REPORTER_TOKEN (that workflow's own token, sent as "Authorization:
 // Bearer $RUNWAY_REPORTER_TOKEN"; it can report for that workflow only).
 // There are none when Options.ReporterURL is empty, env has no workflow,
 // the reporter hands out no tokens or the workflow is not submitted.
-func (c *Controller) reporterVars(ctx context.Context, env string) ([]string, error) {
+func (c *Controller) reporterVars(ctx context.Context, env, app string) ([]string, error) {
 	tokens, ok := c.reporter.(reporterTokens)
 	if c.opts.ReporterURL == "" || !ok {
 		return nil, nil
 	}
-	workflow := c.workflowOf(env)
+	workflow := c.workflowOf(env, app)
 	if workflow == "" {
 		return nil, nil
 	}
@@ -47,12 +48,13 @@ func (c *Controller) reporterVars(ctx context.Context, env string) ([]string, er
 	}, nil
 }
 
-// workflowOf is env's deploying workflow as the last pass saw it, or "".
-func (c *Controller) workflowOf(env string) string {
-	for _, es := range c.Status() {
-		if es.Name == env {
-			return es.Workflow
-		}
+// workflowOf is app's deploying workflow in env as the last pass of env
+// saw it, or "" when env was not reconciled.
+func (c *Controller) workflowOf(env, app string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.envs[env]; st != nil {
+		return st.manifest.Workflow(app)
 	}
 	return ""
 }

@@ -7,31 +7,14 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/gateway"
-	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/reporter"
-	"github.com/runway-cd/runway/internal/runtime"
 )
-
-// jobRuntime records the jobs it is asked to run.
-type jobRuntime struct {
-	fakeRuntime
-	mu   sync.Mutex
-	jobs []runtime.Job
-}
-
-func (f *jobRuntime) RunJob(_ context.Context, j runtime.Job) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.jobs = append(f.jobs, j)
-	return nil
-}
 
 // testsArtifact resolves every app to a pipeline artifact with tests.
 type testsArtifact struct{}
@@ -82,6 +65,12 @@ func TestRunJobReporterVars(t *testing.T) {
 			url:      url, env: "v2",
 			want: []string{"RUNWAY_REPORTER_URL=" + url, "RUNWAY_REPORTER_TOKEN=other", "RUNWAY_WORKFLOW=wf-v2"},
 		},
+		{
+			name:     "the app's own workflow",
+			reporter: &tokenReports{tokens: map[string]string{"wf-v3": token, "wf-app": "app's"}},
+			url:      url, env: "v3",
+			want: []string{"RUNWAY_REPORTER_URL=" + url, "RUNWAY_REPORTER_TOKEN=app's", "RUNWAY_WORKFLOW=wf-app"},
+		},
 		{name: "workflow not submitted", reporter: &tokenReports{tokens: map[string]string{}}, url: url, env: "v1"},
 		{name: "no reporter URL", reporter: &tokenReports{tokens: map[string]string{"wf-v1": token}}, env: "v1"},
 		{name: "reporter without tokens", reporter: &reports{}, url: url, env: "v1"},
@@ -90,11 +79,20 @@ func TestRunJobReporterVars(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rt := &jobRuntime{}
-			snap := &gitops.Snapshot{Envs: map[string]*manifest.Manifest{"v1": envManifest("v1"), "v2": envManifest("v2")}}
-			c := New(fakeSnap{snap: snap}, rt, testsArtifact{}, gateway.New(gateway.Options{}), tt.reporter, noRollouts{},
+			rt := &fakeRuntime{}
+			// Every environment runs web, so its job's URL is its route's.
+			v1, v2, v3 := envManifest("v1"), envManifest("v2"), envManifest("v3")
+			for _, m := range []*manifest.Manifest{v1, v2, v3} {
+				m.Apps["web"] = appAt("v1")
+			}
+			v3.Apps["web"].DeployingWorkflowName = "wf-app"
+			gw := gateway.New(gateway.Options{})
+			c := New(newStateRepo(t, nil, v1, v2, v3), rt, testsArtifact{}, gw, tt.reporter, newFakeRollouts(),
 				Options{GatewayAddr: "127.0.0.1:9090", ReporterURL: tt.url})
 			if err := c.Reconcile(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if err := gw.SetRoute(gateway.Route{Env: "v9", App: "web", StableVersion: "v1", Stable: []gateway.Backend{{Addr: "127.0.0.1:1"}}}); err != nil {
 				t.Fatal(err)
 			}
 			err := c.RunJob(t.Context(), tt.env, "web", "v1", "tests", io.Discard)
