@@ -1,5 +1,6 @@
-// Package api is Runway's JSON API: pipelines, environments, rollouts and
-// their promote/abort actions. Handlers return errors; one function maps
+// Package api is Runway's JSON API: pipelines and their cancel action,
+// environments, rollouts and their promote/abort actions, analysis runs
+// and the event log. Handlers return errors; one function maps
 // them to a status and a safe message.
 package api
 
@@ -11,20 +12,32 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/runway-cd/runway/internal/analysis"
 	"github.com/runway-cd/runway/internal/environment"
+	"github.com/runway-cd/runway/internal/events"
+	"github.com/runway-cd/runway/internal/oneline"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/rollout"
 )
 
-// Pipelines reads pipelines.
+// Pipelines reads and cancels pipelines.
 type Pipelines interface {
 	Get(ctx context.Context, id string) (*pipeline.Pipeline, error)
 	List(ctx context.Context, limit int) ([]*pipeline.Pipeline, error)
+	// Cancel fails with pipeline.ErrNotFound, or wrapping
+	// pipeline.ErrDone or pipeline.ErrPromoted.
+	Cancel(ctx context.Context, id, reason string) error
+}
+
+// Events is the event log (an *events.Recorder).
+type Events interface {
+	// Since returns up to limit events after seq, oldest first.
+	Since(seq uint64, limit int) ([]events.Event, <-chan struct{})
 }
 
 // Environments lists what runs.
@@ -53,18 +66,21 @@ type Handler struct {
 	envs      Environments
 	rollouts  Rollouts
 	runs      AnalysisRuns
+	events    Events
 	log       *slog.Logger
 	mux       *http.ServeMux
 }
 
-// New returns the API handler.
-func New(p Pipelines, e Environments, r Rollouts, runs AnalysisRuns, logger *slog.Logger) *Handler {
+// New returns the API handler. A nil ev serves an empty event log.
+func New(p Pipelines, e Environments, r Rollouts, runs AnalysisRuns, ev Events, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	h := &Handler{pipelines: p, envs: e, rollouts: r, runs: runs, log: logger, mux: http.NewServeMux()}
+	h := &Handler{pipelines: p, envs: e, rollouts: r, runs: runs, events: ev, log: logger, mux: http.NewServeMux()}
 	h.handle("GET /api/v1/pipelines", h.listPipelines)
 	h.handle("GET /api/v1/pipelines/{id}", h.getPipeline)
+	h.handle("POST /api/v1/pipelines/{id}/cancel", h.cancelPipeline)
+	h.handle("GET /api/v1/events", h.listEvents)
 	h.handle("GET /api/v1/environments", h.listEnvironments)
 	h.handle("GET /api/v1/environments/{name}", h.getEnvironment)
 	h.handle("GET /api/v1/rollouts", h.listRollouts)
@@ -98,7 +114,7 @@ func toStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, pipeline.ErrNotFound), errors.Is(err, rollout.ErrNoRollout), errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, err.Error()
-	case errors.Is(err, rollout.ErrNotPaused):
+	case errors.Is(err, rollout.ErrNotPaused), errors.Is(err, pipeline.ErrDone), errors.Is(err, pipeline.ErrPromoted):
 		return http.StatusConflict, err.Error()
 	case errors.As(err, new(*http.MaxBytesError)):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxBody)
@@ -149,6 +165,70 @@ func (h *Handler) getPipeline(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// cancelPipeline takes an optional body {"reason": "..."}; the reason is
+// made one line of at most MaxReason bytes. It answers 202 with the
+// pipeline as it is then.
+func (h *Handler) cancelPipeline(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeOptional(r, &body); err != nil {
+		return err
+	}
+	reason := oneline.Clean(body.Reason, MaxReason)
+	if reason == "" {
+		reason = "cancelled through the API"
+	}
+	id := r.PathValue("id")
+	if err := h.pipelines.Cancel(r.Context(), id, reason); err != nil {
+		return err
+	}
+	p, err := h.pipelines.Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, p)
+	return nil
+}
+
+// Event log paging: limit defaults to DefaultEventLimit, at most
+// MaxEventLimit.
+const (
+	DefaultEventLimit = 200
+	MaxEventLimit     = 2000
+)
+
+// listEvents serves the events after ?since=N (default 0: the oldest
+// kept), at most ?limit=M, oldest first.
+func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	var since uint64
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%w: since must be an event sequence number (0 or more)", ErrBadRequest)
+		}
+		since = n
+	}
+	limit := DefaultEventLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxEventLimit {
+			return fmt.Errorf("%w: limit must be a number from 1 to %d", ErrBadRequest, MaxEventLimit)
+		}
+		limit = n
+	}
+	var evs []events.Event
+	if h.events != nil {
+		evs, _ = h.events.Since(since, limit)
+	}
+	if evs == nil {
+		evs = []events.Event{}
+	}
+	writeJSON(w, http.StatusOK, evs)
 	return nil
 }
 

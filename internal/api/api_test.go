@@ -155,6 +155,7 @@ func (f *fakeRollouts) Abort(env, app, reason string) error {
 }
 
 type fakes struct {
+	events    Events
 	pipelines *fakePipelines
 	envs      *fakeEnvironments
 	rollouts  *fakeRollouts
@@ -163,7 +164,7 @@ type fakes struct {
 
 func newServer(t *testing.T, f fakes) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(New(f.pipelines, f.envs, f.rollouts, f.runs, slog.New(slog.NewTextHandler(t.Output(), nil))))
+	srv := httptest.NewServer(New(f.pipelines, f.envs, f.rollouts, f.runs, f.events, slog.New(slog.NewTextHandler(t.Output(), nil))))
 	t.Cleanup(srv.Close)
 	return srv
 }

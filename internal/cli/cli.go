@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -33,7 +34,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), BenchCmd(), pipelinesCmd(), envsCmd(), rolloutCmd(), analysisRunsCmd(), tokenCmd())
+	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), BenchCmd(), pipelinesCmd(), cancelCmd(), eventsCmd(), envsCmd(), rolloutCmd(), analysisRunsCmd(), tokenCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "runway:", err)
 		return 1
@@ -102,6 +103,45 @@ func demoCmd() *cobra.Command {
 
 func pipelinesCmd() *cobra.Command {
 	return listOrGetCmd("pipelines [ID]", "List pipelines, or show one with its steps and logs", "/api/v1/pipelines")
+}
+
+func cancelCmd() *cobra.Command {
+	var opts clientOptions
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a pipeline: its running step stops, its staging environment is torn down, nothing is promoted",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return callAPI(cmd, &opts, http.MethodPost, "/api/v1/pipelines/"+url.PathEscape(args[0])+"/cancel", map[string]string{"reason": reason})
+		},
+	}
+	addClientFlags(cmd, &opts)
+	cmd.Flags().StringVar(&reason, "reason", "cancelled from the command line", "why (one line, at most 200 bytes are kept)")
+	return cmd
+}
+
+func eventsCmd() *cobra.Command {
+	var opts clientOptions
+	var since uint64
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Show recent events of environments, rollouts and pipelines, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			q := url.Values{}
+			q.Set("since", strconv.FormatUint(since, 10))
+			if limit > 0 {
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			return callAPI(cmd, &opts, http.MethodGet, "/api/v1/events?"+q.Encode(), nil)
+		},
+	}
+	addClientFlags(cmd, &opts)
+	cmd.Flags().Uint64Var(&since, "since", 0, "only events after this sequence number (the seq of the last one seen)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many events (default: the server's, 200; at most 2000)")
+	return cmd
 }
 
 func envsCmd() *cobra.Command {

@@ -103,8 +103,10 @@ func TestResolvePrecedence(t *testing.T) {
 // no pipelines and records abort bodies.
 type protectedAPI struct {
 	*httptest.Server
-	mu      sync.Mutex
-	aborted []string
+	mu        sync.Mutex
+	aborted   []string
+	cancelled []string
+	eventsQ   []string
 }
 
 func newProtectedAPI(t *testing.T, admin string) *protectedAPI {
@@ -127,6 +129,29 @@ func newProtectedAPI(t *testing.T, admin string) *protectedAPI {
 		a.mu.Unlock()
 		w.WriteHeader(http.StatusAccepted)
 		io.WriteString(w, `{"status":"aborting"}`)
+	})
+	mux.HandleFunc("POST /api/v1/pipelines/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Reason string }
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, `{"error":"bad body"}`, http.StatusBadRequest)
+			return
+		}
+		if r.PathValue("id") == "done-1" {
+			w.WriteHeader(http.StatusConflict)
+			io.WriteString(w, `{"error":"cancelling pipeline done-1: pipeline already ended"}`)
+			return
+		}
+		a.mu.Lock()
+		a.cancelled = append(a.cancelled, r.PathValue("id")+": "+body.Reason)
+		a.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"id":"`+r.PathValue("id")+`","phase":"Cancelled"}`)
+	})
+	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		a.eventsQ = append(a.eventsQ, r.URL.RawQuery)
+		a.mu.Unlock()
+		io.WriteString(w, `[{"seq":8,"kind":"Pipeline","name":"web-1","reason":"Cancelled"}]`)
 	})
 	a.Server = httptest.NewServer(auth.Protect(mux, auth.Options{Tokens: tokens}))
 	t.Cleanup(a.Close)
@@ -156,6 +181,12 @@ func TestCLIAgainstProtectedAPI(t *testing.T) {
 		{name: "token from the env", args: []string{"pipelines", "--api", api.URL}, env: map[string]string{"RUNWAY_TOKEN": admin}, wantOut: "[]"},
 		{name: "token and URL from the server config", args: []string{"pipelines", "-c", serverCfg}, wantOut: "[]"},
 		{name: "abort sends its reason as JSON", args: []string{"rollout", "abort", "web", "-c", serverCfg, "--reason", "too slow"}, wantOut: "aborting"},
+		{name: "cancel sends its reason", args: []string{"cancel", "web-1", "-c", serverCfg, "--reason", "wrong branch"}, wantOut: `"phase":"Cancelled"`},
+		{name: "cancel of a done pipeline says why", args: []string{"cancel", "done-1", "-c", serverCfg}, code: 1, wantErr: "409 Conflict: cancelling pipeline done-1: pipeline already ended"},
+		{name: "cancel needs an id", args: []string{"cancel", "-c", serverCfg}, code: 1, wantErr: "accepts 1 arg"},
+		{name: "events since", args: []string{"events", "-c", serverCfg, "--since", "7"}, wantOut: `"reason":"Cancelled"`},
+		{name: "events with a limit", args: []string{"events", "-c", serverCfg, "--limit", "5"}, wantOut: `"seq":8`},
+		{name: "events without a token", args: []string{"events", "--api", api.URL}, code: 1, wantErr: "no API token"},
 		{name: "token show finds the same token", args: []string{"token", "show", "-c", serverCfg}, wantOut: admin, wantErr: "token from " + auth.Path(dataDir, auth.AdminToken)},
 		{name: "token show without a token", args: []string{"token", "show"}, code: 1, wantErr: "no API token"},
 	}
@@ -177,6 +208,12 @@ func TestCLIAgainstProtectedAPI(t *testing.T) {
 	}
 	if len(api.aborted) != 1 || api.aborted[0] != "production/web: too slow" {
 		t.Fatalf("aborted = %q", api.aborted)
+	}
+	if len(api.cancelled) != 1 || api.cancelled[0] != "web-1: wrong branch" {
+		t.Fatalf("cancelled = %q", api.cancelled)
+	}
+	if strings.Join(api.eventsQ, " ") != "since=7 limit=5&since=0" {
+		t.Fatalf("events queries = %q", api.eventsQ)
 	}
 }
 

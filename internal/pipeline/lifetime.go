@@ -68,8 +68,6 @@ func (rp *Reaper) Interval() time.Duration {
 // Run reaps now and then every Interval until ctx ends. Failures are
 // logged and retried on the next tick.
 func (rp *Reaper) Run(ctx context.Context) {
-	tick := time.NewTicker(rp.Interval())
-	defer tick.Stop()
 	for {
 		if _, err := rp.Reap(ctx); err != nil && ctx.Err() == nil {
 			rp.runner.log.Warn("expiring staging environments", "err", err)
@@ -77,7 +75,7 @@ func (rp *Reaper) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-rp.runner.clk.After(rp.Interval()):
 		}
 	}
 }
@@ -92,7 +90,7 @@ func (rp *Reaper) Reap(ctx context.Context) ([]Expired, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the state repo for expired staging environments: %w", err)
 	}
-	ttl, now := rp.runner.opts.StagingTTL, rp.runner.opts.Now()
+	ttl, now := rp.runner.opts.StagingTTL, rp.runner.now()
 	var expired []Expired
 	var errs []error
 	for _, env := range stagingEnvs(snap) {
@@ -178,7 +176,7 @@ func (ru *run) errExpired(env string) error {
 // fails at once when the environment expired.
 func (ru *run) beforeExpiry(f stepFunc) stepFunc {
 	return func(ctx context.Context, w io.Writer) error {
-		if env := ru.p.StagingEnv; env != "" && !ru.r.opts.Now().Before(ru.stagingUntil()) {
+		if env := ru.p.StagingEnv; env != "" && !ru.r.now().Before(ru.stagingUntil()) {
 			return ru.errExpired(env)
 		}
 		return f(ctx, w)
@@ -194,7 +192,7 @@ func (ru *run) untilExpiry(f stepFunc) stepFunc {
 		if env == "" {
 			return f(ctx, w)
 		}
-		left := ru.stagingUntil().Sub(ru.r.opts.Now())
+		left := ru.stagingUntil().Sub(ru.r.now())
 		if left <= 0 {
 			return ru.errExpired(env)
 		}
@@ -202,11 +200,13 @@ func (ru *run) untilExpiry(f stepFunc) stepFunc {
 		defer release()
 		ectx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
-		timer := time.AfterFunc(left, func() { cancel(errTTL) })
+		timer := ru.r.clk.NewTimer(left)
 		defer timer.Stop()
 		go func() {
 			select {
 			case <-reaped:
+				cancel(errTTL)
+			case <-timer.C():
 				cancel(errTTL)
 			case <-ectx.Done():
 			}
@@ -231,7 +231,7 @@ func (ru *run) keepForDebugging(ctx context.Context, w io.Writer) (bool, error) 
 		return false, nil
 	}
 	until := ru.stagingUntil()
-	if !ru.r.opts.Now().Before(until) {
+	if !ru.r.now().Before(until) {
 		fmt.Fprintf(w, "staging environment %s is not kept: its TTL %s passed\n", env, shortDuration(ru.r.opts.StagingTTL))
 		return false, nil
 	}

@@ -18,9 +18,10 @@ import (
 // gone, at most its staging TTL. Both say why they wait: the queued
 // pipeline in its reason, the waiting step in its log and the reason.
 
-// queuedReason is a queued pipeline's reason.
-func queuedReason(max int) string {
-	return fmt.Sprintf("queued: %d pipelines running (limits.pipelines)", max)
+// queuedReason is the reason of the queued pipeline at position pos
+// (from 1) of n queued, with running pipelines running.
+func queuedReason(pos, n, running int) string {
+	return fmt.Sprintf("queued: position %d of %d; %d running (limits.pipelines)", pos, n, running)
 }
 
 // stagingReason is the log line and reason of a step waiting for a
@@ -39,20 +40,23 @@ type slots struct {
 
 // turn is a queued pipeline's place; ready is closed when it is given a
 // slot.
-type turn struct{ ready chan struct{} }
+type turn struct {
+	ready chan struct{}
+	ru    *run
+}
 
 func newSlots(max int) *slots { return &slots{max: max} }
 
 // acquire takes a slot and returns nil, or, when all are taken, returns
 // the caller's turn in the queue to wait on.
-func (s *slots) acquire() *turn {
+func (s *slots) acquire(ru *run) *turn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.max <= 0 || s.running < s.max {
 		s.running++
 		return nil
 	}
-	t := &turn{ready: make(chan struct{})}
+	t := &turn{ready: make(chan struct{}), ru: ru}
 	s.queue = append(s.queue, t)
 	return t
 }
@@ -98,15 +102,41 @@ func (s *slots) release() {
 	s.running--
 }
 
-// queue records the pipeline as waiting for a slot.
+// positions returns the queued runs in order and the running count.
+func (s *slots) positions() ([]*run, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*run, len(s.queue))
+	for i, t := range s.queue {
+		out[i] = t.ru
+	}
+	return out, s.running
+}
+
+// queue records the pipeline as waiting for a slot, with its position.
 func (ru *run) queue(ctx context.Context) {
-	_ = ru.update(ctx, func(p *Pipeline) {
-		p.Phase = Queued
-		if p.FailedStep == "" {
-			p.Reason = queuedReason(ru.r.slots.max)
-		}
-	})
-	ru.r.log.Info("pipeline queued", "pipeline", ru.p.ID, "reason", queuedReason(ru.r.slots.max))
+	_ = ru.update(ctx, func(p *Pipeline) { p.Phase = Queued })
+	ru.r.requeue(ctx)
+	snap := ru.snapshot()
+	ru.r.log.Info("pipeline queued", "pipeline", snap.ID, "reason", snap.Reason)
+	ru.r.event(false, snap.ID, "Queued", snap.Reason)
+}
+
+// requeue records every queued pipeline's position, as the queue moved.
+func (r *Runner) requeue(ctx context.Context) {
+	r.queueMu.Lock()
+	defer r.queueMu.Unlock()
+	queued, running := r.slots.positions()
+	for i, ru := range queued {
+		msg := queuedReason(i+1, len(queued), running)
+		_, _ = ru.updateIf(ctx, func(p *Pipeline) bool {
+			if p.Phase != Queued || p.FailedStep != "" || p.Reason == msg {
+				return false
+			}
+			p.Reason = msg
+			return true
+		})
+	}
 }
 
 // stagingPoll is how often a step waiting for a staging environment to go
@@ -177,7 +207,7 @@ func (ru *run) stagingPlace(ctx context.Context, w io.Writer, env string) (relea
 				}
 			})
 		}
-		left := ru.stagingUntil().Sub(ru.r.opts.Now())
+		left := ru.stagingUntil().Sub(ru.r.now())
 		if left <= 0 {
 			return nil, failf("%s: waited %s (staging TTL) for one of %d staging environments to go (limits.stagingEnvironments)",
 				StepStage, shortDuration(ru.r.opts.StagingTTL), n)
@@ -188,7 +218,7 @@ func (ru *run) stagingPlace(ctx context.Context, w io.Writer, env string) (relea
 		case <-ru.r.draining:
 			return nil, errInterrupted
 		case <-freed:
-		case <-time.After(min(stagingPoll, left)):
+		case <-ru.r.clk.After(min(stagingPoll, left)):
 		}
 	}
 }
@@ -198,7 +228,7 @@ func (ru *run) stagingPlace(ctx context.Context, w io.Writer, env string) (relea
 // wait began.
 func (ru *run) placeFound(ctx context.Context, w io.Writer, n, limit int) {
 	fmt.Fprintf(w, "a staging environment is free (%d of %d exist)\n", n, limit)
-	now := ru.r.opts.Now().UTC()
+	now := ru.r.now().UTC()
 	_ = ru.update(ctx, func(p *Pipeline) {
 		if s := p.Step(StepStage); s != nil {
 			s.Started = now

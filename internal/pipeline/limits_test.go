@@ -111,7 +111,7 @@ func TestQueuedBeyondMaxRunning(t *testing.T) {
 			<-b.started
 		}
 	}
-	const want = "queued: 1 pipelines running (limits.pipelines)"
+	wantReason := map[string]string{"b": "queued: position 1 of 2; 1 running (limits.pipelines)", "c": "queued: position 2 of 2; 1 running (limits.pipelines)"}
 	for _, c := range []string{"b", "c"} {
 		// Start has recorded the queued pipeline before returning.
 		stored, err := r.db.GetPipeline(ctx, ids[c])
@@ -123,7 +123,7 @@ func TestQueuedBeyondMaxRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range []*pipeline.Pipeline{stored, live} {
-			if p.Phase != pipeline.Queued || p.Reason != want || p.Step(pipeline.StepVersion).Phase != pipeline.Pending {
+			if want := wantReason[c]; p.Phase != pipeline.Queued || p.Reason != want || p.Step(pipeline.StepVersion).Phase != pipeline.Pending {
 				t.Fatalf("pipeline %s: phase %s, reason %q, version step %s; want Queued, %q, Pending", c, p.Phase, p.Reason, p.Step(pipeline.StepVersion).Phase, want)
 			}
 		}
@@ -132,8 +132,13 @@ func TestQueuedBeyondMaxRunning(t *testing.T) {
 	if got := <-b.started; got != "b" {
 		t.Fatalf("after a finished, %s started; want b (arrival order)", got)
 	}
-	if p, _ := runner.Get(ctx, ids["c"]); p.Phase != pipeline.Queued {
+	// The queue moved: c's stored reason says so.
+	const moved = "queued: position 1 of 1; 1 running (limits.pipelines)"
+	if p := waitFor(t, runner, ids["c"], "moved up", func(p *pipeline.Pipeline) bool { return p.Reason == moved }); p.Phase != pipeline.Queued {
 		t.Fatalf("c is %s while b runs; want Queued", p.Phase)
+	}
+	if stored, err := r.db.GetPipeline(ctx, ids["c"]); err != nil || stored.Reason != moved {
+		t.Fatalf("stored c: %v, reason %q; want %q", err, stored.Reason, moved)
 	}
 	close(b.gates[strings.Repeat("b", 40)])
 	runner.Wait()

@@ -3,6 +3,12 @@
 // tests, promotion, canary, production checks and teardown. Each step's
 // state, times and log are stored as they change, so the API shows a
 // pipeline live and a restarted control plane resumes it.
+//
+// Pipelines run side by side up to a cap (the others queue, in arrival
+// order, saying their position); promotions of one app are serialized in
+// commit order, and an older change overtaken by a newer one ends
+// Superseded rather than waiting for a report that never comes (see
+// promotion.go). Cancel stops a pipeline that has not promoted.
 package pipeline
 
 import (
@@ -25,10 +31,25 @@ const (
 	Succeeded Phase = "Succeeded"
 	Failed    Phase = "Failed"
 	Skipped   Phase = "Skipped"
+	// Superseded is a pipeline (and its step) that a newer change of the
+	// same app overtook: at its promotion (a newer one passed staging or
+	// promoted first) or in its rollout (a newer version replaced its
+	// canary). Nothing was wrong with the change; nothing of it is
+	// promoted after that, and its staging environment is torn down.
+	Superseded Phase = "Superseded"
+	// Cancelled is a pipeline stopped on request (Runner.Cancel), and the
+	// step that was running then.
+	Cancelled Phase = "Cancelled"
 )
 
 // Done reports whether the phase is final.
-func (p Phase) Done() bool { return p == Succeeded || p == Failed || p == Skipped }
+func (p Phase) Done() bool {
+	switch p {
+	case Succeeded, Failed, Skipped, Superseded, Cancelled:
+		return true
+	}
+	return false
+}
 
 // Step names, in order.
 const (
@@ -79,6 +100,15 @@ type Pipeline struct {
 	Finished   time.Time `json:"finished,omitzero"`
 	Steps      []Step    `json:"steps"`
 
+	// Promoting is set when the pipeline took its app's promotion (see
+	// Runner): from then on production may hold its version, so it can
+	// no longer be cancelled, and pipelines of the same app that arrived
+	// before it are superseded.
+	Promoting bool `json:"promoting,omitempty"`
+	// CancelRequested is the reason given to Runner.Cancel, stored so
+	// that a restart honours the request.
+	CancelRequested string `json:"cancelRequested,omitempty"`
+
 	// StagingKeptUntil is set when the pipeline failed and its staging
 	// environment was kept for debugging (Options.KeepOnFailure): it is
 	// removed at that time, when its TTL passes.
@@ -126,6 +156,33 @@ func (p *Pipeline) Clone() *Pipeline {
 
 // ErrNotFound is returned for an unknown pipeline.
 var ErrNotFound = errors.New("pipeline not found")
+
+// ErrDone is wrapped by Cancel's error for a pipeline that already ended.
+var ErrDone = errors.New("pipeline already ended")
+
+// ErrPromoted is wrapped by Cancel's error for a pipeline that promoted
+// (or is promoting) its change: production may run it, which only an
+// abort of the rollout undoes.
+var ErrPromoted = errors.New("promoted already; abort its rollout instead")
+
+// before reports whether p arrived before q: commit order is arrival
+// order, Created then ID.
+func (p *Pipeline) before(q *Pipeline) bool {
+	if !p.Created.Equal(q.Created) {
+		return p.Created.Before(q.Created)
+	}
+	return p.ID < q.ID
+}
+
+// promoted reports whether p took its app's promotion (a record from
+// before Promoting existed: its promote step succeeded).
+func (p *Pipeline) promoted() bool {
+	if p.Promoting {
+		return true
+	}
+	s := p.Step(StepPromote)
+	return s != nil && s.Phase == Succeeded
+}
 
 // Store keeps pipelines durably.
 type Store interface {

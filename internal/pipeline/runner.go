@@ -12,7 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/events"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/redact"
 	"github.com/runway-cd/runway/internal/reporter"
@@ -27,6 +30,10 @@ type Builder interface {
 type StateRepo interface {
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	Commit(ctx context.Context, message string, changes ...gitops.Change) (string, error)
+	// Update makes a commit whose changes edit computes from the head it
+	// lands on, again on a new head after a lost race (gitops.Repo.Update):
+	// every read-modify-write of a manifest goes through it.
+	Update(ctx context.Context, message string, edit gitops.Edit) (string, error)
 	// Snapshot is read to count the staging environments (MaxStaging).
 	Snapshot(ctx context.Context) (*gitops.Snapshot, error)
 }
@@ -90,8 +97,16 @@ type Options struct {
 	// pipeline stops waiting for it (deadline), so no canary is left
 	// serving for a pipeline that already failed.
 	AbortRollout func(env, app, reason string) error
-	// Now is the clock. Zero value: time.Now.
+	// Clock is the clock: times recorded, deadlines and polls. Zero
+	// value: Now's, else the real clock.
+	Clock clock.Clock
+	// Now, when Clock is nil, is the time recorded and compared, with
+	// the real clock's timers. Zero value: see Clock.
 	Now func() time.Time
+	// Events records the pipelines' events (kind events.Pipeline, name
+	// the pipeline's id): Queued, Started, Promoting, Superseded,
+	// Cancelled, Succeeded, Failed. Zero value: none recorded.
+	Events *events.Recorder
 	// Redactor masks known secrets in everything a step writes to its
 	// log, in step errors and in reasons, before they are stored or
 	// served. Zero value: nothing is masked.
@@ -117,8 +132,11 @@ type Runner struct {
 	opts     Options
 	log      *slog.Logger
 
+	clk      clock.Clock
 	mu       sync.Mutex
 	running  map[string]*run
+	promos   promotions // each app's promotion, in commit order
+	queueMu  sync.Mutex // serialises the queued pipelines' position updates
 	slots    *slots     // MaxRunning
 	staging  stagingCap // MaxStaging
 	versions sync.Mutex // serialises version picking
@@ -152,11 +170,16 @@ func New(store Store, builder Builder, repo StateRepo, rep Reporter, envs Enviro
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	clk := opts.Clock
+	switch {
+	case clk == nil && opts.Now != nil:
+		clk = nowClock{now: opts.Now}
+	case clk == nil:
+		clk = clock.RealClock{}
 	}
+	opts.Now = clk.Now
 	return &Runner{
-		store: store, builder: builder, repo: repo, reporter: rep, envs: envs, opts: opts, log: opts.Logger,
+		store: store, builder: builder, repo: repo, reporter: rep, envs: envs, opts: opts, log: opts.Logger, clk: clk,
 		running: map[string]*run{}, slots: newSlots(opts.MaxRunning), staging: newStagingCap(), draining: make(chan struct{}),
 	}
 }
@@ -167,7 +190,7 @@ func (r *Runner) Start(ctx context.Context, req Request) (string, error) {
 	p := &Pipeline{
 		ID: newID(req.App), App: req.App, Repo: req.Repo, CloneURL: req.CloneURL, Branch: req.Branch,
 		Commit: req.Commit, Message: req.Message, Delivery: req.Delivery,
-		Phase: Pending, Created: r.opts.Now().UTC(),
+		Phase: Pending, Created: r.now().UTC(),
 	}
 	for _, n := range StepNames {
 		p.Steps = append(p.Steps, Step{Name: n, Phase: Pending})
@@ -187,7 +210,19 @@ func (r *Runner) Resume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing pipelines to resume: %w", err)
 	}
-	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Created.Before(ps[j].Created) })
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].before(ps[j]) })
+	// Who holds and who waits for each app's promotion is known before
+	// any of them runs again, so the newest waiting one goes next.
+	r.promos.mu.Lock()
+	for _, p := range ps {
+		if !p.Phase.Done() {
+			r.promos.seedLocked(p)
+		}
+	}
+	r.promos.mu.Unlock()
+	if err := r.promos.load(ctx, r.store); err != nil {
+		return err
+	}
 	for _, p := range ps {
 		if p.Phase.Done() {
 			continue
@@ -201,34 +236,74 @@ func (r *Runner) Resume(ctx context.Context) error {
 // launch runs p in the background once it has a slot; when none is free
 // it records p as Queued before returning.
 func (r *Runner) launch(ctx context.Context, p *Pipeline) {
-	ru := &run{r: r, p: p}
+	// The run's own context ends when it is cancelled (Cancel, with
+	// cause errCancelled) or when ctx ends.
+	rctx, stop := context.WithCancelCause(ctx)
+	ru := &run{r: r, p: p, stop: stop}
 	r.mu.Lock()
 	if _, dup := r.running[p.ID]; dup {
 		r.mu.Unlock()
+		stop(nil)
 		return
 	}
 	r.running[p.ID] = ru
 	r.mu.Unlock()
-	turn := r.slots.acquire()
+	turn := r.slots.acquire(ru)
 	if turn != nil {
 		ru.queue(ctx)
 	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		defer stop(nil)
 		defer func() {
 			r.mu.Lock()
 			delete(r.running, p.ID)
 			r.mu.Unlock()
 		}()
-		if turn != nil && !r.slots.wait(ctx, turn, r.draining) {
-			r.log.Info("queued pipeline stopped for shutdown; it queues again on restart", "pipeline", p.ID)
-			return
+		if turn != nil {
+			ok := r.slots.wait(rctx, turn, r.draining)
+			r.requeue(ctx)
+			if !ok {
+				if ru.cancelRequested() && ctx.Err() == nil && !r.isDraining() {
+					// Cancelled while queued: it needs no slot to end
+					// (Cancel ended it already unless it has a staging
+					// environment to tear down).
+					ru.execute(ctx, rctx)
+					return
+				}
+				r.log.Info("queued pipeline stopped for shutdown; it queues again on restart", "pipeline", p.ID)
+				return
+			}
 		}
-		defer r.slots.release()
-		ru.execute(ctx)
+		defer func() {
+			r.slots.release()
+			r.requeue(ctx)
+		}()
+		ru.execute(ctx, rctx)
 	}()
 }
+
+// now is the runner's clock's time.
+func (r *Runner) now() time.Time { return r.clk.Now() }
+
+// event records a pipeline event (a warning when warn is set).
+func (r *Runner) event(warn bool, id, reason, msg string) {
+	if warn {
+		r.opts.Events.Warning(events.Pipeline, id, reason, msg)
+		return
+	}
+	r.opts.Events.Normal(events.Pipeline, id, reason, msg)
+}
+
+// nowClock is the real clock with its time from a func (Options.Now).
+type nowClock struct {
+	clock.RealClock
+	now func() time.Time
+}
+
+func (c nowClock) Now() time.Time                  { return c.now() }
+func (c nowClock) Since(t time.Time) time.Duration { return c.now().Sub(t) }
 
 // Get returns a pipeline, live if it is running.
 func (r *Runner) Get(ctx context.Context, id string) (*Pipeline, error) {

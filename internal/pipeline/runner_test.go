@@ -12,6 +12,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
@@ -67,7 +69,7 @@ func (f *fakeEnvs) Trigger() {
 			continue
 		}
 		for _, app := range m.AppNames() {
-			_ = f.rep.Update(ctx, m.DeployingWorkflowName, app, true, "up")
+			_ = f.rep.Update(ctx, m.Workflow(app), app, true, "up")
 		}
 	}
 }
@@ -84,6 +86,7 @@ func (f *fakeEnvs) URL(env, app string) string { return "http://" + app + "." + 
 const prod = `{"envname":"production","apps":{"postgres":{"images":{"code":{"image":"postgres","image_tag":"15"}}}}}`
 
 type rig struct {
+	url    string // the state repo's bare repository
 	runner *pipeline.Runner
 	db     *sqlite.DB
 	repo   *gitops.Repo
@@ -112,7 +115,7 @@ func newRig(t *testing.T, now time.Time) *rig {
 	}
 	t.Cleanup(func() { db.Close() })
 	rep := reporter.New(db, nil)
-	r := &rig{db: db, repo: repo, b: &fakeBuilder{fail: map[build.Kind]error{}}}
+	r := &rig{url: url, db: db, repo: repo, b: &fakeBuilder{fail: map[build.Kind]error{}}}
 	r.envs = &fakeEnvs{rep: rep, repo: repo, jobFail: map[string]error{}}
 	r.runner = pipeline.New(db, r.b, repo, rep, r.envs, pipeline.Options{
 		DeployTimeout: time.Minute, RolloutTimeout: time.Minute, TeardownTimeout: time.Second,
@@ -150,7 +153,7 @@ func TestRunner(t *testing.T) {
 				if got := m.Apps["hello"].Version(); got != p.Version {
 					t.Fatalf("production has hello %q", got)
 				}
-				if m.Apps["hello"].Deploy.Revision != p.Commit || m.DeployingWorkflowName != p.ID+"-production" {
+				if m.Apps["hello"].Deploy.Revision != p.Commit || m.DeployingWorkflowName != p.ID+"-production" || m.Apps["hello"].DeployingWorkflowName != p.ID+"-production" {
 					t.Fatalf("production manifest fields: %+v", m)
 				}
 				if strings.Join(r.envs.jobs, ",") != p.Version+"/migrations,"+p.Version+"/tests,production/migrations,production/tests" {
@@ -280,6 +283,28 @@ func TestVersionsAreUniqueWithinASecond(t *testing.T) {
 			t.Fatalf("version %q repeated or empty", p.Version)
 		}
 		seen[p.Version] = true
+	}
+}
+
+// The runner takes its time from the injected clock.
+func TestInjectedClock(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	r := newRig(t, now)
+	clk := clocktesting.NewFakeClock(now.Add(time.Hour))
+	runner := pipeline.New(r.db, r.b, r.repo, r.envs.rep, r.envs, pipeline.Options{
+		DeployTimeout: time.Minute, RolloutTimeout: time.Minute, TeardownTimeout: time.Second, Clock: clk,
+	})
+	id, err := runner.Start(context.Background(), pipeline.Request{App: "hello", CloneURL: "/x", Branch: "main", Commit: strings.Repeat("f", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner.Wait()
+	p, err := r.db.GetPipeline(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Phase != pipeline.Succeeded || !p.Created.Equal(clk.Now()) || !p.Finished.Equal(clk.Now()) || p.Version != "v20261125130000" {
+		t.Fatalf("pipeline %s created %s finished %s version %s; want Succeeded at the fake clock's %s", p.Phase, p.Created, p.Finished, p.Version, clk.Now())
 	}
 }
 

@@ -38,11 +38,23 @@ const (
 
 // Report is one app's report for a workflow. The last report per app wins.
 type Report struct {
-	App     string    `json:"app"`
-	Success bool      `json:"success"`
+	App     string `json:"app"`
+	Success bool   `json:"success"`
+	// Outcome says what kind of end a failed report is, for a waiter to
+	// branch on by code: "" for an ordinary report, OutcomeSuperseded for
+	// a rollout overtaken by a newer one. Reports over HTTP have none.
+	Outcome Outcome   `json:"outcome,omitempty"`
 	Message string    `json:"message,omitempty"`
 	Time    time.Time `json:"time"`
 }
+
+// Outcome is the kind of end a report records beyond success or failure.
+type Outcome string
+
+// OutcomeSuperseded marks the failed report of a rollout that a newer
+// version of the same app overtook: nothing was wrong with the change, it
+// will never report otherwise (see Supersede).
+const OutcomeSuperseded Outcome = "Superseded"
 
 // Expectation is what a workflow waits for: the apps that must report, the
 // reports received so far (including reports of apps that are not expected,
@@ -145,17 +157,32 @@ func (r *Reporter) Submit(ctx context.Context, workflow string, apps []string) e
 // Update trusts its caller: it is for Runway's own controllers, in process.
 // Reports from outside go through Handler, which checks the token.
 func (r *Reporter) Update(ctx context.Context, workflow, app string, success bool, message string) error {
+	return r.save(ctx, workflow, Report{App: app, Success: success, Message: message})
+}
+
+// Supersede records app's report for workflow as failed with Outcome
+// OutcomeSuperseded: the rollout that workflow waits for was overtaken by
+// a newer version of app and will never report. The expectation ends
+// (Failed), so a waiter wakes and, by the Outcome, ends as superseded
+// rather than failed. message is cleaned as Update's is.
+func (r *Reporter) Supersede(ctx context.Context, workflow, app, message string) error {
+	return r.save(ctx, workflow, Report{App: app, Outcome: OutcomeSuperseded, Message: message})
+}
+
+// save validates and records rep for workflow and wakes the waiters.
+func (r *Reporter) save(ctx context.Context, workflow string, rep Report) error {
 	if err := validateName("workflow", workflow); err != nil {
 		return err
 	}
-	if err := validateName("app", app); err != nil {
+	if err := validateName("app", rep.App); err != nil {
 		return err
 	}
-	rep := Report{App: app, Success: success, Message: oneline.Clean(message, MaxMessage), Time: time.Now().UTC()}
-	if err := r.store.SaveReport(ctx, workflow, rep); err != nil {
-		return fmt.Errorf("saving report of %s for %s: %w", app, workflow, err)
+	rep.Message = oneline.Clean(rep.Message, MaxMessage)
+	rep.Time = time.Now().UTC()
+	if err := r.store.SaveReport(ctx, workflow, packOutcome(rep)); err != nil {
+		return fmt.Errorf("saving report of %s for %s: %w", rep.App, workflow, err)
 	}
-	r.logger.Info("report received", "workflow", workflow, "app", app, "success", success)
+	r.logger.Info("report received", "workflow", workflow, "app", rep.App, "success", rep.Success, "outcome", rep.Outcome)
 	r.broadcast()
 	return nil
 }
@@ -225,6 +252,7 @@ func (r *Reporter) load(ctx context.Context, workflow string) (exp Expectation, 
 		exp.Apps = []string{}
 	}
 	for _, rep := range reports {
+		rep = unpackOutcome(rep)
 		rep.Message = oneline.Clean(rep.Message, MaxMessage) // stored before messages were bounded
 		exp.Reports[rep.App] = rep
 	}

@@ -1,0 +1,383 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/reporter"
+)
+
+func (ru *run) pickVersion(ctx context.Context, w io.Writer) error {
+	if ru.p.Version != "" {
+		fmt.Fprintf(w, "version %s (picked before a restart)\n", ru.p.Version)
+		return nil
+	}
+	ru.r.versions.Lock()
+	defer ru.r.versions.Unlock()
+	for now := ru.r.now(); ; now = now.Add(time.Second) {
+		v := manifest.NewVersion(now, nil)
+		ru.mu.Lock()
+		ru.p.Version = v
+		ru.mu.Unlock()
+		err := ru.update(ctx, func(p *Pipeline) {})
+		if errors.Is(err, ErrVersionTaken) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "version %s for %s at %.12s\n", v, ru.p.App, ru.p.Commit)
+		return nil
+	}
+}
+
+// build builds one artifact, bounded by BuildTimeout.
+func (ru *run) build(ctx context.Context, w io.Writer, step string, kind build.Kind) error {
+	bctx, cancel := context.WithTimeout(ctx, ru.r.opts.BuildTimeout)
+	defer cancel()
+	a, err := ru.r.builder.Build(bctx, build.Request{
+		App: ru.p.App, Version: ru.p.Version, RepoURL: ru.p.CloneURL, Commit: ru.p.Commit, Kind: kind, Log: w,
+	})
+	if err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded) {
+		return failf("%s: deadline %s passed building the %s artifact of %s %s", step, shortDuration(ru.r.opts.BuildTimeout), kind, ru.p.App, ru.p.Version)
+	}
+	if err != nil {
+		return failf("build of the %s artifact failed: %v", kind, err)
+	}
+	if a.Reused {
+		fmt.Fprintf(w, "reused %s: built before from the same inputs (%s)\n", a.Digest, a.InputKey)
+		return nil
+	}
+	fmt.Fprintf(w, "built %s\n", a.Digest)
+	return nil
+}
+
+// stage writes the staging manifest: production's, as it is at the head
+// the commit lands on, with the new version of the app. The edit is made
+// again on a new head after a lost race, so a change pushed meanwhile (by
+// another pipeline or by hand) is kept.
+func (ru *run) stage(ctx context.Context, w io.Writer) error {
+	env := ru.p.Version
+	// Wait for a place first: production may change meanwhile.
+	release, err := ru.stagingPlace(ctx, w, env)
+	if err != nil {
+		return err
+	}
+	defer release()
+	// Recorded before the commit: whatever happens to the push, teardown
+	// deletes the manifest if it is there.
+	_ = ru.update(ctx, func(p *Pipeline) { p.StagingEnv, p.StagingURL = env, ru.r.envs.URL(env, p.App) })
+	edit := func(read func(string) ([]byte, error)) ([]gitops.Change, error) {
+		prod, err := parseProduction(read)
+		if err != nil {
+			return nil, err
+		}
+		m := prod.Clone()
+		m.EnvName = env
+		m.ChangeDescription = firstLine(ru.p.Message)
+		m.DeployingWorkflowName = ru.p.ID
+		// Every app of a staging environment reports to this pipeline.
+		for _, a := range m.Apps {
+			a.DeployingWorkflowName = ""
+		}
+		m.Apps[ru.p.App] = ru.appEntry(m.Apps[ru.p.App])
+		data, err := m.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		return []gitops.Change{{Path: manifest.StagingPath(env), Data: data}}, nil
+	}
+	// Not stopped half-way by a cancel: the push lands whole or not at all.
+	sha, err := ru.r.repo.Update(context.WithoutCancel(ctx), fmt.Sprintf("stage %s %s (%s)", ru.p.App, ru.p.Version, ru.p.ID), edit)
+	if err != nil {
+		return fmt.Errorf("pushing staging manifest: %w", err)
+	}
+	ru.r.envs.Trigger()
+	fmt.Fprintf(w, "pushed %s at %.12s\nstaging URL: %s\n", manifest.StagingPath(env), sha, ru.r.envs.URL(env, ru.p.App))
+	return nil
+}
+
+// parseProduction reads the production manifest through read (a Repo
+// edit's view of the head).
+func parseProduction(read func(string) ([]byte, error)) (*manifest.Manifest, error) {
+	data, err := read(manifest.ProductionPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading production manifest: %w", err)
+	}
+	return parseManifest(data, "production manifest")
+}
+
+func parseManifest(data []byte, what string) (*manifest.Manifest, error) {
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if m.Apps == nil {
+		m.Apps = map[string]*manifest.App{}
+	}
+	return m, nil
+}
+
+// appEntry is the app's manifest entry for this version, keeping any
+// fields of the existing entry.
+func (ru *run) appEntry(prev *manifest.App) *manifest.App {
+	a := &manifest.App{}
+	if prev != nil {
+		a = prev
+	}
+	a.Images.Code.Image = "runway.local/" + ru.p.App
+	a.Images.Code.Tag = ru.p.Version
+	a.Images.Code.Label = ru.p.Branch
+	a.Images.Pipeline = &manifest.Image{Image: "runway.local/" + ru.p.App + "-pipeline", Tag: ru.p.Version, Label: ru.p.Branch}
+	a.Deploy.Revision = ru.p.Commit
+	a.LastChangeDescription = firstLine(ru.p.Message)
+	return a
+}
+
+func (ru *run) production(ctx context.Context) (*manifest.Manifest, error) {
+	data, err := ru.r.repo.ReadFile(ctx, manifest.ProductionPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading production manifest: %w", err)
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("production manifest: %w", err)
+	}
+	if m.Apps == nil {
+		m.Apps = map[string]*manifest.App{}
+	}
+	return m, nil
+}
+
+func (ru *run) submit(ctx context.Context, w io.Writer) error {
+	data, err := ru.r.repo.ReadFile(ctx, manifest.StagingPath(ru.p.StagingEnv))
+	if err != nil {
+		return fmt.Errorf("reading staging manifest: %w", err)
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return err
+	}
+	apps := m.AppNames()
+	if err := ru.r.reporter.Submit(ctx, ru.p.ID, apps); err != nil {
+		return fmt.Errorf("submitting to reporter: %w", err)
+	}
+	ru.hideToken(ctx, ru.p.ID)
+	fmt.Fprintf(w, "expecting reports from %s for %s\n", strings.Join(apps, ", "), ru.p.ID)
+	return nil
+}
+
+func (ru *run) awaitDeploy(ctx context.Context, w io.Writer) error {
+	if _, err := ru.await(ctx, w, StepAwaitDeploy, ru.p.ID, ru.r.opts.DeployTimeout, "staging environment"); err != nil {
+		return err
+	}
+	// Now that the environment is routed, its URL is the route's own
+	// listener, which every client reaches (before, only its name was
+	// known).
+	env := ru.p.StagingEnv
+	if u := ru.r.envs.URL(env, ru.p.App); u != "" && u != ru.p.StagingURL {
+		_ = ru.update(ctx, func(p *Pipeline) { p.StagingURL = u })
+		fmt.Fprintf(w, "staging URL: %s\n", u)
+	}
+	return nil
+}
+
+// await waits for workflow's reports; the reporter fails it when timeout
+// passes, counted from the submission, and its reason names the deadline.
+func (ru *run) await(ctx context.Context, w io.Writer, step, workflow string, timeout time.Duration, what string) (reporter.Expectation, error) {
+	exp, err := ru.r.reporter.Wait(ctx, workflow, timeout)
+	if err != nil {
+		return exp, fmt.Errorf("waiting for %s: %w", what, err)
+	}
+	for _, app := range exp.Apps {
+		if rep, ok := exp.Reports[app]; ok {
+			fmt.Fprintf(w, "%s: success=%v %s\n", app, rep.Success, rep.Message)
+		}
+	}
+	if exp.Phase != reporter.PhaseSucceeded {
+		return exp, failf("%s: %s not ready: %s", step, what, exp.Reason)
+	}
+	return exp, nil
+}
+
+// job runs a migrations or tests job, bounded by JobTimeout.
+func (ru *run) job(ctx context.Context, w io.Writer, step, env, kind string) error {
+	fmt.Fprintf(w, "running %s of %s %s against %s\n", kind, ru.p.App, ru.p.Version, env)
+	jctx, cancel := context.WithTimeout(ctx, ru.r.opts.JobTimeout)
+	defer cancel()
+	err := ru.r.envs.RunJob(jctx, env, ru.p.App, ru.p.Version, kind, w)
+	if err != nil && ctx.Err() == nil && errors.Is(jctx.Err(), context.DeadlineExceeded) {
+		return failf("%s: deadline %s passed running %s of %s %s in %s", step, shortDuration(ru.r.opts.JobTimeout), kind, ru.p.App, ru.p.Version, env)
+	}
+	if err != nil {
+		return failf("%s in %s failed: %v", kind, env, err)
+	}
+	return nil
+}
+
+// promotedEarlier reports whether this pipeline's promotion commit already
+// landed (production has the version, the staging manifest is gone): a
+// promote step run again after a restart then only expects the production
+// reports again, in case the restart came before that was recorded.
+func (ru *run) promotedEarlier(ctx context.Context, w io.Writer) (bool, error) {
+	prod, err := ru.production(ctx)
+	if err != nil {
+		return false, err
+	}
+	if cur, ok := prod.Apps[ru.p.App]; !ok || cur.Version() != ru.p.Version {
+		return false, nil
+	}
+	if _, err := ru.r.repo.ReadFile(ctx, manifest.StagingPath(ru.p.StagingEnv)); !gitops.IsNotExist(err) {
+		return false, nil // staging still there (or unreadable): promote proper decides
+	}
+	if err := ru.r.reporter.Submit(ctx, ru.productionWorkflow(), []string{ru.p.App}); err != nil {
+		return false, fmt.Errorf("submitting to reporter: %w", err)
+	}
+	ru.hideToken(ctx, ru.productionWorkflow())
+	ru.r.promos.took(ru.p.App, entrantOf(ru.p))
+	_ = ru.update(ctx, func(p *Pipeline) { p.Promoting = true })
+	ru.r.envs.Trigger()
+	fmt.Fprintf(w, "production already has %s %s and the staging manifest is gone: promoted before a restart\n", ru.p.App, ru.p.Version)
+	return true, nil
+}
+
+// promote writes the new version into production and deletes the staging
+// manifest, in one commit made from the head it lands on: production's
+// other apps and any hand-made change stay as they are there.
+func (ru *run) promote(ctx context.Context, w io.Writer) error {
+	workflow := ru.productionWorkflow()
+	stagingPath := manifest.StagingPath(ru.p.StagingEnv)
+	edit := func(read func(string) ([]byte, error)) ([]gitops.Change, error) {
+		stagingData, err := read(stagingPath)
+		if err != nil {
+			return nil, fmt.Errorf("reading staging manifest: %w", err)
+		}
+		staging, err := parseManifest(stagingData, "staging manifest")
+		if err != nil {
+			return nil, err
+		}
+		entry, ok := staging.Apps[ru.p.App]
+		if !ok {
+			return nil, fmt.Errorf("staging manifest %s has no app %s", stagingPath, ru.p.App)
+		}
+		prod, err := parseProduction(read)
+		if err != nil {
+			return nil, err
+		}
+		entry.DeployingWorkflowName = workflow
+		prod.Apps[ru.p.App] = entry
+		prod.ChangeDescription = firstLine(ru.p.Message)
+		prod.DeployingWorkflowName = workflow // for readers of the manifest-wide one
+		data, err := prod.Marshal()
+		if err != nil {
+			return nil, err
+		}
+		return []gitops.Change{{Path: manifest.ProductionPath, Data: data}, {Path: stagingPath, Delete: true}}, nil
+	}
+	if err := ru.r.reporter.Submit(ctx, workflow, []string{ru.p.App}); err != nil {
+		return fmt.Errorf("submitting to reporter: %w", err)
+	}
+	ru.hideToken(ctx, workflow)
+	sha, err := ru.r.repo.Update(context.WithoutCancel(ctx), fmt.Sprintf("promote %s %s to production (%s)", ru.p.App, ru.p.Version, ru.p.ID), edit)
+	if err != nil {
+		return fmt.Errorf("pushing promotion: %w", err)
+	}
+	ru.r.staging.free()
+	ru.r.envs.Trigger()
+	fmt.Fprintf(w, "production manifest now has %s %s; staging manifest deleted (%.12s)\n", ru.p.App, ru.p.Version, sha)
+	return nil
+}
+
+func (ru *run) productionWorkflow() string { return ru.p.ID + "-production" }
+
+// awaitRollout waits for the production rollout's report. A report that
+// says the rollout was superseded (reporter.OutcomeSuperseded) ends the
+// pipeline Superseded, with the report's message as its reason.
+func (ru *run) awaitRollout(ctx context.Context, w io.Writer) error {
+	exp, err := ru.await(ctx, w, StepAwaitRollout, ru.productionWorkflow(), ru.r.opts.RolloutTimeout, "production rollout")
+	if rep, ok := exp.Reports[ru.p.App]; ok && exp.Phase == reporter.PhaseFailed && rep.Outcome == reporter.OutcomeSuperseded {
+		msg := rep.Message
+		if msg == "" {
+			msg = fmt.Sprintf("rollout of %s %s superseded by a newer version", ru.p.App, ru.p.Version)
+		}
+		return &errSuperseded{msg: msg}
+	}
+	if err == nil || ctx.Err() != nil || ru.r.opts.AbortRollout == nil {
+		return err
+	}
+	// The rollout did not end by itself (it reports its own failure, which
+	// needs no abort): stop it rather than leave a canary serving.
+	exp, gerr := ru.r.reporter.Get(ctx, ru.productionWorkflow())
+	if _, reported := exp.Reports[ru.p.App]; gerr == nil && !reported {
+		reason := fmt.Sprintf("pipeline %s stopped waiting for it: %v", ru.p.ID, err)
+		if aerr := ru.r.opts.AbortRollout(manifest.ProductionEnv, ru.p.App, reason); aerr != nil {
+			fmt.Fprintf(w, "aborting the rollout: %v\n", aerr)
+		} else {
+			fmt.Fprintf(w, "rollout of %s aborted: %s\n", ru.p.Version, reason)
+		}
+	}
+	return err
+}
+
+// teardown deletes the staging manifest (already gone after a promotion)
+// and waits until the environment no longer runs, unless a failed
+// pipeline's environment is kept for debugging.
+func (ru *run) teardown(ctx context.Context, w io.Writer) error {
+	env := ru.p.StagingEnv
+	if env == "" {
+		fmt.Fprintln(w, "no staging environment was created")
+		return nil
+	}
+	if kept, err := ru.keepForDebugging(ctx, w); err != nil || kept {
+		return err
+	}
+	// A delete and nothing else: what else the state repo holds, a
+	// hand-made change included, stays. Deleting a manifest already gone
+	// commits nothing.
+	if _, err := ru.r.repo.Commit(context.WithoutCancel(ctx), fmt.Sprintf("tear down %s (%s)", env, ru.p.ID),
+		gitops.Change{Path: manifest.StagingPath(env), Delete: true}); err != nil {
+		return fmt.Errorf("deleting staging manifest: %w", err)
+	}
+	ru.r.staging.free()
+	ru.r.envs.Trigger()
+	deadline := ru.r.clk.NewTimer(ru.r.opts.TeardownTimeout)
+	defer deadline.Stop()
+	for {
+		if !contains(ru.r.envs.Envs(), env) {
+			fmt.Fprintf(w, "staging environment %s is gone\n", env)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C():
+			return failf("%s: deadline %s passed: staging environment %s still runs after its manifest was deleted",
+				StepTeardown, shortDuration(ru.r.opts.TeardownTimeout), env)
+		case <-ru.r.clk.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
