@@ -38,7 +38,7 @@ func TestAbortReasonIsOneShortLine(t *testing.T) {
 			st := fx.wait(t)
 			fx.assertAborted(t, st, tt.want)
 			_, msg := fx.production(t)
-			ups := fx.reporter.all()
+			ups := fx.reports.all()
 			for what, text := range map[string]string{"status": st.Message, "report": ups[0].Message, "commit subject": strings.TrimRight(msg, "\n")} {
 				if strings.ContainsAny(text, "\r\n\x00\x1b\u2028") || !utf8.ValidString(text) {
 					t.Errorf("%s is not one clean line: %q", what, text)
@@ -62,20 +62,21 @@ func TestAbortReasonIsOneShortLine(t *testing.T) {
 // A 70 KB abort reason once left the pipeline waiting out the rollout
 // deadline: the reporter refused the report. With the real reporter the
 // failure now arrives at once. (The SQLite store imports this package, so
-// the reporter keeps its state in memStore here.)
+// the reporter keeps its state in reporterStore here.)
 func TestLongAbortReasonReachesTheRealReporter(t *testing.T) {
-	rep := reporter.New(&memStore{apps: map[string][]string{}, reports: map[string]map[string]reporter.Report{}}, nil)
+	rep := reporter.New(&reporterStore{apps: map[string][]string{}, reports: map[string]map[string]reporter.Report{}}, nil)
 	if err := rep.Submit(t.Context(), workflow, []string{app}); err != nil {
 		t.Fatal(err)
 	}
 	fx := newFixture(t, nil)
-	fx.ctl.reporter = rep
+	fx.reporter = rep
+	fx.ctl = fx.newController()
 	fx.start(t, parseSpec(t, "      - setWeight: 10\n      - pause: {}\n"))
 	fx.waitPaused(t)
 	if err := fx.ctl.Abort(env, app, strings.Repeat("x", 70<<10)); err != nil {
 		t.Fatal(err)
 	}
-	fx.wait(t)
+	fx.until(t, "abort end", func() bool { _, ok := fx.finished(canaryVersion); return ok })
 	exp, err := rep.Wait(t.Context(), workflow, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -88,22 +89,22 @@ func TestLongAbortReasonReachesTheRealReporter(t *testing.T) {
 	}
 }
 
-// memStore is an in-memory reporter.Store.
-type memStore struct {
+// reporterStore is an in-memory reporter.Store.
+type reporterStore struct {
 	mu      sync.Mutex
 	apps    map[string][]string
 	reports map[string]map[string]reporter.Report
 	token   string
 }
 
-func (m *memStore) SaveExpectation(_ context.Context, workflow string, apps []string, _ time.Time) error {
+func (m *reporterStore) SaveExpectation(_ context.Context, workflow string, apps []string, _ time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.apps[workflow] = apps
 	return nil
 }
 
-func (m *memStore) SaveReport(_ context.Context, workflow string, r reporter.Report) error {
+func (m *reporterStore) SaveReport(_ context.Context, workflow string, r reporter.Report) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.reports[workflow] == nil {
@@ -113,7 +114,7 @@ func (m *memStore) SaveReport(_ context.Context, workflow string, r reporter.Rep
 	return nil
 }
 
-func (m *memStore) LoadExpectation(_ context.Context, workflow string) ([]string, time.Time, []reporter.Report, bool, error) {
+func (m *reporterStore) LoadExpectation(_ context.Context, workflow string) ([]string, time.Time, []reporter.Report, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	apps, found := m.apps[workflow]
@@ -124,7 +125,7 @@ func (m *memStore) LoadExpectation(_ context.Context, workflow string) ([]string
 	return apps, time.Time{}, reports, found, nil
 }
 
-func (m *memStore) ExpectationToken(_ context.Context, workflow, ifNone string) (string, bool, error) {
+func (m *reporterStore) ExpectationToken(_ context.Context, workflow, ifNone string) (string, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, found := m.apps[workflow]; !found {

@@ -4,512 +4,221 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/runway-cd/runway/internal/analysis"
-	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/gateway"
-	"github.com/runway-cd/runway/internal/gitops"
-	"github.com/runway-cd/runway/internal/manifest"
-	"github.com/runway-cd/runway/internal/oneline"
+	"github.com/runway-cd/runway/internal/workload"
 )
 
-// rollout is one canary in progress.
-type rollout struct {
-	c       *Controller
-	req     Request
-	steps   []appspec.Step
-	canary  []gateway.Backend
-	promote chan struct{}
-	retry   chan struct{}
-	runs    int // analysis runs started, for unique run names
-	// bgInconclusive carries the reason a background analysis ended
-	// Inconclusive; the steps pause on it.
-	bgInconclusive chan string
+// canaryStartAttempts bounds the starts of a canary that fail for a reason
+// that is not the version's fault (workload.ErrRetry) before the rollout
+// is aborted; the queue's backoff waits 0.5+1+2+4 s between them.
+const canaryStartAttempts = 5
 
-	mu        sync.Mutex
-	status    Status
-	cancel    context.CancelCauseFunc // aborts the rollout, set by run
-	paused    bool                    // in a pause step or an inconclusive pause
-	retryable bool                    // paused on an inconclusive analysis
-	// full is set by a full promote: skip every remaining step.
-	full       bool
-	cancelStep context.CancelCauseFunc // cancels the running step
-	saveMu     sync.Mutex              // orders checkpoint writes
-
-	// Checkpointed state (see Checkpoint).
-	resume       *Checkpoint // what a restarted rollout resumes from
-	pauseStarted time.Time
-	stepRun      string
-	bgRun        string
-	aborting     string
-	promoting    bool
-}
-
-func (r *rollout) snapshot() Status {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := r.status
-	s.Analyses = append([]Run(nil), r.status.Analyses...)
-	return s
-}
-
-// errAborted carries the reason a rollout stops.
+// errAborted carries the reason a rollout must be aborted.
 type errAborted struct{ reason string }
 
 func (e *errAborted) Error() string { return e.reason }
 
-func (r *rollout) run(ctx context.Context) {
-	log := r.c.log.With("env", r.req.Env, "app", r.req.App, "canary", r.req.CanaryVersion, "stable", r.req.StableVersion)
-	log.Info("rollout started", "steps", len(r.steps))
-	shutdown := ctx
-	ctx, abort := context.WithCancelCause(ctx)
-	defer abort(nil)
-	r.mu.Lock()
-	r.cancel = abort
-	aborting := r.aborting
-	r.mu.Unlock()
-	if aborting != "" {
-		// Killed in the middle of an abort: finish it.
-		r.abortRollout(ctx, aborting)
-		log.Warn("rollout aborted", "reason", aborting)
-		return
+// startRollout begins the rollout of the desired version over the stable
+// one: its checkpoint is the rollout's existence.
+func (rc *rolloutContext) startRollout(ctx context.Context) (result, error) {
+	d := rc.desired
+	steps := 0
+	if s := d.Artifact.Spec; s != nil && s.Strategy.Canary != nil {
+		steps = len(s.Strategy.Canary.Steps)
 	}
-	err := r.progress(ctx, abort)
-	if shutdown.Err() != nil {
-		// Shutting down: leave the canary as it is; it is not a verdict.
-		log.Info("rollout interrupted by shutdown", "step", r.snapshot().Step)
-		return
+	rc.cp = &Checkpoint{
+		Status: Status{
+			Env: rc.env, App: rc.app, StableVersion: rc.record.StableVersion, CanaryVersion: d.Version,
+			Phase: Progressing, Steps: steps, Started: rc.c.clock.Now().UTC(), Message: "starting canary replicas",
+		},
+		Workflow: d.Workflow, StableEntry: rc.record.StableEntry, CanaryEntry: d.Entry,
+	}
+	rc.loaded = Checkpoint{}
+	if err := rc.save(ctx); err != nil {
+		return result{}, err
+	}
+	rc.c.mu.Lock()
+	rc.ks.watch, rc.ks.startFails = nil, 0
+	rc.c.mu.Unlock()
+	rc.log.Info("rollout started", "canary", d.Version, "stable", rc.record.StableVersion, "steps", steps)
+	rc.normal("Started", fmt.Sprintf("canary %s over %s", d.Version, rc.record.StableVersion))
+	return requeueNow(), nil
+}
+
+// reconcileProgress takes a progressing rollout one action on: the canary
+// started and routed, its health judged, then the background analysis and
+// the current step.
+func (rc *rolloutContext) reconcileProgress(ctx context.Context) (result, error) {
+	if res, acted, err := rc.reconcileTrafficRouting(ctx); acted || err != nil {
+		return res, err
+	}
+	if reason := rc.checkCanaryHealth(); reason != "" {
+		return rc.abort(ctx, reason)
+	}
+	if rc.cp.Full {
+		rc.log.Info("full promote: remaining steps skipped", "canary", rc.cp.CanaryVersion)
+		return rc.beginPromotion(ctx, "full promote: remaining steps skipped")
+	}
+	if res, acted, err := rc.reconcileBackgroundAnalysis(ctx); acted || err != nil {
+		return res, err
+	}
+	if rc.cp.Step >= len(rc.steps()) {
+		return rc.beginPromotion(ctx, "every step passed")
+	}
+	return rc.reconcileStep(ctx)
+}
+
+// checkAgain requeues a rollout that waits (a pause, an analysis run) so
+// its canary's health is looked at again, and no later than d if d > 0.
+func (rc *rolloutContext) checkAgain(d time.Duration) result {
+	check := rc.c.opts.CanaryCheck
+	if d > 0 && d < check {
+		check = d
+	}
+	return requeueAfter(check)
+}
+
+// reconcileTrafficRouting makes the gateway route the rollout as its
+// checkpoint says: the canary started (when its route is missing) and
+// routed beside stable at the stored weight. acted reports that the pass
+// did its one action.
+func (rc *rolloutContext) reconcileTrafficRouting(ctx context.Context) (res result, acted bool, err error) {
+	cp := rc.cp
+	route, ok := rc.c.opts.Router.Route(rc.env, rc.app)
+	if !ok || route.CanaryVersion != cp.CanaryVersion || len(route.Canary) == 0 {
+		res, err := rc.startCanary(ctx)
+		return res, true, err
+	}
+	if route.StableVersion == cp.StableVersion && route.CanaryWeight == cp.Weight {
+		return result{}, false, nil
+	}
+	stable, err := rc.backends(ctx, cp.StableVersion)
+	if err != nil {
+		return result{}, true, err
+	}
+	if err := rc.c.opts.Router.SetRoute(rc.route(stable, route.Canary, cp.Weight)); err != nil {
+		return result{}, true, fmt.Errorf("routing the canary of %s: %w", rc.key, err)
+	}
+	return requeueNow(), true, nil
+}
+
+// route is the rollout's route: stable and canary at weight.
+func (rc *rolloutContext) route(stable, canary []gateway.Backend, weight int) gateway.Route {
+	return gateway.Route{
+		Env: rc.env, App: rc.app, StableVersion: rc.cp.StableVersion, Stable: stable,
+		CanaryVersion: rc.cp.CanaryVersion, Canary: canary, CanaryWeight: weight,
+	}
+}
+
+// startCanary starts the canary's replicas (adopting running ones) within
+// the spec's progress deadline, its health watched meanwhile, and routes it
+// at the stored weight (0 for a new rollout).
+func (rc *rolloutContext) startCanary(ctx context.Context) (result, error) {
+	cp := rc.cp
+	deadline := rc.spec().ProgressDeadline()
+	startCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopWatch := rc.watchStart(startCtx, cancel, deadline)
+	canary, err := rc.c.opts.Workloads.Start(startCtx, rc.env, rc.desired.Artifact, max(rc.c.opts.HealthTimeout, deadline))
+	stopWatch()
+	if ctx.Err() != nil {
+		return result{}, nil // shutting down, or an abort request: not a verdict
 	}
 	var ab *errAborted
-	if cause := context.Cause(ctx); errors.As(cause, &ab) {
-		err = ab // an abort request wins over whatever the step was doing
+	if errors.As(context.Cause(startCtx), &ab) {
+		return rc.abort(ctx, ab.reason) // the deadline, or the watch
+	}
+	if errors.Is(err, workload.ErrRetry) {
+		rc.c.mu.Lock()
+		rc.ks.startFails++
+		n := rc.ks.startFails
+		rc.c.mu.Unlock()
+		if n < canaryStartAttempts {
+			rc.log.Warn("starting the canary failed; retrying", "canary", cp.CanaryVersion, "attempt", n, "err", err)
+			return backoff(), nil
+		}
+		return rc.abort(ctx, fmt.Sprintf("canary %s did not start: %v (%d attempts)", cp.CanaryVersion, err, n))
 	}
 	if err != nil {
-		reason := err.Error()
-		r.abortRollout(ctx, reason)
-		log.Warn("rollout aborted", "reason", reason)
-		return
+		return rc.abort(ctx, fmt.Sprintf("canary %s did not start: %v", cp.CanaryVersion, err))
 	}
-	r.update(ctx, func(r *rollout) { r.promoting = true })
-	if err := r.promoteRollout(context.WithoutCancel(ctx)); err != nil {
-		r.abortRollout(ctx, "promoting: "+err.Error())
-		log.Error("rollout failed at promotion", "err", err)
-		return
-	}
-	log.Info("rollout complete", "version", r.req.CanaryVersion)
-}
-
-// progress starts the canary and walks the steps, with the background
-// analysis (if any) beside them and the canary's health watched all along
-// (abort is the rollout's cancel).
-func (r *rollout) progress(ctx context.Context, abort context.CancelCauseFunc) error {
-	deadline := r.req.Artifact.Spec.ProgressDeadline()
-	stopWatch := r.watchCanary(ctx, abort, deadline)
-	defer stopWatch()
-	startCtx, cancelStart := context.WithTimeoutCause(ctx, deadline, &errAborted{reason: notReadyReason(deadline)})
-	canary, err := r.req.Target.StartCanary(startCtx)
-	cause := context.Cause(startCtx)
-	cancelStart()
+	rc.c.mu.Lock()
+	rc.ks.startFails = 0
+	rc.c.mu.Unlock()
+	stable, err := rc.backends(ctx, cp.StableVersion)
 	if err != nil {
-		var ab *errAborted
-		if errors.As(cause, &ab) {
-			return ab // the deadline, or the watch, ended the start
-		}
-		return &errAborted{reason: fmt.Sprintf("canary %s did not start: %v", r.req.CanaryVersion, err)}
+		return result{}, err
 	}
-	r.canary = canary
-	// A resumed rollout routes the weight it had; a new one starts at 0.
-	if err := r.c.router.SetRoute(r.route(r.snapshot().Weight)); err != nil {
-		return fmt.Errorf("routing canary: %w", err)
+	if err := rc.c.opts.Router.SetRoute(rc.route(stable, canary, cp.Weight)); err != nil {
+		return result{}, fmt.Errorf("routing the canary of %s: %w", rc.key, err)
 	}
-	r.mu.Lock()
-	resume, promoting := r.resume, r.promoting
-	r.mu.Unlock()
-	if promoting {
-		return nil // every step had passed before a restart
+	if cp.Step == 0 && cp.Weight == 0 {
+		cp.Message = fmt.Sprintf("canary %s ready", cp.CanaryVersion)
+	} else {
+		cp.Message = fmt.Sprintf("canary %s routed again at step %d/%d, weight %d%%", cp.CanaryVersion, cp.Step+1, cp.Steps, cp.Weight)
 	}
-	first := 0
-	if resume != nil {
-		first = resume.Step
+	if err := rc.save(ctx); err != nil {
+		return result{}, err
 	}
-	// The steps run under stepsCtx, which a failing background analysis
-	// cancels with its verdict; the background analysis runs under bgCtx,
-	// terminated (Argo's terminate: Successful unless it failed) once the
-	// steps are done.
-	stepsCtx, abortSteps := context.WithCancelCause(ctx)
-	defer abortSteps(nil)
-	bgCtx, stopBackground := context.WithCancelCause(ctx)
-	var bg sync.WaitGroup
-	endBackground := func() {
-		stopBackground(analysis.ErrTerminated)
-		bg.Wait()
-	}
-	defer endBackground()
-	verdict := func(err error) error {
-		if cause := context.Cause(stepsCtx); cause != nil && !errors.Is(cause, context.Canceled) {
-			return cause
-		}
-		return err
-	}
-	bgSpec := r.req.Artifact.Spec.Strategy.Canary
-	// holdOnInconclusive pauses for a person when the background analysis
-	// ended Inconclusive: promote goes on without it, retry starts a fresh
-	// background run.
-	holdOnInconclusive := func() error {
-		select {
-		case reason := <-r.bgInconclusive:
-			err := r.pauseFor(stepsCtx, "background analysis inconclusive ("+reason+"); paused until promoted, retried or aborted", 0, true)
-			if errors.Is(err, errRetry) {
-				r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis, false)
-				return nil
-			}
-			return err
-		default:
-			return nil
-		}
-	}
-	for i, step := range r.steps {
-		if i < first {
-			continue
-		}
-		if r.skipping() {
-			break
-		}
-		if bgSpec != nil && bgSpec.Analysis != nil && (bgSpec.Analysis.StartingStep == i || i == first && resume != nil && bgSpec.Analysis.StartingStep < i) {
-			r.startBackground(bgCtx, abortSteps, &bg, bgSpec.Analysis, true)
-		}
-		if err := holdOnInconclusive(); err != nil {
-			return verdict(err)
-		}
-		if resume == nil || i != first {
-			r.update(ctx, func(r *rollout) {
-				r.status.Step, r.stepRun, r.pauseStarted = i, "", time.Time{}
-			})
-		}
-		err := r.runStep(stepsCtx, i, step)
-		r.mu.Lock()
-		r.resume = nil // the resumed step is done with
-		r.mu.Unlock()
-		if err != nil {
-			return verdict(err)
-		}
-	}
-	if r.skipping() {
-		r.c.log.Info("full promote: remaining steps skipped", "app", r.req.App, "canary", r.req.CanaryVersion)
-		endBackground()
-		return verdict(nil)
-	}
-	if err := holdOnInconclusive(); err != nil {
-		return verdict(err)
-	}
-	endBackground()
-	return verdict(nil)
+	rc.log.Info("canary routed", "canary", cp.CanaryVersion, "weight", cp.Weight)
+	return requeueNow(), nil
 }
 
-// errSkip is the cause a full promote cancels the current step with.
-var errSkip = errors.New("skipped by a full promote")
-
-// runStep runs one step under its own context, which a full promote
-// cancels; a step cancelled that way is not a failure.
-func (r *rollout) runStep(ctx context.Context, i int, step appspec.Step) error {
-	stepCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	r.mu.Lock()
-	r.cancelStep = cancel
-	r.mu.Unlock()
-	err := r.step(stepCtx, i, step)
-	if err != nil && errors.Is(context.Cause(stepCtx), errSkip) && ctx.Err() == nil {
-		return nil
-	}
-	return err
-}
-
-func (r *rollout) skipping() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.full
-}
-
-func (r *rollout) step(ctx context.Context, i int, step appspec.Step) error {
+// reconcileStep runs the current step.
+func (rc *rolloutContext) reconcileStep(ctx context.Context) (result, error) {
+	cp := rc.cp
+	steps := rc.steps()
+	i := cp.Step
+	step := steps[i]
 	switch {
 	case step.SetWeight != nil:
 		w := *step.SetWeight
-		if err := r.c.router.SetCanaryWeight(r.req.Env, r.req.App, w); err != nil {
-			return fmt.Errorf("setting weight %d: %w", w, err)
+		if err := rc.c.opts.Router.SetCanaryWeight(rc.env, rc.app, w); err != nil {
+			return result{}, fmt.Errorf("setting the canary weight of %s to %d: %w", rc.key, w, err)
 		}
-		r.update(ctx, func(r *rollout) {
-			r.status.Weight = w
-			r.status.Message = fmt.Sprintf("step %d/%d: weight %d%%", i+1, len(r.steps), w)
-		})
-		r.c.log.Info("canary weight set", "app", r.req.App, "weight", w, "step", i+1)
-		return nil
+		cp.Weight = w
+		cp.Message = fmt.Sprintf("step %d/%d: weight %d%%", i+1, len(steps), w)
+		rc.log.Info("canary weight set", "canary", cp.CanaryVersion, "weight", w, "step", i+1)
+		return rc.completeStep(ctx)
 	case step.Pause != nil:
-		d := step.Pause.Duration.Duration
-		if d == 0 {
-			return r.pause(ctx, fmt.Sprintf("step %d/%d: paused until promoted", i+1, len(r.steps)), 0)
-		}
-		// A resumed timed pause waits only what was left of it.
-		r.mu.Lock()
-		if r.pauseStarted.IsZero() {
-			r.pauseStarted = time.Now().UTC()
-		}
-		left := d - time.Since(r.pauseStarted)
-		r.mu.Unlock()
-		r.save(ctx)
-		if left <= 0 {
-			return nil
-		}
-		return r.pause(ctx, fmt.Sprintf("step %d/%d: pause %s", i+1, len(r.steps), d), left)
+		return rc.reconcileCanaryPause(ctx, i, step.Pause)
 	case step.Analysis != nil:
-		for {
-			out, name, err := r.stepAnalysis(ctx, i, step.Analysis)
-			if err != nil {
-				return err
-			}
-			switch out.Phase {
-			case Successful:
-				return nil
-			case Inconclusive:
-				err := r.pauseFor(ctx, fmt.Sprintf("step %d/%d: analysis %s inconclusive (%s); paused until promoted, retried or aborted", i+1, len(r.steps), name, out.Reason), 0, true)
-				if errors.Is(err, errRetry) {
-					continue // a fresh run; the inconclusive one stays readable
-				}
-				return err
-			default:
-				return &errAborted{reason: fmt.Sprintf("analysis %s %s: %s", name, out.Phase, out.Reason)}
-			}
-		}
+		return rc.reconcileStepAnalysis(ctx, i, step.Analysis)
 	}
-	return nil
+	return rc.completeStep(ctx)
 }
 
-// stepAnalysis runs the step's analysis; a resumed step continues the run
-// it had started, and a retry starts a fresh one.
-func (r *rollout) stepAnalysis(ctx context.Context, i int, a *appspec.StepAnalysis) (Outcome, string, error) {
-	r.mu.Lock()
-	name, resume := r.stepRun, r.stepRun != "" && r.resume != nil
-	if !resume {
-		r.runs++
-		name = fmt.Sprintf("%s-%s-step%d-%d", r.req.App, r.req.CanaryVersion, i+1, r.runs)
+// completeStep moves the rollout to its next step.
+func (rc *rolloutContext) completeStep(ctx context.Context) (result, error) {
+	cp := rc.cp
+	cp.Step++
+	cp.PauseStarted, cp.PauseKind, cp.StepRun, cp.Phase = time.Time{}, "", "", Progressing
+	if cp.PromoteAt <= cp.Step {
+		cp.PromoteAt = 0 // it was for the step just done
 	}
-	r.stepRun = name
-	r.status.Message = fmt.Sprintf("step %d/%d: analysis %s", i+1, len(r.steps), name)
-	r.resume = nil // a retry after this run is a fresh run
-	r.mu.Unlock()
-	r.save(ctx)
-	out, err := r.analyze(ctx, name, a.Templates, a.Args, resume)
-	return out, name, err
+	if cp.RetryAt <= cp.Step {
+		cp.RetryAt = 0
+	}
+	if err := rc.save(ctx); err != nil {
+		return result{}, err
+	}
+	rc.normal("StepCompleted", fmt.Sprintf("step %d/%d", cp.Step, cp.Steps))
+	return requeueNow(), nil
 }
 
-// errRetry ends a pause whose analysis is to be run again.
-var errRetry = errors.New("retry requested")
-
-// pause waits d, or until promoted when d is 0; an abort ends it.
-func (r *rollout) pause(ctx context.Context, msg string, d time.Duration) error {
-	return r.pauseFor(ctx, msg, d, false)
-}
-
-// pauseFor is pause; with retryable set a retry request ends it with
-// errRetry, otherwise retries are ignored.
-func (r *rollout) pauseFor(ctx context.Context, msg string, d time.Duration, retryable bool) error {
-	phase := Progressing
-	if d == 0 {
-		phase = Paused
+// beginPromotion records that the canary is to become stable; the
+// analysis runs still going are terminated (Argo's terminate: they end
+// Successful unless they failed).
+func (rc *rolloutContext) beginPromotion(ctx context.Context, why string) (result, error) {
+	cp := rc.cp
+	cp.Promoting, cp.PauseKind, cp.Phase = true, "", Progressing
+	cp.Message = "promoting: " + why
+	rc.c.analyses.stop(rc.key, analysis.ErrTerminated)
+	if err := rc.save(ctx); err != nil {
+		return result{}, err
 	}
-	// A promote or retry sent before this pause began is stale.
-	select {
-	case <-r.promote:
-	default:
-	}
-	select {
-	case <-r.retry:
-	default:
-	}
-	r.mu.Lock()
-	r.status.Message, r.status.Phase, r.paused, r.retryable = msg, phase, true, retryable
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.status.Phase, r.paused, r.retryable = Progressing, false, false
-		r.mu.Unlock()
-	}()
-	var timer <-chan time.Time
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timer = t.C
-	}
-	var retryCh chan struct{}
-	if retryable {
-		retryCh = r.retry
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer:
-	case <-r.promote:
-	case <-retryCh:
-		return errRetry
-	}
-	return nil
-}
-
-func (r *rollout) analyze(ctx context.Context, name string, templates []appspec.TemplateRef, args []appspec.Arg, resume bool) (Outcome, error) {
-	all := map[string]string{
-		"app": r.req.App, "env": r.req.Env, "version": r.req.CanaryVersion,
-		"canary-version": r.req.CanaryVersion, "stable-version": r.req.StableVersion,
-	}
-	for _, a := range args {
-		all[a.Name] = a.Value
-	}
-	out, err := r.c.analyzer.Analyze(ctx, AnalysisRequest{Name: name, Templates: templates, Args: all, Artifact: r.req.Artifact, Resume: resume})
-	if err != nil {
-		if ctx.Err() != nil {
-			return Outcome{}, ctx.Err()
-		}
-		out = Outcome{Phase: Error, Reason: err.Error()}
-	}
-	r.update(ctx, func(r *rollout) {
-		run := Run{Name: name, Phase: out.Phase, Reason: out.Reason}
-		// A resumed run may have been listed before the restart.
-		if i := slices.IndexFunc(r.status.Analyses, func(a Run) bool { return a.Name == name }); i >= 0 {
-			r.status.Analyses[i] = run
-			return
-		}
-		r.status.Analyses = append(r.status.Analyses, run)
-	})
-	return out, nil
-}
-
-// startBackground runs the background analysis until the steps end; a
-// failure cancels the steps with the reason.
-func (r *rollout) startBackground(ctx context.Context, cancel context.CancelCauseFunc, wg *sync.WaitGroup, a *appspec.BackgroundAnalysis, mayResume bool) {
-	r.mu.Lock()
-	name, resume := r.bgRun, mayResume && r.bgRun != "" && r.resume != nil
-	if !resume {
-		r.runs++
-		name = fmt.Sprintf("%s-%s-background-%d", r.req.App, r.req.CanaryVersion, r.runs)
-	}
-	r.bgRun = name
-	r.mu.Unlock()
-	r.save(ctx)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		out, err := r.analyze(ctx, name, a.Templates, a.Args, resume)
-		if err != nil || out.Phase == Successful {
-			return
-		}
-		if out.Phase == Inconclusive {
-			select {
-			case r.bgInconclusive <- name + ": " + out.Reason:
-			default:
-			}
-			return
-		}
-		cancel(&errAborted{reason: fmt.Sprintf("background analysis %s %s: %s", name, out.Phase, out.Reason)})
-	}()
-}
-
-func (r *rollout) route(weight int) gateway.Route {
-	return gateway.Route{
-		Env: r.req.Env, App: r.req.App,
-		StableVersion: r.req.StableVersion, Stable: r.req.Stable,
-		CanaryVersion: r.req.CanaryVersion, Canary: r.canary, CanaryWeight: weight,
-	}
-}
-
-// promoteRollout makes the canary stable: all traffic to it, old stable
-// stopped, success reported.
-func (r *rollout) promoteRollout(ctx context.Context) error {
-	if err := r.c.router.SetCanaryWeight(r.req.Env, r.req.App, 100); err != nil {
-		return err
-	}
-	route := gateway.Route{Env: r.req.Env, App: r.req.App, StableVersion: r.req.CanaryVersion, Stable: r.canary}
-	if err := r.c.router.SetRoute(route); err != nil {
-		return err
-	}
-	if err := r.req.Target.Promoted(ctx, r.canary); err != nil {
-		return err
-	}
-	msg := fmt.Sprintf("%s %s promoted after %d steps", r.req.App, r.req.CanaryVersion, len(r.steps))
-	// Reported before the checkpoint says so: a restart in between
-	// reports again (reports are idempotent) rather than never.
-	r.reportEnd(ctx, true, msg)
-	r.update(ctx, func(r *rollout) {
-		r.status.Phase, r.status.Weight, r.status.Step, r.status.Message, r.status.Finished = Healthy, 100, len(r.steps), msg, time.Now().UTC()
-	})
-	return nil
-}
-
-// maxAbortReason bounds a whole abort reason, in bytes: Runway's words
-// (such as "aborted by request: " or an analysis verdict) around a reason
-// from outside, itself cut to oneline.MaxReason by Abort.
-const maxAbortReason = 1024
-
-// abortRollout sends all traffic back to stable first, then stops the
-// canary, reports the failure and reverts git. The reason is made one line
-// of at most maxAbortReason bytes first: it goes into a commit message.
-func (r *rollout) abortRollout(ctx context.Context, reason string) {
-	ctx = context.WithoutCancel(ctx)
-	reason = oneline.Clean(reason, maxAbortReason)
-	r.c.log.Warn("aborting rollout", "app", r.req.App, "canary", r.req.CanaryVersion, "reason", reason)
-	// Recorded first: a restart from here on finishes the abort (routing
-	// back again) rather than resuming the canary at its weight.
-	r.update(ctx, func(r *rollout) {
-		r.status.Phase, r.status.Weight, r.status.Message, r.aborting = Degraded, 0, "aborted: "+reason, reason
-	})
-	route := gateway.Route{Env: r.req.Env, App: r.req.App, StableVersion: r.req.StableVersion, Stable: r.req.Stable}
-	if err := r.c.router.SetRoute(route); err != nil {
-		r.c.log.Error("routing back to stable", "err", err)
-	}
-	if err := r.req.Target.Aborted(ctx); err != nil {
-		r.c.log.Error("stopping canary", "err", err)
-	}
-	if err := r.revert(ctx, reason); err != nil {
-		r.c.log.Error("reverting production manifest", "err", err)
-		reason += " (git revert failed: " + oneline.Reason(err.Error()) + ")"
-	}
-	r.reportEnd(ctx, false, fmt.Sprintf("canary %s aborted: %s", r.req.CanaryVersion, reason))
-	r.update(ctx, func(r *rollout) { r.status.Finished, r.status.Message = time.Now().UTC(), "aborted: "+reason })
-}
-
-// reportEnd reports the rollout's end. The message is one line of at most
-// oneline.MaxReason bytes, so that no reporter limit can refuse it (a
-// refused report would leave the pipeline waiting out its deadline).
-func (r *rollout) reportEnd(ctx context.Context, ok bool, msg string) {
-	if r.req.Workflow == "" {
-		return
-	}
-	if err := r.c.reporter.Update(ctx, r.req.Workflow, r.req.App, ok, oneline.Reason(msg)); err != nil {
-		r.c.log.Error("reporting rollout end", "err", err)
-	}
-}
-
-// revert puts the stable version's manifest entry back into production,
-// unless the manifest has moved on to yet another version.
-func (r *rollout) revert(ctx context.Context, reason string) error {
-	data, err := r.c.repo.ReadFile(ctx, manifest.ProductionPath)
-	if err != nil {
-		return err
-	}
-	m, err := manifest.Parse(data)
-	if err != nil {
-		return err
-	}
-	cur, ok := m.Apps[r.req.App]
-	if !ok || cur.Version() != r.req.CanaryVersion || r.req.StableEntry == nil {
-		return nil
-	}
-	m.Apps[r.req.App] = r.req.StableEntry
-	m.ChangeDescription = fmt.Sprintf("rollback %s to %s: %s failed: %s", r.req.App, r.req.StableVersion, r.req.CanaryVersion, reason)
-	out, err := m.Marshal()
-	if err != nil {
-		return err
-	}
-	_, err = r.c.repo.Commit(ctx, m.ChangeDescription, gitops.Change{Path: manifest.ProductionPath, Data: out})
-	return err
+	return requeueNow(), nil
 }

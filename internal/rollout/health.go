@@ -1,7 +1,6 @@
 package rollout
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -11,9 +10,10 @@ import (
 )
 
 // Canary health. While a rollout progresses (steps, pauses, analyses and
-// waits for a promotion alike) its canary replicas are looked at every
-// Controller.canaryCheck, and the rollout is aborted when the canary cannot
-// serve, rather than left to run indefinitely (Argo Rollouts issue #3765):
+// waits for a promotion alike) every pass looks at its canary's replicas,
+// and the passes come at least every Options.CanaryCheck; the rollout is
+// aborted when the canary cannot serve, rather than left to run
+// indefinitely (Argo Rollouts issue #3765):
 //
 //   - crash-looping: a replica restarted crashLoopRestarts times. The
 //     runtime restarts an exited replica at once, then after 1s, 2s, ...
@@ -24,18 +24,16 @@ import (
 //     keeps them).
 //   - not ready: a replica continuously not ready for longer than the
 //     spec's progressDeadlineSeconds, counted from the runtime's Since
-//     (kept by the data plane across control plane restarts), or
-//     StartCanary not done within it.
+//     (kept by the data plane across control plane restarts), or the
+//     canary's start not done within it.
 //
-// A resumed rollout runs progress again, so the watch resumes with it;
-// nothing of it is checkpointed.
+// What the watch remembers between two looks is kept in memory; a
+// restarted controller starts a new watch, and the runtime's Since carries
+// how long a replica has been unready.
 
 // crashLoopRestarts is how many restarts of one canary replica abort the
 // rollout.
 const crashLoopRestarts = 3
-
-// defaultCanaryCheck is how often the canary's replicas are looked at.
-const defaultCanaryCheck = time.Second
 
 // notReadyReason is the abort reason of a canary that was not ready in
 // time.
@@ -43,45 +41,66 @@ func notReadyReason(deadline time.Duration) string {
 	return fmt.Sprintf("canary not ready within progressDeadlineSeconds (%ds)", int(deadline/time.Second))
 }
 
-// watchCanary looks at the canary's replicas until stop is called, and
-// aborts the rollout (abort is the rollout's cancel) with the reason once
-// one of them crash-loops or stays unready past the deadline. stop
-// returns once the watch has ended: after it, the watch aborts nothing.
-func (r *rollout) watchCanary(ctx context.Context, abort context.CancelCauseFunc, deadline time.Duration) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
+// checkCanaryHealth looks at the canary's replicas once and returns why the
+// rollout must be aborted, or "".
+func (rc *rolloutContext) checkCanaryHealth() string {
+	cp := rc.cp
+	deadline := rc.spec().ProgressDeadline()
+	rc.c.mu.Lock()
+	w := rc.ks.watch
+	if w == nil || w.version != cp.CanaryVersion || w.deadline != deadline {
+		w = &canaryWatch{version: cp.CanaryVersion, deadline: deadline, notReady: map[int]time.Time{}, restarts: map[int]int{}}
+		rc.ks.watch = w
+	}
+	rc.c.mu.Unlock()
+	replicas := rc.c.opts.Workloads.Status(rc.env, rc.app, cp.CanaryVersion)
+	for _, rs := range w.restarted(replicas) {
+		rc.log.Warn("canary replica restarted", "canary", cp.CanaryVersion,
+			"replica", rs.Index, "restarts", rs.Restarts, "lastExit", rs.LastExit)
+	}
+	return w.judge(replicas, rc.c.clock.Now())
+}
+
+// watchStart watches the canary while its replicas start: the start is
+// cancelled (abort, with the reason as errAborted) once a replica
+// crash-loops or stays unready past the deadline, or when the deadline
+// passes. stop returns once the watch has ended.
+func (rc *rolloutContext) watchStart(ctx context.Context, abort context.CancelCauseFunc, deadline time.Duration) (stop func()) {
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		w := canaryWatch{deadline: deadline, notReady: map[int]time.Time{}, restarts: map[int]int{}}
-		t := time.NewTicker(cmp.Or(r.c.canaryCheck, defaultCanaryCheck))
-		defer t.Stop()
+		clk := rc.c.clock
+		end := clk.NewTimer(deadline)
+		defer end.Stop()
+		tick := clk.NewTimer(rc.c.opts.CanaryCheck)
+		defer tick.Stop()
 		for {
 			select {
+			case <-done:
+				return
 			case <-ctx.Done():
 				return
-			case <-t.C:
-			}
-			replicas := r.req.Target.CanaryStatus(ctx)
-			if ctx.Err() != nil {
-				return // stopped while asking: its answer judges nothing
-			}
-			for _, rs := range w.restarted(replicas) {
-				r.c.log.Warn("canary replica restarted", "app", r.req.App, "canary", r.req.CanaryVersion,
-					"replica", rs.Index, "restarts", rs.Restarts, "lastExit", rs.LastExit)
-			}
-			if reason := w.judge(replicas, time.Now()); reason != "" {
-				abort(&errAborted{reason: reason})
+			case <-end.C():
+				abort(&errAborted{reason: notReadyReason(deadline)})
 				return
+			case <-tick.C():
+				if reason := rc.checkCanaryHealth(); reason != "" {
+					abort(&errAborted{reason: reason})
+					return
+				}
+				tick.Reset(rc.c.opts.CanaryCheck)
 			}
 		}
 	})
 	return func() {
-		cancel()
+		close(done)
 		wg.Wait()
 	}
 }
 
 // canaryWatch is what the watch remembers between two looks.
 type canaryWatch struct {
+	version  string
 	deadline time.Duration
 	// notReady is, per replica index, since when it has been seen
 	// continuously not ready.

@@ -2,11 +2,15 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/runtime"
+	"github.com/runway-cd/runway/internal/workload"
 )
 
 // crashLooping is a canary replica the runtime restarted three times.
@@ -14,21 +18,28 @@ var crashLooping = runtime.ReplicaStatus{Index: 0, State: runtime.ReplicaBackOff
 
 const crashLoopReason = `canary replica 0 crash-looping: restarted 3 times, last exit "exit status 2"`
 
-// waitLooks waits until the rollout has looked at the canary n more times
-// than before.
+// waitLooks steps the clock one check at a time until the controller has
+// looked at the canary n more times than before.
 func (fx *fixture) waitLooks(t *testing.T, before, n int) {
 	t.Helper()
-	for range 3000 {
-		if fx.target.looked() >= before+n {
-			return
-		}
-		select {
-		case <-fx.done:
-			t.Fatalf("rollout ended while its canary was watched: %+v", fx.ctl.List())
-		case <-time.After(5 * time.Millisecond):
+	for i := range n {
+		want := before + i + 1
+		deadline := time.Now().Add(30 * time.Second)
+		for fx.work.looked() < want {
+			if _, ok := fx.finished(canaryVersion); ok {
+				t.Fatalf("rollout ended while its canary was watched: %+v", fx.ctl.List())
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the canary was looked at %d times, want %d", fx.work.looked()-before, want-before)
+			}
+			time.Sleep(2 * time.Millisecond)
+			if !fx.clk.HasWaiters() {
+				continue
+			}
+			// One step per look: the requeue after CanaryCheck.
+			fx.clk.Step(checkEvery)
 		}
 	}
-	t.Fatalf("the canary was looked at %d times, want %d", fx.target.looked()-before, n)
 }
 
 // A crash-looping canary is aborted whatever the rollout is doing: in an
@@ -47,19 +58,15 @@ func TestCrashLoopingCanaryIsAborted(t *testing.T) {
 			reached: func(t *testing.T, fx *fixture) { fx.waitPaused(t) },
 		},
 		{
-			name:  "in a timed pause",
-			steps: "      - setWeight: 20\n      - pause: {duration: 1h}\n",
-			reached: func(t *testing.T, fx *fixture) {
-				fx.waitMessage(t, "pause 1h")
-			},
+			name:    "in a timed pause",
+			steps:   "      - setWeight: 20\n      - pause: {duration: 1h}\n",
+			reached: func(t *testing.T, fx *fixture) { fx.waitMessage(t, "pause 1h") },
 		},
 		{
 			name:     "during an analysis",
 			steps:    "      - setWeight: 20\n      - analysis: {templates: [{templateName: t}]}\n",
 			outcomes: []Outcome{{Phase: blockUntilCancelled}},
-			reached: func(t *testing.T, fx *fixture) {
-				fx.waitMessage(t, "analysis ")
-			},
+			reached:  func(t *testing.T, fx *fixture) { fx.waitMessage(t, "analysis ") },
 		},
 	}
 	for _, tt := range tests {
@@ -67,7 +74,7 @@ func TestCrashLoopingCanaryIsAborted(t *testing.T) {
 			fx := newFixture(t, tt.outcomes)
 			fx.start(t, parseSpec(t, tt.steps))
 			tt.reached(t, fx)
-			fx.target.setReplicas(runtime.ReplicaStatus{Index: 1, State: runtime.ReplicaRunning, Ready: true}, crashLooping)
+			fx.work.setReplicas(runtime.ReplicaStatus{Index: 1, State: runtime.ReplicaRunning, Ready: true}, crashLooping)
 			st := fx.wait(t)
 			fx.assertAborted(t, st, crashLoopReason)
 			if got := fx.router.seen(); len(got) != 1 || got[0] != 20 {
@@ -75,18 +82,6 @@ func TestCrashLoopingCanaryIsAborted(t *testing.T) {
 			}
 		})
 	}
-}
-
-// waitMessage waits until the running rollout's message contains s.
-func (fx *fixture) waitMessage(t *testing.T, s string) {
-	t.Helper()
-	for range 3000 {
-		if st, ok := fx.ctl.Active(env, app); ok && strings.Contains(st.Message, s) {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("rollout never said %q: %+v", s, fx.ctl.List())
 }
 
 func TestNeverReadyCanaryIsAborted(t *testing.T) {
@@ -99,7 +94,7 @@ func TestNeverReadyCanaryIsAborted(t *testing.T) {
 		{
 			name: "replica started but never ready",
 			setup: func(fx *fixture) {
-				fx.target.setReplicas(runtime.ReplicaStatus{Index: 0, State: runtime.ReplicaStarting, Since: time.Now()})
+				fx.work.setReplicas(runtime.ReplicaStatus{Index: 0, State: runtime.ReplicaStarting, Since: fx.clk.Now()})
 			},
 			want: reason + ": replica 0 Starting and not ready for",
 		},
@@ -109,19 +104,25 @@ func TestNeverReadyCanaryIsAborted(t *testing.T) {
 			name: "replica flapping between states",
 			setup: func(fx *fixture) {
 				states := []runtime.ReplicaState{runtime.ReplicaStarting, runtime.ReplicaRunning, runtime.ReplicaBackOff}
-				fx.target.status = func(looks int) []runtime.ReplicaStatus {
-					return []runtime.ReplicaStatus{{Index: 0, State: states[looks%3], Restarts: 1, Since: time.Now()}}
+				fx.work.status = func(version string, looks int) []runtime.ReplicaStatus {
+					if version != canaryVersion {
+						return nil
+					}
+					return []runtime.ReplicaStatus{{Index: 0, State: states[looks%3], Restarts: 1, Since: fx.clk.Now()}}
 				}
 			},
 			want: reason + ": replica 0 ",
 		},
 		{
-			name: "StartCanary does not return",
+			name: "the canary's start does not return",
 			setup: func(fx *fixture) {
-				fx.target.startHook = func(ctx context.Context) error {
+				fx.work.setStartHook(func(ctx context.Context, art build.Artifact) error {
+					if art.Version != canaryVersion {
+						return nil
+					}
 					<-ctx.Done()
 					return ctx.Err()
-				}
+				})
 			},
 			want: reason,
 		},
@@ -144,18 +145,22 @@ func TestNeverReadyCanaryIsAborted(t *testing.T) {
 func TestHealthyCanaryIsNotAborted(t *testing.T) {
 	tests := []struct {
 		name     string
-		replicas []runtime.ReplicaStatus
+		replicas func(fx *fixture) []runtime.ReplicaStatus
 	}{
-		{"restarted twice, ready", []runtime.ReplicaStatus{{Index: 0, State: runtime.ReplicaRunning, Ready: true, Restarts: 2, LastExit: "signal: killed"}}},
-		{"unready within the deadline", []runtime.ReplicaStatus{{Index: 0, State: runtime.ReplicaRunning, Since: time.Now()}}},
-		{"runtime knows nothing", nil},
+		{"restarted twice, ready", func(*fixture) []runtime.ReplicaStatus {
+			return []runtime.ReplicaStatus{{Index: 0, State: runtime.ReplicaRunning, Ready: true, Restarts: 2, LastExit: "signal: killed"}}
+		}},
+		{"unready within the deadline", func(fx *fixture) []runtime.ReplicaStatus {
+			return []runtime.ReplicaStatus{{Index: 0, State: runtime.ReplicaRunning, Since: fx.clk.Now()}}
+		}},
+		{"runtime knows nothing", func(*fixture) []runtime.ReplicaStatus { return nil }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := newFixture(t, nil)
 			fx.start(t, parseSpec(t, "      - setWeight: 20\n      - pause: {}\n"))
 			fx.waitPaused(t)
-			before := fx.target.setReplicas(tt.replicas...)
+			before := fx.work.setReplicas(tt.replicas(fx)...)
 			fx.waitLooks(t, before, 20)
 			if err := fx.ctl.Promote(env, app); err != nil {
 				t.Fatalf("Promote: %v (status %+v)", err, fx.ctl.List())
@@ -170,27 +175,26 @@ func TestHealthyCanaryIsNotAborted(t *testing.T) {
 func TestResumedRolloutWatchesItsCanary(t *testing.T) {
 	tests := []struct {
 		name    string
-		replica runtime.ReplicaStatus
+		replica func(fx *fixture) runtime.ReplicaStatus
 		want    string
 	}{
-		{"crash loop after the restart", crashLooping, crashLoopReason},
-		{"unready since before the restart", runtime.ReplicaStatus{Index: 0, State: runtime.ReplicaRunning, Since: time.Now().Add(-time.Hour)},
-			"canary not ready within progressDeadlineSeconds (600s): replica 0 Running and not ready for 1h0m"},
+		{"crash loop after the restart", func(*fixture) runtime.ReplicaStatus { return crashLooping }, crashLoopReason},
+		{"unready since before the restart", func(fx *fixture) runtime.ReplicaStatus {
+			return runtime.ReplicaStatus{Index: 0, State: runtime.ReplicaRunning, Since: fx.clk.Now().Add(-time.Hour)}
+		}, "canary not ready within progressDeadlineSeconds (600s): replica 0 Running and not ready for 1h0m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := newFixture(t, nil)
-			cps := &memCheckpoints{}
-			fx.ctl.Persist(t.Context(), cps)
-			req := fx.request(t, "      - setWeight: 20\n      - pause: {}\n")
-			stop := fx.startWith(t, req)
+			spec := parseSpec(t, "      - setWeight: 20\n      - pause: {}\n")
+			fx.start(t, spec)
 			fx.waitPaused(t)
-			fx.restart(t, cps, stop, nil)
-			fx.startWith(t, req)
+			fx.restart(t, nil)
+			fx.ctl.SetDesired(desired(t, spec))
 			fx.waitPaused(t)
-			fx.target.setReplicas(tt.replica)
+			fx.work.setReplicas(tt.replica(fx))
 			fx.assertAborted(t, fx.wait(t), tt.want)
-			if cp := cps.get(canaryVersion); !cp.Done() || cp.Phase != Degraded || !strings.Contains(cp.Message, tt.want) {
+			if cp := fx.store.get(canaryVersion); !cp.Done() || cp.Phase != Degraded || !strings.Contains(cp.Message, tt.want) {
 				t.Errorf("checkpoint: done %v phase %s message %q; want it ended Degraded with the reason", cp.Done(), cp.Phase, cp.Message)
 			}
 		})
@@ -250,6 +254,42 @@ func TestCanaryWatchJudge(t *testing.T) {
 				if l.want == "" && got != "" || !strings.HasPrefix(got, l.want) {
 					t.Fatalf("look %d: judge = %q, want %q", i, got, l.want)
 				}
+			}
+		})
+	}
+}
+
+// A canary start that fails for a reason that is not the version's fault
+// (its database could not be provided, say) is tried again with backoff, a
+// few times, before the rollout is aborted.
+func TestCanaryStartRetried(t *testing.T) {
+	tests := []struct {
+		name  string
+		fails int
+		want  string // "" for promoted
+	}{
+		{name: "recovers", fails: 2},
+		{name: "gives up", fails: 1000, want: "canary " + canaryVersion + " did not start: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t, nil)
+			var starts atomic.Int32
+			fx.work.setStartHook(func(_ context.Context, art build.Artifact) error {
+				if art.Version == canaryVersion && int(starts.Add(1)) <= tt.fails {
+					return fmt.Errorf("%w: database not ready", workload.ErrRetry)
+				}
+				return nil
+			})
+			fx.start(t, parseSpec(t, "      - setWeight: 20\n"))
+			st := fx.wait(t)
+			if tt.want == "" {
+				fx.assertPromoted(t, st)
+				return
+			}
+			fx.assertAborted(t, st, tt.want)
+			if !strings.Contains(st.Message, "(5 attempts)") || starts.Load() != canaryStartAttempts {
+				t.Errorf("message %q after %d starts, want %d attempts", st.Message, starts.Load(), canaryStartAttempts)
 			}
 		})
 	}

@@ -1,130 +1,26 @@
 package rollout
 
 import (
-	"context"
-	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/runway-cd/runway/internal/build"
-	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/appspec"
+	"github.com/runway-cd/runway/internal/gateway"
 )
 
-// memCheckpoints keeps checkpoints in memory. The SQLite store that keeps
-// them in Runway is tested in internal/store/sqlite; it cannot be used
-// here (it imports this package).
-type memCheckpoints struct {
-	mu    sync.Mutex
-	saved map[string]Checkpoint
-	order []string
-}
-
-func (m *memCheckpoints) SaveRollout(_ context.Context, cp Checkpoint) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.saved == nil {
-		m.saved = map[string]Checkpoint{}
-	}
-	k := cp.Env + "/" + cp.App + "/" + cp.CanaryVersion
-	if _, ok := m.saved[k]; !ok {
-		m.order = append(m.order, k)
-	}
-	cp.Analyses = slices.Clone(cp.Analyses)
-	m.saved[k] = cp
-	return nil
-}
-
-func (m *memCheckpoints) UnfinishedRollouts(_ context.Context, env, app string) ([]Checkpoint, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []Checkpoint
-	for _, k := range m.order {
-		if cp := m.saved[k]; cp.Env == env && cp.App == app && !cp.Done() {
-			out = append(out, cp)
-		}
-	}
-	return out, nil
-}
-
-func (m *memCheckpoints) get(canary string) Checkpoint {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.saved[env+"/"+app+"/"+canary]
-}
-
-// restart stands in for a control plane killed and started again: the
-// running controller is stopped as a shutdown stops it (leaving its
-// rollout where it was), and a new one with the same store, gateway and
-// repository takes over.
-func (fx *fixture) restart(t *testing.T, cps Checkpoints, stop context.CancelFunc, outcomes []Outcome) {
-	t.Helper()
-	stop()
-	fx.ctl.Wait()
-	select {
-	case <-fx.done: // the interrupted rollout's goroutine ended
-	case <-time.After(10 * time.Second):
-		t.Fatal("the interrupted rollout did not stop")
-	}
-	fx.analyzer = &scriptedAnalyzer{outcomes: outcomes}
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	fx.ctl = New(fx.router, fx.analyzer, fx.repo, fx.reporter, func() { fx.done <- struct{}{} }, log)
-	fx.ctl.canaryCheck = testCanaryCheck
-	fx.ctl.Persist(t.Context(), cps)
-}
-
-// startWith is start with a cancel of its own (the "kill").
-func (fx *fixture) startWith(t *testing.T, req Request) context.CancelFunc {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); fx.ctl.Wait() })
-	if err := fx.ctl.Start(ctx, req); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	return cancel
-}
-
-// waitPausedAt waits until the rollout pauses at step.
-func (fx *fixture) waitPausedAt(t *testing.T, step int) Status {
-	t.Helper()
-	for range 3000 {
-		if s, ok := fx.ctl.Active(env, app); ok && s.Phase == Paused && s.Step == step {
-			return s
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("rollout never paused at step %d: %+v", step, fx.ctl.List())
-	return Status{}
-}
-
-func (fx *fixture) request(t *testing.T, steps string) Request {
-	return Request{
-		Env: env, App: app, Workflow: workflow,
-		StableVersion: stableVersion, Stable: fx.stable, StableEntry: stableEntry(t),
-		CanaryVersion: canaryVersion,
-		Artifact:      build.Artifact{App: app, Version: canaryVersion, Kind: build.App, Spec: parseSpec(t, steps)},
-		Target:        fx.target,
-	}
-}
-
+// A control plane restart resumes a rollout where its checkpoint says: an
+// ordinary pass of the new controller over the same store.
 func TestResumeAtPausedStepAndWeight(t *testing.T) {
 	fx := newFixture(t, nil)
-	cps := &memCheckpoints{}
-	fx.ctl.Persist(t.Context(), cps)
-	req := fx.request(t, "      - setWeight: 20\n      - pause: {}\n      - setWeight: 60\n      - pause: {}\n")
-	stop := fx.startWith(t, req)
+	spec := parseSpec(t, "      - setWeight: 20\n      - pause: {}\n      - setWeight: 60\n      - pause: {}\n")
+	fx.start(t, spec)
 	if s := fx.waitPaused(t); s.Step != 1 || s.Weight != 20 {
 		t.Fatalf("before the restart: step %d weight %d, want step 1 weight 20", s.Step, s.Weight)
 	}
-
-	// The stable entry a restarted environment controller passes has no
-	// git revision; the checkpoint's has.
-	req.StableEntry = &manifest.App{Images: manifest.Images{Code: manifest.Image{Image: "web", Tag: stableVersion}}}
-	fx.restart(t, cps, stop, nil)
+	fx.restart(t, nil)
 	before := len(fx.router.seen())
-	fx.startWith(t, req)
+	fx.ctl.SetDesired(desired(t, spec))
 	s := fx.waitPaused(t)
 	if s.Step != 1 || s.Weight != 20 {
 		t.Fatalf("after the restart: step %d weight %d, want step 1 weight 20", s.Step, s.Weight)
@@ -144,36 +40,56 @@ func TestResumeAtPausedStepAndWeight(t *testing.T) {
 	if err := fx.ctl.Promote(env, app); err != nil {
 		t.Fatal(err)
 	}
-	if end := fx.wait(t); end.Phase != Healthy {
-		t.Fatalf("phase %s (%s), want Healthy", end.Phase, end.Message)
-	}
-	if cp := cps.get(canaryVersion); !cp.Done() || cp.Phase != Healthy || cp.StableEntry.Deploy.Revision != "57ab1e" {
+	fx.assertPromoted(t, fx.wait(t))
+	if cp := fx.store.get(canaryVersion); !cp.Done() || cp.Phase != Healthy || cp.StableEntry.Deploy.Revision != "57ab1e" {
 		t.Fatalf("checkpoint at the end: done %v phase %s stable entry %+v", cp.Done(), cp.Phase, cp.StableEntry)
 	}
 }
 
+// The gateway of an in-process data plane restarts with the control plane
+// and forgets its routes: the resumed rollout routes stable and canary
+// again at the stored weight.
+func TestResumeRoutesAgain(t *testing.T) {
+	fx := newFixture(t, nil)
+	spec := parseSpec(t, "      - setWeight: 20\n      - pause: {}\n")
+	fx.start(t, spec)
+	fx.waitPaused(t)
+	fx.stop()
+	fx.router.RemoveRoute(env, app)
+	fx.restart(t, nil)
+	fx.ctl.SetDesired(desired(t, spec))
+	fx.until(t, "routes again", func() bool {
+		rt, ok := fx.router.Route(env, app)
+		return ok && rt.CanaryWeight == 20 && rt.StableVersion == stableVersion && rt.CanaryVersion == canaryVersion
+	})
+	if got := fx.hits(t, 10); got["200 canary"] != 2 || got["200 stable"] != 8 {
+		t.Errorf("answers at weight 20 = %v, want 2 canary and 8 stable", got)
+	}
+	if err := fx.ctl.Promote(env, app); err != nil {
+		t.Fatal(err)
+	}
+	fx.assertPromoted(t, fx.wait(t))
+}
+
 func TestResumeContinuesAnalysisRun(t *testing.T) {
 	fx := newFixture(t, []Outcome{{Phase: blockUntilCancelled}})
-	cps := &memCheckpoints{}
-	fx.ctl.Persist(t.Context(), cps)
-	req := fx.request(t, "      - setWeight: 30\n      - analysis: {templates: [{templateName: rate}]}\n      - setWeight: 70\n")
-	stop := fx.startWith(t, req)
+	spec := parseSpec(t, "      - setWeight: 30\n      - analysis: {templates: [{templateName: rate}]}\n      - setWeight: 70\n")
+	fx.start(t, spec)
 	var first AnalysisRequest
-	for range 3000 {
-		if calls := fx.analyzer.calls(); len(calls) == 1 {
+	fx.until(t, "analysis start", func() bool {
+		calls := fx.analyzer.calls()
+		if len(calls) == 1 {
 			first = calls[0]
-			break
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(calls) == 1
+	})
 	if first.Name == "" || first.Resume {
 		t.Fatalf("first analysis request %+v: want a fresh named run", first)
 	}
-	fx.restart(t, cps, stop, nil)
-	fx.startWith(t, req)
-	if end := fx.wait(t); end.Phase != Healthy {
-		t.Fatalf("phase %s (%s), want Healthy", end.Phase, end.Message)
-	}
+	fx.restart(t, nil)
+	fx.ctl.SetDesired(desired(t, spec))
+	st := fx.wait(t)
+	fx.assertPromoted(t, st)
 	calls := fx.analyzer.calls()
 	if len(calls) != 1 || calls[0].Name != first.Name || !calls[0].Resume {
 		t.Fatalf("analysis after the restart: %+v; want run %s resumed", calls, first.Name)
@@ -181,115 +97,259 @@ func TestResumeContinuesAnalysisRun(t *testing.T) {
 	if w := fx.router.seen(); !slices.Equal(w[len(w)-2:], []int{70, 100}) {
 		t.Fatalf("weights %v, want ... 70 100", w)
 	}
+	if len(st.Analyses) != 1 || st.Analyses[0].Name != first.Name || st.Analyses[0].Phase != Successful {
+		t.Errorf("analyses %+v, want the one run, Successful", st.Analyses)
+	}
 }
 
-func TestResumeFinishesAnAbort(t *testing.T) {
-	fx := newFixture(t, nil)
-	cps := &memCheckpoints{}
-	fx.ctl.Persist(t.Context(), cps)
-	req := fx.request(t, "      - setWeight: 50\n      - pause: {}\n")
-	// Killed after the abort began: traffic was on stable, git not yet
-	// reverted, the pipeline not yet told.
-	cp := Checkpoint{
-		Status:      Status{Env: env, App: app, StableVersion: stableVersion, CanaryVersion: canaryVersion, Phase: Degraded, Step: 1, Steps: 2, Started: time.Now().UTC()},
-		Workflow:    workflow,
-		StableEntry: stableEntry(t),
-		Aborting:    "analysis rate Failed: success rate 0.4",
-	}
-	if err := cps.SaveRollout(t.Context(), cp); err != nil {
+// routeCanary puts the world where a killed control plane left a rollout
+// at weight: the canary running and routed beside stable.
+func (fx *fixture) routeCanary(t *testing.T, weight int) {
+	t.Helper()
+	canary := []gateway.Backend{backend(t, "canary")}
+	fx.work.running[env+"/"+app+"/"+canaryVersion] = canary
+	if err := fx.router.Gateway.SetRoute(gateway.Route{Env: env, App: app, StableVersion: stableVersion, Stable: fx.stable,
+		CanaryVersion: canaryVersion, Canary: canary, CanaryWeight: weight}); err != nil {
 		t.Fatal(err)
 	}
-	fx.startWith(t, req)
-	end := fx.wait(t)
-	if end.Phase != Degraded || !strings.Contains(end.Message, "success rate 0.4") {
-		t.Fatalf("phase %s (%s), want Degraded with the stored reason", end.Phase, end.Message)
+}
+
+func (fx *fixture) checkpoint(t *testing.T, cp Checkpoint) {
+	t.Helper()
+	base := Checkpoint{
+		Status: Status{Env: env, App: app, StableVersion: stableVersion, CanaryVersion: canaryVersion,
+			Phase: Progressing, Steps: 2, Started: fx.clk.Now().UTC()},
+		Workflow: workflow, StableEntry: stableEntry(t), CanaryEntry: canaryEntry(t),
 	}
-	if _, aborted := fx.target.calls(); aborted != 1 {
-		t.Fatalf("canary stopped %d times, want 1", aborted)
-	}
-	ups := fx.reporter.all()
-	if len(ups) != 1 || ups[0].Success || ups[0].Workflow != workflow {
-		t.Fatalf("reports %+v, want one failure for %s", ups, workflow)
-	}
-	if got, _ := fx.production(t); got.Version() != stableVersion || got.Deploy.Revision != "57ab1e" {
-		t.Fatalf("production manifest has %s (revision %q), want the stable entry back", got.Version(), got.Deploy.Revision)
+	cp.Status = base.Status
+	cp.Workflow, cp.StableEntry, cp.CanaryEntry = base.Workflow, base.StableEntry, base.CanaryEntry
+	if err := fx.store.SaveRollout(t.Context(), cp); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func TestSettleEndsUnfinishedRollouts(t *testing.T) {
+// Killed in the middle of an abort, the restarted controller finishes it
+// at once (no desired version needed): its first pass is an ordinary one.
+func TestResumeFinishesAnAbort(t *testing.T) {
+	const reason = "analysis rate Failed: success rate 0.4"
 	tests := []struct {
-		name      string
-		aborting  string
-		promoting bool
-		runs      string // the version production runs alone
-		wantOK    bool
-		wantMsg   string
+		name string
+		// killed sets up what the abort had done.
+		killed func(t *testing.T, fx *fixture) Checkpoint
+		// stops is how many times the new controller stops the canary.
+		stops int
 	}{
-		{name: "canary runs after every step passed: it was promoted", promoting: true, runs: canaryVersion, wantOK: true, wantMsg: "promoted"},
-		{name: "canary runs before every step passed: not a promotion", runs: canaryVersion, wantMsg: "did not finish"},
-		{name: "canary runs after an abort began: not a promotion", aborting: "rate too low", promoting: true, runs: canaryVersion, wantMsg: "rate too low"},
-		{name: "stable runs: it did not finish", runs: stableVersion, wantMsg: "did not finish"},
-		{name: "stable runs after an abort", aborting: "rate too low", runs: stableVersion, wantMsg: "rate too low"},
+		{
+			name: "after the reason was saved",
+			killed: func(t *testing.T, fx *fixture) Checkpoint {
+				fx.routeCanary(t, 50)
+				return Checkpoint{Aborting: reason}
+			},
+			stops: 1,
+		},
+		{
+			name: "after traffic was back on stable and the canary stopped",
+			killed: func(t *testing.T, fx *fixture) Checkpoint {
+				return Checkpoint{Aborting: reason, CanaryStopped: true}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fx := newFixture(t, nil)
-			cps := &memCheckpoints{}
-			fx.ctl.Persist(t.Context(), cps)
-			cp := Checkpoint{
-				Status:   Status{Env: env, App: app, StableVersion: stableVersion, CanaryVersion: canaryVersion, Phase: Progressing, Started: time.Now().UTC()},
-				Workflow: workflow, Aborting: tt.aborting, Promoting: tt.promoting,
+			cp := tt.killed(t, fx)
+			fx.checkpoint(t, cp)
+			fx.run(t)
+			st := fx.wait(t)
+			if st.Phase != Degraded || st.Weight != 0 || !strings.Contains(st.Message, "success rate 0.4") {
+				t.Fatalf("status %+v, want Degraded with the stored reason", st)
 			}
-			if err := cps.SaveRollout(t.Context(), cp); err != nil {
-				t.Fatal(err)
+			fx.assertStable(t)
+			if got := fx.work.stops(); len(got) != tt.stops {
+				t.Errorf("stopped %v, want the canary stopped %d times", got, tt.stops)
 			}
-			fx.ctl.Settle(t.Context(), env, app, tt.runs)
-			ups := fx.reporter.all()
-			if len(ups) != 1 || ups[0].Success != tt.wantOK || !strings.Contains(ups[0].Message, tt.wantMsg) {
-				t.Fatalf("reports %+v, want one with success %v mentioning %q", ups, tt.wantOK, tt.wantMsg)
+			ups := fx.reports.all()
+			if len(ups) != 1 || ups[0].Success || ups[0].Workflow != workflow || !strings.Contains(ups[0].Message, reason) {
+				t.Fatalf("reports %+v, want one failure for %s", ups, workflow)
 			}
-			if left, _ := cps.UnfinishedRollouts(t.Context(), env, app); len(left) != 0 {
-				t.Fatalf("unfinished after Settle: %+v", left)
+			if got, msg := fx.production(t); got.Version() != stableVersion || got.Deploy.Revision != "57ab1e" || !strings.Contains(msg, reason) {
+				t.Fatalf("production manifest has %s (revision %q, commit %q), want the stable entry back", got.Version(), got.Deploy.Revision, msg)
 			}
-			if _, ok, err := fx.ctl.Resumable(t.Context(), env, app); ok || err != nil {
-				t.Fatalf("Resumable after Settle: %v, %v", ok, err)
+			if fx.seq(app, "Aborted") == 0 {
+				t.Errorf("events %v, want Aborted", fx.reasons(app))
 			}
 		})
 	}
 }
 
-func TestStartEndsSupersededCheckpoints(t *testing.T) {
-	fx := newFixture(t, nil)
-	cps := &memCheckpoints{}
-	fx.ctl.Persist(t.Context(), cps)
-	// A rollout of another canary that a restart interrupted and the
-	// manifest has since moved past.
-	old := Checkpoint{
-		Status:   Status{Env: env, App: app, StableVersion: stableVersion, CanaryVersion: "v20251231000000", Phase: Progressing, Started: time.Now().UTC()},
-		Workflow: "web-old-production",
+// Killed in the middle of a promotion, the restarted controller finishes
+// it, each of its steps once.
+func TestResumeFinishesAPromotion(t *testing.T) {
+	tests := []struct {
+		name    string
+		killed  func(t *testing.T, fx *fixture) Checkpoint
+		weights []int // set by the new controller
+	}{
+		{
+			name: "after every step passed",
+			killed: func(t *testing.T, fx *fixture) Checkpoint {
+				fx.routeCanary(t, 50)
+				return Checkpoint{Promoting: true, Status: Status{Weight: 50}}
+			},
+			weights: []int{100},
+		},
+		{
+			name: "after all traffic went to the canary",
+			killed: func(t *testing.T, fx *fixture) Checkpoint {
+				fx.routeCanary(t, 100)
+				return Checkpoint{Promoting: true, Status: Status{Weight: 100}}
+			},
+		},
+		{
+			name: "after the canary was routed as stable",
+			killed: func(t *testing.T, fx *fixture) Checkpoint {
+				fx.routeCanary(t, 100)
+				rt, _ := fx.router.Route(env, app)
+				if err := fx.router.Gateway.SetRoute(gateway.Route{Env: env, App: app, StableVersion: canaryVersion, Stable: rt.Canary}); err != nil {
+					t.Fatal(err)
+				}
+				return Checkpoint{Promoting: true, Status: Status{Weight: 100}}
+			},
+		},
+		{
+			name: "after the record was saved",
+			killed: func(t *testing.T, fx *fixture) Checkpoint {
+				fx.routeCanary(t, 100)
+				rt, _ := fx.router.Route(env, app)
+				if err := fx.router.Gateway.SetRoute(gateway.Route{Env: env, App: app, StableVersion: canaryVersion, Stable: rt.Canary}); err != nil {
+					t.Fatal(err)
+				}
+				if err := fx.store.SaveApp(t.Context(), AppRecord{Env: env, App: app, StableVersion: canaryVersion, StableEntry: canaryEntry(t)}); err != nil {
+					t.Fatal(err)
+				}
+				return Checkpoint{Promoting: true, Status: Status{Weight: 100}}
+			},
+		},
 	}
-	if err := cps.SaveRollout(t.Context(), old); err != nil {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t, nil)
+			cp := tt.killed(t, fx)
+			weight := cp.Weight
+			fx.checkpoint(t, cp)
+			saved := fx.store.get(canaryVersion)
+			saved.Weight, saved.Promoting = weight, true
+			if err := fx.store.SaveRollout(t.Context(), saved); err != nil {
+				t.Fatal(err)
+			}
+			fx.run(t)
+			fx.assertPromoted(t, fx.wait(t))
+			if got := fx.router.seen(); !slices.Equal(got, tt.weights) {
+				t.Errorf("weights %v, want %v", got, tt.weights)
+			}
+		})
+	}
+}
+
+// An older Runway kept no app records: a rollout it left unfinished says
+// what the stable version is.
+func TestUpgradeTakesTheStableVersionFromTheRollout(t *testing.T) {
+	fx := newFixture(t, nil)
+	fx.store.mu.Lock()
+	delete(fx.store.apps, env+"/"+app)
+	fx.store.mu.Unlock()
+	fx.routeCanary(t, 20)
+	fx.checkpoint(t, Checkpoint{Status: Status{Step: 1, Weight: 20}})
+	saved := fx.store.get(canaryVersion)
+	saved.Step, saved.Weight, saved.Phase = 1, 20, Paused
+	if err := fx.store.SaveRollout(t.Context(), saved); err != nil {
 		t.Fatal(err)
 	}
-	fx.startWith(t, fx.request(t, "      - setWeight: 50\n"))
-	select {
-	case <-fx.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("rollout did not end")
+	spec := parseSpec(t, "      - setWeight: 20\n      - pause: {}\n")
+	fx.start(t, spec)
+	fx.waitPausedAt(t, 1)
+	if rec := fx.store.record(app); rec.StableVersion != stableVersion || rec.StableEntry.Deploy.Revision != "57ab1e" {
+		t.Fatalf("record %+v, want the rollout's stable version and entry", rec)
 	}
-	if list := fx.ctl.List(); len(list) != 2 || list[0].Phase != Healthy || list[1].CanaryVersion != "v20251231000000" {
+	if err := fx.ctl.Promote(env, app); err != nil {
+		t.Fatal(err)
+	}
+	fx.assertPromoted(t, fx.wait(t))
+}
+
+// An older Runway could leave several unfinished rollouts of an app; all
+// but the newest were overtaken by it.
+func TestOvertakenCheckpointsEnd(t *testing.T) {
+	fx := newFixture(t, nil)
+	const older = "v20251231000000"
+	old := Checkpoint{
+		Status:   Status{Env: env, App: app, StableVersion: stableVersion, CanaryVersion: older, Phase: Progressing, Started: fx.clk.Now().UTC()},
+		Workflow: "web-old-production",
+	}
+	if err := fx.store.SaveRollout(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	fx.clk.Step(checkEvery)
+	fx.checkpoint(t, Checkpoint{}) // the current one, just begun
+	fx.start(t, parseSpec(t, "      - setWeight: 50\n"))
+	st := fx.wait(t)
+	fx.assertPromotedExcept(t, st, "web-old-production")
+	list := fx.ctl.List()
+	if len(list) != 2 || list[0].CanaryVersion != canaryVersion || list[0].Phase != Healthy || list[1].CanaryVersion != older {
 		t.Fatalf("List = %+v, want the new rollout Healthy then the superseded one", list)
 	}
-	if cp := cps.get("v20251231000000"); !cp.Done() || cp.Phase != Degraded || !strings.Contains(cp.Message, "superseded") {
+	if cp := fx.store.get(older); !cp.Done() || cp.Phase != Degraded || !strings.Contains(cp.Message, "superseded") {
 		t.Fatalf("old checkpoint: done %v phase %s message %q; want ended as superseded", cp.Done(), cp.Phase, cp.Message)
 	}
-	var oldReport *update
-	for _, u := range fx.reporter.all() {
-		if u.Workflow == "web-old-production" {
-			oldReport = &u
+}
+
+// assertPromotedExcept is assertPromoted with the reports to workflow
+// other left out.
+func (fx *fixture) assertPromotedExcept(t *testing.T, st Status, other string) {
+	t.Helper()
+	var rest []update
+	var found bool
+	for _, u := range fx.reports.all() {
+		if u.Workflow == other {
+			found = found || u.Superseded
+			continue
 		}
+		rest = append(rest, u)
 	}
-	if oldReport == nil || oldReport.Success {
-		t.Fatalf("reports %+v: want a failure for the superseded rollout's workflow", fx.reporter.all())
+	if !found {
+		t.Errorf("reports %+v: want the overtaken rollout's workflow told it was superseded", fx.reports.all())
+	}
+	fx.reports.mu.Lock()
+	fx.reports.updates = rest
+	fx.reports.mu.Unlock()
+	fx.assertPromoted(t, st)
+}
+
+// The background analysis, too, resumes the run it had after a restart.
+func TestResumeContinuesBackgroundRun(t *testing.T) {
+	fx := newFixture(t, []Outcome{{Phase: blockUntilCancelled}})
+	spec := parseSpec(t, "      - setWeight: 10\n      - pause: {}\n")
+	spec.Strategy.Canary.Analysis = &appspec.BackgroundAnalysis{Templates: []appspec.TemplateRef{{TemplateName: "t"}}}
+	fx.start(t, spec)
+	fx.waitPaused(t)
+	eventually(t, "background run", func() bool { return len(fx.analyzer.calls()) == 1 })
+	first := fx.analyzer.calls()
+	if first[0].Resume {
+		t.Fatalf("analysis requests %+v, want one fresh background run", first)
+	}
+	fx.restart(t, []Outcome{{Phase: blockUntilCancelled}})
+	fx.ctl.SetDesired(desired(t, spec))
+	fx.until(t, "background run resumed", func() bool { return len(fx.analyzer.calls()) == 1 })
+	if calls := fx.analyzer.calls(); calls[0].Name != first[0].Name || !calls[0].Resume {
+		t.Fatalf("after the restart: %+v, want %s resumed", calls, first[0].Name)
+	}
+	fx.waitPaused(t)
+	if err := fx.ctl.Promote(env, app); err != nil {
+		t.Fatal(err)
+	}
+	st := fx.wait(t)
+	fx.assertPromoted(t, st)
+	if len(st.Analyses) != 1 || st.Analyses[0].Phase != Successful {
+		t.Errorf("analyses %+v, want the background run terminated at the promotion", st.Analyses)
 	}
 }
