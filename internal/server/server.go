@@ -15,10 +15,13 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/runway-cd/runway/internal/api"
 	"github.com/runway-cd/runway/internal/auth"
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/environment"
+	"github.com/runway-cd/runway/internal/events"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/postgres"
@@ -29,6 +32,7 @@ import (
 	"github.com/runway-cd/runway/internal/sandbox"
 	"github.com/runway-cd/runway/internal/store/sqlite"
 	"github.com/runway-cd/runway/internal/webhook"
+	"github.com/runway-cd/runway/internal/workload"
 )
 
 // Server is a running control plane with its gateway.
@@ -43,6 +47,7 @@ type Server struct {
 	reporter  *reporter.Reporter
 	envs      *environment.Controller
 	rollouts  *rollout.Controller
+	events    *events.Recorder
 	pipelines *pipeline.Runner
 	metrics   *metricsPlane
 	tokens    *auth.Tokens
@@ -168,16 +173,24 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 		return nil, err
 	}
 	s.reporter = reporter.New(s.db, logger)
+	// One clock for every controller, one record of what they did.
+	clk := clock.RealClock{}
+	s.events = events.New(clk, red.String)
 	var envs *environment.Controller
-	trigger := func() { envs.Trigger() }
-	s.rollouts = rollout.New(s.data.router, &rollout.TemplateAnalyzer{Providers: s.metrics.providers, Runs: s.db, Logger: logger}, s.repo, s.reporter, trigger, logger)
-	if err := s.rollouts.Persist(ctx, s.db); err != nil {
-		return nil, err
-	}
+	s.rollouts = rollout.New(rollout.Options{
+		Router: s.data.router, Repo: s.repo, Reporter: s.reporter, Store: s.db,
+		Analyzer:  &rollout.TemplateAnalyzer{Providers: s.metrics.providers, Runs: s.db, Logger: logger},
+		Workloads: workload.Starter{RT: s.rt}, Artifacts: artifacts,
+		Events: s.events, Clock: clk, Logger: logger, HealthTimeout: cfg.Timeouts.Health.Duration,
+		Redact: red.String,
+		// A revert commit changes the production manifest: read it now.
+		Committed: func() { envs.Trigger() },
+	})
 	envs = environment.New(s.repo, s.rt, artifacts, s.data.router, s.reporter, s.rollouts, environment.Options{
 		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.data.addr,
 		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger, Store: s.db, Redact: red.String,
 		ReporterURL: reporterURL(s.apiLn.Addr(), tlsConfig != nil),
+		MaxParallel: cfg.Limits.ParallelEnvironments, Events: s.events, Clock: clk,
 	})
 	s.envs = envs
 	s.pipelines = pipeline.New(s.db, artifacts, s.repo, s.reporter, envs, pipeline.Options{
@@ -185,6 +198,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 		TeardownTimeout: cfg.Timeouts.Teardown.Duration, Logger: logger, AbortRollout: s.rollouts.Abort,
 		JobTimeout: cfg.Timeouts.Job.Duration, BuildTimeout: cfg.Timeouts.Build.Duration, StagingTTL: cfg.Staging.TTL.Duration, KeepOnFailure: cfg.Staging.KeepOnFailure,
 		Redactor: red, MaxRunning: cfg.Limits.Pipelines, MaxStaging: cfg.Limits.StagingEnvironments,
+		Clock: clk, Events: s.events,
 	})
 	if s.hook, err = s.newWebhook(); err != nil {
 		return nil, err
@@ -200,7 +214,7 @@ func (s *Server) routes() http.Handler {
 	rep := limitBody(s.reporter.HandlerWith(reporter.HandlerOptions{Compatibility: s.cfg.Reporter.Compatibility}))
 	mux.Handle("/workflow/", rep)
 	mux.Handle("/api/v1/expectations/", rep)
-	mux.Handle("/api/v1/", limitBody(api.New(s.pipelines, s.envs, s.rollouts, s.db, s.log)))
+	mux.Handle("/api/v1/", limitBody(api.New(s.pipelines, s.envs, s.rollouts, s.db, s.events, s.log)))
 	mux.Handle("GET /metrics", s.data.metricsHandler())
 	// The embedded store answers PromQL like a Prometheus server, so a
 	// template can be tried (or Grafana pointed) at <api>/prometheus.
@@ -217,7 +231,7 @@ func (s *Server) GatewayAddr() string { return s.data.addr }
 
 // Run serves until ctx is cancelled, then shuts down.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	s.goRun(func() {
 		if err := s.data.run(s.runCtx); err != nil {
 			errc <- err
@@ -229,6 +243,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 	s.goRun(func() { s.metrics.run(s.runCtx) })
+	s.goRun(func() {
+		if err := s.rollouts.Run(s.runCtx); err != nil {
+			errc <- fmt.Errorf("rollouts: %w", err)
+		}
+	})
 	s.goRun(func() { _ = s.envs.Run(s.runCtx) })
 	s.goRun(func() { pipeline.NewReaper(s.pipelines, s.repo, s.db).Run(s.runCtx) }) // expires staging envs past their TTL
 	if err := s.pipelines.Resume(s.runCtx); err != nil {
