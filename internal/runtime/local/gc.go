@@ -65,7 +65,7 @@ func (r *Runtime) ownDir() string {
 	return dir
 }
 
-// Running implements runtime.Runtime: every version of which the
+// Running implements runtime.Replicas: every version of which the
 // supervisor runs at least one replica, a version left partial by an
 // interrupted Stop included, so that garbage collection sees it (Versions,
 // which decides what serves, lists only complete ones). An environment busy
@@ -119,7 +119,7 @@ func groupByEnv(list []supervisor.Status) map[string][]supervisor.Status {
 	return out
 }
 
-// CollectStrays implements runtime.Runtime: within one call nothing runs
+// CollectStrays implements runtime.Environments: within one call nothing runs
 // that no environment explains.
 //
 // A workload the supervisor runs for an environment whose directory is

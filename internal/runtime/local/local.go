@@ -149,6 +149,15 @@ func (r *Runtime) env(name string) *environment {
 	return e
 }
 
+// holds reports whether the runtime has registered env (it started, adopted
+// or prepared something of it).
+func (r *Runtime) holds(env string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.envs[env]
+	return ok
+}
+
 // peek returns the environment name to read, locked, or, when the runtime
 // holds nothing of it, a bare one (a read registers no environment).
 func (r *Runtime) peek(name string) (e *environment, unlock func()) {
@@ -162,10 +171,13 @@ func (r *Runtime) peek(name string) (e *environment, unlock func()) {
 	return e, e.mu.Unlock
 }
 
-// EnsurePostgres implements runtime.Runtime. The server is the
+// EnsurePostgres implements runtime.Databases. The server is the
 // supervisor's workload "<env>/postgres": one the supervisor already runs
 // is adopted rather than started again.
 func (r *Runtime) EnsurePostgres(ctx context.Context, env string) error {
+	if err := checkEnv(env); err != nil {
+		return fmt.Errorf("starting postgres: %w", err)
+	}
 	sup, err := r.supervisor()
 	if err != nil {
 		return fmt.Errorf("starting postgres of %s: %w", env, err)
@@ -203,12 +215,14 @@ func (r *Runtime) EnsurePostgres(ctx context.Context, env string) error {
 	return nil
 }
 
-// Database implements runtime.Runtime.
+// Database implements runtime.Databases.
 func (r *Runtime) Database(ctx context.Context, env, app string) (runtime.Database, error) {
-	e := r.env(env)
-	e.mu.Lock()
+	if err := checkApp(env, app); err != nil {
+		return nil, fmt.Errorf("creating a database: %w", err)
+	}
+	e, unlock := r.peek(env) // asking registers no environment
 	pg := e.pg
-	e.mu.Unlock()
+	unlock()
 	if pg == nil {
 		return nil, fmt.Errorf("%w: environment %s has no postgres (its manifest declares none)", runtime.ErrUnsatisfiable, env)
 	}
@@ -246,9 +260,12 @@ func (r *Runtime) secretsDir(env string) string {
 	return filepath.Join(r.opts.SecretsDir, env)
 }
 
-// Destroy implements runtime.Runtime. Replicas are removed before the
+// Destroy implements runtime.Environments. Replicas are removed before the
 // database they use; the supervisor drains each through the gateway first.
 func (r *Runtime) Destroy(ctx context.Context, env string) error {
+	if err := checkEnv(env); err != nil {
+		return fmt.Errorf("destroying: %w", err)
+	}
 	sup, err := r.supervisor()
 	if err != nil {
 		return fmt.Errorf("destroying %s: %w", env, err)
@@ -309,11 +326,14 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 	return nil
 }
 
-// Versions implements runtime.Runtime: the versions of app whose replicas
+// Versions implements runtime.Replicas: the versions of app whose replicas
 // are all known to the supervisor, whatever their state. A replica in
 // BackOff still counts: the supervisor is restarting it, and production
 // keeps its version meanwhile.
 func (r *Runtime) Versions(env, app string) ([]string, error) {
+	if err := checkApp(env, app); err != nil {
+		return nil, fmt.Errorf("listing versions: %w", err)
+	}
 	sup, err := r.supervisor()
 	if err != nil {
 		return nil, fmt.Errorf("listing the versions of %s in %s: %w", app, env, err)
@@ -334,17 +354,21 @@ func (r *Runtime) Versions(env, app string) ([]string, error) {
 	return out, nil
 }
 
-// Envs implements runtime.Runtime.
+// Envs implements runtime.Environments. A directory whose name is no valid
+// environment name is not one the runtime made: it is not listed (and
+// Destroy refuses it).
 func (r *Runtime) Envs() []string {
 	seen := map[string]bool{}
 	r.mu.Lock()
 	for n := range r.envs {
-		seen[n] = true
+		if runtime.ValidName(n) { // an adopted one may not be
+			seen[n] = true
+		}
 	}
 	r.mu.Unlock()
 	entries, _ := os.ReadDir(r.opts.Dir)
 	for _, de := range entries {
-		if de.IsDir() {
+		if de.IsDir() && runtime.ValidName(de.Name()) {
 			seen[de.Name()] = true
 		}
 	}
@@ -412,4 +436,13 @@ func (r *Runtime) Close(ctx context.Context) error {
 		errs = append(errs, removeWorkloads(ctx, sup, servers))
 	}
 	return errors.Join(errs...)
+}
+
+// checkEnv and checkApp refuse an invalid environment or app name before
+// anything is created: every name becomes a path element and a workload
+// ID.
+func checkEnv(env string) error { return runtime.CheckName("environment", env) }
+
+func checkApp(env, app string) error {
+	return errors.Join(checkEnv(env), runtime.CheckName("app", app))
 }

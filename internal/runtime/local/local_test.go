@@ -403,7 +403,7 @@ func TestRunJob(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var log bytes.Buffer
-			tt.job.Log = &log
+			tt.job.Env, tt.job.Log = "jobs", &log
 			err := rt.RunJob(t.Context(), tt.job)
 			if len(tt.want) == 0 && err != nil {
 				t.Fatalf("RunJob: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -117,12 +116,15 @@ func removeWorkloads(ctx context.Context, sup Supervisor, ids []string) error {
 	return errors.Join(errs...)
 }
 
-// Start implements runtime.Runtime. It declares every replica the
+// Start implements runtime.Replicas. It declares every replica the
 // supervisor does not run yet, each on a port of its own, and waits until
 // all of them are ready and hold their ports; replicas the supervisor
 // already runs (adopted ones included) are returned as they are. On
 // failure what this call declared is removed.
 func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.Replica, error) {
+	if err := checkReplicaSet(rs); err != nil {
+		return nil, fmt.Errorf("starting a replica set: %w", err)
+	}
 	sup, err := r.supervisor()
 	if err != nil {
 		return nil, fmt.Errorf("starting %s %s in %s: %w", rs.App, rs.Version, rs.Env, err)
@@ -203,11 +205,25 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 	return known.replicas(), nil
 }
 
-// Stop implements runtime.Runtime.
+// Stop implements runtime.Replicas.
 func (r *Runtime) Stop(ctx context.Context, env, app, version string) error {
+	if err := checkReplicaSet(runtime.ReplicaSet{Env: env, App: app, Version: version}); err != nil {
+		return fmt.Errorf("stopping a replica set: %w", err)
+	}
 	sup, err := r.supervisor()
 	if err != nil {
 		return fmt.Errorf("stopping %s %s in %s: %w", app, version, env, err)
+	}
+	if !r.holds(env) {
+		// Nothing of env is known here: stop what the supervisor runs
+		// of it without registering env (which Envs would list).
+		list, err := sup.ListContext(ctx, env)
+		if err != nil {
+			return fmt.Errorf("stopping %s %s in %s: asking the supervisor what runs: %w", app, version, env, err)
+		}
+		if len(replicaIDs(list, env, app, version)) == 0 {
+			return nil
+		}
 	}
 	e := r.env(env)
 	e.mu.Lock()
@@ -228,52 +244,11 @@ func (r *Runtime) Stop(ctx context.Context, env, app, version string) error {
 	return nil
 }
 
-// RunJob implements runtime.Runtime.
-func (r *Runtime) RunJob(ctx context.Context, j runtime.Job) error {
-	if len(j.Command) == 0 {
-		return errors.New("job has no command")
-	}
-	if j.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, j.Timeout)
-		defer cancel()
-	}
-	log := j.Log
-	if log == nil {
-		log = io.Discard
-	}
-	e := r.env(j.Env)
-	e.mu.Lock() // not across the run: Start and Stop of the environment go on meanwhile
-	sb, err := r.prepareEnv(e)
-	e.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("%s: %w", j.Name, err)
-	}
-	cmd := exec.CommandContext(ctx, resolve(j.Dir, j.Command[0]), j.Command[1:]...)
-	cmd.Dir = j.Dir
-	// Only the allow-listed variables and the job's own: never Runway's
-	// environment (its secrets) or another environment's settings.
-	cmd.Env = sb.env(j.Vars...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: sb.cred}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	err = cmd.Run()
-	if ctx.Err() != nil && j.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s timed out after %s", j.Name, j.Timeout)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", j.Name, err)
-	}
-	return nil
-}
-
-// resolve makes ./name relative to dir.
-func resolve(dir, name string) string {
-	if strings.HasPrefix(name, "./") {
-		return filepath.Join(dir, name)
-	}
-	return name
+// checkReplicaSet refuses a replica set whose environment, app or version
+// is no valid name: all three are required.
+func checkReplicaSet(rs runtime.ReplicaSet) error {
+	return errors.Join(runtime.CheckName("environment", rs.Env), runtime.CheckName("app", rs.App),
+		runtime.CheckName("version", rs.Version))
 }
 
 // portAttempts bounds how often a replica is declared again on another

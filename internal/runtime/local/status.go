@@ -7,9 +7,12 @@ import (
 	"github.com/runway-cd/runway/internal/runtime"
 )
 
-// Status implements runtime.Runtime: what the supervisor reports of each
+// Status implements runtime.Replicas: what the supervisor reports of each
 // replica of app at version in env, by index, with the end of its log.
 func (r *Runtime) Status(env, app, version string) []runtime.ReplicaStatus {
+	if checkReplicaSet(runtime.ReplicaSet{Env: env, App: app, Version: version}) != nil {
+		return nil // nothing can run under an invalid name
+	}
 	sup, err := r.supervisor()
 	if err != nil {
 		r.log.Warn("reading replica status", "env", env, "app", app, "version", version, "err", err)
