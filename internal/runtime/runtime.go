@@ -138,6 +138,11 @@ type Database interface {
 // environment's and retried.
 var ErrUnsatisfiable = errors.New("the app's needs cannot be met")
 
+// ErrUnavailable marks a failure of the runtime itself, not of what was
+// asked of it: its data plane is restarting, its API server cannot be
+// reached. Trying again later may succeed; it says nothing of the version.
+var ErrUnavailable = errors.New("the runtime is unavailable")
+
 // ErrInvalidName marks a name of an environment, app or version that the
 // runtime refuses (see ValidName). Every error wrapping it wraps
 // ErrUnsatisfiable too: no retry makes the name valid.

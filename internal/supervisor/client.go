@@ -21,6 +21,11 @@ const clientTimeout = 10 * time.Second
 // a Remove takes (removeBound).
 const defaultCallTimeout = 3 * time.Minute
 
+// ErrUnreachable marks a call whose request did not reach the supervisor
+// or got no answer (its data plane restarting, say): trying again later
+// may succeed.
+var ErrUnreachable = errors.New("the supervisor could not be reached")
+
 // Client is a Supervisor served by Handler on a unix socket, with the
 // same methods. Errors carry the server's message; a server's ErrNotFound,
 // ErrConflict, ErrClosed and ValidationError come back as errors that
@@ -191,7 +196,10 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return err // the caller gave up; the server may be fine
+		}
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))

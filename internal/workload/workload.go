@@ -58,6 +58,9 @@ func (s Starter) Start(ctx context.Context, env string, art build.Artifact, heal
 		Readiness: readiness, Liveness: liveness,
 		HealthTimeout: healthTimeout,
 	})
+	if errors.Is(err, runtime.ErrUnavailable) {
+		return nil, fmt.Errorf("%w: %w", ErrRetry, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -151,3 +151,33 @@ func TestStartDatabase(t *testing.T) {
 		})
 	}
 }
+
+// startErrRuntime fails every Start with err (a fake: the real outage is
+// in runtimetest's AnOutageIsNeverNothingRuns, run against the local
+// runtime over its supervisor's socket).
+type startErrRuntime struct {
+	dbRuntime
+	err error
+}
+
+func (r *startErrRuntime) Start(context.Context, runtime.ReplicaSet) ([]runtime.Replica, error) {
+	return nil, r.err
+}
+
+// A runtime that is unavailable (its data plane restarting) is not the
+// version's fault: Start says retry later. A version that fails to start
+// is the version's.
+func TestStartRuntimeUnavailable(t *testing.T) {
+	for _, tt := range []struct {
+		err       error
+		wantRetry bool
+	}{
+		{fmt.Errorf("starting web v1 in stg: %w: connection refused", runtime.ErrUnavailable), true},
+		{errors.New("web v1 exited at start: exit status 1"), false},
+	} {
+		_, err := workload.Starter{RT: &startErrRuntime{err: tt.err}}.Start(t.Context(), "stg", artifact(t, "v1"), time.Second)
+		if err == nil || errors.Is(err, workload.ErrRetry) != tt.wantRetry {
+			t.Errorf("Start with %v = %v, want retry %v", tt.err, err, tt.wantRetry)
+		}
+	}
+}

@@ -121,7 +121,8 @@ func removeWorkloads(ctx context.Context, sup Supervisor, ids []string) error {
 // all of them are ready and hold their ports; replicas the supervisor
 // already runs (adopted ones included) are returned as they are. On
 // failure what this call declared is removed.
-func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.Replica, error) {
+func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) (_ []runtime.Replica, err error) {
+	defer func() { err = unavailable(err) }()
 	if err := checkReplicaSet(rs); err != nil {
 		return nil, fmt.Errorf("starting a replica set: %w", err)
 	}
@@ -206,7 +207,8 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 }
 
 // Stop implements runtime.Replicas.
-func (r *Runtime) Stop(ctx context.Context, env, app, version string) error {
+func (r *Runtime) Stop(ctx context.Context, env, app, version string) (err error) {
+	defer func() { err = unavailable(err) }()
 	if err := checkReplicaSet(runtime.ReplicaSet{Env: env, App: app, Version: version}); err != nil {
 		return fmt.Errorf("stopping a replica set: %w", err)
 	}
@@ -470,4 +472,16 @@ func fileSize(path string) int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// unavailable marks err as the runtime's own failure (runtime.ErrUnavailable)
+// when the supervisor could not be reached or is shutting down.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, runtime.ErrUnavailable) {
+		return err
+	}
+	if errors.Is(err, supervisor.ErrUnreachable) || errors.Is(err, supervisor.ErrClosed) {
+		return fmt.Errorf("%w: %w", runtime.ErrUnavailable, err)
+	}
+	return err
 }

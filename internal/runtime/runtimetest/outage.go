@@ -1,8 +1,11 @@
 package runtimetest
 
 import (
+	"errors"
 	"slices"
 	"testing"
+
+	"github.com/runway-cd/runway/internal/runtime"
 )
 
 // testOutage: while the runtime cannot tell what runs, every method that
@@ -30,11 +33,11 @@ func (s *suite) testOutage(t *testing.T) {
 	if got, err := rt.Versions("env-a", "web"); err == nil {
 		t.Errorf("Versions during an outage = %v, nil; want an error, never a guess", got)
 	}
-	if got, err := rt.Start(ctx, rs); err == nil {
-		t.Errorf("Start during an outage = %+v, nil; want an error", got)
+	if got, err := rt.Start(ctx, rs); err == nil || !errors.Is(err, runtime.ErrUnavailable) {
+		t.Errorf("Start during an outage = %+v, %v; want an error wrapping runtime.ErrUnavailable (retried, not the version's fault)", got, err)
 	}
-	if err := rt.Stop(ctx, "env-a", "web", "v1"); err == nil {
-		t.Error("Stop during an outage succeeded")
+	if err := rt.Stop(ctx, "env-a", "web", "v1"); err == nil || !errors.Is(err, runtime.ErrUnavailable) {
+		t.Errorf("Stop during an outage = %v; want an error wrapping runtime.ErrUnavailable", err)
 	}
 	if err := rt.Destroy(ctx, "env-a"); err == nil {
 		t.Error("Destroy during an outage succeeded")
