@@ -8,6 +8,7 @@ import (
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/oneline"
+	"github.com/runway-cd/runway/internal/reporter"
 )
 
 // maxAbortReason bounds a whole abort reason, in bytes: Runway's words
@@ -62,6 +63,9 @@ func (rc *rolloutContext) reconcileEnding(ctx context.Context) (result, error) {
 		stopCause = &errAborted{reason: cp.Aborting}
 	}
 	rc.c.analyses.stop(rc.key, stopCause)
+	if rc.startRunning(stopCause) {
+		return result{}, nil // its end enqueues the key; then the canary is stopped
+	}
 
 	route, ok := rc.c.opts.Router.Route(rc.env, rc.app)
 	if !ok || route.StableVersion != cp.StableVersion || route.CanaryVersion != "" || len(route.Stable) == 0 {
@@ -104,10 +108,14 @@ func (rc *rolloutContext) reconcileEnding(ctx context.Context) (result, error) {
 		return rc.saveAndRequeue(ctx)
 	}
 	if !cp.Reported {
+		var err error
 		if superseded {
-			rc.reportSuperseded(ctx, cp.Workflow, cp.Superseded)
+			err = rc.reportSuperseded(ctx, cp.Workflow, cp.Superseded)
 		} else {
-			rc.report(ctx, cp.Workflow, false, fmt.Sprintf("canary %s aborted: %s", cp.CanaryVersion, cp.Aborting))
+			err = rc.report(ctx, cp.Workflow, false, fmt.Sprintf("canary %s aborted: %s", cp.CanaryVersion, cp.Aborting))
+		}
+		if err != nil {
+			return backoff(), nil // sent again, after a restart too
 		}
 		cp.Reported = true
 		return rc.saveAndRequeue(ctx)
@@ -190,26 +198,40 @@ func (rc *rolloutContext) revert(ctx context.Context, reason string) error {
 // report sends a production change's end to its workflow. The message is
 // one line of at most oneline.MaxReason bytes, so that no reporter limit can
 // refuse it (a refused report would leave the pipeline waiting out its
-// deadline). A report that cannot be stored is logged: reports are
-// idempotent, a later pass of the same end sends it again only after a
-// restart.
-func (rc *rolloutContext) report(ctx context.Context, workflow string, ok bool, msg string) {
+// deadline). A report the reporter did not take returns its error, and the
+// pass that sent it is tried again with the queue's backoff (reports are
+// idempotent; what was not marked sent is sent after a restart too). A
+// report refused as invalid (reporter.ErrInvalid: a workflow name it
+// cannot take) is logged and given up: no retry changes that answer.
+func (rc *rolloutContext) report(ctx context.Context, workflow string, ok bool, msg string) error {
 	if workflow == "" {
-		return
+		return nil
 	}
-	if err := rc.c.opts.Reporter.Update(context.WithoutCancel(ctx), workflow, rc.app, ok, rc.clean(msg)); err != nil {
-		rc.log.Error("reporting", "workflow", workflow, "err", err)
-	}
+	err := rc.c.opts.Reporter.Update(context.WithoutCancel(ctx), workflow, rc.app, ok, rc.clean(msg))
+	return rc.reportErr(err, workflow, "reporting")
 }
 
 // reportSuperseded tells workflow its change was overtaken.
-func (rc *rolloutContext) reportSuperseded(ctx context.Context, workflow, msg string) {
+func (rc *rolloutContext) reportSuperseded(ctx context.Context, workflow, msg string) error {
 	if workflow == "" {
-		return
+		return nil
 	}
-	if err := rc.c.opts.Reporter.Supersede(context.WithoutCancel(ctx), workflow, rc.app, rc.clean(msg)); err != nil {
-		rc.log.Error("reporting a superseded rollout", "workflow", workflow, "err", err)
+	err := rc.c.opts.Reporter.Supersede(context.WithoutCancel(ctx), workflow, rc.app, rc.clean(msg))
+	return rc.reportErr(err, workflow, "reporting a superseded change")
+}
+
+// reportErr is the error of a report to try again, nil if it was taken
+// or refused for good.
+func (rc *rolloutContext) reportErr(err error, workflow, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, reporter.ErrInvalid):
+		rc.log.Error(what+": refused; not sent again", "workflow", workflow, "err", err)
+		return nil
 	}
+	rc.log.Error(what+"; will try again", "workflow", workflow, "err", err)
+	return fmt.Errorf("%s to %s: %w", what, workflow, err)
 }
 
 func (rc *rolloutContext) clean(msg string) string {

@@ -121,12 +121,31 @@ func (c *Controller) Retry(env, app string) error {
 // refused for its length. A rollout already ending is left to end; one
 // being promoted can no longer be aborted.
 func (c *Controller) Abort(env, app, reason string) error {
+	return c.abort(env, app, "", reason)
+}
+
+// AbortVersion aborts, as Abort does, the rollout of app in env only if
+// its canary is version: a pipeline aborting its own change can never
+// abort another pipeline's rollout. Otherwise (no rollout, or the
+// rollout of another version) it returns an error wrapping ErrNoRollout.
+func (c *Controller) AbortVersion(env, app, version, reason string) error {
+	if version == "" {
+		return fmt.Errorf("aborting %s in %s: %w: no version given", app, env, ErrNoRollout)
+	}
+	return c.abort(env, app, version, reason)
+}
+
+// abort is Abort, of the rollout of version only unless version is "".
+func (c *Controller) abort(env, app, version, reason string) error {
 	reason = oneline.Reason(reason)
 	if reason == "" {
 		reason = "no reason given"
 	}
 	var began string
 	err := c.command(env, app, "aborting", func(cp *Checkpoint) (bool, error) {
+		if version != "" && cp.CanaryVersion != version {
+			return false, fmt.Errorf("%w of %s (the running rollout is of %s)", ErrNoRollout, version, cp.CanaryVersion)
+		}
 		if cp.ending() {
 			return false, nil
 		}
@@ -143,8 +162,11 @@ func (c *Controller) Abort(env, app, reason string) error {
 	}
 	k := key(env, app)
 	c.mu.Lock()
-	if ks := c.keys[k]; ks != nil && ks.cancel != nil {
-		ks.cancel(errAbortRequested)
+	if ks := c.keys[k]; ks != nil {
+		if ks.cancel != nil {
+			ks.cancel(errAbortRequested)
+		}
+		ks.cancelStart(errAbortRequested)
 	}
 	c.mu.Unlock()
 	c.analyses.stop(k, &errAborted{reason: began})

@@ -119,18 +119,28 @@ func (rc *rolloutContext) route(stable, canary []gateway.Backend, weight int) ga
 func (rc *rolloutContext) startCanary(ctx context.Context) (result, error) {
 	cp := rc.cp
 	deadline := rc.spec().ProgressDeadline()
-	startCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopWatch := rc.watchStart(startCtx, cancel, deadline)
-	canary, err := rc.c.opts.Workloads.Start(startCtx, rc.env, rc.desired.Artifact, max(rc.c.opts.HealthTimeout, deadline))
-	stopWatch()
-	if ctx.Err() != nil {
-		return result{}, nil // shutting down, or an abort request: not a verdict
+	art, timeout := rc.desired.Artifact, max(rc.c.opts.HealthTimeout, deadline)
+	st, ended := rc.startReplicas(cp.CanaryVersion, func(ctx context.Context, cancel context.CancelCauseFunc) ([]gateway.Backend, error) {
+		stopWatch := rc.watchStart(ctx, cancel, deadline)
+		defer stopWatch()
+		return rc.c.opts.Workloads.Start(ctx, rc.env, art, timeout)
+	})
+	if !ended {
+		return result{}, nil // the start's end enqueues the key
+	}
+	if rc.runCtx.Err() != nil {
+		return result{}, nil // shutting down: not a verdict
 	}
 	var ab *errAborted
-	if errors.As(context.Cause(startCtx), &ab) {
+	if errors.As(st.cause, &ab) {
 		return rc.abort(ctx, ab.reason) // the deadline, or the watch
 	}
+	if st.cause != nil {
+		// Cut short by an abort request or a newer version: the next
+		// pass acts on it.
+		return requeueNow(), nil
+	}
+	canary, err := st.backends, st.err
 	if errors.Is(err, workload.ErrRetry) {
 		rc.c.mu.Lock()
 		rc.ks.startFails++

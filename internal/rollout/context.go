@@ -9,8 +9,6 @@ import (
 
 	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/events"
-	"github.com/runway-cd/runway/internal/manifest"
-	"github.com/runway-cd/runway/internal/oneline"
 )
 
 // rolloutContext is one pass over one app: what it loaded, built once per
@@ -36,6 +34,9 @@ type rolloutContext struct {
 	// launch starts an analysis run under the controller's context (a
 	// run outlives the pass that starts it).
 	launch func(req AnalysisRequest)
+	// runCtx is the controller's context, which a start of replicas
+	// runs under (startReplicas).
+	runCtx context.Context
 }
 
 // The causes a pass's I/O is cancelled with from outside: an abort
@@ -59,6 +60,7 @@ func (c *Controller) reconcile(ctx context.Context, k string) (result, error) {
 		c: c, ks: ks, key: k, env: env, app: app, log: c.log.With("env", env, "app", app),
 		desired: ks.desired, forgotten: ks.forgotten,
 		launch: func(req AnalysisRequest) { c.analyses.launch(ctx, k, req) },
+		runCtx: ctx,
 	}
 	c.mu.Unlock()
 	defer func() {
@@ -97,7 +99,9 @@ func (rc *rolloutContext) load(ctx context.Context) error {
 	// One rollout runs at a time per app; an older Runway could leave
 	// several unfinished. All but the newest were overtaken by it.
 	for _, old := range cps[:len(cps)-1] {
-		rc.endOvertaken(ctx, old, cps[len(cps)-1])
+		if err := rc.endOvertaken(ctx, old, cps[len(cps)-1]); err != nil {
+			return err
+		}
 	}
 	cp := cps[len(cps)-1].clone()
 	rc.cp, rc.loaded = &cp, cp.clone()
@@ -106,8 +110,9 @@ func (rc *rolloutContext) load(ctx context.Context) error {
 
 // endOvertaken ends a rollout an older Runway left unfinished under a
 // newer one: promoted if its canary became the stable version, otherwise
-// superseded.
-func (rc *rolloutContext) endOvertaken(ctx context.Context, old, newer Checkpoint) {
+// superseded. Its workflow is told first, so that a report the reporter
+// did not take is sent again by the next pass.
+func (rc *rolloutContext) endOvertaken(ctx context.Context, old, newer Checkpoint) error {
 	old.Finished = rc.c.clock.Now().UTC()
 	promoted := old.Promoting && old.Aborting == "" && old.CanaryVersion == newer.StableVersion
 	if promoted {
@@ -117,23 +122,23 @@ func (rc *rolloutContext) endOvertaken(ctx context.Context, old, newer Checkpoin
 		old.Phase = Degraded
 		old.Message = fmt.Sprintf("superseded: %s %s now rolls out over %s", rc.app, newer.CanaryVersion, newer.StableVersion)
 	}
+	if !old.Reported {
+		var err error
+		if promoted {
+			err = rc.report(ctx, old.Workflow, true, old.Message)
+		} else {
+			err = rc.reportSuperseded(ctx, old.Workflow, old.Message)
+		}
+		if err != nil {
+			return fmt.Errorf("ending the overtaken rollout of %s %s: %w", rc.key, old.CanaryVersion, err)
+		}
+		old.Reported = true
+	}
 	if err := rc.c.opts.Store.SaveRollout(context.WithoutCancel(ctx), old); err != nil {
-		rc.log.Error("ending an overtaken rollout", "canary", old.CanaryVersion, "err", err)
-		return
+		return fmt.Errorf("ending the overtaken rollout of %s %s: %w", rc.key, old.CanaryVersion, err)
 	}
 	rc.c.remember(old.Status)
-	if old.Workflow == "" {
-		return
-	}
-	var err error
-	if promoted {
-		err = rc.c.opts.Reporter.Update(ctx, old.Workflow, rc.app, true, oneline.Reason(old.Message))
-	} else {
-		err = rc.c.opts.Reporter.Supersede(ctx, old.Workflow, rc.app, oneline.Reason(old.Message))
-	}
-	if err != nil {
-		rc.log.Error("reporting an overtaken rollout", "canary", old.CanaryVersion, "err", err)
-	}
+	return nil
 }
 
 // save writes the rollout's checkpoint, keeping the requests that commands
@@ -158,10 +163,10 @@ func (rc *rolloutContext) save(ctx context.Context) error {
 	return nil
 }
 
-// saveRecord writes the app's record: stable (with its manifest entry)
-// is what runs in production.
-func (rc *rolloutContext) saveRecord(ctx context.Context, stable string, entry *manifest.App) error {
-	rec := AppRecord{Env: rc.env, App: rc.app, StableVersion: stable, StableEntry: entry, Updated: rc.c.clock.Now().UTC()}
+// saveRecord writes the app's record: rec.StableVersion (with its
+// manifest entry) is what runs in production.
+func (rc *rolloutContext) saveRecord(ctx context.Context, rec AppRecord) error {
+	rec.Env, rec.App, rec.Updated = rc.env, rc.app, rc.c.clock.Now().UTC()
 	if err := rc.c.opts.Store.SaveApp(context.WithoutCancel(ctx), rec); err != nil {
 		return fmt.Errorf("saving the record of %s: %w", rc.key, err)
 	}
@@ -186,6 +191,9 @@ func (rc *rolloutContext) publish() {
 	}
 	rc.c.mu.Lock()
 	defer rc.c.mu.Unlock()
+	if st := rc.ks.start; st != nil && !st.done {
+		add(st.version)
+	}
 	rc.ks.known, rc.ks.stable, rc.ks.wanted = true, rc.record.StableVersion, wanted
 }
 
@@ -232,6 +240,12 @@ func (rc *rolloutContext) judged(d *Desired) bool {
 	return rc.ks.ended == ended{d.Version, d.Workflow}
 }
 
+func (rc *rolloutContext) clearEnded() {
+	rc.c.mu.Lock()
+	defer rc.c.mu.Unlock()
+	rc.ks.ended = ended{}
+}
+
 func (rc *rolloutContext) setEnded(version, workflow string) {
 	rc.c.mu.Lock()
 	defer rc.c.mu.Unlock()
@@ -242,13 +256,18 @@ func (rc *rolloutContext) setEnded(version, workflow string) {
 
 // reconcile is the pass: one action, chosen from what was loaded.
 func (rc *rolloutContext) reconcile(ctx context.Context) (result, error) {
+	if rc.record.StableVersion != "" && rc.record.Workflow != "" && !rc.record.Reported {
+		// A first deploy recorded but not reported (a pass was killed
+		// in between, or the reporter did not take it).
+		return rc.reportDeployed(ctx)
+	}
 	if rc.forgotten {
 		return rc.reconcileForget(ctx)
 	}
 	if rc.record.StableVersion == "" && rc.cp != nil {
 		// Upgraded from a Runway that kept no app records: the
 		// rollout's stable version is the app's.
-		if err := rc.saveRecord(ctx, rc.cp.StableVersion, rc.cp.StableEntry); err != nil {
+		if err := rc.saveRecord(ctx, AppRecord{StableVersion: rc.cp.StableVersion, StableEntry: rc.cp.StableEntry}); err != nil {
 			return result{}, err
 		}
 	}
@@ -260,6 +279,10 @@ func (rc *rolloutContext) reconcile(ctx context.Context) (result, error) {
 	case rc.record.StableVersion == "":
 		return rc.reconcileFirstDeploy(ctx)
 	case rc.desired.Version == rc.record.StableVersion:
+		// The manifest is on the stable version: a version that ended
+		// before (an aborted canary whose revert it now shows) may be
+		// declared again, and is then rolled out again.
+		rc.clearEnded()
 		return rc.reconcileStable(ctx)
 	case rc.judged(rc.desired):
 		return result{}, nil

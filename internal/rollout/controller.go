@@ -87,6 +87,8 @@ type Options struct {
 	// Logger nil: slog.Default().
 	Logger *slog.Logger
 	// Workers is how many keys (apps) are reconciled at once. Zero: 4.
+	// The starts of replicas, which wait for their health, run outside
+	// the workers.
 	Workers int
 	// CanaryCheck is how often a running canary's replicas are looked at.
 	// Zero: 1s.
@@ -123,6 +125,8 @@ type Controller struct {
 	log      *slog.Logger
 	queue    workqueue.TypedRateLimitingInterface[string]
 	analyses *analysisRuns
+	// starts are the startRuns going on.
+	starts sync.WaitGroup
 
 	mu   sync.Mutex
 	keys map[string]*keyState
@@ -152,9 +156,16 @@ type keyState struct {
 	// startFails counts starts that failed for a reason that is not the
 	// version's fault, in a row.
 	startFails int
-	watch      *canaryWatch
+	// deploying is the first deploy under way; unsent the failure of one
+	// given up that the reporter did not take.
+	deploying *firstDeploy
+	unsent    *unsentReport
+	watch     *canaryWatch
 	// cancel ends the I/O of the pass in flight (an abort request).
 	cancel context.CancelCauseFunc
+	// start is the app's start of replicas running outside the workers,
+	// or ended and not yet taken by a pass.
+	start *startRun
 	// storeMu orders this app's checkpoint writes (a pass's, a command's).
 	storeMu sync.Mutex
 }
@@ -219,13 +230,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	defer close(c.done)
 	defer c.queue.ShutDown()
-	all, err := c.opts.Store.ListRollouts(ctx, maxHistory)
+	all, err := c.loadHistory(ctx)
 	if err != nil {
-		return fmt.Errorf("loading rollout history: %w", err)
+		return err
 	}
 	c.mu.Lock()
-	for _, cp := range all { // newest first
-		c.statuses[statusKey(cp.Status)] = cp.Status
+	for i, cp := range all { // newest first
+		if i < maxHistory || !cp.Done() {
+			c.statuses[statusKey(cp.Status)] = cp.Status
+		}
 		ks := c.state(key(cp.Env, cp.App))
 		switch {
 		case !cp.Done():
@@ -245,8 +258,35 @@ func (c *Controller) Run(ctx context.Context) error {
 	<-ctx.Done()
 	c.queue.ShutDown()
 	wg.Wait()
+	c.starts.Wait()
 	c.analyses.wait()
 	return nil
+}
+
+// maxScan bounds how many stored rollouts Run reads to find the
+// unfinished ones.
+const maxScan = maxHistory << 10
+
+// loadHistory returns the stored rollouts, newest first: at least the
+// newest maxHistory, and every one there is (an unfinished rollout paused
+// for longer than the newest maxHistory took is among them), up to
+// maxScan. The store pages by limit only, so ever larger pages are read
+// until one holds every rollout.
+func (c *Controller) loadHistory(ctx context.Context) ([]Checkpoint, error) {
+	for limit := maxHistory; ; limit *= 2 {
+		all, err := c.opts.Store.ListRollouts(ctx, limit)
+		if err != nil {
+			return nil, fmt.Errorf("loading rollout history: %w", err)
+		}
+		if len(all) < limit {
+			return all, nil
+		}
+		if limit >= maxScan {
+			c.log.Warn("rollout history longer than the controller reads; an unfinished rollout older than those read resumes when its app is handed over",
+				"read", len(all))
+			return all, nil
+		}
+	}
 }
 
 // Wait blocks until Run has returned (its ctx must be cancelled first). It
@@ -305,8 +345,11 @@ func (c *Controller) SetDesired(d Desired) {
 	k := key(d.Env, d.App)
 	c.mu.Lock()
 	ks := c.state(k)
-	if ks.desired != nil && ks.desired.Version != d.Version && ks.cancel != nil {
-		ks.cancel(errDesiredChanged)
+	if ks.desired != nil && ks.desired.Version != d.Version {
+		if ks.cancel != nil {
+			ks.cancel(errDesiredChanged)
+		}
+		ks.cancelStart(errDesiredChanged)
 	}
 	ks.desired, ks.forgotten = &d, false
 	c.mu.Unlock()

@@ -35,7 +35,14 @@ type AppRecord struct {
 	App           string        `json:"app"`
 	StableVersion string        `json:"stableVersion"`
 	StableEntry   *manifest.App `json:"stableEntry,omitempty"`
-	Updated       time.Time     `json:"updated"`
+	// Workflow is the deploying workflow of the app's first version and
+	// Reported whether its deploy was reported to it: a control plane
+	// killed between the record's save and the report sends the report
+	// after its restart. A record made by a promotion (whose report the
+	// rollout's checkpoint keeps) has Workflow "".
+	Workflow string    `json:"workflow,omitempty"`
+	Reported bool      `json:"reported,omitempty"`
+	Updated  time.Time `json:"updated"`
 }
 
 // ErrAppNotFound is returned by Store.GetApp for an app with no record.

@@ -2,6 +2,8 @@ package rollout
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -88,4 +90,52 @@ func TestAbortCompletesWhileAnotherCanaryStarts(t *testing.T) {
 	if s, ok := fx.ctl.Active(env, api); !ok || s.Weight != 20 {
 		t.Errorf("api rollout %+v, want it at weight 20", s)
 	}
+}
+
+// Starts of replicas do not hold the workers: with one worker, web's abort
+// completes while api's first version waits for its replicas.
+func TestAbortCompletesWhileAFirstDeployStartsOnTheOnlyWorker(t *testing.T) {
+	fx := newFixture(t, nil)
+	fx.workers = 1
+	fx.ctl = fx.newController()
+	const api = "api"
+	entered, release := make(chan struct{}), make(chan struct{})
+	var returned atomic.Bool
+	fx.work.setStartHook(func(ctx context.Context, art build.Artifact) error {
+		if art.App != api {
+			return nil
+		}
+		close(entered)
+		defer returned.Store(true)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	var once sync.Once
+	releaseOnce := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseOnce)
+
+	fx.start(t, parseSpec(t, "      - setWeight: 20\n      - pause: {}\n"))
+	fx.waitPaused(t)
+	fx.ctl.SetDesired(Desired{Env: env, App: api, Version: "v20260102000001", Workflow: "api-9-production",
+		Artifact: build.Artifact{App: api, Version: "v20260102000001", Kind: build.App}})
+	<-entered
+	eventually(t, "api's first version wanted while it starts", func() bool {
+		v, known := fx.ctl.Wanted(env, api)
+		return known && slices.Equal(v, []string{"v20260102000001"})
+	})
+	if err := fx.ctl.Abort(env, app, "operator saw errors"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "web's abort", func() bool { return fx.seq(app, "Aborted") > 0 })
+	if returned.Load() {
+		t.Fatal("api's start returned before web's abort completed: the test proves nothing")
+	}
+	st, _ := fx.finished(canaryVersion)
+	fx.assertAborted(t, st, "aborted by request: operator saw errors")
+	releaseOnce()
+	eventually(t, "api deployed", func() bool { return fx.seq(api, "Deployed") > 0 })
 }

@@ -33,11 +33,13 @@ func (rc *rolloutContext) reconcilePromotion(ctx context.Context) (result, error
 		return requeueNow(), nil
 	}
 	if !promoted {
+		// The manifest's entry now (edited by hand since the rollout
+		// began, say), else the one the rollout began with.
 		entry := cp.CanaryEntry
-		if entry == nil && rc.canaryKnown() {
+		if rc.canaryKnown() && rc.desired.Entry != nil {
 			entry = rc.desired.Entry
 		}
-		if err := rc.saveRecord(ctx, cp.CanaryVersion, entry); err != nil {
+		if err := rc.saveRecord(ctx, AppRecord{StableVersion: cp.CanaryVersion, StableEntry: entry}); err != nil {
 			return result{}, err
 		}
 		return requeueNow(), nil
@@ -56,7 +58,9 @@ func (rc *rolloutContext) reconcilePromotion(ctx context.Context) (result, error
 	}
 	msg := fmt.Sprintf("%s %s promoted after %d steps", rc.app, cp.CanaryVersion, cp.Steps)
 	if !cp.Reported {
-		rc.report(ctx, cp.Workflow, true, msg)
+		if err := rc.report(ctx, cp.Workflow, true, msg); err != nil {
+			return backoff(), nil // sent again, after a restart too
+		}
 		cp.Reported = true
 		return rc.saveAndRequeue(ctx)
 	}

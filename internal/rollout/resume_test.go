@@ -1,9 +1,11 @@
 package rollout
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/gateway"
@@ -267,10 +269,11 @@ func TestUpgradeTakesTheStableVersionFromTheRollout(t *testing.T) {
 	}
 	spec := parseSpec(t, "      - setWeight: 20\n      - pause: {}\n")
 	fx.start(t, spec)
-	fx.waitPausedAt(t, 1)
-	if rec := fx.store.record(app); rec.StableVersion != stableVersion || rec.StableEntry.Deploy.Revision != "57ab1e" {
-		t.Fatalf("record %+v, want the rollout's stable version and entry", rec)
-	}
+	fx.waitPausedAt(t, 1) // as loaded: the pass may not have run yet
+	eventually(t, "the record taken from the rollout", func() bool {
+		rec := fx.store.record(app)
+		return rec.StableVersion == stableVersion && rec.StableEntry != nil && rec.StableEntry.Deploy.Revision == "57ab1e"
+	})
 	if err := fx.ctl.Promote(env, app); err != nil {
 		t.Fatal(err)
 	}
@@ -351,5 +354,36 @@ func TestResumeContinuesBackgroundRun(t *testing.T) {
 	fx.assertPromoted(t, st)
 	if len(st.Analyses) != 1 || st.Analyses[0].Phase != Successful {
 		t.Errorf("analyses %+v, want the background run terminated at the promotion", st.Analyses)
+	}
+}
+
+// A rollout paused for longer than the newest maxHistory rollouts took is
+// found by the restarted controller: listed, and resumed before its app is
+// handed over.
+func TestRestartFindsAnOldUnfinishedRollout(t *testing.T) {
+	fx := newFixture(t, nil)
+	spec := parseSpec(t, "      - setWeight: 20\n      - pause: {}\n")
+	fx.start(t, spec)
+	fx.waitPaused(t)
+	fx.stop()
+	at := fx.clk.Now().UTC()
+	for i := range maxHistory + 50 {
+		at = at.Add(time.Minute)
+		cp := Checkpoint{Status: Status{Env: env, App: fmt.Sprintf("app%d", i), StableVersion: stableVersion, CanaryVersion: canaryVersion,
+			Phase: Healthy, Started: at, Finished: at.Add(time.Second)}}
+		if err := fx.store.SaveRollout(t.Context(), cp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fx.restart(t, nil)
+	eventually(t, "a pass of web", func() bool { _, known := fx.ctl.Wanted(env, app); return known })
+	if s, ok := fx.ctl.Active(env, app); !ok || s.CanaryVersion != canaryVersion || s.Phase != Paused {
+		t.Fatalf("Active = %+v, %v; want the paused rollout", s, ok)
+	}
+	if v, _ := fx.ctl.Wanted(env, app); !slices.Equal(v, []string{stableVersion, canaryVersion}) {
+		t.Errorf("Wanted = %v, want stable and canary", v)
+	}
+	if n := len(fx.ctl.List()); n != maxHistory+1 {
+		t.Errorf("List has %d rollouts, want the running one and the newest %d ended", n, maxHistory)
 	}
 }

@@ -214,6 +214,7 @@ func TestControllerWithoutRollout(t *testing.T) {
 		{"promote", func() error { return fx.ctl.Promote(env, app) }},
 		{"promote full", func() error { return fx.ctl.PromoteFull(env, app) }},
 		{"abort", func() error { return fx.ctl.Abort(env, app, "why") }},
+		{"abort version", func() error { return fx.ctl.AbortVersion(env, app, canaryVersion, "why") }},
 		{"retry", func() error { return fx.ctl.Retry(env, app) }},
 	}
 	for _, tt := range tests {
