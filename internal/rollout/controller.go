@@ -242,6 +242,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		ks := c.state(key(cp.Env, cp.App))
 		switch {
 		case !cp.Done():
+			// A restart is an ordinary pass from the stored status.
+			c.log.Info("rollout resumed from its checkpoint", "env", cp.Env, "app", cp.App, "canary", cp.CanaryVersion,
+				"step", cp.Step+1, "steps", cp.Steps, "weight", cp.Weight)
 			c.queue.Add(key(cp.Env, cp.App))
 		case ks.ended == ended{}:
 			ks.ended = ended{cp.CanaryVersion, cp.Workflow}
@@ -260,6 +263,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	wg.Wait()
 	c.starts.Wait()
 	c.analyses.wait()
+	// Shutting down is not a verdict: every unfinished rollout stays at
+	// its stored step and weight, and the next start resumes it.
+	for _, st := range c.List() {
+		if st.Finished.IsZero() {
+			c.log.Info("rollout interrupted by shutdown", "env", st.Env, "app", st.App, "canary", st.CanaryVersion,
+				"step", st.Step+1, "steps", st.Steps, "weight", st.Weight)
+		}
+	}
 	return nil
 }
 
