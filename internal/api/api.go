@@ -14,8 +14,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"k8s.io/utils/clock"
 
 	"github.com/runway-cd/runway/internal/analysis"
 	"github.com/runway-cd/runway/internal/environment"
@@ -36,7 +39,8 @@ type Pipelines interface {
 
 // Events is the event log (an *events.Recorder).
 type Events interface {
-	// Since returns up to limit events after seq, oldest first.
+	// Since returns up to limit events after seq, oldest first, and a
+	// channel closed when the next event is recorded.
 	Since(seq uint64, limit int) ([]events.Event, <-chan struct{})
 }
 
@@ -69,6 +73,8 @@ type Handler struct {
 	events    Events
 	log       *slog.Logger
 	mux       *http.ServeMux
+	// clock times the event log's long polls.
+	clock clock.Clock
 }
 
 // New returns the API handler. A nil ev serves an empty event log.
@@ -76,7 +82,7 @@ func New(p Pipelines, e Environments, r Rollouts, runs AnalysisRuns, ev Events, 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	h := &Handler{pipelines: p, envs: e, rollouts: r, runs: runs, events: ev, log: logger, mux: http.NewServeMux()}
+	h := &Handler{pipelines: p, envs: e, rollouts: r, runs: runs, events: ev, log: logger, mux: http.NewServeMux(), clock: clock.RealClock{}}
 	h.handle("GET /api/v1/pipelines", h.listPipelines)
 	h.handle("GET /api/v1/pipelines/{id}", h.getPipeline)
 	h.handle("POST /api/v1/pipelines/{id}/cancel", h.cancelPipeline)
@@ -112,7 +118,8 @@ func (h *Handler) handle(pattern string, f handlerFunc) {
 // toStatus maps an error to an HTTP status and a message safe to show.
 func toStatus(err error) (int, string) {
 	switch {
-	case errors.Is(err, pipeline.ErrNotFound), errors.Is(err, rollout.ErrNoRollout), errors.Is(err, ErrNotFound):
+	case errors.Is(err, pipeline.ErrNotFound), errors.Is(err, rollout.ErrNoRollout),
+		errors.Is(err, analysis.ErrRunNotFound), errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, rollout.ErrNotPaused), errors.Is(err, pipeline.ErrDone), errors.Is(err, pipeline.ErrPromoted):
 		return http.StatusConflict, err.Error()
@@ -125,8 +132,10 @@ func toStatus(err error) (int, string) {
 	}
 }
 
-// ErrNotFound marks a missing object; stores wrap it (or their own
-// sentinel, mapped by the composition root).
+// ErrNotFound marks an object the API itself looked for and did not find
+// (an environment by name). Stores do not use it: each domain has its own
+// sentinel (pipeline.ErrNotFound, rollout.ErrNoRollout,
+// analysis.ErrRunNotFound), and toStatus maps each of them to 404.
 var ErrNotFound = errors.New("not found")
 
 // ErrBadRequest marks a request body that is not what the route takes.
@@ -201,8 +210,22 @@ const (
 	MaxEventLimit     = 2000
 )
 
+// MaxEventWait is the longest long poll of the event log (?wait=).
+const MaxEventWait = 60 * time.Second
+
+// eventWriteSlack is how long past its wait a long poll's answer may take
+// to write.
+const eventWriteSlack = 10 * time.Second
+
+// maxEventWakes bounds the wakes a long poll rechecks; the wait bounds it
+// in time.
+const maxEventWakes = 10000
+
 // listEvents serves the events after ?since=N (default 0: the oldest
-// kept), at most ?limit=M, oldest first.
+// kept), at most ?limit=M, oldest first. With ?wait=D (a Go duration, at
+// most MaxEventWait) and no event after N yet, it answers once one is
+// recorded, or with none when D passes or the client goes: a client
+// follows the log by asking again with since set to the last seq it got.
 func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	var since uint64
@@ -221,14 +244,53 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	var evs []events.Event
-	if h.events != nil {
-		evs, _ = h.events.Since(since, limit)
+	var wait time.Duration
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > MaxEventWait {
+			return fmt.Errorf("%w: wait must be a duration from 0s to %s (30s, say)", ErrBadRequest, MaxEventWait)
+		}
+		wait = d
 	}
+	evs := h.eventsAfter(r.Context(), w, since, limit, wait)
 	if evs == nil {
 		evs = []events.Event{}
 	}
 	writeJSON(w, http.StatusOK, evs)
+	return nil
+}
+
+// eventsAfter returns the events after since, waiting up to wait for the
+// first one when there is none yet.
+func (h *Handler) eventsAfter(ctx context.Context, w http.ResponseWriter, since uint64, limit int, wait time.Duration) []events.Event {
+	var evs []events.Event
+	var wake <-chan struct{}
+	if h.events != nil {
+		evs, wake = h.events.Since(since, limit)
+	}
+	if len(evs) > 0 || wait == 0 {
+		return evs
+	}
+	// The server's write timeout may be shorter than the wait; this
+	// answer's own deadline is the wait's. Not every writer can (an
+	// httptest recorder): then the server's stands.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + eventWriteSlack))
+	timer := h.clock.NewTimer(wait)
+	defer timer.Stop()
+	for range maxEventWakes {
+		select {
+		case <-wake:
+		case <-timer.C():
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+		// Woken by any new event; since may be ahead of the log (a
+		// client that saw a log from before a restart), so check.
+		if evs, wake = h.events.Since(since, limit); len(evs) > 0 {
+			return evs
+		}
+	}
 	return nil
 }
 

@@ -94,7 +94,7 @@ func (f *fakeRuns) GetAnalysisRun(_ context.Context, name string) (analysis.RunR
 			return r, nil
 		}
 	}
-	return analysis.RunRecord{}, fmt.Errorf("analysis run %s: %w", name, ErrNotFound)
+	return analysis.RunRecord{}, fmt.Errorf("analysis run %q: %w", name, analysis.ErrRunNotFound)
 }
 
 func (f *fakeRuns) ListAnalysisRuns(_ context.Context, limit int) ([]analysis.RunRecord, error) {

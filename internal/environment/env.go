@@ -211,7 +211,7 @@ func (p *envPass) reconcileService(ctx context.Context, name string, a *manifest
 		return err
 	}
 	p.set(func() { as.version, as.entry, as.transient = a.Version(), a, 0 })
-	p.report(ctx, name, as, true, "postgres is up")
+	p.report(ctx, name, as, true, serviceReport(a))
 	return nil
 }
 

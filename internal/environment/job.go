@@ -12,15 +12,18 @@ import (
 )
 
 // RunJob runs the migrations or functional tests (kind) from app's
-// pipeline artifact of version against env. The job gets the app's
+// pipeline artifact of version against env. An app's job gets the app's
 // database settings, RUNWAY_APP_URL (the app's URL in env: a listener of
 // the gateway serving only this app there, which any client reaches),
 // RUNWAY_APP_HOST_URL and RUNWAY_GATEWAY_ADDR (the same app by name on
-// the gateway's shared listener, and that listener's address) and, when
-// app's workflow in env has an expectation, the
-// variables to report to it (see reporterVars). Nothing else: the runtime
-// adds only its allow-listed variables of Runway's own environment, and
-// runs the job as env's sandbox user.
+// the gateway's shared listener, and that listener's address). A
+// service's job (app is a service entry of env's manifest, run from its
+// own repository's pipeline: see service.go) gets the databases of env's
+// apps instead (serviceJobVars) and no URL. Both get RUNWAY_ENV,
+// RUNWAY_APP, RUNWAY_VERSION and, when app's workflow in env has an
+// expectation, the variables to report to it (see reporterVars). Nothing
+// else: the runtime adds only its allow-listed variables of Runway's own
+// environment, and runs the job as env's sandbox user.
 func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string, log io.Writer) error {
 	art, err := c.artifacts.Resolve(app, version, build.Pipeline)
 	if err != nil {
@@ -34,22 +37,31 @@ func (c *Controller) RunJob(ctx context.Context, env, app, version, kind string,
 		fmt.Fprintf(log, "%s has no %s in its app spec; nothing to run\n", app, kind)
 		return nil
 	}
-	vars, err := c.starter.Vars(ctx, env, art)
-	if err != nil {
-		return err
+	var vars []string
+	if c.serviceEntry(env, app) != nil {
+		// A service's job (its repository's migrations and tests): the
+		// databases of env's apps, no URL (a service is not routed).
+		if vars, err = c.serviceJobVars(ctx, env, app, log); err != nil {
+			return err
+		}
+	} else {
+		if vars, err = c.starter.Vars(ctx, env, art); err != nil {
+			return err
+		}
+		appURL := c.jobURL(ctx, env, app)
+		vars = append(vars,
+			"RUNWAY_APP_URL="+appURL,
+			"RUNWAY_APP_HOST_URL="+c.HostURL(env, app),
+			"RUNWAY_GATEWAY_ADDR="+c.opts.GatewayAddr)
+		fmt.Fprintf(log, "RUNWAY_APP_URL=%s\n", appURL)
 	}
-	appURL := c.jobURL(ctx, env, app)
-	vars = append(vars,
-		"RUNWAY_APP_URL="+appURL,
-		"RUNWAY_APP_HOST_URL="+c.HostURL(env, app),
-		"RUNWAY_GATEWAY_ADDR="+c.opts.GatewayAddr,
-		"RUNWAY_ENV="+env, "RUNWAY_APP="+app, "RUNWAY_VERSION="+version)
+	vars = append(vars, "RUNWAY_ENV="+env, "RUNWAY_APP="+app, "RUNWAY_VERSION="+version)
 	rvars, err := c.reporterVars(ctx, env, app)
 	if err != nil {
 		return err
 	}
 	vars = append(vars, rvars...)
-	fmt.Fprintf(log, "RUNWAY_APP_URL=%s\n$ %s\n", appURL, strings.Join(job.Command, " "))
+	fmt.Fprintf(log, "$ %s\n", strings.Join(job.Command, " "))
 	return c.rt.RunJob(ctx, runtime.Job{
 		Env: env, App: app, Name: kind, Dir: art.Dir, Command: job.Command, Vars: vars, Log: log, Timeout: job.Timeout.Duration,
 	})

@@ -8,7 +8,9 @@
 // order, saying their position); promotions of one app are serialized in
 // commit order, and an older change overtaken by a newer one ends
 // Superseded rather than waiting for a report that never comes (see
-// promotion.go). Cancel stops a pipeline that has not promoted.
+// promotion.go). Cancel stops a pipeline that has not promoted. A
+// service's own repository (the database's) runs the same method with
+// only its manifest entry's revision changing, and no canary (service.go).
 package pipeline
 
 import (
@@ -86,6 +88,9 @@ type Pipeline struct {
 	Commit   string `json:"commit"`
 	Message  string `json:"message"`
 	Delivery string `json:"delivery,omitempty"`
+	// Service is set when App is a service run from its own repository
+	// (Request.Service; see service.go).
+	Service string `json:"service,omitempty"`
 	// Version is picked by the first step.
 	Version string `json:"version,omitempty"`
 	// StagingEnv is the staging environment's name and URL while it may

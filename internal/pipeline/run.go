@@ -77,8 +77,14 @@ type stepFunc func(ctx context.Context, log io.Writer) error
 
 func (ru *run) steps() map[string]stepFunc {
 	return map[string]stepFunc{
-		StepVersion:  ru.pickVersion,
-		StepBuildApp: func(ctx context.Context, w io.Writer) error { return ru.build(ctx, w, StepBuildApp, build.App) },
+		StepVersion: ru.pickVersion,
+		StepBuildApp: func(ctx context.Context, w io.Writer) error {
+			if ru.p.isService() {
+				fmt.Fprintf(w, "%s is a %s service's repository: it has no app image; only its pipeline artifact is built\n", ru.p.App, ru.p.Service)
+				return errSkipped
+			}
+			return ru.build(ctx, w, StepBuildApp, build.App)
+		},
 		StepBuildPipeline: func(ctx context.Context, w io.Writer) error {
 			return ru.build(ctx, w, StepBuildPipeline, build.Pipeline)
 		},
@@ -290,6 +296,10 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 	}
 	var sup *errSuperseded
 	superseded := errors.As(err, &sup)
+	skipped := errors.Is(err, errSkipped)
+	if skipped {
+		err = nil
+	}
 	if cancelled {
 		fmt.Fprintf(lb, "-- cancelled at %s\n", ru.r.now().UTC().Format(time.RFC3339))
 		err = errCancelled
@@ -304,6 +314,8 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 			// Recorded with the step, so that a restart before the
 			// pipeline ends still knows why.
 			s.Phase, p.Reason = Superseded, ru.r.redact(sup.msg)
+		case skipped:
+			s.Phase = Skipped
 		case err != nil:
 			s.Phase, s.Error = Failed, ru.r.redact(err.Error())
 			// Recorded with the step, so that a restart before the

@@ -66,6 +66,10 @@ type Request struct {
 	Commit   string
 	Message  string
 	Delivery string
+	// Service, when set, says App's repository is a service's own
+	// repository (schema, setup hooks, no app image): ServicePostgres.
+	// Empty: an app.
+	Service string
 }
 
 // Options tune the runner.
@@ -189,7 +193,7 @@ func New(store Store, builder Builder, repo StateRepo, rep Reporter, envs Enviro
 func (r *Runner) Start(ctx context.Context, req Request) (string, error) {
 	p := &Pipeline{
 		ID: newID(req.App), App: req.App, Repo: req.Repo, CloneURL: req.CloneURL, Branch: req.Branch,
-		Commit: req.Commit, Message: req.Message, Delivery: req.Delivery,
+		Commit: req.Commit, Message: req.Message, Delivery: req.Delivery, Service: req.Service,
 		Phase: Pending, Created: r.now().UTC(),
 	}
 	for _, n := range StepNames {

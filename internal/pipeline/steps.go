@@ -73,7 +73,7 @@ func (ru *run) stage(ctx context.Context, w io.Writer) error {
 	defer release()
 	// Recorded before the commit: whatever happens to the push, teardown
 	// deletes the manifest if it is there.
-	_ = ru.update(ctx, func(p *Pipeline) { p.StagingEnv, p.StagingURL = env, ru.r.envs.URL(env, p.App) })
+	_ = ru.update(ctx, func(p *Pipeline) { p.StagingEnv, p.StagingURL = env, ru.stagingURL(env) })
 	edit := func(read func(string) ([]byte, error)) ([]gitops.Change, error) {
 		prod, err := parseProduction(read)
 		if err != nil {
@@ -87,7 +87,15 @@ func (ru *run) stage(ctx context.Context, w io.Writer) error {
 		for _, a := range m.Apps {
 			a.DeployingWorkflowName = ""
 		}
-		m.Apps[ru.p.App] = ru.appEntry(m.Apps[ru.p.App])
+		var entry *manifest.App
+		if ru.p.isService() {
+			if entry, err = ru.serviceEntry(m.Apps[ru.p.App]); err != nil {
+				return nil, err
+			}
+		} else {
+			entry = ru.appEntry(m.Apps[ru.p.App])
+		}
+		m.Apps[ru.p.App] = entry
 		data, err := m.Marshal()
 		if err != nil {
 			return nil, err
@@ -100,8 +108,20 @@ func (ru *run) stage(ctx context.Context, w io.Writer) error {
 		return fmt.Errorf("pushing staging manifest: %w", err)
 	}
 	ru.r.envs.Trigger()
-	fmt.Fprintf(w, "pushed %s at %.12s\nstaging URL: %s\n", manifest.StagingPath(env), sha, ru.r.envs.URL(env, ru.p.App))
+	fmt.Fprintf(w, "pushed %s at %.12s\n", manifest.StagingPath(env), sha)
+	if u := ru.stagingURL(env); u != "" {
+		fmt.Fprintf(w, "staging URL: %s\n", u)
+	}
 	return nil
+}
+
+// stagingURL is the app's URL in env; a service has none (it serves no
+// HTTP through the gateway).
+func (ru *run) stagingURL(env string) string {
+	if ru.p.isService() {
+		return ""
+	}
+	return ru.r.envs.URL(env, ru.p.App)
 }
 
 // parseProduction reads the production manifest through read (a Repo
@@ -182,7 +202,7 @@ func (ru *run) awaitDeploy(ctx context.Context, w io.Writer) error {
 	// listener, which every client reaches (before, only its name was
 	// known).
 	env := ru.p.StagingEnv
-	if u := ru.r.envs.URL(env, ru.p.App); u != "" && u != ru.p.StagingURL {
+	if u := ru.stagingURL(env); u != "" && u != ru.p.StagingURL {
 		_ = ru.update(ctx, func(p *Pipeline) { p.StagingURL = u })
 		fmt.Fprintf(w, "staging URL: %s\n", u)
 	}
@@ -231,7 +251,7 @@ func (ru *run) promotedEarlier(ctx context.Context, w io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if cur, ok := prod.Apps[ru.p.App]; !ok || cur.Version() != ru.p.Version {
+	if cur, ok := prod.Apps[ru.p.App]; !ok || ru.p.entryVersion(cur) != ru.p.Version {
 		return false, nil
 	}
 	if _, err := ru.r.repo.ReadFile(ctx, manifest.StagingPath(ru.p.StagingEnv)); !gitops.IsNotExist(err) {
@@ -271,6 +291,13 @@ func (ru *run) promote(ctx context.Context, w io.Writer) error {
 		if err != nil {
 			return nil, err
 		}
+		if ru.p.isService() {
+			// Only what the change is: production's entry of the
+			// service otherwise stays as it is at this head.
+			if entry, err = ru.serviceEntry(prod.Apps[ru.p.App]); err != nil {
+				return nil, err
+			}
+		}
 		entry.DeployingWorkflowName = workflow
 		prod.Apps[ru.p.App] = entry
 		prod.ChangeDescription = firstLine(ru.p.Message)
@@ -301,7 +328,14 @@ func (ru *run) productionWorkflow() string { return ru.p.ID + "-production" }
 // says the rollout was superseded (reporter.OutcomeSuperseded) ends the
 // pipeline Superseded, with the report's message as its reason.
 func (ru *run) awaitRollout(ctx context.Context, w io.Writer) error {
-	exp, err := ru.await(ctx, w, StepAwaitRollout, ru.productionWorkflow(), ru.r.opts.RolloutTimeout, "production rollout")
+	what := "production rollout"
+	if ru.p.isService() {
+		// No canary: the production pass reports the service once it saw
+		// the new revision (see service.go).
+		what = "production's " + ru.p.App + " service"
+		fmt.Fprintf(w, "%s is a service: no canary; waiting for production to report it at revision %.12s\n", ru.p.App, ru.p.Commit)
+	}
+	exp, err := ru.await(ctx, w, StepAwaitRollout, ru.productionWorkflow(), ru.r.opts.RolloutTimeout, what)
 	if rep, ok := exp.Reports[ru.p.App]; ok && exp.Phase == reporter.PhaseFailed && rep.Outcome == reporter.OutcomeSuperseded {
 		msg := rep.Message
 		if msg == "" {
@@ -309,8 +343,8 @@ func (ru *run) awaitRollout(ctx context.Context, w io.Writer) error {
 		}
 		return &errSuperseded{msg: msg}
 	}
-	if err == nil || ctx.Err() != nil || ru.r.opts.AbortRollout == nil {
-		return err
+	if err == nil || ctx.Err() != nil || ru.r.opts.AbortRollout == nil || ru.p.isService() {
+		return err // a service has no rollout to abort
 	}
 	// The rollout did not end by itself (it reports its own failure, which
 	// needs no abort): stop it rather than leave a canary serving.

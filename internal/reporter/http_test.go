@@ -152,6 +152,20 @@ func TestHandler(t *testing.T) {
 		{name: "two headers", before: submitted, call: call{method: "POST", path: "/workflow/update", body: ok, auth: []string{"Bearer {wf}", "Bearer x"}}, wantStatus: 401},
 		{name: "unknown workflow", before: submitted, call: call{method: "POST", path: "/workflow/update", body: `{"WorkflowName":"nope","App":"a","Success":true}`, auth: wfToken}, wantStatus: 404},
 		{name: "update before submit", call: call{method: "POST", path: "/workflow/update", body: `{"WorkflowName":"wf","App":"postgres","Success":true}`, auth: []string{"Bearer " + strings.Repeat("a", 64)}}, wantStatus: 404},
+		{
+			name: "a hook cannot send an outcome", before: submitted,
+			call:       call{method: "POST", path: "/workflow/update", body: `{"WorkflowName":"wf","App":"homelabping","Success":false,"Outcome":"Superseded"}`, auth: wfToken},
+			wantStatus: 400,
+			assert: func(t *testing.T, _ *http.Response, _ []byte, r *reporter.Reporter) {
+				exp, err := r.Get(t.Context(), "wf")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep, ok := exp.Reports["homelabping"]; ok {
+					t.Errorf("report recorded from a body with an outcome: %+v", rep)
+				}
+			},
+		},
 		{name: "app not expected", before: submitted, call: call{method: "POST", path: "/workflow/update", body: `{"WorkflowName":"wf","App":"intruder","Success":false}`, auth: wfToken}, wantStatus: 409},
 		{name: "app of another workflow", before: submitted, call: call{method: "POST", path: "/workflow/update", body: `{"WorkflowName":"wf","App":"a","Success":false}`, auth: wfToken}, wantStatus: 409},
 		{

@@ -42,7 +42,9 @@ type Report struct {
 	Success bool   `json:"success"`
 	// Outcome says what kind of end a failed report is, for a waiter to
 	// branch on by code: "" for an ordinary report, OutcomeSuperseded for
-	// a rollout overtaken by a newer one. Reports over HTTP have none.
+	// a rollout overtaken by a newer one. Only Supersede sets it; the store
+	// keeps it apart from Message, so no message (a hook's over HTTP
+	// included, whose body has no such field) can stand for one.
 	Outcome Outcome   `json:"outcome,omitempty"`
 	Message string    `json:"message,omitempty"`
 	Time    time.Time `json:"time"`
@@ -179,7 +181,7 @@ func (r *Reporter) save(ctx context.Context, workflow string, rep Report) error 
 	}
 	rep.Message = oneline.Clean(rep.Message, MaxMessage)
 	rep.Time = time.Now().UTC()
-	if err := r.store.SaveReport(ctx, workflow, packOutcome(rep)); err != nil {
+	if err := r.store.SaveReport(ctx, workflow, rep); err != nil {
 		return fmt.Errorf("saving report of %s for %s: %w", rep.App, workflow, err)
 	}
 	r.logger.Info("report received", "workflow", workflow, "app", rep.App, "success", rep.Success, "outcome", rep.Outcome)
@@ -252,7 +254,6 @@ func (r *Reporter) load(ctx context.Context, workflow string) (exp Expectation, 
 		exp.Apps = []string{}
 	}
 	for _, rep := range reports {
-		rep = unpackOutcome(rep)
 		rep.Message = oneline.Clean(rep.Message, MaxMessage) // stored before messages were bounded
 		exp.Reports[rep.App] = rep
 	}

@@ -73,8 +73,10 @@ func TestSupersedeWakesWait(t *testing.T) {
 	}
 }
 
-// A hook's message cannot forge an outcome, and an ordinary report has
-// none in its JSON.
+// A hook's message cannot forge an outcome: the outcome is a field of its
+// own that only Supersede sets, so text that looks like one (this is what
+// the marker scheme stored before the store had an outcome column) stays
+// text. An ordinary report has no outcome in its JSON.
 func TestOutcomeNotForged(t *testing.T) {
 	r, _ := newReporter(t)
 	ctx := context.Background()

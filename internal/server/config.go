@@ -14,6 +14,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/webhook"
 )
 
@@ -215,6 +216,16 @@ type AppConfig struct {
 	// triggers a pipeline, even when Paths selects them ("docs/**",
 	// "**/*.md"). Empty: none. At most 100 patterns.
 	IgnorePaths []string `json:"ignorePaths,omitempty"`
+	// Service, when set, says the repository is a service's own rather
+	// than an app's: "postgres", the only one today, for the database's
+	// repository (schema, setup hooks, no app image), like the original's
+	// "just-pipeline" flow. Its runway.yaml has migrations and tests but
+	// no run command; a push builds only its pipeline artifact, and the
+	// change reaches staging and production as a new deploy.revision (and
+	// images.pipeline tag) of the manifests' entry Name, whose
+	// images.code (postgres 15) stays as it is: Name must be that entry's
+	// name (postgres in the manifests Runway writes). Empty: an app.
+	Service string `json:"service,omitempty"`
 }
 
 // TimeoutsConfig bounds the waits. When one passes, the pipeline fails
@@ -431,6 +442,9 @@ func (c *Config) validateApps() []error {
 				entry, a.Branch, a.Repo, j, c.Apps[j].Name))
 		} else {
 			pushes[key] = i
+		}
+		if a.Service != "" && a.Service != pipeline.ServicePostgres {
+			errs = append(errs, fmt.Errorf("%s.service %q is not a known service (known: %s)", entry, a.Service, pipeline.ServicePostgres))
 		}
 		f := webhook.PathFilter{Paths: a.Paths, IgnorePaths: a.IgnorePaths}
 		if err := f.Validate(); err != nil {

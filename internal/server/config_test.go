@@ -17,6 +17,7 @@ func TestConfigSeveralApps(t *testing.T) {
 				{Name: "api", Repo: "o/api", URL: "/a", Paths: []string{"src/**", "go.mod"}, IgnorePaths: []string{"**/*.md"}},
 				{Name: "web-next", Repo: "o/web", URL: "/w", Branch: "next"},
 				{Name: "db", Repo: "o/db", URL: "/db", Paths: []string{"migrations/*.sql", "hooks/**"}},
+				{Name: "postgres", Repo: "o/postgres", URL: "/pg", Service: "postgres"},
 			}}
 	}
 	tests := []struct {
@@ -47,6 +48,10 @@ func TestConfigSeveralApps(t *testing.T) {
 			want: []string{"apps[0] (web) tracks branch main of o/web, the state repository's"}},
 		{name: "several errors at once", change: func(c *Config) { c.Apps[1].Name = "web"; c.Apps[3].Repo = "" },
 			want: []string{`apps[1]: app "web" is listed twice`, "apps[3] (db) needs repo and url"}},
+		{name: "unknown service", change: func(c *Config) { c.Apps[4].Service = "redis" },
+			want: []string{`apps[4] (postgres).service "redis" is not a known service (known: postgres)`}},
+		{name: "service kinds are case-sensitive", change: func(c *Config) { c.Apps[4].Service = "Postgres" },
+			want: []string{`apps[4] (postgres).service "Postgres" is not a known service`}},
 		{name: "negative parallel environments", change: func(c *Config) { c.Limits.ParallelEnvironments = -1 },
 			want: []string{"limits must not be negative"}},
 	}
@@ -108,6 +113,10 @@ apps:
   - name: db
     repo: o/db
     url: /db
+  - name: postgres
+    repo: o/postgres
+    url: /pg
+    service: postgres
 `
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -120,7 +129,7 @@ apps:
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.StateRepo.Repo != "o/state" || c.Limits.ParallelEnvironments != 3 || len(c.Apps) != 2 ||
+	if c.StateRepo.Repo != "o/state" || c.Limits.ParallelEnvironments != 3 || len(c.Apps) != 3 || c.Apps[2].Service != "postgres" || c.Apps[0].Service != "" ||
 		strings.Join(c.Apps[0].Paths, ",") != "src/**,go.mod" || strings.Join(c.Apps[0].IgnorePaths, ",") != "**/*.md" {
 		t.Fatalf("config read as %+v", c)
 	}
