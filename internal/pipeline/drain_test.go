@@ -81,7 +81,7 @@ func TestDrainLetsWorkFinishAndStopsWaits(t *testing.T) {
 		aborted := 0
 		runner := pipeline.New(r.db, r.b, r.repo, r.envs.rep, r.envs, pipeline.Options{
 			RolloutTimeout: time.Hour, Now: func() time.Time { return now },
-			AbortRollout: func(string, string, string) error { aborted++; return nil },
+			AbortRollout: func(string, string, string, string) error { aborted++; return nil },
 		})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()

@@ -99,8 +99,10 @@ type Options struct {
 	Logger        *slog.Logger
 	// AbortRollout, if set, aborts the production rollout of app when the
 	// pipeline stops waiting for it (deadline), so no canary is left
-	// serving for a pipeline that already failed.
-	AbortRollout func(env, app, reason string) error
+	// serving for a pipeline that already failed. It must abort only a
+	// rollout of this pipeline's version (another pipeline's rollout of
+	// the app is none of its business).
+	AbortRollout func(env, app, version, reason string) error
 	// Clock is the clock: times recorded, deadlines and polls. Zero
 	// value: Now's, else the real clock.
 	Clock clock.Clock

@@ -230,9 +230,12 @@ func TestRolloutDeadlineAbortsTheRollout(t *testing.T) {
 	var aborted []string
 	opts := pipeline.Options{DeployTimeout: time.Minute, RolloutTimeout: 200 * time.Millisecond, TeardownTimeout: time.Second,
 		Now: func() time.Time { return now },
-		AbortRollout: func(env, app, reason string) error {
+		AbortRollout: func(env, app, version, reason string) error {
 			mu.Lock()
 			defer mu.Unlock()
+			if version == "" {
+				t.Errorf("abort of %s/%s names no version: it could abort another pipeline's rollout", env, app)
+			}
 			aborted = append(aborted, env+"/"+app+": "+reason)
 			return nil
 		}}

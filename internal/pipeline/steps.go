@@ -351,7 +351,7 @@ func (ru *run) awaitRollout(ctx context.Context, w io.Writer) error {
 	exp, gerr := ru.r.reporter.Get(ctx, ru.productionWorkflow())
 	if _, reported := exp.Reports[ru.p.App]; gerr == nil && !reported {
 		reason := fmt.Sprintf("pipeline %s stopped waiting for it: %v", ru.p.ID, err)
-		if aerr := ru.r.opts.AbortRollout(manifest.ProductionEnv, ru.p.App, reason); aerr != nil {
+		if aerr := ru.r.opts.AbortRollout(manifest.ProductionEnv, ru.p.App, ru.p.Version, reason); aerr != nil {
 			fmt.Fprintf(w, "aborting the rollout: %v\n", aerr)
 		} else {
 			fmt.Fprintf(w, "rollout of %s aborted: %s\n", ru.p.Version, reason)

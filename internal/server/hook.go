@@ -29,6 +29,7 @@ func (st starter) Start(ctx context.Context, p webhook.Push) (string, error) {
 	}
 	return st.s.pipelines.Start(st.s.runCtx, pipeline.Request{
 		App: app.Name, Repo: p.Repo, CloneURL: app.URL, Branch: p.Branch, Commit: p.After, Message: p.Message, Delivery: p.Delivery,
+		Service: app.Service,
 	})
 }
 

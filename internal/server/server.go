@@ -195,7 +195,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	s.envs = envs
 	s.pipelines = pipeline.New(s.db, artifacts, s.repo, s.reporter, envs, pipeline.Options{
 		DeployTimeout: cfg.Timeouts.Deploy.Duration, RolloutTimeout: cfg.Timeouts.Rollout.Duration,
-		TeardownTimeout: cfg.Timeouts.Teardown.Duration, Logger: logger, AbortRollout: s.rollouts.Abort,
+		TeardownTimeout: cfg.Timeouts.Teardown.Duration, Logger: logger, AbortRollout: s.rollouts.AbortVersion,
 		JobTimeout: cfg.Timeouts.Job.Duration, BuildTimeout: cfg.Timeouts.Build.Duration, StagingTTL: cfg.Staging.TTL.Duration, KeepOnFailure: cfg.Staging.KeepOnFailure,
 		Redactor: red, MaxRunning: cfg.Limits.Pipelines, MaxStaging: cfg.Limits.StagingEnvironments,
 		Clock: clk, Events: s.events,
