@@ -1,3 +1,10 @@
+// Package demo runs the whole method end to end on one machine (runway
+// demo): it makes a state repository and an app repository from
+// examples/, starts Runway, deploys the first version of homelabping,
+// pushes a change with a signed GitHub webhook and follows it through
+// staging and the canary to production, only through public interfaces
+// (git, webhook, API, gateway). The end-to-end tests' harness is not here:
+// it is test/harness, which the runway binary does not link.
 package demo
 
 import (
@@ -5,18 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/pipeline"
-	"github.com/runway-cd/runway/internal/rollout"
 )
 
 // RunOptions configure the demo.
@@ -48,30 +50,30 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(out, "Runway demo in %s (server log: %s)\n", dir, logf.Name())
-	h, err := Start(ctx, Options{Examples: opts.Examples, Dir: dir, Log: logf})
+	h, err := startRunway(ctx, opts.Examples, dir, logf)
 	if err != nil {
 		return fmt.Errorf("starting runway: %w", err)
 	}
 	defer func() {
 		if opts.Keep && err == nil {
 			fmt.Fprintf(out, "\n--keep: Runway keeps running. API %s  gateway http://%s (try: curl -H 'Host: %s' http://%s/ping). Ctrl-C to stop.\n",
-				h.APIURL(), h.GatewayAddr(), h.ProductionHost(), h.GatewayAddr())
-			fmt.Fprintf(out, "The API needs its token: export RUNWAY_API=%s RUNWAY_TOKEN=$(cat %s); runway pipelines\n", h.APIURL(), h.TokenFile())
+				h.apiURL(), h.gatewayAddr(), h.productionHost(), h.gatewayAddr())
+			fmt.Fprintf(out, "The API needs its token: export RUNWAY_API=%s RUNWAY_TOKEN=$(cat %s); runway pipelines\n", h.apiURL(), h.tokenFile())
 			<-keepCtx.Done()
 		}
 		fmt.Fprintln(out, "stopping runway")
-		if cerr := h.Close(); cerr != nil && err == nil {
+		if cerr := h.close(); cerr != nil && err == nil {
 			err = cerr
 		}
 		if err == nil && !opts.Keep {
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	fmt.Fprintf(out, "Runway API %s, gateway http://%s\n\n", h.APIURL(), h.GatewayAddr())
+	fmt.Fprintf(out, "Runway API %s, gateway http://%s\n\n", h.apiURL(), h.gatewayAddr())
 
 	// 1. The first version goes through the same pipeline; production has
 	// no stable version yet, so it is deployed without a canary.
-	head, err := h.CommitChange(ctx, "", "deploy the first version")
+	head, err := h.commitChange(ctx, "", "deploy the first version")
 	if err != nil {
 		return err
 	}
@@ -80,7 +82,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	_, body, _, err := h.Get(ctx, h.ProductionHost(), "/ping")
+	_, body, _, err := h.get(ctx, h.productionHost(), "/ping")
 	if err != nil {
 		return err
 	}
@@ -91,19 +93,19 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 
 	// 2. The change under test, with traffic on production so the canary's
 	// analysis has requests to judge.
-	sha, err := h.CommitChange(ctx, "json-pong", "ping answers JSON")
+	sha, err := h.commitChange(ctx, "json-pong", "ping answers JSON")
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "== Change: /ping answers {\"value\":\"pong\"}; push %.12s\n", sha)
-	traffic := h.StartTraffic(ctx)
+	traffic := SendTraffic(ctx, 20*time.Millisecond, 10*time.Minute, h.probeProduction)
 	p, err := h.follow(ctx, out, sha, "ping answers JSON")
 	split := summarize(traffic.Stop())
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "production traffic during the change: %s\n", split)
-	_, body, version, err := h.Get(ctx, h.ProductionHost(), "/ping")
+	_, body, version, err := h.get(ctx, h.productionHost(), "/ping")
 	if err != nil {
 		return err
 	}
@@ -120,22 +122,19 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 }
 
 // follow pushes commit and prints the pipeline live until it ends.
-func (h *Harness) follow(ctx context.Context, out io.Writer, commit, message string) (*pipeline.Pipeline, error) {
-	resp, err := h.Push(ctx, "main", commit, message)
+func (h *runway) follow(ctx context.Context, out io.Writer, commit, message string) (*pipeline.Pipeline, error) {
+	id, err := h.push(ctx, commit, message)
 	if err != nil {
 		return nil, err
 	}
-	if resp.Status != 202 || resp.Pipeline == "" {
-		return nil, fmt.Errorf("webhook answered %d %s", resp.Status, resp.Body)
-	}
-	fmt.Fprintf(out, "webhook accepted: pipeline %s\n", resp.Pipeline)
+	fmt.Fprintf(out, "webhook accepted: pipeline %s\n", id)
 	out = &lockedWriter{w: out}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go h.watchCanary(watchCtx, out, resp.Pipeline)
+	go h.watchCanary(watchCtx, out, id)
 	printed := map[string]pipeline.Phase{}
 	shownURL := false
-	p, err := h.WaitPipeline(ctx, resp.Pipeline, func(p *pipeline.Pipeline) {
+	p, err := h.waitPipeline(ctx, id, func(p *pipeline.Pipeline) {
 		for _, s := range p.Steps {
 			if printed[s.Name] == s.Phase {
 				continue
@@ -158,7 +157,7 @@ func (h *Harness) follow(ctx context.Context, out io.Writer, commit, message str
 				}
 			}
 			if s.Name == pipeline.StepStage && s.Phase == pipeline.Succeeded && !shownURL && p.StagingURL != "" {
-				fmt.Fprintf(out, "    staging environment %s: %s (Host header routes it; gateway %s)\n", p.StagingEnv, p.StagingURL, h.GatewayAddr())
+				fmt.Fprintf(out, "    staging environment %s: %s (Host header routes it; gateway %s)\n", p.StagingEnv, p.StagingURL, h.gatewayAddr())
 				shownURL = true
 			}
 		}
@@ -179,9 +178,9 @@ func (h *Harness) follow(ctx context.Context, out io.Writer, commit, message str
 
 // recordStaging remembers the replica addresses of a staging environment,
 // to check after teardown that none still listens.
-func (h *Harness) recordStaging(ctx context.Context, env string) {
-	var envs []environment.EnvStatus
-	if err := h.GetJSON(ctx, "/api/v1/environments", &envs); err != nil {
+func (h *runway) recordStaging(ctx context.Context, env string) {
+	var envs []envStatus
+	if err := h.getJSON(ctx, "/api/v1/environments", &envs); err != nil {
 		return
 	}
 	for _, e := range envs {
@@ -196,7 +195,7 @@ func (h *Harness) recordStaging(ctx context.Context, env string) {
 
 // watchCanary prints the production rollout of the pipeline's version as
 // it moves: each weight, pause and analysis verdict.
-func (h *Harness) watchCanary(ctx context.Context, out io.Writer, id string) {
+func (h *runway) watchCanary(ctx context.Context, out io.Writer, id string) {
 	var version, lastMsg string
 	seenRuns := 0
 	for {
@@ -206,14 +205,14 @@ func (h *Harness) watchCanary(ctx context.Context, out io.Writer, id string) {
 		case <-time.After(100 * time.Millisecond):
 		}
 		if version == "" {
-			p, err := h.Pipeline(ctx, id)
-			if err != nil || p.Version == "" {
+			var p pipeline.Pipeline
+			if err := h.getJSON(ctx, "/api/v1/pipelines/"+id, &p); err != nil || p.Version == "" {
 				continue
 			}
 			version = p.Version
 		}
-		var rs []rollout.Status
-		if err := h.GetJSON(ctx, "/api/v1/rollouts", &rs); err != nil {
+		var rs []rolloutStatus
+		if err := h.getJSON(ctx, "/api/v1/rollouts", &rs); err != nil {
 			continue
 		}
 		for _, r := range rs {
@@ -256,9 +255,9 @@ func TailLines(s string, lines int) string {
 
 // checkStagingGone confirms through the API, the gateway and the data dir
 // that nothing of env remains.
-func (h *Harness) checkStagingGone(ctx context.Context, env string) error {
-	var envs []environment.EnvStatus
-	if err := h.GetJSON(ctx, "/api/v1/environments", &envs); err != nil {
+func (h *runway) checkStagingGone(ctx context.Context, env string) error {
+	var envs []envStatus
+	if err := h.getJSON(ctx, "/api/v1/environments", &envs); err != nil {
 		return err
 	}
 	for _, e := range envs {
@@ -266,17 +265,17 @@ func (h *Harness) checkStagingGone(ctx context.Context, env string) error {
 			return fmt.Errorf("environment %s still listed", env)
 		}
 	}
-	status, _, _, err := h.Get(ctx, AppName+"."+env+".localhost", "/ping")
+	status, _, _, err := h.get(ctx, AppName+"."+env+".localhost", "/ping")
 	if err != nil {
 		return err
 	}
 	if status != 404 {
 		return fmt.Errorf("gateway still routes %s (status %d)", env, status)
 	}
-	if _, err := os.Stat(filepath.Join(h.WorkDir(), "envs", env)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(h.workDir(), "envs", env)); !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("directory of %s still exists", env)
 	}
-	if left := Leftovers(h.WorkDir(), env); len(left) > 0 {
+	if left := Leftovers(h.workDir(), env); len(left) > 0 {
 		return fmt.Errorf("processes of %s still run: %s", env, strings.Join(left, "; "))
 	}
 	for _, addr := range h.stagingAddrs[env] {
@@ -307,71 +306,27 @@ func printSummary(out io.Writer, first, p *pipeline.Pipeline, total time.Duratio
 	fmt.Fprintf(out, "  demo total     %s\n", total.Round(10*time.Millisecond))
 }
 
-// Traffic sends requests to production until stopped, counting answers
-// by "version/status".
-type Traffic struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	counts map[string]int
-	sent   atomic.Int64
+// probeProduction asks production's /ping through the gateway.
+func (h *runway) probeProduction(ctx context.Context) (string, int, error) {
+	status, _, version, err := h.get(ctx, h.productionHost(), "/ping")
+	return version, status, err
 }
 
-// StartTraffic sends a request to production every 20 ms, bounded to 10
-// minutes, until Stop.
-func (h *Harness) StartTraffic(ctx context.Context) *Traffic {
-	return h.StartTrafficEvery(ctx, 20*time.Millisecond, 10*time.Minute)
+// envStatus is what the demo reads of an environment in the API.
+type envStatus struct {
+	Name string `json:"name"`
+	Apps []struct {
+		Replicas []string `json:"replicas"`
+	} `json:"apps"`
 }
 
-// StartTrafficEvery sends a request to production every interval, for at
-// most limit, until Stop.
-func (h *Harness) StartTrafficEvery(ctx context.Context, interval, limit time.Duration) *Traffic {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	t := &Traffic{cancel: cancel, counts: map[string]int{}}
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			status, _, version, err := h.Get(ctx, h.ProductionHost(), "/ping")
-			if ctx.Err() != nil {
-				return // stopped mid-request: not an answer
-			}
-			t.sent.Add(1)
-			key := fmt.Sprintf("%s/%d", version, status)
-			if err != nil {
-				key = "error: " + err.Error()
-			}
-			t.mu.Lock()
-			t.counts[key]++
-			t.mu.Unlock()
-		}
-	}()
-	return t
-}
-
-// Stop ends the traffic and returns the counts.
-func (t *Traffic) Stop() map[string]int {
-	t.cancel()
-	t.wg.Wait()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return maps.Clone(t.counts)
-}
-
-func summarize(counts map[string]int) string {
-	var parts []string
-	total := 0
-	for k, n := range counts {
-		parts = append(parts, fmt.Sprintf("%s: %d", k, n))
-		total += n
-	}
-	sort.Strings(parts)
-	return fmt.Sprintf("%d requests (%s)", total, strings.Join(parts, ", "))
+// rolloutStatus is what the demo reads of a rollout in the API.
+type rolloutStatus struct {
+	CanaryVersion string `json:"canaryVersion"`
+	Message       string `json:"message"`
+	Analyses      []struct {
+		Name   string `json:"name"`
+		Phase  string `json:"phase"`
+		Reason string `json:"reason"`
+	} `json:"analyses"`
 }

@@ -3,9 +3,11 @@ package demo
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Leftovers lists the processes that still run for an environment of the
@@ -37,4 +39,14 @@ func Leftovers(workDir, env string) []string {
 		}
 	}
 	return out
+}
+
+// Listening reports whether something accepts connections on addr.
+func Listening(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }

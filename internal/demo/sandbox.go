@@ -15,35 +15,26 @@ import (
 	"github.com/runway-cd/runway/internal/server"
 )
 
-// WorkDir is the work directory of the harness's Runway: its artifacts,
-// builds and environments.
-func (h *Harness) WorkDir() string {
-	if h.cfg.WorkDir != "" {
-		return h.cfg.WorkDir
-	}
-	return filepath.Clean(h.cfg.DataDir) + "-work"
-}
-
-// buildCacheDir is the Go build cache every harness of this machine
-// shares, so that only the first build of a test run (or of the first
+// buildCacheDir is the Go build cache every demo and test Runway of this
+// machine shares, so that only the first build of a run (or of the first
 // run) compiles the example's dependencies.
 func buildCacheDir() string { return filepath.Join(os.TempDir(), "runway-test-cache") }
 
-// moduleProxy serves this process's Go module download cache read-only
+// ModuleProxy serves this process's Go module download cache read-only
 // in GOPROXY's file layout (which the cache has) on loopback, so builds
 // running as a sandbox uid, which cannot read this user's cache, get the
 // modules without the network.
-type moduleProxy struct {
+type ModuleProxy struct {
 	srv *http.Server
 	url string
 	// fallback is this process's GOPROXY, asked for what the cache lacks.
 	fallback string
 }
 
-// startModuleProxy serves `go env GOMODCACHE`/cache/download. It returns
+// StartModuleProxy serves `go env GOMODCACHE`/cache/download. It returns
 // nil when there is no go command or no cache: builds then use whatever
 // GOPROXY Runway's environment names.
-func startModuleProxy() (*moduleProxy, error) {
+func StartModuleProxy() (*ModuleProxy, error) {
 	out, err := exec.Command("go", "env", "GOMODCACHE", "GOPROXY").Output()
 	if err != nil {
 		return nil, nil
@@ -69,14 +60,14 @@ func startModuleProxy() (*moduleProxy, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { _ = srv.Serve(ln) }()
-	return &moduleProxy{srv: srv, url: "http://" + ln.Addr().String(), fallback: strings.TrimSpace(fallback)}, nil
+	return &ModuleProxy{srv: srv, url: "http://" + ln.Addr().String(), fallback: strings.TrimSpace(fallback)}, nil
 }
 
-// configure points the sandboxed builds at the proxy (then, for a module
+// Configure points the sandboxed builds at the proxy (then, for a module
 // the cache lacks, at this process's GOPROXY) and the shared build cache.
 // GOSUMDB is off since the proxy cannot answer for the checksum database;
 // go.sum still verifies every module.
-func (p *moduleProxy) configure(cfg *server.Config) {
+func (p *ModuleProxy) Configure(cfg *server.Config) {
 	if cfg.Sandbox.CacheDir == "" {
 		cfg.Sandbox.CacheDir = buildCacheDir()
 	}
@@ -90,7 +81,8 @@ func (p *moduleProxy) configure(cfg *server.Config) {
 	cfg.Sandbox.Vars = append(cfg.Sandbox.Vars, "GOPROXY="+proxy, "GOSUMDB=off")
 }
 
-func (p *moduleProxy) close() error {
+// Close stops the proxy; a nil proxy has nothing to stop.
+func (p *ModuleProxy) Close() error {
 	if p == nil {
 		return nil
 	}

@@ -16,17 +16,17 @@ import (
 	"time"
 
 	"github.com/runway-cd/runway/internal/analysis"
-	"github.com/runway-cd/runway/internal/demo"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/rollout"
 	"github.com/runway-cd/runway/internal/server"
+	"github.com/runway-cd/runway/test/harness"
 )
 
 // TestCanaryEmbeddedPromQL runs the canary scenarios with metrics
 // evaluated by Runway's embedded PromQL engine.
 func TestCanaryEmbeddedPromQL(t *testing.T) {
-	runCanaryScenarios(t, "", func(*testing.T, *demo.Harness) string { return "" })
+	runCanaryScenarios(t, "", func(*testing.T, *harness.Harness) string { return "" })
 }
 
 // TestCanaryPrometheusServer runs the same scenarios against a real
@@ -48,15 +48,15 @@ func TestCanaryPrometheusServer(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	runCanaryScenarios(t, "http://"+addr, func(t *testing.T, h *demo.Harness) string {
+	runCanaryScenarios(t, "http://"+addr, func(t *testing.T, h *harness.Harness) string {
 		return startPrometheus(t, bin, addr, h.Server.APIAddr(), h.Token())
 	})
 }
 
-func runCanaryScenarios(t *testing.T, allowed string, prometheusAddress func(*testing.T, *demo.Harness) string) {
+func runCanaryScenarios(t *testing.T, allowed string, prometheusAddress func(*testing.T, *harness.Harness) string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	h, _, _ := startRunwayWith(ctx, t, demo.Options{Tune: func(c *server.Config) {
+	h, _, _ := startRunwayWith(ctx, t, harness.Options{Tune: func(c *server.Config) {
 		if allowed != "" {
 			c.Analysis.PrometheusAddresses = []string{allowed}
 		}
@@ -252,7 +252,7 @@ spec:
 
 // commitCanary commits an overlay of examples/changes plus a spec and
 // template to the app repository.
-func commitCanary(ctx context.Context, t *testing.T, h *demo.Harness, overlay, spec, template string) string {
+func commitCanary(ctx context.Context, t *testing.T, h *harness.Harness, overlay, spec, template string) string {
 	t.Helper()
 	files := fstest.MapFS{
 		"runway.yaml":                {Data: []byte(spec)},
@@ -281,20 +281,20 @@ func commitCanary(ctx context.Context, t *testing.T, h *demo.Harness, overlay, s
 	return sha
 }
 
-func activeRollout(ctx context.Context, h *demo.Harness) (rollout.Status, bool) {
+func activeRollout(ctx context.Context, h *harness.Harness) (rollout.Status, bool) {
 	var rs []rollout.Status
 	if err := h.GetJSON(ctx, "/api/v1/rollouts", &rs); err != nil {
 		return rollout.Status{}, false
 	}
 	for _, r := range rs {
-		if r.Env == "production" && r.App == demo.AppName && r.Finished.IsZero() {
+		if r.Env == "production" && r.App == harness.AppName && r.Finished.IsZero() {
 			return r, true
 		}
 	}
 	return rollout.Status{}, false
 }
 
-func waitRollout(ctx context.Context, t *testing.T, h *demo.Harness, cond func(rollout.Status) bool) rollout.Status {
+func waitRollout(ctx context.Context, t *testing.T, h *harness.Harness, cond func(rollout.Status) bool) rollout.Status {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -308,7 +308,7 @@ func waitRollout(ctx context.Context, t *testing.T, h *demo.Harness, cond func(r
 	return s
 }
 
-func finishedRollout(ctx context.Context, t *testing.T, h *demo.Harness, version string) rollout.Status {
+func finishedRollout(ctx context.Context, t *testing.T, h *harness.Harness, version string) rollout.Status {
 	t.Helper()
 	var rs []rollout.Status
 	if err := h.GetJSON(ctx, "/api/v1/rollouts", &rs); err != nil {
@@ -323,7 +323,7 @@ func finishedRollout(ctx context.Context, t *testing.T, h *demo.Harness, version
 	return rollout.Status{}
 }
 
-func post(ctx context.Context, t *testing.T, h *demo.Harness, path string) {
+func post(ctx context.Context, t *testing.T, h *harness.Harness, path string) {
 	t.Helper()
 	status, body, err := h.API(ctx, http.MethodPost, path, nil)
 	if err != nil {
@@ -336,7 +336,7 @@ func post(ctx context.Context, t *testing.T, h *demo.Harness, path string) {
 
 // waitSucceeded waits for pipeline id to end and fails the test unless it
 // Succeeded.
-func waitSucceeded(ctx context.Context, t *testing.T, h *demo.Harness, id string) *pipeline.Pipeline {
+func waitSucceeded(ctx context.Context, t *testing.T, h *harness.Harness, id string) *pipeline.Pipeline {
 	t.Helper()
 	p, err := h.WaitPipeline(ctx, id, nil)
 	if err != nil {
@@ -350,22 +350,22 @@ func waitSucceeded(ctx context.Context, t *testing.T, h *demo.Harness, id string
 
 // assertSucceeded waits for pipeline id to succeed with production serving
 // its json-pong version.
-func assertSucceeded(ctx context.Context, t *testing.T, h *demo.Harness, id string) {
+func assertSucceeded(ctx context.Context, t *testing.T, h *harness.Harness, id string) {
 	t.Helper()
 	p := waitSucceeded(ctx, t, h, id)
 	assertProduction(ctx, t, h, `{"value":"pong"}`, p.Version)
 }
 
-func promote(ctx context.Context, t *testing.T, h *demo.Harness) {
-	post(ctx, t, h, "/api/v1/rollouts/production/"+demo.AppName+"/promote")
+func promote(ctx context.Context, t *testing.T, h *harness.Harness) {
+	post(ctx, t, h, "/api/v1/rollouts/production/"+harness.AppName+"/promote")
 }
 
-func retry(ctx context.Context, t *testing.T, h *demo.Harness) {
-	post(ctx, t, h, "/api/v1/rollouts/production/"+demo.AppName+"/retry")
+func retry(ctx context.Context, t *testing.T, h *harness.Harness) {
+	post(ctx, t, h, "/api/v1/rollouts/production/"+harness.AppName+"/retry")
 }
 
 // findRun returns the finished analysis run whose name ends with suffix.
-func findRun(ctx context.Context, t *testing.T, h *demo.Harness, suffix string) analysis.RunRecord {
+func findRun(ctx context.Context, t *testing.T, h *harness.Harness, suffix string) analysis.RunRecord {
 	t.Helper()
 	var runs []analysis.RunRecord
 	if err := h.GetJSON(ctx, "/api/v1/analysisruns", &runs); err != nil {
@@ -384,7 +384,7 @@ func findRun(ctx context.Context, t *testing.T, h *demo.Harness, suffix string) 
 	return analysis.RunRecord{}
 }
 
-func waitRun(ctx context.Context, t *testing.T, h *demo.Harness, suffix string) analysis.RunRecord {
+func waitRun(ctx context.Context, t *testing.T, h *harness.Harness, suffix string) analysis.RunRecord {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -446,7 +446,7 @@ func startPrometheus(t *testing.T, bin, addr, target, token string) string {
 		}
 		if i == 300 {
 			log, _ := os.ReadFile(logf.Name())
-			t.Fatalf("prometheus not ready at %s:\n%s", url, demo.TailLines(string(log), 20))
+			t.Fatalf("prometheus not ready at %s:\n%s", url, harness.TailLines(string(log), 20))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

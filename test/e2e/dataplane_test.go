@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runway-cd/runway/internal/demo"
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/gatewayproc"
 	"github.com/runway-cd/runway/internal/gitops"
@@ -23,6 +22,7 @@ import (
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/server"
+	"github.com/runway-cd/runway/test/harness"
 )
 
 // recoverDeadline bounds every wait for the data plane or the controller to
@@ -37,7 +37,7 @@ const recoverDeadline = 30 * time.Second
 func TestGatewayKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	h, _, _ := startRunwayWith(ctx, t, demo.Options{})
+	h, _, _ := startRunwayWith(ctx, t, harness.Options{})
 	stable := deployFirstVersion(ctx, t, h)
 	gwAddr := h.GatewayAddr()
 
@@ -94,7 +94,7 @@ func TestGatewayKilled(t *testing.T) {
 func TestStateRepoUnreadable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	h, dir, logBuf := startRunwayWith(ctx, t, demo.Options{Tune: func(cfg *server.Config) {
+	h, dir, logBuf := startRunwayWith(ctx, t, harness.Options{Tune: func(cfg *server.Config) {
 		cfg.PollInterval.Duration = time.Second
 	}})
 	stable := deployFirstVersion(ctx, t, h)
@@ -230,7 +230,7 @@ func corruptRepo(t *testing.T, repo string) func() {
 // manifest under another name) to the state repository and waits until it
 // runs and answers through the gateway; then it deletes the manifest and
 // waits until the environment has gone without a trace.
-func testReconcileResumes(ctx context.Context, t *testing.T, h *demo.Harness, dir, env, version string) {
+func testReconcileResumes(ctx context.Context, t *testing.T, h *harness.Harness, dir, env, version string) {
 	t.Helper()
 	repo, m := gitProduction(ctx, t, h)
 	m.EnvName, m.DeployingWorkflowName = env, ""
@@ -244,14 +244,14 @@ func testReconcileResumes(ctx context.Context, t *testing.T, h *demo.Harness, di
 		t.Fatal(err)
 	}
 	st := waitEnv(ctx, t, h, env, func(e *environment.EnvStatus) bool {
-		a := appOf(e, demo.AppName)
+		a := appOf(e, harness.AppName)
 		return a != nil && a.Version == version && len(a.Replicas) > 0 && a.URL != ""
 	})
-	u, err := url.Parse(appOf(st, demo.AppName).HostURL)
+	u, err := url.Parse(appOf(st, harness.AppName).HostURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertPlainClientsReach(ctx, t, appOf(st, demo.AppName).URL, version)
+	assertPlainClientsReach(ctx, t, appOf(st, harness.AppName).URL, version)
 	// Its replicas answer through the gateway. Not necessarily "pong":
 	// nobody ran the migrations in its fresh database (a pipeline would),
 	// so the app may answer 500 "database error"; the version header shows
@@ -307,7 +307,7 @@ func assertPlainClientsReach(ctx context.Context, t *testing.T, appURL, version 
 // assertProductionIntact checks that the API still lists production with
 // the app at version and the same replicas, that those replicas still
 // listen and that production answers through the gateway.
-func assertProductionIntact(ctx context.Context, t *testing.T, h *demo.Harness, version string, replicas []string) {
+func assertProductionIntact(ctx context.Context, t *testing.T, h *harness.Harness, version string, replicas []string) {
 	t.Helper()
 	var envs []environment.EnvStatus
 	if err := h.GetJSON(ctx, "/api/v1/environments", &envs); err != nil {
@@ -320,8 +320,8 @@ func assertProductionIntact(ctx context.Context, t *testing.T, h *demo.Harness, 
 	if !slices.Equal(names, []string{manifest.ProductionEnv}) {
 		t.Fatalf("the API lists environments %v, want only production", names)
 	}
-	if a := appOf(&envs[0], demo.AppName); a == nil || a.Version != version {
-		t.Fatalf("production lists %s as %+v, want version %s", demo.AppName, a, version)
+	if a := appOf(&envs[0], harness.AppName); a == nil || a.Version != version {
+		t.Fatalf("production lists %s as %+v, want version %s", harness.AppName, a, version)
 	}
 	got := replicaAddrs(ctx, h, manifest.ProductionEnv)
 	slices.Sort(got)
@@ -329,7 +329,7 @@ func assertProductionIntact(ctx context.Context, t *testing.T, h *demo.Harness, 
 		t.Fatalf("production replicas %v became %v", replicas, got)
 	}
 	for _, addr := range replicas {
-		if !demo.Listening(addr) {
+		if !harness.Listening(addr) {
 			t.Fatalf("production replica %s no longer listens", addr)
 		}
 	}
@@ -338,7 +338,7 @@ func assertProductionIntact(ctx context.Context, t *testing.T, h *demo.Harness, 
 
 // waitEnv polls the API until ok holds for environment env (nil when the
 // API does not list it) and returns it.
-func waitEnv(ctx context.Context, t *testing.T, h *demo.Harness, env string, ok func(*environment.EnvStatus) bool) *environment.EnvStatus {
+func waitEnv(ctx context.Context, t *testing.T, h *harness.Harness, env string, ok func(*environment.EnvStatus) bool) *environment.EnvStatus {
 	t.Helper()
 	deadline := time.Now().Add(recoverDeadline)
 	for {
@@ -403,7 +403,7 @@ func nthLine(s, substr string, n int) string {
 
 // waitGatewayRecord waits until the gateway record names another process
 // than old (the supervisor writes it right after the restart).
-func waitGatewayRecord(t *testing.T, h *demo.Harness, old int) gatewayproc.Record {
+func waitGatewayRecord(t *testing.T, h *harness.Harness, old int) gatewayproc.Record {
 	t.Helper()
 	deadline := time.Now().Add(recoverDeadline)
 	for {
@@ -420,16 +420,16 @@ func waitGatewayRecord(t *testing.T, h *demo.Harness, old int) gatewayproc.Recor
 
 // assertOneGateway checks that exactly one gateway process runs for the
 // harness's data dir, and that it is pid.
-func assertOneGateway(t *testing.T, h *demo.Harness, pid int) {
+func assertOneGateway(t *testing.T, h *harness.Harness, pid int) {
 	t.Helper()
-	if got := demo.GatewayProcesses(h.DataDir()); !slices.Equal(got, []int{pid}) {
+	if got := harness.GatewayProcesses(h.DataDir()); !slices.Equal(got, []int{pid}) {
 		t.Fatalf("gateway processes of %s: %v, want exactly [%d]", h.DataDir(), got, pid)
 	}
 }
 
 // deployFirstVersion deploys the example app's first version to production
 // and returns its version.
-func deployFirstVersion(ctx context.Context, t *testing.T, h *demo.Harness) string {
+func deployFirstVersion(ctx context.Context, t *testing.T, h *harness.Harness) string {
 	t.Helper()
 	sha, err := h.CommitChange(ctx, "", "deploy the first version")
 	if err != nil {
@@ -470,7 +470,7 @@ func (p probe) key() string {
 	return fmt.Sprintf("%s/%d", p.version, p.status)
 }
 
-func startProber(ctx context.Context, h *demo.Harness, every time.Duration, limit int) *prober {
+func startProber(ctx context.Context, h *harness.Harness, every time.Duration, limit int) *prober {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	pr := &prober{cancel: cancel, done: make(chan struct{}), cond: make(chan struct{})}
 	// Its own client: a short timeout so a probe caught by a dying gateway

@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runway-cd/runway/internal/demo"
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/logbuf"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/pipeline"
+	"github.com/runway-cd/runway/test/harness"
 )
 
 // TestMethod runs the scenarios in order on one Runway: each of them needs
@@ -137,7 +137,7 @@ func TestMethod(t *testing.T) {
 			t.Fatal("never saw the staging environment's replicas through the API")
 		}
 		for _, addr := range stagingAddrs {
-			if demo.Listening(addr) {
+			if harness.Listening(addr) {
 				t.Errorf("staging replica port %s still listens", addr)
 			}
 		}
@@ -147,7 +147,7 @@ func TestMethod(t *testing.T) {
 // assertAppMetricsScraped checks, through Runway's PromQL endpoint, that
 // the app's own /metrics (not only the gateway's) reached the embedded
 // store, labelled with the environment and version.
-func assertAppMetricsScraped(ctx context.Context, t *testing.T, h *demo.Harness, version string) {
+func assertAppMetricsScraped(ctx context.Context, t *testing.T, h *harness.Harness, version string) {
 	t.Helper()
 	q := url.QueryEscape(fmt.Sprintf(`sum(homelabping_requests_total{env="production",version=%q,path="/ping"})`, version))
 	var resp struct {
@@ -172,7 +172,7 @@ func assertAppMetricsScraped(ctx context.Context, t *testing.T, h *demo.Harness,
 // request to production every 20 ms: no request may fail, and the new
 // control plane adopts the gateway and the replicas instead of starting
 // new ones.
-func testRestart(ctx context.Context, t *testing.T, h *demo.Harness, dir, stable string) {
+func testRestart(ctx context.Context, t *testing.T, h *harness.Harness, dir, stable string) {
 	before := replicaAddrs(ctx, h, "production")
 	if len(before) == 0 {
 		t.Fatal("no production replicas listed")
@@ -214,17 +214,17 @@ func testRestart(ctx context.Context, t *testing.T, h *demo.Harness, dir, stable
 	assertProduction(ctx, t, h, "pong", stable)
 }
 
-func testBadWebhooks(ctx context.Context, t *testing.T, h *demo.Harness) {
+func testBadWebhooks(ctx context.Context, t *testing.T, h *harness.Harness) {
 	sha := strings.Repeat("a", 40)
 	tests := []struct {
 		name   string
-		send   func() (demo.PushResponse, error)
+		send   func() (harness.PushResponse, error)
 		status int
 	}{
-		{"bad signature", func() (demo.PushResponse, error) { return h.PushSigned(ctx, "main", sha, "x", "wrong secret") }, 401},
-		{"malformed body", func() (demo.PushResponse, error) { return h.Deliver(ctx, "push", []byte(`{"ref":`), h.Secret) }, 400},
-		{"untracked branch", func() (demo.PushResponse, error) { return h.Push(ctx, "feature", sha, "x") }, 202},
-		{"not a push", func() (demo.PushResponse, error) { return h.Deliver(ctx, "issues", []byte(`{}`), h.Secret) }, 202},
+		{"bad signature", func() (harness.PushResponse, error) { return h.PushSigned(ctx, "main", sha, "x", "wrong secret") }, 401},
+		{"malformed body", func() (harness.PushResponse, error) { return h.Deliver(ctx, "push", []byte(`{"ref":`), h.Secret) }, 400},
+		{"untracked branch", func() (harness.PushResponse, error) { return h.Push(ctx, "feature", sha, "x") }, 202},
+		{"not a push", func() (harness.PushResponse, error) { return h.Deliver(ctx, "issues", []byte(`{}`), h.Secret) }, 202},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -246,11 +246,11 @@ func testBadWebhooks(ctx context.Context, t *testing.T, h *demo.Harness) {
 	}
 }
 
-func runPipeline(ctx context.Context, t *testing.T, h *demo.Harness, sha, msg string) *pipeline.Pipeline {
+func runPipeline(ctx context.Context, t *testing.T, h *harness.Harness, sha, msg string) *pipeline.Pipeline {
 	return runPipelineWatching(ctx, t, h, sha, msg, nil)
 }
 
-func runPipelineWatching(ctx context.Context, t *testing.T, h *demo.Harness, sha, msg string, watch func(*pipeline.Pipeline)) *pipeline.Pipeline {
+func runPipelineWatching(ctx context.Context, t *testing.T, h *harness.Harness, sha, msg string, watch func(*pipeline.Pipeline)) *pipeline.Pipeline {
 	t.Helper()
 	resp, err := h.Push(ctx, "main", sha, msg)
 	if err != nil {
@@ -271,7 +271,7 @@ func runPipelineWatching(ctx context.Context, t *testing.T, h *demo.Harness, sha
 	return p
 }
 
-func replicaAddrs(ctx context.Context, h *demo.Harness, env string) []string {
+func replicaAddrs(ctx context.Context, h *harness.Harness, env string) []string {
 	var envs []environment.EnvStatus
 	if err := h.GetJSON(ctx, "/api/v1/environments", &envs); err != nil {
 		return nil
@@ -290,7 +290,7 @@ func replicaAddrs(ctx context.Context, h *demo.Harness, env string) []string {
 
 // assertProduction checks 50 requests through the gateway: all answered
 // body by version.
-func assertProduction(ctx context.Context, t *testing.T, h *demo.Harness, body, version string) {
+func assertProduction(ctx context.Context, t *testing.T, h *harness.Harness, body, version string) {
 	t.Helper()
 	for i := 0; i < 50; i++ {
 		status, got, v, err := h.Get(ctx, h.ProductionHost(), "/ping")
@@ -305,7 +305,7 @@ func assertProduction(ctx context.Context, t *testing.T, h *demo.Harness, body, 
 
 // gitProduction clones the state repository and reads its production
 // manifest.
-func gitProduction(ctx context.Context, t *testing.T, h *demo.Harness) (*gitops.Repo, *manifest.Manifest) {
+func gitProduction(ctx context.Context, t *testing.T, h *harness.Harness) (*gitops.Repo, *manifest.Manifest) {
 	t.Helper()
 	repo, err := gitops.Open(ctx, h.StateURL, filepath.Join(t.TempDir(), "state"), "main", nil)
 	if err != nil {
@@ -322,11 +322,11 @@ func gitProduction(ctx context.Context, t *testing.T, h *demo.Harness) (*gitops.
 	return repo, m
 }
 
-func assertGitProduction(ctx context.Context, t *testing.T, h *demo.Harness, version string) {
+func assertGitProduction(ctx context.Context, t *testing.T, h *harness.Harness, version string) {
 	t.Helper()
 	repo, m := gitProduction(ctx, t, h)
-	if got := m.Apps[demo.AppName].Version(); got != version {
-		t.Fatalf("git's production manifest has %s %s, want %s", demo.AppName, got, version)
+	if got := m.Apps[harness.AppName].Version(); got != version {
+		t.Fatalf("git's production manifest has %s %s, want %s", harness.AppName, got, version)
 	}
 	s, err := repo.Snapshot(ctx)
 	if err != nil {
@@ -339,7 +339,7 @@ func assertGitProduction(ctx context.Context, t *testing.T, h *demo.Harness, ver
 
 // assertEnvGone checks that nothing of a staging environment remains: not
 // in the API, not routed, no data dir, no process.
-func assertEnvGone(ctx context.Context, t *testing.T, h *demo.Harness, dir, env string) {
+func assertEnvGone(ctx context.Context, t *testing.T, h *harness.Harness, dir, env string) {
 	t.Helper()
 	if env == "" {
 		t.Fatal("pipeline has no staging environment")
@@ -353,7 +353,7 @@ func assertEnvGone(ctx context.Context, t *testing.T, h *demo.Harness, dir, env 
 			t.Fatalf("environment %s still listed by the API", env)
 		}
 	}
-	status, _, _, err := h.Get(ctx, demo.AppName+"."+env+".localhost", "/ping")
+	status, _, _, err := h.Get(ctx, harness.AppName+"."+env+".localhost", "/ping")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,16 +368,16 @@ func assertEnvGone(ctx context.Context, t *testing.T, h *demo.Harness, dir, env 
 
 // startRunway starts a Runway with its repositories in a temporary
 // directory; cleanup stops it and checks that no process of it remains.
-func startRunway(ctx context.Context, t *testing.T) (*demo.Harness, string) {
+func startRunway(ctx context.Context, t *testing.T) (*harness.Harness, string) {
 	t.Helper()
-	h, dir, _ := startRunwayWith(ctx, t, demo.Options{})
+	h, dir, _ := startRunwayWith(ctx, t, harness.Options{})
 	return h, dir
 }
 
 // startRunwayWith is startRunway with harness options (Examples, Dir are
 // set here; opts.Log, if set, gets the server's log too) and the server's
 // log in a buffer.
-func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*demo.Harness, string, *logbuf.Buffer) {
+func startRunwayWith(ctx context.Context, t testing.TB, opts harness.Options) (*harness.Harness, string, *logbuf.Buffer) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test")
@@ -392,7 +392,7 @@ func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*dem
 	} else {
 		opts.Log = logBuf
 	}
-	h, err := demo.Start(ctx, opts)
+	h, err := harness.Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,11 +401,11 @@ func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*dem
 			t.Errorf("closing runway: %v", err)
 		}
 		assertNoProcesses(t, h.WorkDir(), "")
-		if left := demo.GatewayProcesses(h.DataDir()); len(left) > 0 {
+		if left := harness.GatewayProcesses(h.DataDir()); len(left) > 0 {
 			t.Errorf("gateway processes still run after close: %v", left)
 		}
 		if t.Failed() {
-			t.Logf("server log tail:\n%s", demo.TailLines(logBuf.String(), 120))
+			t.Logf("server log tail:\n%s", harness.TailLines(logBuf.String(), 120))
 		}
 	})
 	return h, dir, logBuf
@@ -413,9 +413,9 @@ func startRunwayWith(ctx context.Context, t *testing.T, opts demo.Options) (*dem
 
 // assertNoProcesses checks that no process of env (every env when env is
 // "") of the Runway with work directory workDir still runs.
-func assertNoProcesses(t *testing.T, workDir, env string) {
+func assertNoProcesses(t testing.TB, workDir, env string) {
 	t.Helper()
-	for _, p := range demo.Leftovers(workDir, env) {
+	for _, p := range harness.Leftovers(workDir, env) {
 		t.Errorf("process of environment %q still runs: %s", env, p)
 	}
 }

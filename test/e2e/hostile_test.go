@@ -30,7 +30,6 @@ import (
 	_ "modernc.org/sqlite" // the store, read-only, for its row counts
 
 	"github.com/runway-cd/runway/internal/auth"
-	"github.com/runway-cd/runway/internal/demo"
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/logbuf"
 	"github.com/runway-cd/runway/internal/pipeline"
@@ -38,6 +37,7 @@ import (
 	"github.com/runway-cd/runway/internal/rollout"
 	"github.com/runway-cd/runway/internal/server"
 	"github.com/runway-cd/runway/internal/webhook"
+	"github.com/runway-cd/runway/test/harness"
 )
 
 // hostileAuthor is the author of the commits the test makes itself; Runway
@@ -61,7 +61,7 @@ func TestHostileInputs(t *testing.T) {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	h, _, logBuf := startRunwayWith(ctx, t, demo.Options{Tune: func(c *server.Config) {
+	h, _, logBuf := startRunwayWith(ctx, t, harness.Options{Tune: func(c *server.Config) {
 		c.PollInterval.Duration = time.Second // state repo rows wait for reconcile passes
 	}})
 	x := newRig(ctx, t, h, logBuf)
@@ -133,7 +133,7 @@ type hostileAnswer struct {
 // rig is what the rows need of the Runway under test.
 type rig struct {
 	ctx    context.Context
-	h      *demo.Harness
+	h      *harness.Harness
 	log    *logbuf.Buffer
 	client *http.Client // follows no redirect
 	gw     *http.Client // the gateway's admin socket
@@ -154,7 +154,7 @@ type rig struct {
 	secretLines   []string
 }
 
-func newRig(ctx context.Context, t *testing.T, h *demo.Harness, log *logbuf.Buffer) *rig {
+func newRig(ctx context.Context, t *testing.T, h *harness.Harness, log *logbuf.Buffer) *rig {
 	t.Helper()
 	x := &rig{ctx: ctx, h: h, log: log, outside: t.TempDir()}
 	x.client = &http.Client{
@@ -198,7 +198,7 @@ func (x *rig) deployFirst(t *testing.T) {
 	}
 	// Pushed here rather than with the harness, so that the rows can send
 	// the same delivery again.
-	x.firstBody = pushPayload(demo.RepoName, "refs/heads/main", sha, "https://github.com/"+demo.RepoName+".git")
+	x.firstBody = pushPayload(harness.RepoName, "refs/heads/main", sha, "https://github.com/"+harness.RepoName+".git")
 	x.firstDelivery = randomHex(16)
 	a := x.hook(t, x.firstBody, "X-GitHub-Delivery", x.firstDelivery)
 	var resp struct{ Pipeline string }
@@ -228,7 +228,7 @@ func (x *rig) deployFirst(t *testing.T) {
 // stepTail is the end of the log of the step a pipeline failed at.
 func stepTail(p *pipeline.Pipeline) string {
 	if s := p.Step(p.FailedStep); s != nil {
-		return demo.TailLines(s.Log, 30)
+		return harness.TailLines(s.Log, 30)
 	}
 	return ""
 }
@@ -359,7 +359,7 @@ func (x *rig) snapshot(t *testing.T) snapshot {
 func (x *rig) processes() map[string]string {
 	work := x.h.WorkDir() + "/"
 	gateways := map[int]bool{}
-	for _, pid := range demo.GatewayProcesses(x.h.DataDir()) {
+	for _, pid := range harness.GatewayProcesses(x.h.DataDir()) {
 		gateways[pid] = true
 	}
 	out := map[string]string{}
@@ -769,7 +769,7 @@ func (x *rig) hookDeclaring(t *testing.T, length int64) hostileAnswer {
 
 func (x *rig) webhookRows() []hostileRow {
 	onMain := func(after string) []byte {
-		return pushPayload(demo.RepoName, "refs/heads/main", after, "https://github.com/"+demo.RepoName+".git")
+		return pushPayload(harness.RepoName, "refs/heads/main", after, "https://github.com/"+harness.RepoName+".git")
 	}
 	valid := x.firstBody
 	sha1Sig := func(p []byte) string {
@@ -812,9 +812,9 @@ func (x *rig) webhookRows() []hostileRow {
 			return x.hook(t, onMain(strings.ToUpper(x.firstCommit)))
 		}),
 		row("ref with ..", 400, "contains '..'", func(t *testing.T) hostileAnswer {
-			return x.hook(t, pushPayload(demo.RepoName, "refs/heads/../../main", x.firstCommit, ""))
+			return x.hook(t, pushPayload(harness.RepoName, "refs/heads/../../main", x.firstCommit, ""))
 		}),
-		row("after not in the repository", 422, "is not in "+demo.RepoName, func(t *testing.T) hostileAnswer {
+		row("after not in the repository", 422, "is not in "+harness.RepoName, func(t *testing.T) hostileAnswer {
 			return x.hook(t, onMain(randomHex(20)))
 		}),
 		row("after on another branch", 422, "is not on branch main", func(t *testing.T) hostileAnswer {
@@ -822,9 +822,9 @@ func (x *rig) webhookRows() []hostileRow {
 		}),
 		// The state repo has that commit: only a verifier that trusted the
 		// payload's clone_url would find it.
-		row("clone_url naming another repository", 422, "is not in "+demo.RepoName, func(t *testing.T) hostileAnswer {
+		row("clone_url naming another repository", 422, "is not in "+harness.RepoName, func(t *testing.T) hostileAnswer {
 			head := x.git(t, "", "--git-dir", x.h.StateURL, "rev-parse", "refs/heads/main")
-			return x.hook(t, pushPayload(demo.RepoName, "refs/heads/main", head, x.h.StateURL))
+			return x.hook(t, pushPayload(harness.RepoName, "refs/heads/main", head, x.h.StateURL))
 		}),
 		row("untracked repository", 202, "is not tracked", func(t *testing.T) hostileAnswer {
 			return x.hook(t, pushPayload("homelab/other", "refs/heads/main", x.firstCommit, ""))
@@ -865,7 +865,7 @@ func (x *rig) specRows() []hostileRow {
 			may: mayChange{pipelines: 1, rows: map[string]int{"pipelines": 1, "webhook_deliveries": 2}},
 			send: func(t *testing.T) hostileAnswer {
 				sha := x.commitApp(t, name, files, links)
-				return x.hook(t, pushPayload(demo.RepoName, "refs/heads/main", sha, ""))
+				return x.hook(t, pushPayload(harness.RepoName, "refs/heads/main", sha, ""))
 			},
 			check: func(t *testing.T, a hostileAnswer, _ snapshot) { x.buildFails(t, a, wants...) },
 		}
@@ -1077,7 +1077,7 @@ func (x *rig) checkCommitsBesideNul(t *testing.T) {
 	}
 	staged := false
 	for _, c := range x.commits(t, x.nulCommit, head) {
-		if c.author == "Runway" && strings.HasPrefix(c.message, "stage "+demo.AppName+" "+x.canary.Version) {
+		if c.author == "Runway" && strings.HasPrefix(c.message, "stage "+harness.AppName+" "+x.canary.Version) {
 			staged = true
 		}
 	}
@@ -1102,7 +1102,7 @@ func (x *rig) removeNul(t *testing.T) {
 
 func (x *rig) apiRows() []hostileRow {
 	const jsonType = "application/json"
-	rollouts := "/api/v1/rollouts/production/" + demo.AppName
+	rollouts := "/api/v1/rollouts/production/" + harness.AppName
 	admin := "Bearer " + x.h.Token()
 	read := "Bearer " + x.readToken
 	wrong := "Bearer " + x.h.Token()[:len(x.h.Token())-1] + "x"
@@ -1148,7 +1148,7 @@ func (x *rig) apiRows() []hostileRow {
 			`{"reason":"`+strings.Repeat("x", 70<<10)+`"}`, "Authorization", admin, "Content-Type", jsonType),
 		row("path traversal in the app name", 404, "no rollout in progress", "POST", "/api/v1/rollouts/production/..%2F..%2Fetc%2Fpasswd/promote", "",
 			"Authorization", admin, "Content-Type", jsonType),
-		row("path traversal in the env name", 404, "no rollout in progress", "POST", "/api/v1/rollouts/..%2F..%2Fetc/"+demo.AppName+"/abort", "",
+		row("path traversal in the env name", 404, "no rollout in progress", "POST", "/api/v1/rollouts/..%2F..%2Fetc/"+harness.AppName+"/abort", "",
 			"Authorization", admin, "Content-Type", jsonType),
 		row("path traversal in a pipeline id", 404, "not found", "GET", "/api/v1/pipelines/..%2F..%2Fsecret", "", "Authorization", admin),
 		row("pipelines without a token", 401, "missing token", "GET", "/api/v1/pipelines", ""),
@@ -1163,7 +1163,7 @@ func portOf(u string) string {
 }
 
 func (x *rig) gatewayRows() []hostileRow {
-	route := "/routes/production/" + demo.AppName
+	route := "/routes/production/" + harness.AppName
 	body := func(addr string) string {
 		return fmt.Sprintf(`{"StableVersion":%q,"Stable":[{"Addr":%q}]}`, x.first.Version, addr)
 	}
@@ -1207,7 +1207,7 @@ func (x *rig) reporterRows() []hostileRow {
 	update := func(workflow, app string) string {
 		return fmt.Sprintf(`{"WorkflowName":%q,"App":%q,"Success":true,"Message":"forged: all good"}`, workflow, app)
 	}
-	forged := update(wf, demo.AppName)
+	forged := update(wf, harness.AppName)
 	own := "Bearer " + x.canaryToken
 	row := func(name string, status int, want, path, body string, hdr ...string) hostileRow {
 		return hostileRow{name: name, status: status, want: []string{want},
@@ -1221,19 +1221,19 @@ func (x *rig) reporterRows() []hostileRow {
 			"Authorization", "Bearer "+x.h.Token(), "Content-Type", jsonType),
 		row("update with a malformed Authorization", 401, "missing reporter token", "/workflow/update", forged,
 			"Authorization", x.canaryToken, "Content-Type", jsonType),
-		row("update for an unknown workflow", 404, "expectation not found", "/workflow/update", update("no-such-workflow", demo.AppName),
+		row("update for an unknown workflow", 404, "expectation not found", "/workflow/update", update("no-such-workflow", harness.AppName),
 			"Authorization", own, "Content-Type", jsonType),
 		row("update for an app not in the expectation", 409, "not in the workflow's expectation", "/workflow/update", update(wf, "otherapp"),
 			"Authorization", own, "Content-Type", jsonType),
 		row("update with malformed JSON", 400, "decoding body", "/workflow/update", `{"WorkflowName":`, "Authorization", own, "Content-Type", jsonType),
 		row("update with unknown fields", 400, "unknown field", "/workflow/update",
-			fmt.Sprintf(`{"WorkflowName":%q,"App":%q,"Success":true,"Phase":"Succeeded"}`, wf, demo.AppName), "Authorization", own, "Content-Type", jsonType),
+			fmt.Sprintf(`{"WorkflowName":%q,"App":%q,"Success":true,"Phase":"Succeeded"}`, wf, harness.AppName), "Authorization", own, "Content-Type", jsonType),
 		row("update without Success", 400, "Success is required", "/workflow/update",
-			fmt.Sprintf(`{"WorkflowName":%q,"App":%q}`, wf, demo.AppName), "Authorization", own, "Content-Type", jsonType),
-		row("update for workflow ../../etc", 400, "only letters, digits", "/workflow/update", update("../../etc", demo.AppName),
+			fmt.Sprintf(`{"WorkflowName":%q,"App":%q}`, wf, harness.AppName), "Authorization", own, "Content-Type", jsonType),
+		row("update for workflow ../../etc", 400, "only letters, digits", "/workflow/update", update("../../etc", harness.AppName),
 			"Authorization", own, "Content-Type", jsonType),
 		row("oversized update", 413, "body larger than 65536 bytes", "/workflow/update",
-			fmt.Sprintf(`{"WorkflowName":%q,"App":%q,"Success":true,"Message":%q}`, wf, demo.AppName, strings.Repeat("m", 70<<10)),
+			fmt.Sprintf(`{"WorkflowName":%q,"App":%q,"Success":true,"Message":%q}`, wf, harness.AppName, strings.Repeat("m", 70<<10)),
 			"Authorization", own, "Content-Type", jsonType),
 		row("submit without the admin token", 401, "missing token", "/workflow/submit",
 			fmt.Sprintf(`{"WorkflowName":%q,"Apps":["otherapp"]}`, wf), "Content-Type", jsonType),
@@ -1258,7 +1258,7 @@ func (x *rig) abortRow(baseline snapshot) hostileRow {
 		name: "abort reason with newlines and a forged Signed-off-by trailer", status: 202, want: []string{"aborting"},
 		may: mayChange{custom: true},
 		send: func(t *testing.T) hostileAnswer {
-			return x.call(t, "POST", "/api/v1/rollouts/production/"+demo.AppName+"/abort", string(body),
+			return x.call(t, "POST", "/api/v1/rollouts/production/"+harness.AppName+"/abort", string(body),
 				"Authorization", "Bearer "+x.h.Token(), "Content-Type", "application/json")
 		},
 		check: func(t *testing.T, _ hostileAnswer, before snapshot) {
@@ -1283,7 +1283,7 @@ func (x *rig) abortRow(baseline snapshot) hostileRow {
 				if c.trailers != "" || strings.Contains(c.message, "\n") {
 					t.Errorf("state repo commit %.12s has trailers %q or more than one line: %q", c.sha, c.trailers, c.message)
 				}
-				if strings.HasPrefix(c.message, "rollback "+demo.AppName+" to "+x.first.Version) {
+				if strings.HasPrefix(c.message, "rollback "+harness.AppName+" to "+x.first.Version) {
 					reverted = true
 					t.Logf("rollback commit %.12s (%d bytes, no trailers): %.160s...", c.sha, len(c.message), c.message)
 				}

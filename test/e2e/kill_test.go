@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runway-cd/runway/internal/demo"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/procfs"
+	"github.com/runway-cd/runway/test/harness"
 )
 
 // killPoint is one kill -9 of the control plane and what came after.
@@ -37,7 +37,7 @@ func TestKillControlPlane(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	events := &logEvents{ch: make(chan string, 256)}
-	h, dir, _ := startRunwayWith(ctx, t, demo.Options{Process: true, Log: events})
+	h, dir, _ := startRunwayWith(ctx, t, harness.Options{Process: true, Log: events})
 
 	stable := deployFirstVersion(ctx, t, h)
 	stableAddrs := replicaAddrs(ctx, h, manifest.ProductionEnv)
@@ -92,7 +92,7 @@ func TestKillControlPlane(t *testing.T) {
 // analysis wants 10 canary requests a minute before it judges; a prober
 // alone gives a canary at 20% about 4 a second, fewer than that across a
 // kill and a restart). It logs the kills, probe counts and recovery times.
-func killChange(ctx context.Context, t *testing.T, h *demo.Harness, events *logEvents, change, msg string, kill killFunc) (*pipeline.Pipeline, []killPoint, map[string]int, map[string]int) {
+func killChange(ctx context.Context, t *testing.T, h *harness.Harness, events *logEvents, change, msg string, kill killFunc) (*pipeline.Pipeline, []killPoint, map[string]int, map[string]int) {
 	t.Helper()
 	sha, err := h.CommitChange(ctx, change, msg)
 	if err != nil {
@@ -195,7 +195,7 @@ func logValue(line, key string) string {
 // weight), restarting it every time; it returns the kills and the
 // pipeline's end. Points seen again after a restart (a resumed step
 // starts again) are not killed twice.
-func killAlong(ctx context.Context, t *testing.T, h *demo.Harness, id string, events <-chan string, kill killFunc) ([]killPoint, *pipeline.Pipeline) {
+func killAlong(ctx context.Context, t *testing.T, h *harness.Harness, id string, events <-chan string, kill killFunc) ([]killPoint, *pipeline.Pipeline) {
 	t.Helper()
 	seen := map[string]bool{}
 	var kills []killPoint
@@ -226,11 +226,11 @@ func killAlong(ctx context.Context, t *testing.T, h *demo.Harness, id string, ev
 
 // killFunc kills a part of Runway at kill point at and returns once it is
 // back.
-type killFunc func(ctx context.Context, t *testing.T, h *demo.Harness, at string) killPoint
+type killFunc func(ctx context.Context, t *testing.T, h *harness.Harness, at string) killPoint
 
 // killAndRespawn kills the control plane, starts it again and waits until
 // its API lists production's replicas.
-func killAndRespawn(ctx context.Context, t *testing.T, h *demo.Harness, at string) killPoint {
+func killAndRespawn(ctx context.Context, t *testing.T, h *harness.Harness, at string) killPoint {
 	t.Helper()
 	start := time.Now()
 	if err := h.Kill(); err != nil {
@@ -259,7 +259,7 @@ func median(d []time.Duration) time.Duration {
 // environment, production at version, explains: its data dir alone, its
 // replicas all of version, one PostgreSQL server, and the old stable
 // version's ports closed.
-func assertOnlyExplained(t *testing.T, h *demo.Harness, version string, oldAddrs []string) {
+func assertOnlyExplained(t *testing.T, h *harness.Harness, version string, oldAddrs []string) {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(h.WorkDir(), "envs"))
 	if err != nil {
@@ -298,7 +298,7 @@ func assertOnlyExplained(t *testing.T, h *demo.Harness, version string, oldAddrs
 		t.Errorf("%d PostgreSQL servers run for this Runway, want 1 (production's)", postgres)
 	}
 	for _, a := range oldAddrs {
-		if demo.Listening(a) {
+		if harness.Listening(a) {
 			t.Errorf("the old stable version's replica port %s still listens", a)
 		}
 	}
@@ -315,7 +315,7 @@ func TestKillDataPlane(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	events := &logEvents{ch: make(chan string, 256)}
-	h, dir, _ := startRunwayWith(ctx, t, demo.Options{Log: events})
+	h, dir, _ := startRunwayWith(ctx, t, harness.Options{Log: events})
 	stable := deployFirstVersion(ctx, t, h)
 	stableAddrs := replicaAddrs(ctx, h, manifest.ProductionEnv)
 
@@ -340,7 +340,7 @@ func TestKillDataPlane(t *testing.T) {
 
 // killDataPlane kills the data-plane process and waits until its
 // successor (started by the control plane) serves production again.
-func killDataPlane(ctx context.Context, t *testing.T, h *demo.Harness, at string) killPoint {
+func killDataPlane(ctx context.Context, t *testing.T, h *harness.Harness, at string) killPoint {
 	t.Helper()
 	start := time.Now()
 	killed, err := h.KillGateway()

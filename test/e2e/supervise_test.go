@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runway-cd/runway/internal/demo"
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/procfs"
 	"github.com/runway-cd/runway/internal/runtime"
+	"github.com/runway-cd/runway/test/harness"
 )
 
 // TestSupervision kills production's processes from outside, as a crash or
@@ -39,7 +39,7 @@ import (
 func TestSupervision(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	h, dir, _ := startRunwayWith(ctx, t, demo.Options{})
+	h, dir, _ := startRunwayWith(ctx, t, harness.Options{})
 	stable := deployFirstVersion(ctx, t, h)
 
 	t.Run("kill one replica", func(t *testing.T) {
@@ -228,26 +228,26 @@ func TestSupervision(t *testing.T) {
 }
 
 // replicaHealth is what the API says of the app's replicas in env.
-func replicaHealth(ctx context.Context, h *demo.Harness, env string) []runtime.ReplicaStatus {
+func replicaHealth(ctx context.Context, h *harness.Harness, env string) []runtime.ReplicaStatus {
 	var e environment.EnvStatus
 	if err := h.GetJSON(ctx, "/api/v1/environments/"+env, &e); err != nil {
 		return nil
 	}
-	if a := appOf(&e, demo.AppName); a != nil {
+	if a := appOf(&e, harness.AppName); a != nil {
 		return a.Health
 	}
 	return nil
 }
 
 // versionsRunning lists the versions of the app the API shows in env.
-func versionsRunning(ctx context.Context, h *demo.Harness, env string) []string {
+func versionsRunning(ctx context.Context, h *harness.Harness, env string) []string {
 	var e environment.EnvStatus
 	if err := h.GetJSON(ctx, "/api/v1/environments/"+env, &e); err != nil {
 		return nil
 	}
 	var out []string
 	for _, a := range e.Apps {
-		if a.Name == demo.AppName && a.Version != "" {
+		if a.Name == harness.AppName && a.Version != "" {
 			out = append(out, a.Version)
 		}
 	}
@@ -256,12 +256,12 @@ func versionsRunning(ctx context.Context, h *demo.Harness, env string) []string 
 
 // readyReplicas waits until production shows n ready, running replicas of
 // version and returns them, by index.
-func readyReplicas(ctx context.Context, t *testing.T, h *demo.Harness, version string, n int) []runtime.ReplicaStatus {
+func readyReplicas(ctx context.Context, t *testing.T, h *harness.Harness, version string, n int) []runtime.ReplicaStatus {
 	t.Helper()
 	for i := 0; ; i++ {
 		var e environment.EnvStatus
 		if err := h.GetJSON(ctx, "/api/v1/environments/"+manifest.ProductionEnv, &e); err == nil {
-			if a := appOf(&e, demo.AppName); a != nil && a.Version == version && len(a.Health) == n &&
+			if a := appOf(&e, harness.AppName); a != nil && a.Version == version && len(a.Health) == n &&
 				!slices.ContainsFunc(a.Health, func(r runtime.ReplicaStatus) bool { return !r.Ready || r.PID == 0 }) {
 				return a.Health
 			}
@@ -275,7 +275,7 @@ func readyReplicas(ctx context.Context, t *testing.T, h *demo.Harness, version s
 
 // waitReplicaBack waits until the API shows replica r of version restarted
 // (another pid, one more restart) and ready again.
-func waitReplicaBack(ctx context.Context, t *testing.T, h *demo.Harness, version string, r runtime.ReplicaStatus, killed time.Time) runtime.ReplicaStatus {
+func waitReplicaBack(ctx context.Context, t *testing.T, h *harness.Harness, version string, r runtime.ReplicaStatus, killed time.Time) runtime.ReplicaStatus {
 	t.Helper()
 	for i := 0; ; i++ {
 		for _, now := range replicaHealth(ctx, h, manifest.ProductionEnv) {
@@ -306,7 +306,7 @@ func killPID(t *testing.T, pid int) time.Time {
 }
 
 // postmaster is the pid of env's PostgreSQL server.
-func postmaster(t *testing.T, h *demo.Harness, env string) int {
+func postmaster(t *testing.T, h *harness.Harness, env string) int {
 	t.Helper()
 	pid := postmasterOrZero(h, env)
 	if pid == 0 {
@@ -317,7 +317,7 @@ func postmaster(t *testing.T, h *demo.Harness, env string) int {
 
 // postmasterOrZero finds the postmaster whose data dir is env's (its
 // children's command lines are "postgres: ..."), or 0.
-func postmasterOrZero(h *demo.Harness, env string) int {
+func postmasterOrZero(h *harness.Harness, env string) int {
 	want := []byte(filepath.Join(h.WorkDir(), "envs", env) + "/")
 	pids, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range pids {

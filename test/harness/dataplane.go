@@ -1,4 +1,4 @@
-package demo
+package harness
 
 import (
 	"bytes"
@@ -75,4 +75,13 @@ func GatewayProcesses(dataDir string) []int {
 		out = append(out, pid)
 	}
 	return out
+}
+
+// WorkDir is the work directory of the harness's Runway: its artifacts,
+// builds and environments.
+func (h *Harness) WorkDir() string {
+	if h.cfg.WorkDir != "" {
+		return h.cfg.WorkDir
+	}
+	return filepath.Clean(h.cfg.DataDir) + "-work"
 }
