@@ -94,15 +94,10 @@ func (a *appPromotion) noteTaken(e entrant) {
 	}
 }
 
-// seed records what a stored pipeline says about its app's promotion: a
-// pipeline that took it and has not finished its production tests holds
-// it; one whose promote step was running without taking it waits.
-func (g *promotions) seed(p *Pipeline) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.seedLocked(p)
-}
-
+// seedLocked records what a stored pipeline says about its app's
+// promotion: a pipeline that took it and has not finished its production
+// tests holds it; one whose promote step was running without taking it
+// waits. The caller holds g.mu.
 func (g *promotions) seedLocked(p *Pipeline) {
 	a := g.app(p.App)
 	e := entrantOf(p)

@@ -152,7 +152,7 @@ func (ru *run) execute(ctx, rctx context.Context) {
 	ru.hideToken(ctx, ru.p.ID)
 	ru.hideToken(ctx, ru.productionWorkflow())
 	funcs := ru.steps()
-	end, failedStep := ru.endSoFar()
+	failedStep, end := ru.endSoFar()
 	for i := range ru.p.Steps {
 		name := ru.p.Steps[i].Name
 		if ru.p.Steps[i].Phase.Done() {
@@ -208,25 +208,25 @@ func (ru *run) execute(ctx, rctx context.Context) {
 
 // endSoFar is how a resumed pipeline already ended, if it did: a failed,
 // superseded or cancelled step, or a stored cancel request.
-func (ru *run) endSoFar() (end error, failedStep string) {
+func (ru *run) endSoFar() (failedStep string, end error) {
 	p := ru.p
 	if p.FailedStep != "" {
-		return &errStep{msg: p.Reason}, p.FailedStep
+		return p.FailedStep, &errStep{msg: p.Reason}
 	}
 	for _, s := range p.Steps {
 		switch s.Phase {
 		case Failed: // recorded before FailedStep was
-			return &errStep{msg: reason(s.Name, errors.New(s.Error))}, s.Name
+			return s.Name, &errStep{msg: reason(s.Name, errors.New(s.Error))}
 		case Superseded:
-			return &errSuperseded{msg: p.Reason}, ""
+			return "", &errSuperseded{msg: p.Reason}
 		case Cancelled:
-			return errCancelled, ""
+			return "", errCancelled
 		}
 	}
 	if p.CancelRequested != "" {
-		return errCancelled, ""
+		return "", errCancelled
 	}
-	return nil, ""
+	return "", nil
 }
 
 // finish records the pipeline's end.

@@ -60,6 +60,10 @@ func ParsePush(payload []byte) (Push, error) {
 			return Push{}, err
 		}
 	}
+	// The deprecation of Commits is about the Events API's payloads;
+	// push webhooks still carry the commits, and they are only the
+	// fallback when git cannot tell what changed.
+	//lint:ignore SA1019 webhook payloads still have commits (see above)
 	p.Paths, p.PathsListed = listedPaths(pe.Commits)
 	// A deleted ref has an all-zero after sha.
 	p.Deleted = pe.GetDeleted() || strings.Trim(p.After, "0") == ""
