@@ -21,3 +21,4 @@ fi
 command -v go >/dev/null || { echo "Go is required (https://go.dev/dl/)" >&2; exit 1; }
 go mod download
 (cd examples/homelabping && go mod download)
+(cd examples/services/postgres-schema && go mod download)

@@ -14,6 +14,7 @@ if ! command -v prometheus >/dev/null; then
 fi
 go vet ./...
 (cd examples/homelabping && go vet ./... && go build ./...)
+(cd examples/services/postgres-schema && go vet ./... && go build ./...)
 # staticcheck, built once into a cache outside the repository.
 tools="${XDG_CACHE_HOME:-$HOME/.cache}/runway-tools"
 if [ ! -x "$tools/staticcheck" ]; then

@@ -2,6 +2,10 @@
 // app repository that tells Runway how to build the app and its pipeline
 // artifact, how to run it, what it needs, how to migrate and test it and how
 // to roll it out.
+//
+// A service's own repository (the database's: schema, setup hooks, no app
+// image) has a spec too, of kind Service: only its pipeline artifact, its
+// migrations and its tests, since Runway runs the service itself.
 package appspec
 
 import (
@@ -29,22 +33,35 @@ import (
 // artifact built from it.
 const FileName = "runway.yaml"
 
+// The kinds of spec (Spec.Kind).
+const (
+	// KindApp is an app's repository: what runs, how, and how it rolls
+	// out. The zero value of Kind means it.
+	KindApp = "App"
+	// KindService is a service's own repository, the database's: build.pipeline,
+	// migrations and tests only. Its name is the service's entry in the
+	// manifests (postgres).
+	KindService = "Service"
+)
+
 // Spec is a parsed app spec.
 type Spec struct {
 	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
+	// Kind is KindApp or KindService. Zero value: KindApp.
+	Kind string `json:"kind"`
 	// Name is the app's name: the key in manifests and the first label of
-	// its gateway host.
+	// its gateway host. For a service, its entry's name in the manifests.
 	Name  string `json:"name"`
 	Build Build  `json:"build"`
-	Run   Run    `json:"run"`
+	// Run is an app's; a service's is zero (not allowed).
+	Run Run `json:"run,omitzero"`
 	// Needs lists the services the app needs in each environment. The only
 	// one known today is "postgres": a database and user of the app's name on
 	// the environment's PostgreSQL server, passed in PG* and DATABASE_URL.
 	Needs      []string `json:"needs,omitempty"`
 	Migrations *Job     `json:"migrations,omitempty"`
 	Tests      *Job     `json:"tests,omitempty"`
-	Strategy   Strategy `json:"strategy,omitempty"`
+	Strategy   Strategy `json:"strategy,omitzero"`
 	// AnalysisTemplates are paths, relative to the repository root, of Argo
 	// Rollouts AnalysisTemplate documents that the canary steps refer to.
 	AnalysisTemplates []string `json:"analysisTemplates,omitempty"`
@@ -59,7 +76,8 @@ type Spec struct {
 // Build holds shell scripts (run with sh -c in a clean checkout of the
 // pushed commit). Each writes its artifact's files to $RUNWAY_OUT.
 type Build struct {
-	App      string `json:"app"`
+	// App is required for an app, not allowed for a service.
+	App      string `json:"app,omitempty"`
 	Pipeline string `json:"pipeline,omitempty"`
 }
 
@@ -137,6 +155,9 @@ func (r Run) Probes() (readiness runtime.Probe, liveness *runtime.Probe) {
 		FailureThreshold: cmp.Or(r.LivenessFailureThreshold, DefaultFailureThreshold),
 	}
 }
+
+// IsService reports whether the spec is a service's (kind Service).
+func (s *Spec) IsService() bool { return s.Kind == KindService }
 
 // ProgressDeadline is progressDeadlineSeconds as a duration, its default
 // applied.
@@ -332,6 +353,14 @@ func (s *Spec) CheckTemplates(defined map[string]bool) error {
 }
 
 func (s *Spec) setDefaults() {
+	for _, j := range []*Job{s.Migrations, s.Tests} {
+		if j != nil && j.Timeout.Duration == 0 {
+			j.Timeout.Duration = 5 * time.Minute
+		}
+	}
+	if s.IsService() {
+		return // no replicas, no rollout: nothing else applies
+	}
 	if s.Run.PortEnv == "" {
 		s.Run.PortEnv = "PORT"
 	}
@@ -363,11 +392,6 @@ func (s *Spec) setDefaults() {
 	if s.ProgressDeadlineSeconds == 0 {
 		s.ProgressDeadlineSeconds = DefaultProgressDeadline
 	}
-	for _, j := range []*Job{s.Migrations, s.Tests} {
-		if j != nil && j.Timeout.Duration == 0 {
-			j.Timeout.Duration = 5 * time.Minute
-		}
-	}
 }
 
 func (s *Spec) validate() error {
@@ -375,12 +399,42 @@ func (s *Spec) validate() error {
 	if s.APIVersion != "" && s.APIVersion != "runway.dev/v1alpha1" {
 		errs = append(errs, s.errorf("apiVersion", "%q is not runway.dev/v1alpha1", s.APIVersion))
 	}
-	if s.Kind != "" && s.Kind != "App" {
-		errs = append(errs, s.errorf("kind", "%q is not App", s.Kind))
+	if s.Kind != "" && s.Kind != KindApp && s.Kind != KindService {
+		errs = append(errs, s.errorf("kind", "%q is not %s or %s", s.Kind, KindApp, KindService))
 	}
 	if !ValidName(s.Name) {
 		errs = append(errs, s.errorf("name", "%q must be a DNS label ([a-z0-9-], at most 40 characters)", s.Name))
 	}
+	if s.IsService() {
+		errs = append(errs, s.validateService()...)
+	} else {
+		errs = append(errs, s.validateApp()...)
+	}
+	for _, j := range []struct {
+		name string
+		job  *Job
+	}{{"migrations", s.Migrations}, {"tests", s.Tests}} {
+		if j.job == nil {
+			continue
+		}
+		if len(j.job.Command) == 0 {
+			errs = append(errs, s.errorf(j.name+".command", "is required"))
+		}
+		if j.job.Timeout.Duration < 0 {
+			errs = append(errs, s.errorf(j.name+".timeout", "is negative"))
+		}
+		if strings.TrimSpace(s.Build.Pipeline) == "" && !s.IsService() { // a service's is required, said once
+			errs = append(errs, s.errorf(j.name, "needs build.pipeline to build the pipeline artifact"))
+		}
+	}
+	sortByLine(errs)
+	return errors.Join(errs...)
+}
+
+// validateApp checks what an app's spec has and a service's has not: the
+// app artifact, how to run it and how to roll it out.
+func (s *Spec) validateApp() []error {
+	var errs []error
 	if strings.TrimSpace(s.Build.App) == "" {
 		errs = append(errs, s.errorf("build.app", "is required"))
 	}
@@ -404,28 +458,46 @@ func (s *Spec) validate() error {
 			errs = append(errs, s.errorf(fmt.Sprintf("analysisTemplates[%d]", i), "%v", err))
 		}
 	}
-	for _, j := range []struct {
-		name string
-		job  *Job
-	}{{"migrations", s.Migrations}, {"tests", s.Tests}} {
-		if j.job == nil {
-			continue
-		}
-		if len(j.job.Command) == 0 {
-			errs = append(errs, s.errorf(j.name+".command", "is required"))
-		}
-		if j.job.Timeout.Duration < 0 {
-			errs = append(errs, s.errorf(j.name+".timeout", "is negative"))
-		}
-		if strings.TrimSpace(s.Build.Pipeline) == "" {
-			errs = append(errs, s.errorf(j.name, "needs build.pipeline to build the pipeline artifact"))
-		}
-	}
 	if c := s.Strategy.Canary; c != nil {
 		errs = append(errs, s.validateCanary(c)...)
 	}
-	sortByLine(errs)
-	return errors.Join(errs...)
+	return errs
+}
+
+// validateService checks a service's spec (kind Service): Runway runs the
+// service itself (the environment's PostgreSQL server), so the spec
+// builds only the pipeline artifact, whose migrations and tests run
+// against the databases of the environment's apps. Each field of an app's
+// that would be ignored is an error, so that no one believes it applies.
+func (s *Spec) validateService() []error {
+	var errs []error
+	notAllowed := func(field string, set bool, why string) {
+		if set {
+			errs = append(errs, s.errorf(field, "not allowed with kind %s: %s", KindService, why))
+		}
+	}
+	notAllowed("build.app", s.Build.App != "",
+		"a service has no app artifact (build.pipeline builds its migrations and tests)")
+	notAllowed("run", s.has("run") || !reflect.ValueOf(s.Run).IsZero(),
+		"a service has no replicas to run or probe (no command, readiness or liveness): Runway runs the environment's PostgreSQL server itself")
+	notAllowed("needs", s.has("needs") || len(s.Needs) > 0,
+		"a service's jobs get the database of every app that needs postgres (RUNWAY_DATABASE_APPS)")
+	notAllowed("strategy", s.has("strategy") || s.Strategy.Canary != nil,
+		"a service has no canary: its change reaches production as a new revision of its manifest entry")
+	notAllowed("progressDeadlineSeconds", s.has("progressDeadlineSeconds") || s.ProgressDeadlineSeconds != 0,
+		"a service has no canary")
+	notAllowed("analysisTemplates", s.has("analysisTemplates") || len(s.AnalysisTemplates) > 0,
+		"a service has no canary to analyse")
+	if strings.TrimSpace(s.Build.Pipeline) == "" {
+		errs = append(errs, s.errorf("build.pipeline", "is required with kind %s: it builds the service's migrations and tests", KindService))
+	}
+	return errs
+}
+
+// has reports whether the parsed file sets key at its top level, even to
+// an empty value ("run: {}").
+func (s *Spec) has(key string) bool {
+	return s.doc != nil && s.doc.Line(key) > 0
 }
 
 // validateProbes checks the health, readiness and liveness fields of run.

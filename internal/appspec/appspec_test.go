@@ -233,6 +233,107 @@ strategy:
 	}
 }
 
+// service is a service repository's spec, as examples/services has it.
+const service = `apiVersion: runway.dev/v1alpha1
+kind: Service
+name: postgres
+build:
+  pipeline: |
+    go build -o "$RUNWAY_OUT/migrate" ./cmd/migrate
+    go test -c -o "$RUNWAY_OUT/functest" ./functest
+migrations:
+  command: [./migrate]
+tests:
+  command: [./functest, -test.v]
+`
+
+func TestParseService(t *testing.T) {
+	tests := []struct {
+		name   string
+		yaml   string
+		assert func(*testing.T, *Spec)
+	}{
+		{
+			name: "jobs and pipeline, nothing of an app's",
+			yaml: service,
+			assert: func(t *testing.T, s *Spec) {
+				if !s.IsService() || s.Kind != KindService || s.Name != "postgres" {
+					t.Errorf("kind %q name %q, IsService %v; want a Service named postgres", s.Kind, s.Name, s.IsService())
+				}
+				if s.Migrations == nil || s.Migrations.Timeout.Duration != 5*time.Minute || s.Tests == nil || s.Tests.Timeout.Duration != 5*time.Minute {
+					t.Errorf("jobs = %+v, %+v; want both with the 5m default", s.Migrations, s.Tests)
+				}
+				// No app defaults: nothing suggests a service has replicas.
+				if !reflect.ValueOf(s.Run).IsZero() || s.ProgressDeadlineSeconds != 0 || s.Build.App != "" || s.Strategy.Canary != nil {
+					t.Errorf("a service got an app's fields: run %+v, progressDeadlineSeconds %d, build.app %q", s.Run, s.ProgressDeadlineSeconds, s.Build.App)
+				}
+			},
+		},
+		{
+			name: "no jobs yet",
+			yaml: "kind: Service\nname: postgres\nbuild: {pipeline: \"true\"}\n",
+			assert: func(t *testing.T, s *Spec) {
+				if !s.IsService() || s.Migrations != nil || s.Tests != nil {
+					t.Errorf("spec = %+v, want a service without jobs", s)
+				}
+			},
+		},
+		{
+			name: "any manifest name",
+			yaml: strings.Replace(service, "name: postgres", "name: db", 1),
+			assert: func(t *testing.T, s *Spec) {
+				if s.Name != "db" {
+					t.Errorf("name = %q, want db", s.Name)
+				}
+			},
+		},
+		{
+			name: "no kind is an app",
+			yaml: minimal,
+			assert: func(t *testing.T, s *Spec) {
+				if s.IsService() {
+					t.Error("a spec without kind is a service")
+				}
+			},
+		},
+		{
+			name: "a marshalled service parses again",
+			yaml: service,
+			assert: func(t *testing.T, s *Spec) {
+				out, err := yaml.Marshal(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := Parse(out); err != nil {
+					t.Errorf("re-parsing %s: %v", out, err)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Parse([]byte(tt.yaml))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			tt.assert(t, s)
+		})
+	}
+}
+
+// serviceExampleDir is the service repository shipped with Runway.
+const serviceExampleDir = "../../examples/services/postgres-schema"
+
+func TestLoadServiceExample(t *testing.T) {
+	s, err := Load(serviceExampleDir)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", serviceExampleDir, err)
+	}
+	if !s.IsService() || s.Name != "postgres" || s.Migrations == nil || s.Tests == nil {
+		t.Fatalf("spec = %+v; want a Service named postgres with migrations and tests", s)
+	}
+}
+
 // TestParseErrors feeds hostile and mistyped specs; each error must be the
 // exact message, naming the file, the line and the field path.
 func TestParseErrors(t *testing.T) {
@@ -328,7 +429,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "wrong apiVersion and kind",
 			yaml: minimal + "apiVersion: v2\nkind: Deployment\n",
-			want: invalid + `runway.yaml:7: apiVersion: "v2" is not runway.dev/v1alpha1` + "\n" + `runway.yaml:8: kind: "Deployment" is not App`,
+			want: invalid + `runway.yaml:7: apiVersion: "v2" is not runway.dev/v1alpha1` + "\n" + `runway.yaml:8: kind: "Deployment" is not App or Service`,
 		},
 		{
 			name: "required fields absent",
@@ -472,6 +573,62 @@ func TestParseErrors(t *testing.T) {
 				`runway.yaml:2: run.healthPath: "nope" must start with /` + "\n" +
 				`runway.yaml:3: needs[0]: unknown service "redis" (known: postgres)` + "\n" +
 				"runway.yaml: build.app: is required",
+		},
+		{
+			name: "kind is case-sensitive",
+			yaml: strings.Replace(service, "kind: Service", "kind: service", 1),
+			want: invalid + `runway.yaml:2: kind: "service" is not App or Service` + "\n" +
+				"runway.yaml:4: build.app: is required\nrunway.yaml: run.command: is required",
+		},
+		{
+			name: "service with an app's fields",
+			yaml: strings.Replace(service, "build:\n", "build:\n  app: go build -o \"$RUNWAY_OUT/db\" .\n", 1) + `run:
+  command: [./db]
+  readinessPath: /ready
+  livenessPath: /live
+needs: [postgres]
+strategy:
+  canary:
+    steps: [{setWeight: 50}]
+progressDeadlineSeconds: 60
+analysisTemplates: [analysis/rate.yaml]
+`,
+			want: invalid + "runway.yaml:5: build.app: not allowed with kind Service: a service has no app artifact (build.pipeline builds its migrations and tests)\n" +
+				"runway.yaml:13: run: not allowed with kind Service: a service has no replicas to run or probe (no command, readiness or liveness): Runway runs the environment's PostgreSQL server itself\n" +
+				"runway.yaml:17: needs: not allowed with kind Service: a service's jobs get the database of every app that needs postgres (RUNWAY_DATABASE_APPS)\n" +
+				"runway.yaml:18: strategy: not allowed with kind Service: a service has no canary: its change reaches production as a new revision of its manifest entry\n" +
+				"runway.yaml:21: progressDeadlineSeconds: not allowed with kind Service: a service has no canary\n" +
+				"runway.yaml:22: analysisTemplates: not allowed with kind Service: a service has no canary to analyse",
+		},
+		{
+			name: "service with an empty run",
+			yaml: service + "run: {}\n",
+			want: invalid + "runway.yaml:12: run: not allowed with kind Service: a service has no replicas to run or probe (no command, readiness or liveness): Runway runs the environment's PostgreSQL server itself",
+		},
+		{
+			name: "service with only a liveness probe",
+			yaml: service + "run:\n  livenessPath: /live\n",
+			want: invalid + "runway.yaml:12: run: not allowed with kind Service: a service has no replicas to run or probe (no command, readiness or liveness): Runway runs the environment's PostgreSQL server itself",
+		},
+		{
+			name: "service without build.pipeline",
+			yaml: "kind: Service\nname: postgres\nmigrations: {command: [./migrate]}\n",
+			want: invalid + "runway.yaml: build.pipeline: is required with kind Service: it builds the service's migrations and tests",
+		},
+		{
+			name: "service with an empty build.pipeline",
+			yaml: "kind: Service\nname: postgres\nbuild: {pipeline: \"  \"}\n",
+			want: invalid + "runway.yaml:3: build.pipeline: is required with kind Service: it builds the service's migrations and tests",
+		},
+		{
+			name: "service name not a DNS label",
+			yaml: strings.Replace(service, "name: postgres", "name: Postgres_15", 1),
+			want: invalid + `runway.yaml:3: name: "Postgres_15" must be a DNS label ([a-z0-9-], at most 40 characters)`,
+		},
+		{
+			name: "service job without command",
+			yaml: strings.Replace(service, "tests:\n  command: [./functest, -test.v]\n", "tests: {timeout: 1m}\n", 1),
+			want: invalid + "runway.yaml:10: tests.command: is required",
 		},
 		{
 			name: "too big",
@@ -618,6 +775,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal + "strategy: {canary: {steps: [{setWeight: 20}, {pause: {duration: 1s}}], analysis: {templates: [{templateName: t}], startingStep: 1}}}\n"))
 	f.Add([]byte(withPipeline + "tests: {command: [./t], timeout: 1m}\n"))
 	f.Add([]byte(minimal + "  readinessPath: /r\n  readinessPeriod: 200ms\n  livenessPath: /l\n  livenessFailureThreshold: 5\nprogressDeadlineSeconds: 60\n"))
+	f.Add([]byte(service))
+	f.Add([]byte(service + "run: {}\n"))
 	f.Add([]byte("name: [\n"))
 	f.Add([]byte("{}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -628,8 +787,12 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		readiness, _ := s.Run.Probes()
-		if !ValidName(s.Name) || s.Run.PortEnv == "" || s.Run.Replicas < 1 || !strings.HasPrefix(s.Run.HealthPath, "/") || len(s.Run.Command) == 0 ||
+		if s.IsService() {
+			if !ValidName(s.Name) || !reflect.ValueOf(s.Run).IsZero() || s.Build.App != "" || strings.TrimSpace(s.Build.Pipeline) == "" ||
+				s.Strategy.Canary != nil || len(s.AnalysisTemplates) > 0 || len(s.Needs) > 0 || s.ProgressDeadlineSeconds != 0 {
+				t.Fatalf("Parse accepted an invalid service spec: %+v", s)
+			}
+		} else if readiness, _ := s.Run.Probes(); !ValidName(s.Name) || s.Run.PortEnv == "" || s.Run.Replicas < 1 || !strings.HasPrefix(s.Run.HealthPath, "/") || len(s.Run.Command) == 0 ||
 			!strings.HasPrefix(readiness.Path, "/") || readiness.Period < MinProbePeriod || s.ProgressDeadlineSeconds < 1 {
 			t.Fatalf("Parse accepted an invalid spec: %+v", s)
 		}

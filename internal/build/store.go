@@ -13,6 +13,7 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -46,6 +47,11 @@ const (
 
 // ErrNotFound is returned by Resolve for an unknown tag.
 var ErrNotFound = errors.New("artifact not found")
+
+// ErrNoAppArtifact is returned by Build for the App kind of a service's
+// repository (a spec of kind Service): Runway runs the service itself, so
+// there is nothing to build; its pipeline artifact is built as an app's.
+var ErrNoAppArtifact = errors.New("a service has no app artifact")
 
 // Artifact is a built, immutable directory.
 type Artifact struct {
@@ -161,6 +167,11 @@ type Request struct {
 	RepoURL string
 	Commit  string // full hash
 	Kind    Kind
+	// SpecKind, when set, is the kind the spec must have: appspec.KindService
+	// for a repository the server config tracks as a service
+	// (apps[].service), appspec.KindApp for an app's. Empty: either; a
+	// Service spec's App kind is refused all the same (ErrNoAppArtifact).
+	SpecKind string
 	// Log receives the build's output. Nil discards it.
 	Log io.Writer
 }
@@ -210,6 +221,9 @@ func (s *Store) Build(ctx context.Context, req Request) (Artifact, error) {
 	if spec.Name != req.App {
 		return Artifact{}, fmt.Errorf("app spec names %q, pushed repository is tracked as %q", spec.Name, req.App)
 	}
+	if err := checkKind(spec, req); err != nil {
+		return Artifact{}, err
+	}
 	script := spec.Build.App
 	if req.Kind == Pipeline {
 		script = spec.Build.Pipeline
@@ -237,6 +251,25 @@ func (s *Store) Build(ctx context.Context, req Request) (Artifact, error) {
 	}
 	a.InputKey = key
 	return a, nil
+}
+
+// checkKind refuses a build that does not fit the spec's kind: the app
+// artifact of a service, or a spec of another kind than req.SpecKind.
+func checkKind(spec *appspec.Spec, req Request) error {
+	kind := cmp.Or(spec.Kind, appspec.KindApp)
+	if req.SpecKind != "" && kind != req.SpecKind {
+		tracked := "an app"
+		if req.SpecKind == appspec.KindService {
+			tracked = "a service"
+		}
+		return fmt.Errorf("app spec %s is of kind %s, but %s is tracked as %s (server config apps[].service): want kind %s",
+			appspec.FileName, kind, req.App, tracked, req.SpecKind)
+	}
+	if spec.IsService() && req.Kind == App {
+		return fmt.Errorf("building the app artifact of %s: %w: its spec is of kind %s, which builds only the pipeline artifact (build.pipeline)",
+			req.App, ErrNoAppArtifact, appspec.KindService)
+	}
+	return nil
 }
 
 // reuse tags the stored artifact digest, built from the same inputs as

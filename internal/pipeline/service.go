@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/manifest"
 )
 
@@ -51,6 +52,16 @@ var errSkipped = errors.New("step does not apply")
 
 // isService reports whether the pipeline is a service's.
 func (p *Pipeline) isService() bool { return p.Service != "" }
+
+// specKind is the kind of app spec the pipeline's repository must have: a
+// repository tracked as a service must hold a Service spec, any other an
+// App spec.
+func (p *Pipeline) specKind() string {
+	if p.isService() {
+		return appspec.KindService
+	}
+	return appspec.KindApp
+}
 
 // entryVersion is the version a pipeline's manifest entry carries: the
 // code tag of an app, the pipeline tag of a service (whose code tag is its

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-git/go-git/v5"
 
+	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
@@ -186,7 +187,7 @@ func TestServicePipeline(t *testing.T) {
 	r.b.mu.Lock()
 	reqs := slices.Clone(r.b.reqs)
 	r.b.mu.Unlock()
-	if len(reqs) != 1 || reqs[0].Kind != build.Pipeline || reqs[0].App != "postgres" || reqs[0].Commit != strings.Repeat("a", 40) {
+	if len(reqs) != 1 || reqs[0].Kind != build.Pipeline || reqs[0].SpecKind != appspec.KindService || reqs[0].App != "postgres" || reqs[0].Commit != strings.Repeat("a", 40) {
 		t.Errorf("builds %+v, want only the pipeline artifact of postgres", reqs)
 	}
 

@@ -44,6 +44,7 @@ func (ru *run) build(ctx context.Context, w io.Writer, step string, kind build.K
 	defer cancel()
 	a, err := ru.r.builder.Build(bctx, build.Request{
 		App: ru.p.App, Version: ru.p.Version, RepoURL: ru.p.CloneURL, Commit: ru.p.Commit, Kind: kind, Log: w,
+		SpecKind: ru.p.specKind(),
 	})
 	if err != nil && ctx.Err() == nil && errors.Is(bctx.Err(), context.DeadlineExceeded) {
 		return failf("%s: deadline %s passed building the %s artifact of %s %s", step, shortDuration(ru.r.opts.BuildTimeout), kind, ru.p.App, ru.p.Version)
