@@ -230,6 +230,9 @@ type appState struct {
 	failed string
 	// reported remembers (workflow) reports already sent for this app.
 	reported map[string]bool
+	// unsent are reports the reporter did not take yet, by workflow: every
+	// pass sends them again until they are taken (see envPass.flush).
+	unsent map[string]unsentReport
 	// transient counts the passes in a row that failed for a reason that
 	// is not the version's (see retryLater).
 	transient int

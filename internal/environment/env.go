@@ -11,7 +11,9 @@ import (
 	"github.com/runway-cd/runway/internal/events"
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/reporter"
 	"github.com/runway-cd/runway/internal/rollout"
+	"github.com/runway-cd/runway/internal/runtime"
 	"github.com/runway-cd/runway/internal/workload"
 )
 
@@ -74,6 +76,11 @@ type envPass struct {
 	sig string
 	// failures are the apps' failures this pass reported or recorded.
 	failures []string
+	// refused are the (app, workflow) reports the reporter did not take
+	// in this pass: they are kept for the next pass (see flush), not sent
+	// again in this one, and the pass fails so that its key is retried
+	// with backoff.
+	refused map[[2]string]bool
 }
 
 func (c *Controller) newPass(m *manifest.Manifest) *envPass {
@@ -85,7 +92,7 @@ func (c *Controller) newPass(m *manifest.Manifest) *envPass {
 		c.envs[m.EnvName] = st
 	}
 	st.manifest = m
-	return &envPass{c: c, m: m, st: st, sig: signature(m)}
+	return &envPass{c: c, m: m, st: st, sig: signature(m), refused: map[[2]string]bool{}}
 }
 
 // signature names what m declares: every app's version and workflow.
@@ -111,7 +118,7 @@ func (p *envPass) app(name string) *appState {
 	defer p.c.mu.Unlock()
 	as, ok := p.st.apps[name]
 	if !ok {
-		as = &appState{reported: map[string]bool{}}
+		as = &appState{reported: map[string]bool{}, unsent: map[string]unsentReport{}}
 		p.st.apps[name] = as
 	}
 	return as
@@ -188,7 +195,22 @@ func (p *envPass) settle(err error) error {
 	case err == nil && p.serving():
 		p.event(events.Normal, "Ready", "every app serves its manifest's version")
 	}
-	return err
+	return errors.Join(err, p.unsentErr())
+}
+
+// unsentErr fails a pass that left reports the reporter did not take, so
+// that the environment's key is retried with the queue's backoff rather
+// than at the next poll: a pipeline waits for them.
+func (p *envPass) unsentErr() error {
+	if len(p.refused) == 0 {
+		return nil
+	}
+	var names []string
+	for k := range p.refused {
+		names = append(names, k[0]+" to "+k[1])
+	}
+	sort.Strings(names)
+	return fmt.Errorf("deploy reports not taken by the reporter, to be sent again: %s", strings.Join(names, ", "))
 }
 
 // serving reports whether every app of the manifest serves its version.
@@ -203,6 +225,7 @@ func (p *envPass) serving() bool {
 
 func (p *envPass) reconcileService(ctx context.Context, name string, a *manifest.App) error {
 	as := p.app(name)
+	p.flush(ctx, name, as)
 	if err := p.c.rt.EnsurePostgres(ctx, p.st.name); err != nil {
 		err = fmt.Errorf("starting postgres of %s: %w", p.st.name, err)
 		if ctx.Err() == nil {
@@ -245,6 +268,9 @@ func (p *envPass) fail(ctx context.Context, name string, as *appState, version, 
 func (p *envPass) reconcileStagingApp(ctx context.Context, name string, a *manifest.App) error {
 	as := p.app(name)
 	env, want := p.st.name, a.Version()
+	// A report the reporter did not take is sent again before anything
+	// else: once the app serves (or failed at) want, nothing else would.
+	p.flush(ctx, name, as)
 	if want == as.version || want == as.failed {
 		return nil
 	}
@@ -262,7 +288,7 @@ func (p *envPass) reconcileStagingApp(ctx context.Context, name string, a *manif
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return fmt.Errorf("starting %s %s: %w", name, want, errors.Join(err, ctx.Err())) // stopped, not failed
-	case errors.Is(err, workload.ErrRetry):
+	case errors.Is(err, workload.ErrRetry), errors.Is(err, runtime.ErrUnavailable):
 		// A later pass tries again; it is reported once it persists.
 		err = fmt.Errorf("starting %s %s: %w", name, want, err)
 		p.retryLater(ctx, name, as, err)
@@ -352,7 +378,7 @@ func (p *envPass) settleProduction(err error) error {
 	if len(p.failures) > 0 {
 		p.event(events.Warning, "Failed", strings.Join(p.failures, "; "))
 	}
-	return err
+	return errors.Join(err, p.unsentErr())
 }
 
 // handOver gives the rollout controller the manifest's version of a
@@ -362,6 +388,7 @@ func (p *envPass) settleProduction(err error) error {
 func (p *envPass) handOver(ctx context.Context, name string, a *manifest.App) error {
 	as := p.app(name)
 	want := a.Version()
+	p.flush(ctx, name, as)
 	if want == as.failed {
 		return nil
 	}
@@ -382,8 +409,17 @@ func (p *envPass) handOver(ctx context.Context, name string, a *manifest.App) er
 	return nil
 }
 
+// unsentReport is a deploy report the reporter did not take yet.
+type unsentReport struct {
+	ok  bool
+	msg string
+}
+
 // report sends an app's deploy report to the app's workflow
-// (manifest.Workflow), once per workflow.
+// (manifest.Workflow), once per workflow. A report the reporter does not
+// take (its store busy, say) is kept and sent again by the next passes
+// until it is taken (see flush); a newer report of the app to the same
+// workflow replaces it.
 func (p *envPass) report(ctx context.Context, app string, as *appState, ok bool, msg string) {
 	workflow := p.m.Workflow(app)
 	if workflow == "" || as.reported[workflow] {
@@ -392,9 +428,39 @@ func (p *envPass) report(ctx context.Context, app string, as *appState, ok bool,
 	if p.c.opts.Redact != nil {
 		msg = p.c.opts.Redact(msg) // a replica's log tail may print its DATABASE_URL
 	}
-	if err := p.c.reporter.Update(ctx, workflow, app, ok, msg); err != nil {
-		p.c.log.Error("reporting", "workflow", workflow, "app", app, "err", err)
-		return
+	p.set(func() { as.unsent[workflow] = unsentReport{ok: ok, msg: msg} })
+	p.flush(ctx, app, as)
+}
+
+// flush sends app's reports that the reporter has not taken yet, each
+// once per pass. One taken is never sent again; one the reporter refuses
+// as invalid (reporter.ErrInvalid: a workflow name it cannot take) is
+// logged and given up, since no retry makes it valid; any other failure
+// keeps it for the next pass, which the pass's error brings on with
+// backoff.
+func (p *envPass) flush(ctx context.Context, app string, as *appState) {
+	workflows := make([]string, 0, len(as.unsent))
+	for wf := range as.unsent {
+		if !p.refused[[2]string{app, wf}] {
+			workflows = append(workflows, wf)
+		}
 	}
-	p.set(func() { as.reported[workflow] = true })
+	sort.Strings(workflows)
+	for _, wf := range workflows {
+		r := as.unsent[wf]
+		err := p.c.reporter.Update(ctx, wf, app, r.ok, r.msg)
+		switch {
+		case err == nil:
+		case errors.Is(err, reporter.ErrInvalid):
+			p.c.log.Error("deploy report refused as invalid; given up", "workflow", wf, "app", app, "err", err)
+		default:
+			p.c.log.Warn("deploy report not taken; it is sent again", "workflow", wf, "app", app, "err", err)
+			p.refused[[2]string{app, wf}] = true
+			continue
+		}
+		p.set(func() {
+			as.reported[wf] = true
+			delete(as.unsent, wf)
+		})
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/runway-cd/runway/internal/analysis"
+	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/runtime"
@@ -42,11 +43,19 @@ const storeRetention = 30 * 24 * time.Hour
 // it knows). An app that runs in production although its manifest no
 // longer declares it is handed to the rollout controller to forget (and,
 // once the rollout controller wants none of it, stopped).
+//
+// A newer snapshot may be read while it runs, and passes of it may start
+// and route what it declares: what runs and what is routed are therefore
+// listed before the snapshot is taken (whatever a pass started or routed
+// by then, it did from that snapshot or an older one), and every removal
+// is decided again against the snapshot kept at that moment, with the
+// environment's lock held so that no pass of it is in flight (see
+// tryLockEnv: an environment being reconciled is left to the next
+// collection).
 func (c *Controller) collectGarbage(ctx context.Context) error {
-	c.mu.Lock()
-	snap := c.snap
-	c.mu.Unlock()
-	if snap == nil {
+	running := c.rt.Running()
+	routes := c.router.Routes()
+	if c.current() == nil {
 		return nil
 	}
 	var errs []error
@@ -54,54 +63,124 @@ func (c *Controller) collectGarbage(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("collecting stray processes: %w", err))
 	}
 	forget := map[string]bool{} // production apps to forget
-	if err := c.collectVersions(ctx, snap, forget); err != nil {
+	if err := c.collectVersions(ctx, running, forget); err != nil {
 		errs = append(errs, err)
 	}
-	c.collectRoutes(snap, forget)
-	apps := make([]string, 0, len(forget))
-	for app := range forget {
-		apps = append(apps, app)
-	}
-	sort.Strings(apps)
-	for _, app := range apps {
-		c.log.Info("garbage: a production app no manifest declares, handed to the rollouts to forget", "app", app)
-		c.rollouts.Forget(manifest.ProductionEnv, app)
-	}
+	c.collectRoutes(routes, forget)
+	c.forgetProduction(forget)
 	if err := c.collectStore(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// collectVersions stops the versions that run in a declared environment
-// although nothing wants them, and adds to forget the production apps
-// that run undeclared.
-func (c *Controller) collectVersions(ctx context.Context, snap *gitops.Snapshot, forget map[string]bool) error {
+// current is the kept snapshot now (nil before one was read).
+func (c *Controller) current() *gitops.Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snap
+}
+
+// forgetProduction hands to the rollout controller to forget the
+// production apps that ran or were routed undeclared, each only if the
+// snapshot kept now still confirms that production's manifest does not
+// declare it: a newer snapshot may have (re)added it, and a pass of it
+// handed it over. Production's lock is held meanwhile, so no pass of
+// production hands over an app between that check and the Forget.
+func (c *Controller) forgetProduction(forget map[string]bool) {
+	if len(forget) == 0 {
+		return
+	}
+	unlock, ok := c.tryLockEnv(manifest.ProductionEnv)
+	if !ok {
+		c.log.Info("garbage: production is being reconciled; its undeclared apps are left to the next collection")
+		return
+	}
+	defer unlock()
+	apps := make([]string, 0, len(forget))
+	for app := range forget {
+		apps = append(apps, app)
+	}
+	sort.Strings(apps)
+	for _, app := range apps {
+		m := c.current().Envs[manifest.ProductionEnv]
+		if m == nil {
+			continue // production's manifest is missing or invalid now: nothing is confirmed
+		}
+		if _, declared := m.Apps[app]; declared {
+			c.log.Info("garbage: a production app kept, since the state repository declares it again", "app", app)
+			continue
+		}
+		c.log.Info("garbage: a production app no manifest declares, handed to the rollouts to forget", "app", app)
+		c.rollouts.Forget(manifest.ProductionEnv, app)
+	}
+}
+
+// collectVersions stops the versions of running that run in a declared
+// environment although nothing wants them, and adds to forget the
+// production apps that run undeclared.
+func (c *Controller) collectVersions(ctx context.Context, running []runtime.Deployment, forget map[string]bool) error {
 	var errs []error
-	for _, d := range c.rt.Running() {
-		m, declared := snap.Envs[d.Env]
-		if !declared {
-			continue
-		}
-		var why string
-		var stray bool
+	for _, d := range running {
+		var err error
 		if d.Env == manifest.ProductionEnv {
-			if _, ok := m.Apps[d.App]; !ok {
-				forget[d.App] = true
-			}
-			why, stray = c.unwantedInProduction(m, d)
+			err = c.collectProductionVersion(ctx, d, forget)
 		} else {
-			why, stray = c.unwantedInStaging(m, d)
+			err = c.collectStagingVersion(ctx, d)
 		}
-		if !stray {
-			continue
-		}
-		c.log.Info("garbage: stopping a version nothing wants", "env", d.Env, "app", d.App, "version", d.Version, "why", why)
-		if err := c.starter.Stop(ctx, d.Env, d.App, d.Version); err != nil {
-			errs = append(errs, fmt.Errorf("stopping unwanted %s %s in %s: %w", d.App, d.Version, d.Env, err))
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// collectProductionVersion stops d, a version running in production, when
+// the rollout controller does not want it, and adds its app to forget when
+// production's manifest does not declare it.
+func (c *Controller) collectProductionVersion(ctx context.Context, d runtime.Deployment, forget map[string]bool) error {
+	m := c.current().Envs[d.Env]
+	if m == nil {
+		return nil // never on a missing or invalid production manifest
+	}
+	if _, ok := m.Apps[d.App]; !ok {
+		forget[d.App] = true
+	}
+	why, stray := c.unwantedInProduction(m, d)
+	if !stray {
+		return nil
+	}
+	return c.stopUnwanted(ctx, d, why)
+}
+
+// collectStagingVersion stops d, a version running in a declared staging
+// environment, when nothing wants it. It decides with the environment's
+// lock held and the snapshot kept then, and stops with the lock held, so
+// that no pass of the environment starts that version meanwhile.
+func (c *Controller) collectStagingVersion(ctx context.Context, d runtime.Deployment) error {
+	unlock, ok := c.tryLockEnv(d.Env)
+	if !ok {
+		c.log.Debug("garbage: environment being reconciled; its versions are left to the next collection", "env", d.Env)
+		return nil
+	}
+	defer unlock()
+	m, declared := c.current().Envs[d.Env]
+	if !declared {
+		return nil // undeclared: the teardown's; invalid: left as it is
+	}
+	why, stray := c.unwantedInStaging(m, d)
+	if !stray {
+		return nil
+	}
+	return c.stopUnwanted(ctx, d, why)
+}
+
+func (c *Controller) stopUnwanted(ctx context.Context, d runtime.Deployment, why string) error {
+	c.log.Info("garbage: stopping a version nothing wants", "env", d.Env, "app", d.App, "version", d.Version, "why", why)
+	if err := c.starter.Stop(ctx, d.Env, d.App, d.Version); err != nil {
+		return fmt.Errorf("stopping unwanted %s %s in %s: %w", d.App, d.Version, d.Env, err)
+	}
+	return nil
 }
 
 // unwantedInProduction says why d runs in production although the rollout
@@ -147,17 +226,33 @@ func (c *Controller) unwantedInStaging(m *manifest.Manifest, d runtime.Deploymen
 // collectRoutes removes the gateway routes of (env, app) pairs that no
 // environment explains, and adds to forget production apps routed
 // undeclared (their route is the rollout controller's). A gateway that
-// cannot be listed lists nothing.
-func (c *Controller) collectRoutes(snap *gitops.Snapshot, forget map[string]bool) {
-	for _, r := range c.router.Routes() {
-		why, stray := c.unwantedRoute(snap, r.Env, r.App)
-		switch {
-		case stray && r.Env == manifest.ProductionEnv:
-			forget[r.App] = true
-		case stray:
-			c.log.Info("garbage: removing a route nothing wants", "env", r.Env, "app", r.App, "why", why)
-			c.router.RemoveRoute(r.Env, r.App)
+// cannot be listed lists nothing. A staging route is removed only with its
+// environment's lock held and by the snapshot kept then: a pass of a newer
+// snapshot may have just routed it.
+func (c *Controller) collectRoutes(routes []gateway.Route, forget map[string]bool) {
+	for _, r := range routes {
+		if r.Env == manifest.ProductionEnv {
+			if _, stray := c.unwantedRoute(c.current(), r.Env, r.App); stray {
+				forget[r.App] = true
+			}
+			continue
 		}
+		c.collectRoute(r.Env, r.App)
+	}
+}
+
+// collectRoute removes the route of app in env, a staging environment,
+// if nothing wants it.
+func (c *Controller) collectRoute(env, app string) {
+	unlock, ok := c.tryLockEnv(env)
+	if !ok {
+		c.log.Debug("garbage: environment being reconciled; its routes are left to the next collection", "env", env)
+		return
+	}
+	defer unlock()
+	if why, stray := c.unwantedRoute(c.current(), env, app); stray {
+		c.log.Info("garbage: removing a route nothing wants", "env", env, "app", app, "why", why)
+		c.router.RemoveRoute(env, app)
 	}
 }
 
@@ -166,24 +261,23 @@ func (c *Controller) unwantedRoute(snap *gitops.Snapshot, env, app string) (stri
 	if _, invalid := snap.Invalid[env]; invalid {
 		return "", false
 	}
+	c.mu.Lock()
+	st := c.envs[env]
+	ran := st != nil && st.apps[app] != nil
+	known := st != nil
+	c.mu.Unlock()
 	m, declared := snap.Envs[env]
 	if !declared {
-		if env == manifest.ProductionEnv {
-			return "", false // never on a missing production manifest
+		if env == manifest.ProductionEnv || known {
+			return "", false // never on a missing production manifest; a known environment is the teardown's
 		}
 		return "the environment is not declared", true
 	}
 	if _, ok := m.Apps[app]; ok {
 		return "", false
 	}
-	if env != manifest.ProductionEnv {
-		c.mu.Lock()
-		st := c.envs[env]
-		ran := st != nil && st.apps[app] != nil
-		c.mu.Unlock()
-		if ran {
-			return "", false // the environment's pass removes it with the app
-		}
+	if env != manifest.ProductionEnv && ran {
+		return "", false // the environment's pass removes it with the app
 	}
 	return "the app is not in the environment's manifest", true
 }

@@ -256,3 +256,30 @@ func (c *Controller) lockEnv(env string) (unlock func()) {
 		c.mu.Unlock()
 	}
 }
+
+// tryLockEnv locks env against other reconciles of it unless one holds it
+// now, and returns the unlock. Garbage collection uses it: it acts on an
+// environment only while no pass of it is in flight, and never waits for
+// one (a staging bring-up waits for health for seconds).
+func (c *Controller) tryLockEnv(env string) (unlock func(), ok bool) {
+	c.mu.Lock()
+	l := c.locks[env]
+	if l == nil {
+		l = &envLock{}
+		c.locks[env] = l
+	}
+	if !l.mu.TryLock() {
+		c.mu.Unlock() // held, so refs > 0: the holder's unlock deletes it
+		return nil, false
+	}
+	l.refs++
+	c.mu.Unlock()
+	return func() {
+		l.mu.Unlock()
+		c.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(c.locks, env)
+		}
+		c.mu.Unlock()
+	}, true
+}
