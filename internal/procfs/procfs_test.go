@@ -124,3 +124,21 @@ func FuzzParse(f *testing.F) {
 		_, _ = Parse(line) // must not panic
 	})
 }
+
+// WaitChildExit returns once the child exited and leaves it unreaped: its
+// /proc entry is still there (a zombie) until Wait reaps it.
+func TestWaitChildExit(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "exit 3")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	WaitChildExit(pid)
+	st, err := Read(pid)
+	if err != nil || !st.Exited() {
+		t.Errorf("after WaitChildExit the child is %+v, %v; want an unreaped zombie", st, err)
+	}
+	if err := cmd.Wait(); err == nil || cmd.ProcessState.ExitCode() != 3 {
+		t.Errorf("Wait = %v (exit %d), want exit status 3", err, cmd.ProcessState.ExitCode())
+	}
+}

@@ -142,10 +142,7 @@ func (rc *rolloutContext) startCanary(ctx context.Context) (result, error) {
 	}
 	canary, err := st.backends, st.err
 	if errors.Is(err, workload.ErrRetry) {
-		rc.c.mu.Lock()
-		rc.ks.startFails++
-		n := rc.ks.startFails
-		rc.c.mu.Unlock()
+		n := rc.startFailed()
 		if n < canaryStartAttempts {
 			rc.log.Warn("starting the canary failed; retrying", "canary", cp.CanaryVersion, "attempt", n, "err", err)
 			return backoff(), nil

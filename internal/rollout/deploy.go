@@ -67,10 +67,7 @@ func (rc *rolloutContext) reconcileFirstDeploy(ctx context.Context) (result, err
 	}
 	backends, err := st.backends, st.err
 	if errors.Is(err, workload.ErrRetry) {
-		rc.c.mu.Lock()
-		rc.ks.startFails++
-		n := rc.ks.startFails
-		rc.c.mu.Unlock()
+		n := rc.startFailed()
 		if n < startAttemptsReported {
 			rc.log.Warn("starting the first version failed; retrying", "version", d.Version, "attempt", n, "err", err)
 			return backoff(), nil
@@ -263,4 +260,13 @@ func (rc *rolloutContext) artifact(version string) (build.Artifact, error) {
 		return build.Artifact{}, fmt.Errorf("no replica of %s %s is ready: %w", rc.app, version, err)
 	}
 	return art, nil
+}
+
+// startFailed counts a replica start that failed for a reason that is not
+// the version's (workload.ErrRetry) and says how many did in a row.
+func (rc *rolloutContext) startFailed() int {
+	rc.c.mu.Lock()
+	defer rc.c.mu.Unlock()
+	rc.ks.startFails++
+	return rc.ks.startFails
 }

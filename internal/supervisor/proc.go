@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/runway-cd/runway/internal/procfs"
 )
@@ -95,7 +94,7 @@ func openLog(path string) (*os.File, error) {
 // kills what remains of the group, as a container's processes die with
 // it.
 func (p *proc) reap(cmd *exec.Cmd) {
-	waitExited(p.pid)
+	procfs.WaitChildExit(p.pid)
 	_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 	p.mu.Lock()
 	p.reaped = true
@@ -109,19 +108,6 @@ func (p *proc) reap(cmd *exec.Cmd) {
 	close(p.exited)
 }
 
-// waitExited blocks until the child pid has exited, without reaping it:
-// waitid(P_PID, pid, WEXITED|WNOWAIT).
-func waitExited(pid int) {
-	const pPID = 1
-	var info [128]byte // siginfo_t
-	for range 1000 {   // bounded: only EINTR repeats
-		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid),
-			uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
-		if errno != syscall.EINTR {
-			return
-		}
-	}
-}
 
 // adoptProc watches a process recorded by a previous supervisor, which is
 // not this one's child, by polling /proc until it is gone or closing is

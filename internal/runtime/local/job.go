@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/runway-cd/runway/internal/procfs"
 	"github.com/runway-cd/runway/internal/runtime"
@@ -95,7 +94,7 @@ func runGroup(cmd *exec.Cmd, log io.Writer) error {
 		<-copied
 		return err
 	}
-	awaitExit(cmd.Process.Pid)
+	procfs.WaitChildExit(cmd.Process.Pid)
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	err = cmd.Wait()
 	select {
@@ -139,20 +138,6 @@ func groupRuns(pgid int) bool {
 	return false
 }
 
-// awaitExit blocks until the child pid has exited, without reaping it:
-// waitid(P_PID, pid, WEXITED|WNOWAIT), as the supervisor does for its
-// workloads.
-func awaitExit(pid int) {
-	const pPID = 1
-	var info [128]byte // siginfo_t
-	for range 1000 {   // bounded: only EINTR repeats
-		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid),
-			uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
-		if errno != syscall.EINTR {
-			return
-		}
-	}
-}
 
 // checkJob refuses a job whose environment is no valid name, or whose app
 // (optional: it is for logs) is given and none.
