@@ -437,8 +437,10 @@ func (r *Repo) pushFailed(ctx context.Context, base, sha plumbing.Hash, pushErr 
 	switch {
 	case err != nil:
 		return "", fmt.Errorf("pushing %s: %w (and reading the branch again to tell why failed: %v)", sha, pushErr, err)
-	case now == sha:
-		r.log.Info("state repo push reported an error but landed", "commit", sha, "err", pushErr)
+	case now == sha || r.descends(now, sha):
+		// Landed, and maybe another writer pushed on top since: making
+		// the edit again would make it twice.
+		r.log.Info("state repo push reported an error but landed", "commit", sha, "head", now, "err", pushErr)
 		return sha.String(), nil
 	case now != base:
 		return "", fmt.Errorf("pushing %s: %w: %s moved from %s to %s: %w", sha, ErrRemoteMoved, r.branch, base, now, pushErr)
@@ -446,6 +448,36 @@ func (r *Repo) pushFailed(ctx context.Context, base, sha plumbing.Hash, pushErr 
 		return "", fmt.Errorf("pushing %s: %w", sha, pushErr)
 	}
 }
+
+// descends reports whether commit head has ancestor among its ancestors
+// (following every parent, at most maxAncestorWalk commits).
+func (r *Repo) descends(head, ancestor plumbing.Hash) bool {
+	seen := map[plumbing.Hash]bool{}
+	queue := []plumbing.Hash{head}
+	for len(queue) > 0 && len(seen) < maxAncestorWalk {
+		h := queue[0]
+		queue = queue[1:]
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		c, err := r.repo.CommitObject(h)
+		if err != nil {
+			return false
+		}
+		for _, p := range c.ParentHashes {
+			if p == ancestor {
+				return true
+			}
+			queue = append(queue, p)
+		}
+	}
+	return false
+}
+
+// maxAncestorWalk bounds descends: far more commits than other writers
+// push between a lost answer and the fetch after it.
+const maxAncestorWalk = 10000
 
 // apply returns root with change c made. Only manifest paths may change, a
 // new file only for a valid environment name, and never through or over a
