@@ -124,6 +124,19 @@ func TestEventsLongPoll(t *testing.T) {
 			t.Fatalf("status %d events %s", r.status, r.body)
 		}
 	})
+	t.Run("ends when the event log is closed (the server shuts down)", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+		rec := &watchedEvents{Recorder: events.New(clk, nil), emptyReads: make(chan struct{}, 1)}
+		srv := newEventsServer(t, rec, clk)
+		done := longPoll(t, srv, t.Context(), "/api/v1/events?wait=60s")
+		<-rec.emptyReads // the poll found nothing and waits
+		rec.Close()
+		// The fake clock never moves: only the close ends the wait.
+		r := await(t, done)
+		if r.status != http.StatusOK || strings.TrimSpace(r.body) != "[]" {
+			t.Fatalf("status %d body %q, want an empty array", r.status, r.body)
+		}
+	})
 	t.Run("answers empty when the wait passes", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 		rec := events.New(clk, nil)

@@ -60,6 +60,8 @@ type Recorder struct {
 	ring []Event // ring[(seq-1) % Capacity] is event seq
 	next uint64  // the next event's seq; 1 for the first
 	wake chan struct{}
+	// closed: every wake channel handed out is closed (see Close).
+	closed bool
 }
 
 // New returns a recorder. clk nil: the real clock. redact, if set, masks
@@ -92,9 +94,26 @@ func (r *Recorder) Record(typ, kind, name, reason, message string) uint64 {
 		r.ring[(e.Seq-1)%Capacity] = e
 	}
 	r.next++
-	close(r.wake)
-	r.wake = make(chan struct{})
+	if !r.closed { // once closed, r.wake stays closed
+		close(r.wake)
+		r.wake = make(chan struct{})
+	}
 	return e.Seq
+}
+
+// Close wakes every reader waiting for the next event, now and from now
+// on, as if an event had come: a server shutting down ends its long polls
+// with it. Events are still recorded after Close.
+func (r *Recorder) Close() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		close(r.wake)
+	}
 }
 
 // Normal records a Normal event.

@@ -62,3 +62,27 @@ func TestMessageRedactedAndBounded(t *testing.T) {
 		t.Fatal("a nil recorder recorded")
 	}
 }
+
+// After Close no reader waits: the wake channel it has, and every one it
+// gets later, is closed; events are still kept.
+func TestCloseWakesReaders(t *testing.T) {
+	r := New(nil, nil)
+	_, waiting := r.Since(0, 0)
+	r.Close()
+	r.Close() // twice is harmless
+	select {
+	case <-waiting:
+	default:
+		t.Fatal("Close did not wake a waiting reader")
+	}
+	r.Normal(Environment, "v1", "Ready", "")
+	got, later := r.Since(0, 0)
+	select {
+	case <-later:
+	default:
+		t.Fatal("a reader after Close would wait")
+	}
+	if len(got) != 1 {
+		t.Fatalf("events after Close: %+v", got)
+	}
+}

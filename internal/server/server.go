@@ -290,13 +290,16 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		// Drain: first stop accepting (a webhook being answered is
-		// recorded first), then let pipeline steps reach a checkpoint.
+		// recorded first; a long poll of the events ends at once), then
+		// let pipeline steps reach a checkpoint, with a grace of their
+		// own whatever the API's shutdown took.
+		s.events.Close()
 		if s.apiSrv != nil {
 			errs = append(errs, s.apiSrv.Shutdown(ctx))
 		}
 		if s.pipelines != nil {
 			start := time.Now()
-			dctx, dcancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace.Duration)
+			dctx, dcancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace.Duration)
 			if err := s.pipelines.Drain(dctx); err != nil {
 				s.log.Warn("shutdown grace over; interrupting the remaining steps (they run again on restart)", "err", err)
 			} else {
