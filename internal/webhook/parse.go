@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/go-github/v75/github"
 )
@@ -43,7 +44,7 @@ func ParsePush(payload []byte) (Push, error) {
 		CloneURL: pe.GetRepo().GetCloneURL(),
 		Ref:      pe.GetRef(),
 		After:    pe.GetAfter(),
-		Message:  pe.GetHeadCommit().GetMessage(),
+		Message:  capMessage(pe.GetHeadCommit().GetMessage()),
 		Pusher:   pusher(pe),
 	}
 	if err := checkRepo(p.Repo); err != nil {
@@ -177,7 +178,7 @@ func checkSHA(field, sha string) error {
 // ref is safe to hand to git later.
 func checkRef(ref string) error {
 	bad := func(why string) error {
-		return fmt.Errorf("%w: ref %q %s", ErrInvalid, ref, why)
+		return fmt.Errorf("%w: ref %.200q %s", ErrInvalid, ref, why) // a hostile ref is not echoed whole
 	}
 	switch {
 	case len(ref) > 1024:
@@ -200,4 +201,20 @@ func checkRef(ref string) error {
 		}
 	}
 	return nil
+}
+
+// MaxMessage bounds the head commit's message a push carries into a
+// pipeline (and, by its first line, into manifests' change descriptions),
+// in bytes; a longer one is cut at a character boundary.
+const MaxMessage = 16 << 10
+
+func capMessage(m string) string {
+	if len(m) <= MaxMessage {
+		return m
+	}
+	m = m[:MaxMessage]
+	for len(m) > 0 && !utf8.ValidString(m) {
+		m = m[:len(m)-1]
+	}
+	return m
 }

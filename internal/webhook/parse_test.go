@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/runway-cd/runway/internal/webhook"
 )
@@ -178,5 +179,24 @@ func TestParsePushPaths(t *testing.T) {
 				t.Fatalf("paths %q listed %v, want %q %v", p.Paths, p.PathsListed, tt.wantPaths, tt.wantListed)
 			}
 		})
+	}
+}
+
+// A hostile push is not echoed whole: a long ref is refused with an error
+// of bounded size, and a long head commit message is cut, at a character
+// boundary, before it reaches a pipeline.
+func TestParseBoundsWhatItKeeps(t *testing.T) {
+	ref := "refs/heads/" + strings.Repeat("a", 1<<20)
+	_, err := webhook.ParsePush([]byte(`{"ref":"` + ref + `","after":"` + strings.Repeat("a", 40) + `","repository":{"full_name":"o/r"}}`))
+	if err == nil || len(err.Error()) > 4096 {
+		t.Fatalf("a 1 MiB ref: error of %d bytes, want a refusal under 4 KiB", len(fmt.Sprint(err)))
+	}
+	msg := strings.Repeat("é", webhook.MaxMessage) // 2 bytes each: cut mid-character
+	p, err := webhook.ParsePush([]byte(`{"ref":"refs/heads/main","after":"` + strings.Repeat("a", 40) + `","repository":{"full_name":"o/r"},"head_commit":{"message":"` + msg + `"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Message) > webhook.MaxMessage || len(p.Message) < webhook.MaxMessage-4 || !utf8.ValidString(p.Message) {
+		t.Fatalf("message of %d bytes (valid UTF-8: %v), want cut to at most %d", len(p.Message), utf8.ValidString(p.Message), webhook.MaxMessage)
 	}
 }
