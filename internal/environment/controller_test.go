@@ -235,7 +235,11 @@ func TestStatusDoesNotWaitForABringUp(t *testing.T) {
 	rt := &fakeRuntime{onPostgres: func(ctx context.Context, env string) error {
 		if env == "v1" {
 			close(entered)
-			<-release
+			select {
+			case <-release:
+			case <-ctx.Done(): // the test failed and stops the controller
+				return ctx.Err()
+			}
 		}
 		return nil
 	}}
@@ -248,14 +252,14 @@ func TestStatusDoesNotWaitForABringUp(t *testing.T) {
 	// without its postgres while it blocks.
 	poll(t, "production listed", func() bool {
 		st := c.Status()
-		return len(st) == 2 && st[0].Name == manifest.ProductionEnv && st[0].Apps[0].Version == "15"
+		return len(st) == 2 && st[0].Name == manifest.ProductionEnv && len(st[0].Apps) > 0 && st[0].Apps[0].Version == "15"
 	})
-	if st := c.Status(); st[1].Name != "v1" || st[1].Apps[0].Version != "" {
+	if st := c.Status(); st[1].Name != "v1" || len(st[1].Apps) > 0 && st[1].Apps[0].Version != "" {
 		t.Fatalf("status during v1's bring-up %+v, want v1 without postgres yet", st)
 	}
 	close(release)
 	waitEvent(t, rec, 0, "v1", "Ready")
-	if st := c.Status(); len(st) != 2 || st[1].Apps[0].Version != "15" {
+	if st := c.Status(); len(st) != 2 || len(st[1].Apps) == 0 || st[1].Apps[0].Version != "15" {
 		t.Fatalf("status after the bring-up %+v, want production and v1 with postgres", st)
 	}
 }
