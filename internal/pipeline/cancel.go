@@ -26,10 +26,14 @@ func (r *Runner) Cancel(ctx context.Context, id, reason string) error {
 	}
 	r.mu.Lock()
 	ru, ok := r.running[id]
-	r.mu.Unlock()
 	if !ok {
-		return r.cancelStored(ctx, id, reason)
+		// Under r.mu: launch, which registers a run under it from the
+		// stored record read under it, sees this request, and this never
+		// saves over a run that registered meanwhile.
+		defer r.mu.Unlock()
+		return r.cancelStoredLocked(ctx, id, reason)
 	}
+	r.mu.Unlock()
 	var refused error
 	ended := false
 	_, err := ru.updateIf(ctx, func(p *Pipeline) bool {
@@ -81,9 +85,9 @@ func (ru *run) endQueued(p *Pipeline) {
 	p.Phase, p.Reason, p.Finished = Cancelled, cancelReason(p.CancelRequested), now
 }
 
-// cancelStored records a cancel request for a pipeline this runner does
-// not run (not resumed yet): Resume honours it.
-func (r *Runner) cancelStored(ctx context.Context, id, reason string) error {
+// cancelStoredLocked records a cancel request for a pipeline this runner
+// does not run (not resumed yet): Resume honours it. The caller holds r.mu.
+func (r *Runner) cancelStoredLocked(ctx context.Context, id, reason string) error {
 	p, err := r.store.GetPipeline(ctx, id)
 	if err != nil {
 		return fmt.Errorf("cancelling pipeline %s: %w", id, err)
@@ -100,6 +104,9 @@ func (r *Runner) cancelStored(ctx context.Context, id, reason string) error {
 	if err := r.store.SavePipeline(ctx, p); err != nil {
 		return fmt.Errorf("recording the cancellation of pipeline %s: %w", id, err)
 	}
+	// Resume may have seeded it as waiting for its app's promotion: it
+	// waits no more (no newer waiter is superseded by it).
+	r.promos.release(p.App, id)
 	r.log.Info("pipeline cancel requested; it ends when resumed", "pipeline", id, "reason", reason)
 	return nil
 }

@@ -170,8 +170,9 @@ var ErrDone = errors.New("pipeline already ended")
 // abort of the rollout undoes.
 var ErrPromoted = errors.New("promoted already; abort its rollout instead")
 
-// before reports whether p arrived before q: commit order is arrival
-// order, Created then ID.
+// before reports whether p arrived before q (Created, then ID): the order
+// pipelines resume and queue in, and the promotions' order where the
+// commits' history does not tell it (see promotion.go).
 func (p *Pipeline) before(q *Pipeline) bool {
 	if !p.Created.Equal(q.Created) {
 		return p.Created.Before(q.Created)
@@ -185,6 +186,13 @@ func (p *Pipeline) promoted() bool {
 	if p.Promoting {
 		return true
 	}
+	s := p.Step(StepPromote)
+	return s != nil && s.Phase == Succeeded
+}
+
+// landed reports whether p's promotion commit landed in production (its
+// promote step succeeded).
+func (p *Pipeline) landed() bool {
 	s := p.Step(StepPromote)
 	return s != nil && s.Phase == Succeeded
 }

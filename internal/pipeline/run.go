@@ -170,6 +170,11 @@ func (ru *run) execute(ctx, rctx context.Context) {
 				}
 				s.Phase = Skipped
 			})
+			if name == StepProductionTests {
+				// Ended after its promotion (failed, superseded): the
+				// next change need not wait for this one's teardown.
+				ru.r.promos.release(ru.p.App, ru.p.ID)
+			}
 			continue
 		}
 		if ru.r.isDraining() {
@@ -186,6 +191,9 @@ func (ru *run) execute(ctx, rctx context.Context) {
 		case errors.Is(err, errCancelled):
 			if end == nil {
 				end = errCancelled
+			}
+			if name == StepProductionTests {
+				ru.r.promos.release(ru.p.App, ru.p.ID)
 			}
 			continue
 		case errors.Is(err, errInterrupted) || ctx.Err() != nil:

@@ -126,6 +126,16 @@ type Options struct {
 	// push one more waits in its push-staging-manifest step, at most its
 	// StagingTTL, until one is gone. Zero value: no cap.
 	MaxStaging int
+	// Ancestry orders each app's promotions by its commits' history (the
+	// server passes its *build.Verifier): a change whose commit is an
+	// ancestor of another's is the older one, whenever they arrived, and
+	// the promote step never replaces a production entry whose revision
+	// is the pipeline's own commit or a descendant of it (it ends
+	// Superseded instead). A look-up that fails is logged and arrival
+	// order decides. Zero value: arrival order (Created, then ID) is
+	// commit order, and the promote step replaces whatever production
+	// has.
+	Ancestry Ancestry
 }
 
 // Runner runs pipelines, each in its own goroutine.
@@ -184,10 +194,12 @@ func New(store Store, builder Builder, repo StateRepo, rep Reporter, envs Enviro
 		clk = clock.RealClock{}
 	}
 	opts.Now = clk.Now
-	return &Runner{
+	r := &Runner{
 		store: store, builder: builder, repo: repo, reporter: rep, envs: envs, opts: opts, log: opts.Logger, clk: clk,
 		running: map[string]*run{}, slots: newSlots(opts.MaxRunning), staging: newStagingCap(), draining: make(chan struct{}),
 	}
+	r.promos.anc = opts.Ancestry
+	return r
 }
 
 // Start records a new pipeline durably, then runs it in the background
@@ -204,7 +216,7 @@ func (r *Runner) Start(ctx context.Context, req Request) (string, error) {
 	if err := r.store.SavePipeline(ctx, p); err != nil {
 		return "", fmt.Errorf("recording pipeline: %w", err)
 	}
-	r.launch(ctx, p)
+	r.launch(ctx, p, false)
 	return p.ID, nil
 }
 
@@ -234,24 +246,47 @@ func (r *Runner) Resume(ctx context.Context) error {
 			continue
 		}
 		r.log.Info("resuming pipeline", "pipeline", p.ID, "phase", p.Phase)
-		r.launch(ctx, p)
+		r.launch(ctx, p, true)
 	}
 	return nil
 }
 
 // launch runs p in the background once it has a slot; when none is free
-// it records p as Queued before returning.
-func (r *Runner) launch(ctx context.Context, p *Pipeline) {
+// it records p as Queued before returning. reread (Resume) runs the
+// pipeline as stored when it registers, not p: a Cancel answered since p
+// was read (the API serves while Resume runs) saved a request p lacks,
+// which the run's first save would otherwise overwrite.
+func (r *Runner) launch(ctx context.Context, p *Pipeline, reread bool) {
 	// The run's own context ends when it is cancelled (Cancel, with
 	// cause errCancelled) or when ctx ends.
 	rctx, stop := context.WithCancelCause(ctx)
-	ru := &run{r: r, p: p, stop: stop}
 	r.mu.Lock()
 	if _, dup := r.running[p.ID]; dup {
 		r.mu.Unlock()
 		stop(nil)
 		return
 	}
+	if reread {
+		// Under r.mu, which Cancel holds from its look-up of the running
+		// pipelines to its save of a stored one.
+		fresh, err := r.store.GetPipeline(ctx, p.ID)
+		if err != nil {
+			r.mu.Unlock()
+			stop(nil)
+			r.log.Error("reading pipeline to resume; it resumes on the next restart", "pipeline", p.ID, "err", err)
+			return
+		}
+		if fresh.Phase.Done() {
+			r.mu.Unlock()
+			stop(nil)
+			return
+		}
+		if fresh.CancelRequested != "" {
+			r.promos.release(fresh.App, fresh.ID) // not waiting for its promotion any more
+		}
+		p = fresh
+	}
+	ru := &run{r: r, p: p, stop: stop}
 	r.running[p.ID] = ru
 	r.mu.Unlock()
 	turn := r.slots.acquire(ru)

@@ -103,8 +103,11 @@ func (ru *run) stage(ctx context.Context, w io.Writer) error {
 		}
 		return []gitops.Change{{Path: manifest.StagingPath(env), Data: data}}, nil
 	}
-	// Not stopped half-way by a cancel: the push lands whole or not at all.
-	sha, err := ru.r.repo.Update(context.WithoutCancel(ctx), fmt.Sprintf("stage %s %s (%s)", ru.p.App, ru.p.Version, ru.p.ID), edit)
+	pctx, done := ru.r.pushContext(ctx)
+	sha, err := ru.r.repo.Update(pctx, fmt.Sprintf("stage %s %s (%s)", ru.p.App, ru.p.Version, ru.p.ID), edit)
+	if err := done(StepStage, "the staging manifest", err); err != nil {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("pushing staging manifest: %w", err)
 	}
@@ -292,6 +295,12 @@ func (ru *run) promote(ctx context.Context, w io.Writer) error {
 		if err != nil {
 			return nil, err
 		}
+		// At the head the commit lands on: production may have moved
+		// since the gate let this pipeline go (by hand, by a runner that
+		// does not know this one's order).
+		if err := ru.notBehind(ctx, w, prod); err != nil {
+			return nil, err
+		}
 		if ru.p.isService() {
 			// Only what the change is: production's entry of the
 			// service otherwise stays as it is at this head.
@@ -309,18 +318,108 @@ func (ru *run) promote(ctx context.Context, w io.Writer) error {
 		}
 		return []gitops.Change{{Path: manifest.ProductionPath, Data: data}, {Path: stagingPath, Delete: true}}, nil
 	}
+	// Refused before anything is expected of production, when it can be
+	// told already (the edit asks again at the head it lands on).
+	if ru.r.opts.Ancestry != nil {
+		prod, err := ru.production(ctx)
+		if err != nil {
+			return err
+		}
+		if err := ru.notBehind(ctx, w, prod); err != nil {
+			return err
+		}
+	}
 	if err := ru.r.reporter.Submit(ctx, workflow, []string{ru.p.App}); err != nil {
 		return fmt.Errorf("submitting to reporter: %w", err)
 	}
 	ru.hideToken(ctx, workflow)
-	sha, err := ru.r.repo.Update(context.WithoutCancel(ctx), fmt.Sprintf("promote %s %s to production (%s)", ru.p.App, ru.p.Version, ru.p.ID), edit)
+	pctx, done := ru.r.pushContext(ctx)
+	sha, err := ru.r.repo.Update(pctx, fmt.Sprintf("promote %s %s to production (%s)", ru.p.App, ru.p.Version, ru.p.ID), edit)
+	if err := done(StepPromote, "the promotion", err); err != nil {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("pushing promotion: %w", err)
 	}
+	// Only now does it supersede the older changes: a promotion that
+	// failed before landing holds nobody back.
+	ru.r.promos.landed(ru.p.App, entrantOf(ru.p))
 	ru.r.staging.free()
 	ru.r.envs.Trigger()
 	fmt.Fprintf(w, "production manifest now has %s %s; staging manifest deleted (%.12s)\n", ru.p.App, ru.p.Version, sha)
 	return nil
+}
+
+// notBehind refuses, with a supersession, to promote over production's
+// entry of the app when its revision is this pipeline's commit or a
+// descendant of it (Options.Ancestry): production already runs this change
+// or a newer one, and promoting would move it back. Production's entry of
+// this pipeline's own version (a promotion made before a restart) is no
+// reason. A history that cannot be read is written to the log and lets
+// the promotion go, as without Ancestry.
+func (ru *run) notBehind(ctx context.Context, w io.Writer, prod *manifest.Manifest) error {
+	anc := ru.r.opts.Ancestry
+	cur, ok := prod.Apps[ru.p.App]
+	if anc == nil || !ok || cur.Deploy.Revision == "" || ru.p.entryVersion(cur) == ru.p.Version {
+		return nil
+	}
+	rev, commit := cur.Deploy.Revision, ru.p.Commit
+	if rev == commit {
+		return &errSuperseded{msg: fmt.Sprintf("superseded: production already has %s %s at commit %.12s, this change's own commit",
+			ru.p.App, ru.p.entryVersion(cur), rev)}
+	}
+	newer, err := anc.IsAncestor(ctx, ru.p.CloneURL, commit, rev)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintf(w, "could not tell whether production's %s revision %.12s is newer than %.12s (%v); promoting\n", ru.p.App, rev, commit, err)
+		ru.r.log.Warn("ordering production's revision and the pipeline's commit failed; promoting", "pipeline", ru.p.ID,
+			"revision", rev, "commit", commit, "err", err)
+		return nil
+	}
+	if newer {
+		return &errSuperseded{msg: fmt.Sprintf("superseded: production already has %s %s at commit %.12s, newer than this change's %.12s",
+			ru.p.App, ru.p.entryVersion(cur), rev, commit)}
+	}
+	return nil
+}
+
+// pushTimeout bounds each push to the state repository (staging manifest,
+// promotion, teardown): a push is not stopped by a cancel, so that it
+// lands whole or not at all, but a remote that hangs must not hold the
+// repository's lock, the staging places' push lock and the pipeline
+// forever (Drain and Wait wait for it). On the runner's clock.
+const pushTimeout = 2 * time.Minute
+
+// errPushTimeout is the cause a push's context ends with at pushTimeout.
+var errPushTimeout = errors.New("push deadline passed")
+
+// pushContext is the context of one push: not ended by ctx (a cancel or a
+// shutdown), ended at pushTimeout. done, called with the push's error,
+// releases it and turns a push ended by the deadline into the step's
+// failure naming what was pushed; for any other outcome it returns nil.
+func (r *Runner) pushContext(ctx context.Context) (context.Context, func(step, what string, err error) error) {
+	pctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	t := r.clk.NewTimer(pushTimeout)
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-t.C():
+			cancel(errPushTimeout)
+		case <-stopped:
+		}
+	}()
+	return pctx, func(step, what string, err error) error {
+		t.Stop()
+		close(stopped)
+		timedOut := errors.Is(context.Cause(pctx), errPushTimeout)
+		cancel(nil)
+		if err != nil && timedOut {
+			return failf("%s: deadline %s passed pushing %s to the state repository: %v", step, shortDuration(pushTimeout), what, err)
+		}
+		return nil
+	}
 }
 
 func (ru *run) productionWorkflow() string { return ru.p.ID + "-production" }
@@ -376,8 +475,13 @@ func (ru *run) teardown(ctx context.Context, w io.Writer) error {
 	// A delete and nothing else: what else the state repo holds, a
 	// hand-made change included, stays. Deleting a manifest already gone
 	// commits nothing.
-	if _, err := ru.r.repo.Commit(context.WithoutCancel(ctx), fmt.Sprintf("tear down %s (%s)", env, ru.p.ID),
-		gitops.Change{Path: manifest.StagingPath(env), Delete: true}); err != nil {
+	pctx, done := ru.r.pushContext(ctx)
+	_, err := ru.r.repo.Commit(pctx, fmt.Sprintf("tear down %s (%s)", env, ru.p.ID),
+		gitops.Change{Path: manifest.StagingPath(env), Delete: true})
+	if err := done(StepTeardown, "the deletion of the staging manifest", err); err != nil {
+		return err
+	}
+	if err != nil {
 		return fmt.Errorf("deleting staging manifest: %w", err)
 	}
 	ru.r.staging.free()

@@ -159,6 +159,19 @@ func testFivePushes(ctx context.Context, t *testing.T, h *harness.Harness) {
 			t.Errorf("push %d: want Succeeded or Superseded, got %s", i+1, describe(p))
 		}
 	}
+	// The scenario is about the promotion gate: unless one pipeline
+	// waited for another's promotion or was superseded, the pushes did not
+	// overlap at promote and nothing here tested the order.
+	exercised := false
+	for _, p := range ended {
+		if s := p.Step(pipeline.StepPromote); p.Phase == pipeline.Superseded || (s != nil && strings.Contains(s.Log, "waiting to promote")) {
+			exercised = true
+		}
+	}
+	if !exercised {
+		t.Errorf("no pipeline of the %d pushes was superseded or waited to promote (its promote step's log says \"waiting to promote\"): "+
+			"their promotions never overlapped, so the promotion order was not exercised", pushes)
+	}
 	last := ended[pushes-1]
 	if last.Phase != pipeline.Succeeded {
 		t.Fatalf("the newest push's pipeline %s ended %s (%s); nothing newer could supersede it", last.ID, last.Phase, last.Reason)
@@ -263,8 +276,17 @@ func testAbortDuringCreate(ctx context.Context, t *testing.T, h *harness.Harness
 		t.Fatal(err)
 	}
 	t.Logf("events: %d Environment %s Creating, %d Rollout %s Aborted, %d Environment %s Ready", creating.Seq, env, aborted.Seq, rolloutName, ready.Seq, env)
-	if !(creating.Seq < aborted.Seq && aborted.Seq < ready.Seq) {
-		t.Fatalf("the abort completed at event %d, not between environment %s's Creating (%d) and Ready (%d): it waited behind the environment", aborted.Seq, env, creating.Seq, ready.Seq)
+	// Creating before Aborted holds by construction (the abort was sent
+	// after Creating was seen); it is checked only as a sanity check of
+	// the events' sequence.
+	if creating.Seq >= aborted.Seq {
+		t.Fatalf("environment %s's Creating (event %d) after the abort's Aborted (%d), although the abort was sent after it: the events' sequence is broken", env, creating.Seq, aborted.Seq)
+	}
+	// What this scenario is about: the environment was not ready when the
+	// abort was sent (checked above), and the abort completed before it
+	// became ready, so it did not wait behind the environment's creation.
+	if aborted.Seq >= ready.Seq {
+		t.Fatalf("the abort completed at event %d, after environment %s became ready (%d; Creating %d): it waited behind the environment", aborted.Seq, env, ready.Seq, creating.Seq)
 	}
 
 	canary := waitEnded(ctx, t, h, canaryID)
