@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/pipeline"
@@ -39,7 +38,7 @@ func (st starter) Start(ctx context.Context, p webhook.Push) (string, error) {
 // path filter selects; a push to the state repository (stateRepo.repo)
 // makes the environment controller reconcile at once.
 func (s *Server) newWebhook() (*webhook.Handler, error) {
-	v := build.NewVerifier(filepath.Join(s.cfg.WorkDir, "verify"), 0)
+	v := s.verifier
 	opts := webhook.Options{
 		Secret:     []byte(s.cfg.WebhookSecret),
 		Tracker:    tracker{&s.cfg},

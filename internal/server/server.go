@@ -53,6 +53,10 @@ type Server struct {
 	tokens    *auth.Tokens
 	redactor  *redact.Redactor
 	hook      *webhook.Handler
+	// verifier keeps the mirrors of the app repositories: the webhook
+	// checks pushes in them and the pipeline orders promotions by their
+	// history. One instance: it serialises fetches per mirror.
+	verifier *build.Verifier
 
 	apiLn  net.Listener
 	apiSrv *http.Server
@@ -193,12 +197,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 		MaxParallel: cfg.Limits.ParallelEnvironments, Events: s.events, Clock: clk,
 	})
 	s.envs = envs
+	s.verifier = build.NewVerifier(filepath.Join(cfg.WorkDir, "verify"), 0)
 	s.pipelines = pipeline.New(s.db, artifacts, s.repo, s.reporter, envs, pipeline.Options{
 		DeployTimeout: cfg.Timeouts.Deploy.Duration, RolloutTimeout: cfg.Timeouts.Rollout.Duration,
 		TeardownTimeout: cfg.Timeouts.Teardown.Duration, Logger: logger, AbortRollout: s.rollouts.AbortVersion,
 		JobTimeout: cfg.Timeouts.Job.Duration, BuildTimeout: cfg.Timeouts.Build.Duration, StagingTTL: cfg.Staging.TTL.Duration, KeepOnFailure: cfg.Staging.KeepOnFailure,
 		Redactor: red, MaxRunning: cfg.Limits.Pipelines, MaxStaging: cfg.Limits.StagingEnvironments,
-		Clock: clk, Events: s.events,
+		Clock: clk, Events: s.events, Ancestry: s.verifier,
 	})
 	if s.hook, err = s.newWebhook(); err != nil {
 		return nil, err
