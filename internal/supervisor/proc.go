@@ -108,7 +108,6 @@ func (p *proc) reap(cmd *exec.Cmd) {
 	close(p.exited)
 }
 
-
 // adoptProc watches a process recorded by a previous supervisor, which is
 // not this one's child, by polling /proc until it is gone or closing is
 // closed.

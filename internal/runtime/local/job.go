@@ -138,7 +138,6 @@ func groupRuns(pgid int) bool {
 	return false
 }
 
-
 // checkJob refuses a job whose environment is no valid name, or whose app
 // (optional: it is for logs) is given and none.
 func checkJob(j runtime.Job) error {
