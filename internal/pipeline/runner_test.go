@@ -96,25 +96,7 @@ type rig struct {
 
 func newRig(t *testing.T, now time.Time) *rig {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	url := filepath.Join(dir, "state.git")
-	if err := gitops.InitBare(url, "main"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gitops.CommitDir(ctx, url, "main", fstest.MapFS{manifest.ProductionPath: {Data: []byte(prod)}}, "seed"); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := gitops.Open(ctx, url, filepath.Join(dir, "clone"), "main", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "runway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	rep := reporter.New(db, nil)
+	url, repo, db, rep := newStateAndStore(t, prod)
 	r := &rig{url: url, db: db, repo: repo, b: &fakeBuilder{fail: map[build.Kind]error{}}}
 	r.envs = &fakeEnvs{rep: rep, repo: repo, jobFail: map[string]error{}}
 	r.runner = pipeline.New(db, r.b, repo, rep, r.envs, pipeline.Options{
@@ -363,4 +345,29 @@ func TestPromoteRunAgainAfterItsCommit(t *testing.T) {
 	if err != nil || m.Apps["hello"].Version() != got.Version {
 		t.Fatalf("production manifest %v %+v, want hello %s", err, m, got.Version)
 	}
+}
+
+// newStateAndStore makes a bare state repository (url) whose production
+// manifest is prod, a clone of it, and a SQLite store with a reporter on it,
+// all in a temp dir and closed with the test.
+func newStateAndStore(t *testing.T, prod string) (url string, repo *gitops.Repo, db *sqlite.DB, rep *reporter.Reporter) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	url = filepath.Join(dir, "state.git")
+	if err := gitops.InitBare(url, "main"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gitops.CommitDir(ctx, url, "main", fstest.MapFS{manifest.ProductionPath: {Data: []byte(prod)}}, "seed"); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := gitops.Open(ctx, url, filepath.Join(dir, "clone"), "main", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db, err = sqlite.Open(ctx, filepath.Join(dir, "runway.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return url, repo, db, reporter.New(db, nil)
 }

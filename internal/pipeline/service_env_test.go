@@ -3,25 +3,21 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/gateway"
-	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/reporter"
 	"github.com/runway-cd/runway/internal/rollout"
 	"github.com/runway-cd/runway/internal/runtime"
-	"github.com/runway-cd/runway/internal/store/sqlite"
 )
 
 // memRuntime is an in-memory runtime for the environment controller: it
@@ -128,24 +124,7 @@ func (serviceRepoArtifacts) Resolve(app, version string, kind build.Kind) (build
 // is torn down.
 func TestServicePipelineThroughTheEnvironmentController(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	url := filepath.Join(dir, "state.git")
-	if err := gitops.InitBare(url, "main"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gitops.CommitDir(ctx, url, "main", fstest.MapFS{manifest.ProductionPath: {Data: []byte(serviceProd)}}, "seed"); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := gitops.Open(ctx, url, filepath.Join(dir, "clone"), "main", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "runway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	rep := reporter.New(db, nil)
+	_, repo, db, rep := newStateAndStore(t, serviceProd)
 	rt := &memRuntime{envs: map[string]bool{}}
 	envs := environment.New(repo, rt, serviceRepoArtifacts{}, gateway.New(gateway.Options{}), rep, stillRollouts{},
 		environment.Options{PollInterval: time.Hour, HealthTimeout: time.Second})

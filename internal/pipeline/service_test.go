@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/go-git/go-git/v5"
@@ -19,8 +17,6 @@ import (
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/pipeline"
-	"github.com/runway-cd/runway/internal/reporter"
-	"github.com/runway-cd/runway/internal/store/sqlite"
 )
 
 // serviceProd is a production manifest with the database service and an
@@ -85,25 +81,7 @@ func (e *serviceEnvs) RunJob(ctx context.Context, env, app, version, kind string
 // environments are serviceEnvs.
 func newServiceRig(t *testing.T, prod string) (*rig, *serviceEnvs) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	url := filepath.Join(dir, "state.git")
-	if err := gitops.InitBare(url, "main"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gitops.CommitDir(ctx, url, "main", fstest.MapFS{manifest.ProductionPath: {Data: []byte(prod)}}, "seed"); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := gitops.Open(ctx, url, filepath.Join(dir, "clone"), "main", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "runway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	rep := reporter.New(db, nil)
+	url, repo, db, rep := newStateAndStore(t, prod)
 	r := &rig{url: url, db: db, repo: repo, b: &fakeBuilder{fail: map[build.Kind]error{}}}
 	r.envs = &fakeEnvs{rep: rep, repo: repo, jobFail: map[string]error{}}
 	envs := &serviceEnvs{fakeEnvs: r.envs, released: map[string]bool{}}
