@@ -30,28 +30,7 @@ func TestAbortCompletesWhileAnotherCanaryStarts(t *testing.T) {
 	if err := fx.store.SaveApp(t.Context(), AppRecord{Env: env, App: api, StableVersion: apiStable}); err != nil {
 		t.Fatal(err)
 	}
-	entered, release := make(chan struct{}), make(chan struct{})
-	var returned atomic.Bool
-	fx.work.setStartHook(func(ctx context.Context, art build.Artifact) error {
-		if art.App != api {
-			return nil
-		}
-		close(entered)
-		defer returned.Store(true)
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
+	entered, returned, releaseStart := blockStarts(t, fx, api)
 
 	spec := parseSpec(t, "      - setWeight: 20\n      - pause: {}\n")
 	fx.start(t, spec)
@@ -85,7 +64,7 @@ func TestAbortCompletesWhileAnotherCanaryStarts(t *testing.T) {
 	fx.assertAborted(t, st, "aborted by request: operator saw errors")
 
 	// api goes on once its replicas are up.
-	close(release)
+	releaseStart()
 	eventually(t, "api's first step", func() bool { return fx.seq(api, "StepCompleted") > aborted })
 	if s, ok := fx.ctl.Active(env, api); !ok || s.Weight != 20 {
 		t.Errorf("api rollout %+v, want it at weight 20", s)
@@ -99,24 +78,7 @@ func TestAbortCompletesWhileAFirstDeployStartsOnTheOnlyWorker(t *testing.T) {
 	fx.workers = 1
 	fx.ctl = fx.newController()
 	const api = "api"
-	entered, release := make(chan struct{}), make(chan struct{})
-	var returned atomic.Bool
-	fx.work.setStartHook(func(ctx context.Context, art build.Artifact) error {
-		if art.App != api {
-			return nil
-		}
-		close(entered)
-		defer returned.Store(true)
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
-	var once sync.Once
-	releaseOnce := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(releaseOnce)
+	entered, returned, releaseOnce := blockStarts(t, fx, api)
 
 	fx.start(t, parseSpec(t, "      - setWeight: 20\n      - pause: {}\n"))
 	fx.waitPaused(t)
@@ -138,4 +100,30 @@ func TestAbortCompletesWhileAFirstDeployStartsOnTheOnlyWorker(t *testing.T) {
 	fx.assertAborted(t, st, "aborted by request: operator saw errors")
 	releaseOnce()
 	eventually(t, "api deployed", func() bool { return fx.seq(api, "Deployed") > 0 })
+}
+
+// blockStarts makes every replica start of app block until release is
+// called (at the latest when the test ends) or its context ends. entered
+// is closed when the first one begins; returned says whether one ended.
+func blockStarts(t *testing.T, fx *fixture, app string) (entered <-chan struct{}, returned *atomic.Bool, release func()) {
+	t.Helper()
+	in, out := make(chan struct{}), make(chan struct{})
+	returned = &atomic.Bool{}
+	var enterOnce, releaseOnce sync.Once
+	fx.work.setStartHook(func(ctx context.Context, art build.Artifact) error {
+		if art.App != app {
+			return nil
+		}
+		enterOnce.Do(func() { close(in) })
+		defer returned.Store(true)
+		select {
+		case <-out:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	release = func() { releaseOnce.Do(func() { close(out) }) }
+	t.Cleanup(release)
+	return in, returned, release
 }
