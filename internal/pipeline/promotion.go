@@ -411,6 +411,17 @@ func (ru *run) awaitPromotion(ctx context.Context, w io.Writer) error {
 			}
 			continue
 		case take:
+			// A holder interrupted by a shutdown lets go of the promotion
+			// in memory only; its stored record still holds it, so a
+			// waiter stopping too must not take it (a restart would seed
+			// two holders).
+			if err := ctx.Err(); err != nil {
+				g.release(app, me.id)
+				return err
+			}
+			if ru.r.isDraining() {
+				return errInterrupted
+			}
 			ok, err := ru.updateIf(ctx, func(p *Pipeline) bool {
 				if p.CancelRequested != "" {
 					return false
