@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/runway-cd/runway/internal/build"
@@ -40,24 +42,11 @@ type Starter struct {
 // as they are (the runtime's Start is idempotent). A failure that is not
 // the version's fault wraps ErrRetry.
 func (s Starter) Start(ctx context.Context, env string, art build.Artifact, healthTimeout time.Duration) ([]gateway.Backend, error) {
-	vars, err := s.Vars(ctx, env, art)
-	if err != nil && !errors.Is(err, runtime.ErrUnsatisfiable) {
-		return nil, fmt.Errorf("%w: %w", ErrRetry, err)
-	}
+	rs, err := s.ReplicaSet(ctx, env, art, healthTimeout)
 	if err != nil {
 		return nil, err
 	}
-	run := art.Spec.Run
-	for k, v := range run.Env {
-		vars = append(vars, k+"="+v)
-	}
-	readiness, liveness := run.Probes()
-	replicas, err := s.RT.Start(ctx, runtime.ReplicaSet{
-		Env: env, App: art.App, Version: art.Version, Dir: art.Dir, Command: run.Command,
-		PortEnv: run.PortEnv, HealthPath: readiness.Path, Replicas: run.Replicas, Vars: vars,
-		Readiness: readiness, Liveness: liveness,
-		HealthTimeout: healthTimeout,
-	})
+	replicas, err := s.RT.Start(ctx, rs)
 	if errors.Is(err, runtime.ErrUnavailable) {
 		return nil, fmt.Errorf("%w: %w", ErrRetry, err)
 	}
@@ -65,6 +54,33 @@ func (s Starter) Start(ctx context.Context, env string, art build.Artifact, heal
 		return nil, err
 	}
 	return Backends(replicas), nil
+}
+
+// ReplicaSet is the replica set Start runs for art in env: the spec's
+// command, probes, replicas and variables, with the database settings its
+// needs ask for. A failure that is not the version's fault wraps ErrRetry;
+// one wrapping runtime.ErrUnsatisfiable is the app's.
+func (s Starter) ReplicaSet(ctx context.Context, env string, art build.Artifact, healthTimeout time.Duration) (runtime.ReplicaSet, error) {
+	vars, err := s.Vars(ctx, env, art)
+	if err != nil && !errors.Is(err, runtime.ErrUnsatisfiable) {
+		return runtime.ReplicaSet{}, fmt.Errorf("%w: %w", ErrRetry, err)
+	}
+	if err != nil {
+		return runtime.ReplicaSet{}, err
+	}
+	run := art.Spec.Run
+	// Sorted: the same spec gives the same replica set (a Kubernetes pod
+	// template's hash depends on it).
+	for _, k := range slices.Sorted(maps.Keys(run.Env)) {
+		vars = append(vars, k+"="+run.Env[k])
+	}
+	readiness, liveness := run.Probes()
+	return runtime.ReplicaSet{
+		Env: env, App: art.App, Version: art.Version, Dir: art.Dir, Command: run.Command,
+		PortEnv: run.PortEnv, HealthPath: readiness.Path, Replicas: run.Replicas, Vars: vars,
+		Readiness: readiness, Liveness: liveness,
+		HealthTimeout: healthTimeout,
+	}, nil
 }
 
 // Backends are the gateway backends of replicas.
