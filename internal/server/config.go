@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -67,6 +68,55 @@ type Config struct {
 	Sandbox  SandboxConfig  `json:"sandbox,omitempty"`
 	Limits   LimitsConfig   `json:"limits,omitempty"`
 	Analysis AnalysisConfig `json:"analysis,omitempty"`
+	// Runtime is where apps run: "local" (the default: processes and
+	// PostgreSQL servers on this machine, behind Runway's gateway) or
+	// "kubernetes" (a namespace per environment, Argo Rollouts for the
+	// production canary; see Kubernetes and docs/kubernetes.md).
+	Runtime    string           `json:"runtime,omitempty"`
+	Kubernetes KubernetesConfig `json:"kubernetes,omitempty"`
+}
+
+// Runtimes Config.Runtime takes.
+const (
+	RuntimeLocal      = "local"
+	RuntimeKubernetes = "kubernetes"
+)
+
+// KubernetesConfig configures the kubernetes runtime.
+type KubernetesConfig struct {
+	// Kubeconfig is the path of a kubeconfig file. Empty: the in-cluster
+	// config (runway serve in a pod, deploy/).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// NamespacePrefix starts every environment's namespace. Default
+	// "runway-".
+	NamespacePrefix string `json:"namespacePrefix,omitempty"`
+	// Registry is where the artifacts' images are pushed
+	// (host[:port][/path]). Required.
+	Registry string `json:"registry,omitempty"`
+	// RegistryInsecure talks plain HTTP to the registry (a registry on
+	// loopback or inside the cluster's network only).
+	RegistryInsecure bool `json:"registryInsecure,omitempty"`
+	// BaseImage is the image artifacts are layered on. Default: an empty
+	// base, enough for static Go binaries.
+	BaseImage string `json:"baseImage,omitempty"`
+	// ImageBuild, when set, replaces Runway's own image build: a shell
+	// command run in the artifact's directory with RUNWAY_ARTIFACT_DIR,
+	// RUNWAY_IMAGE_NAME, RUNWAY_IMAGE_TAG and RUNWAY_IMAGE set, which
+	// builds and pushes an image and prints its reference last.
+	ImageBuild string `json:"imageBuild,omitempty"`
+	// PostgresAdminURLFile holds the admin URL of an existing PostgreSQL
+	// server (a Secret mounted as a file): every environment's apps get a
+	// database and role of their own there. Empty: no databases.
+	PostgresAdminURLFile string `json:"postgresAdminURLFile,omitempty"`
+	// PostgresHost is that server's host as pods reach it. Default: the
+	// admin URL's.
+	PostgresHost string `json:"postgresHost,omitempty"`
+	// PrometheusAddress is the cluster's Prometheus, written into every
+	// AnalysisTemplate's prometheus.address. Required.
+	PrometheusAddress string `json:"prometheusAddress,omitempty"`
+	// ReporterURL is Runway's API as pods reach it (the reporter's
+	// routes), e.g. http://runway.runway-system.svc:7070. Required.
+	ReporterURL string `json:"reporterURL,omitempty"`
 }
 
 // APIConfig protects the API listener (every route but the webhook and
@@ -295,6 +345,12 @@ func (c *Config) setDefaults() {
 	if c.StateRepo.Branch == "" {
 		c.StateRepo.Branch = "main"
 	}
+	if c.Runtime == "" {
+		c.Runtime = RuntimeLocal
+	}
+	if c.Kubernetes.NamespacePrefix == "" {
+		c.Kubernetes.NamespacePrefix = "runway-"
+	}
 	for i := range c.Apps {
 		if c.Apps[i].Branch == "" {
 			c.Apps[i].Branch = "main"
@@ -387,10 +443,41 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s must be at least 16 characters", tok.key))
 		}
 	}
+	errs = append(errs, c.validateRuntime()...)
 	errs = append(errs, c.validateDurations()...)
 	errs = append(errs, c.validateStateRepo()...)
 	errs = append(errs, c.validateApps()...)
 	return errors.Join(errs...)
+}
+
+// validateRuntime checks runtime and, for kubernetes, what it needs.
+func (c *Config) validateRuntime() []error {
+	switch c.Runtime {
+	case RuntimeLocal:
+		return nil
+	case RuntimeKubernetes:
+	default:
+		return []error{fmt.Errorf("runtime %q must be %s or %s", c.Runtime, RuntimeLocal, RuntimeKubernetes)}
+	}
+	var errs []error
+	k := c.Kubernetes
+	if k.Registry == "" && k.ImageBuild == "" {
+		errs = append(errs, errors.New("kubernetes.registry is required (or kubernetes.imageBuild)"))
+	}
+	if k.PrometheusAddress == "" {
+		errs = append(errs, errors.New("kubernetes.prometheusAddress is required: Argo Rollouts' analysis queries it"))
+	} else if u, err := url.Parse(k.PrometheusAddress); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("kubernetes.prometheusAddress %q must be an http(s) URL", k.PrometheusAddress))
+	}
+	if k.ReporterURL == "" {
+		errs = append(errs, errors.New("kubernetes.reporterURL is required: how the cluster's jobs reach Runway's reporter"))
+	} else if u, err := url.Parse(k.ReporterURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("kubernetes.reporterURL %q must be an http(s) URL", k.ReporterURL))
+	}
+	if len(k.NamespacePrefix) > 20 || strings.Trim(k.NamespacePrefix, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || strings.HasPrefix(k.NamespacePrefix, "-") {
+		errs = append(errs, fmt.Errorf("kubernetes.namespacePrefix %q must be at most 20 of [a-z0-9-], not starting with '-'", k.NamespacePrefix))
+	}
+	return errs
 }
 
 // validateStateRepo checks stateRepo.repo, when set: a GitHub full name

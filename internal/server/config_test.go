@@ -54,6 +54,20 @@ func TestConfigSeveralApps(t *testing.T) {
 			want: []string{`apps[4] (postgres).service "Postgres" is not a known service`}},
 		{name: "negative parallel environments", change: func(c *Config) { c.Limits.ParallelEnvironments = -1 },
 			want: []string{"limits must not be negative"}},
+		{name: "kubernetes with what it needs", change: func(c *Config) {
+			c.Runtime = "kubernetes"
+			c.Kubernetes = KubernetesConfig{Registry: "registry.example.com/team", PrometheusAddress: "http://prometheus.monitoring:9090",
+				ReporterURL: "http://runway.runway-system.svc:7070"}
+		}},
+		{name: "unknown runtime", change: func(c *Config) { c.Runtime = "nomad" },
+			want: []string{`runtime "nomad" must be local or kubernetes`}},
+		{name: "kubernetes without registry, prometheus or reporter", change: func(c *Config) { c.Runtime = "kubernetes" },
+			want: []string{"kubernetes.registry is required", "kubernetes.prometheusAddress is required", "kubernetes.reporterURL is required"}},
+		{name: "kubernetes with bad URLs and prefix", change: func(c *Config) {
+			c.Runtime = "kubernetes"
+			c.Kubernetes = KubernetesConfig{ImageBuild: "ko build", PrometheusAddress: "prometheus:9090", ReporterURL: "ftp://x", NamespacePrefix: "Runway_"}
+		}, want: []string{`kubernetes.prometheusAddress "prometheus:9090" must be an http(s) URL`, `kubernetes.reporterURL "ftp://x" must be an http(s) URL`,
+			`kubernetes.namespacePrefix "Runway_" must be at most 20 of [a-z0-9-]`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

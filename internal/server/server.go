@@ -24,15 +24,13 @@ import (
 	"github.com/runway-cd/runway/internal/events"
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/pipeline"
-	"github.com/runway-cd/runway/internal/postgres"
 	"github.com/runway-cd/runway/internal/redact"
 	"github.com/runway-cd/runway/internal/reporter"
-	"github.com/runway-cd/runway/internal/rollout"
+	"github.com/runway-cd/runway/internal/runtime"
 	"github.com/runway-cd/runway/internal/runtime/local"
 	"github.com/runway-cd/runway/internal/sandbox"
 	"github.com/runway-cd/runway/internal/store/sqlite"
 	"github.com/runway-cd/runway/internal/webhook"
-	"github.com/runway-cd/runway/internal/workload"
 )
 
 // Server is a running control plane with its gateway.
@@ -42,11 +40,18 @@ type Server struct {
 
 	db        *sqlite.DB
 	repo      *gitops.Repo
-	data      *dataPlane
-	rt        *local.Runtime
+	// data and local are the local runtime's data plane (gateway,
+	// supervisor) and runtime; nil on Kubernetes.
+	data  *dataPlane
+	local *local.Runtime
+	// rt runs environments (the local or the Kubernetes runtime), router
+	// routes staging apps, rollouts owns production's version changes (the
+	// rollout controller, or Argo Rollouts on Kubernetes).
+	rt        runtime.Runtime
+	router    environment.Router
+	rollouts  rollouts
 	reporter  *reporter.Reporter
 	envs      *environment.Controller
-	rollouts  *rollout.Controller
 	events    *events.Recorder
 	pipelines *pipeline.Runner
 	metrics   *metricsPlane
@@ -140,60 +145,30 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	if s.apiLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listening for the API: %w", err)
 	}
-	// The data plane first: its supervisor runs the replicas and
-	// databases the runtime declares, and keeps them running while this
-	// process is down.
-	if s.data, err = newDataPlane(ctx, cfg, s.apiLn.Addr().String(), logger); err != nil {
-		return nil, err
-	}
-	s.rt, err = local.New(local.Options{
-		Dir: filepath.Join(cfg.WorkDir, "envs"), SecretsDir: filepath.Join(cfg.DataDir, "secrets"), Logger: logger, Sandbox: sb, Secrets: red,
-		Postgres: postgres.Config{BinDir: cfg.Postgres.BinDir, RunAsUser: cfg.Postgres.RunAsUser, Logger: logger,
-			// initdb once per PostgreSQL version and settings; every
-			// environment's server starts from a copy.
-			TemplateDir: filepath.Join(cfg.WorkDir, "postgres-templates")},
-		Supervisor: s.data.supervisor,
-	})
-	if err != nil {
-		return nil, err
-	}
-	report, err := s.rt.Adopt(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("adopting running apps: %w", err)
-	}
-	for _, a := range report.Adopted {
-		logger.Info("adopted", "process", a)
-	}
-	for _, d := range report.Dropped {
-		logger.Info("not adopted", "process", d)
-	}
-	// Processes started but never recorded are strays whatever the state
-	// repo says; every reconcile pass looks again.
-	if _, err := s.rt.CollectStrays(ctx); err != nil {
-		logger.Warn("collecting stray processes", "err", err)
-	}
-	s.metrics, err = newMetricsPlane(cfg, filepath.Join(cfg.DataDir, "metrics"), s.data.metricsURL, s.data.router, logger)
-	if err != nil {
-		return nil, err
-	}
 	s.reporter = reporter.New(s.db, logger)
 	// One clock for every controller, one record of what they did.
 	clk := clock.RealClock{}
 	s.events = events.New(clk, red.String)
 	var envs *environment.Controller
-	s.rollouts = rollout.New(rollout.Options{
-		Router: s.data.router, Repo: s.repo, Reporter: s.reporter, Store: s.db,
-		Analyzer:  &rollout.TemplateAnalyzer{Providers: s.metrics.providers, Runs: s.db, Logger: logger},
-		Workloads: workload.Starter{RT: s.rt}, Artifacts: artifacts,
-		Events: s.events, Clock: clk, Logger: logger, HealthTimeout: cfg.Timeouts.Health.Duration,
-		Redact: red.String,
-		// A revert commit changes the production manifest: read it now.
-		Committed: func() { envs.Trigger() },
-	})
-	envs = environment.New(s.repo, s.rt, artifacts, s.data.router, s.reporter, s.rollouts, environment.Options{
-		PollInterval: cfg.PollInterval.Duration, GatewayAddr: s.data.addr,
+	// A revert commit changes the production manifest: read it now.
+	committed := func() { envs.Trigger() }
+	reporterBase := reporterURL(s.apiLn.Addr(), tlsConfig != nil)
+	gatewayAddr := ""
+	if cfg.Runtime == RuntimeKubernetes {
+		if err := s.openKubernetes(ctx, artifacts, clk, committed); err != nil {
+			return nil, err
+		}
+		reporterBase = cfg.Kubernetes.ReporterURL
+	} else {
+		if err := s.openLocal(ctx, sb, artifacts, clk, committed); err != nil {
+			return nil, err
+		}
+		gatewayAddr = s.data.addr
+	}
+	envs = environment.New(s.repo, s.rt, artifacts, s.router, s.reporter, s.rollouts, environment.Options{
+		PollInterval: cfg.PollInterval.Duration, GatewayAddr: gatewayAddr,
 		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger, Store: s.db, Redact: red.String,
-		ReporterURL: reporterURL(s.apiLn.Addr(), tlsConfig != nil),
+		ReporterURL: reporterBase,
 		MaxParallel: cfg.Limits.ParallelEnvironments, Events: s.events, Clock: clk,
 	})
 	s.envs = envs
@@ -220,10 +195,14 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/workflow/", rep)
 	mux.Handle("/api/v1/expectations/", rep)
 	mux.Handle("/api/v1/", limitBody(api.New(s.pipelines, s.envs, s.rollouts, s.db, s.events, s.log)))
-	mux.Handle("GET /metrics", s.data.metricsHandler())
-	// The embedded store answers PromQL like a Prometheus server, so a
-	// template can be tried (or Grafana pointed) at <api>/prometheus.
-	mux.Handle("/prometheus/", limitBody(http.StripPrefix("/prometheus", s.metrics.embedded.Handler())))
+	if s.data != nil {
+		mux.Handle("GET /metrics", s.data.metricsHandler())
+	}
+	if s.metrics != nil {
+		// The embedded store answers PromQL like a Prometheus server, so a
+		// template can be tried (or Grafana pointed) at <api>/prometheus.
+		mux.Handle("/prometheus/", limitBody(http.StripPrefix("/prometheus", s.metrics.embedded.Handler())))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return s.protect(mux)
 }
@@ -232,22 +211,32 @@ func (s *Server) routes() http.Handler {
 func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
 
 // GatewayAddr is the gateway's host:port.
-func (s *Server) GatewayAddr() string { return s.data.addr }
+// On Kubernetes there is none (""): the cluster's Services route.
+func (s *Server) GatewayAddr() string {
+	if s.data == nil {
+		return ""
+	}
+	return s.data.addr
+}
 
 // Run serves until ctx is cancelled, then shuts down.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 3)
-	s.goRun(func() {
-		if err := s.data.run(s.runCtx); err != nil {
-			errc <- err
-		}
-	})
+	if s.data != nil {
+		s.goRun(func() {
+			if err := s.data.run(s.runCtx); err != nil {
+				errc <- err
+			}
+		})
+	}
 	s.goRun(func() {
 		if err := s.serveAPI(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("api: %w", err)
 		}
 	})
-	s.goRun(func() { s.metrics.run(s.runCtx) })
+	if s.metrics != nil {
+		s.goRun(func() { s.metrics.run(s.runCtx) })
+	}
 	s.goRun(func() {
 		if err := s.rollouts.Run(s.runCtx); err != nil {
 			errc <- fmt.Errorf("rollouts: %w", err)
@@ -258,7 +247,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.pipelines.Resume(s.runCtx); err != nil {
 		s.log.Error("resuming pipelines", "err", err)
 	}
-	s.log.Info("runway serving", "api", s.apiScheme()+"://"+s.APIAddr(), "gateway", "http://"+s.GatewayAddr(), "data", s.cfg.DataDir)
+	s.log.Info("runway serving", "api", s.apiScheme()+"://"+s.APIAddr(), "runtime", s.cfg.Runtime, "gateway", s.GatewayAddr(), "data", s.cfg.DataDir)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -318,14 +307,14 @@ func (s *Server) Close() error {
 		if s.pipelines != nil {
 			s.pipelines.Wait()
 		}
-		if s.rollouts != nil {
-			s.rollouts.Wait()
+		if w, ok := s.rollouts.(interface{ Wait() }); ok {
+			w.Wait()
 		}
 		stop := s.cfg.StopDataPlaneOnExit
 		// The replicas go before the data plane whose supervisor runs
 		// them.
-		if s.rt != nil && stop {
-			errs = append(errs, s.rt.Close(ctx))
+		if s.local != nil && stop {
+			errs = append(errs, s.local.Close(ctx))
 		}
 		if s.data != nil {
 			errs = append(errs, s.data.close(ctx, stop))
@@ -334,8 +323,8 @@ func (s *Server) Close() error {
 		if s.apiLn != nil {
 			_ = s.apiLn.Close()
 		}
-		if s.rt != nil && !stop {
-			s.rt.Detach() // apps and databases keep serving; the next start adopts them
+		if s.local != nil && !stop {
+			s.local.Detach() // apps and databases keep serving; the next start adopts them
 		}
 		if s.metrics != nil {
 			errs = append(errs, s.metrics.close())
