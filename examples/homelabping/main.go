@@ -3,8 +3,10 @@
 // PostgreSQL database's pingtable ("pong"), GET /healthz reports whether the
 // database answers and GET /metrics exposes Prometheus metrics.
 //
-// It listens on 127.0.0.1:$PORT and connects to $DATABASE_URL, the variables
-// Runway sets for every replica.
+// It listens on $HOST:$PORT and connects to $DATABASE_URL, the variables
+// Runway sets for every replica. HOST defaults to 127.0.0.1 when empty, as
+// the local runtime leaves it; the Kubernetes runtime sets HOST=$(POD_IP) so
+// the app listens on the pod's own address.
 package main
 
 import (
@@ -55,9 +57,14 @@ func run(ctx context.Context, getenv func(string) string, logger *slog.Logger) e
 	}
 	defer pool.Close()
 
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	host := getenv("HOST")
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, port)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listening on port %s: %w", port, err)
+		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	srv := &http.Server{
 		Handler:           newServer(pool, logger).routes(),

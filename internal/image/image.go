@@ -6,18 +6,36 @@
 // Extract reads an image back into a directory (the cluster tests' node
 // agent runs pods from it).
 //
-// CONTRACT SKELETON written by the lead; the owner replaces the bodies.
+// Both *Builder and *Command have the method a consumer needs; the
+// consumer declares the interface, for example:
+//
+//	type imageBuilder interface {
+//		Build(ctx context.Context, name, tag, dir string, entrypoint []string) (string, error)
+//	}
+//
+// Build returns the pushed image by digest (Registry/name@sha256:...), the
+// reference a workload should run.
 package image
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net/http"
+	"runtime"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // AppDir is where an artifact's files are in its image, and the image's
 // working directory.
 const AppDir = "/runway/app"
+
+// DefaultPath is the PATH an image gets when its base sets none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Options configure where images go and what they are built on.
 type Options struct {
@@ -25,13 +43,19 @@ type Options struct {
 	// "127.0.0.1:5000/runway"; an image of app is Registry/app.
 	Registry string
 	// Base is the base image's reference; empty: an empty base (scratch),
-	// enough for a static Go binary.
+	// enough for a static Go binary. A multi-platform base gives its
+	// linux/<GOARCH of this process> image.
 	Base string
-	// Insecure allows plain HTTP to the registry (a loopback registry).
+	// Insecure allows plain HTTP to the registry (a loopback registry). It
+	// applies to references on Registry's host (the base too, when it is
+	// there); with Registry empty (Extract), to every reference.
 	Insecure bool
 	// Transport carries registry requests; nil: go-containerregistry's
 	// default transport.
 	Transport http.RoundTripper
+	// Keychain gives registry credentials; nil: authn.DefaultKeychain
+	// (the Docker config file and credential helpers, else anonymous).
+	Keychain authn.Keychain
 }
 
 // Config is what an image says of how to run it.
@@ -42,28 +66,56 @@ type Config struct {
 	WorkingDir string
 }
 
-// Builder builds and pushes images.
-type Builder struct {
-	opts Options
+// platform is the image a multi-platform index is resolved to.
+func platform() v1.Platform {
+	return v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
 }
 
-// New returns a Builder; it fails on an invalid registry or base name.
-func New(o Options) (*Builder, error) {
-	return nil, errors.New("image: not implemented yet")
+// registryHost is the host[:port] part of a Registry option.
+func registryHost(registry string) string {
+	host, _, _ := strings.Cut(registry, "/")
+	return host
 }
 
-// Build makes an image of dir's files (at AppDir, working directory
-// AppDir, entrypoint as given) on the base, pushes it as Registry/name:tag
-// and returns the pushed reference by digest (Registry/name@sha256:...).
-// The same files and entrypoint give the same digest. Building the same
-// dir again (artifacts are immutable) pushes nothing new.
-func (b *Builder) Build(ctx context.Context, name, tag, dir string, entrypoint []string) (string, error) {
-	return "", errors.New("image: not implemented yet")
+// parseRef parses an image reference, allowing plain HTTP where o says so.
+func (o Options) parseRef(ref string) (name.Reference, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("parsing image reference %q: %w", ref, err)
+	}
+	if !o.Insecure {
+		return r, nil
+	}
+	if o.Registry != "" && r.Context().RegistryStr() != registryHost(o.Registry) {
+		return r, nil
+	}
+	return name.ParseReference(ref, name.Insecure)
 }
 
-// Extract pulls ref and unpacks its filesystem into dest (created; it must
-// not exist or be empty), refusing entries that would land outside dest,
-// and returns the image's config.
-func Extract(ctx context.Context, ref, dest string, o Options) (Config, error) {
-	return Config{}, errors.New("image: not implemented yet")
+// remoteOptions are the options of every registry call.
+func (o Options) remoteOptions(ctx context.Context) []remote.Option {
+	keychain := o.Keychain
+	if keychain == nil {
+		keychain = authn.DefaultKeychain
+	}
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(keychain),
+		remote.WithPlatform(platform()),
+		remote.WithUserAgent("runway"),
+	}
+	if o.Transport != nil {
+		opts = append(opts, remote.WithTransport(o.Transport))
+	}
+	return opts
+}
+
+// configOf is the part of an image's config file Runway reads.
+func configOf(cf *v1.ConfigFile) Config {
+	return Config{
+		Entrypoint: cf.Config.Entrypoint,
+		Cmd:        cf.Config.Cmd,
+		Env:        cf.Config.Env,
+		WorkingDir: cf.Config.WorkingDir,
+	}
 }

@@ -38,8 +38,8 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	db        *sqlite.DB
-	repo      *gitops.Repo
+	db   *sqlite.DB
+	repo *gitops.Repo
 	// data and local are the local runtime's data plane (gateway,
 	// supervisor) and runtime; nil on Kubernetes.
 	data  *dataPlane
