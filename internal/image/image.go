@@ -13,8 +13,9 @@
 //		Build(ctx context.Context, name, tag, dir string, entrypoint []string) (string, error)
 //	}
 //
-// Build returns the pushed image by digest (Registry/name@sha256:...), the
-// reference a workload should run.
+// (runtime/kubernetes declares it as Images). A Builder returns the pushed
+// image by digest (Registry/name@sha256:...), the reference a workload
+// should run; a Command returns the reference its command printed.
 package image
 
 import (
