@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test with the race detector: unit tests with real git
-# repositories and PostgreSQL servers, and the end-to-end tests that drive
-# a real Runway through its webhook, API, git and gateway.
+# repositories and PostgreSQL servers, the end-to-end tests that drive a
+# real Runway through its webhook, API, git and gateway, and the cluster
+# tests on a real Kubernetes control plane with Argo Rollouts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -12,6 +13,12 @@ if ! command -v prometheus >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
+# The cluster tests' control plane (etcd, kube-apiserver,
+# kube-controller-manager, Argo Rollouts' controller), built from source
+# once per machine into a cache outside the repository (cold: tens of
+# minutes on 2 cores; warm: instant).
+RUNWAY_CLUSTER_TOOLS=$(bash scripts/cluster-tools.sh)
+export RUNWAY_CLUSTER_TOOLS
 go vet ./...
 (cd examples/homelabping && go vet ./... && go build ./...)
 (cd examples/services/postgres-schema && go vet ./... && go build ./...)
