@@ -3,14 +3,10 @@ package argorollouts
 import (
 	"context"
 	"fmt"
-	"io"
-	stdlog "log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,7 +16,6 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/runway-cd/runway/internal/appspec"
@@ -207,71 +202,6 @@ func newExporter(t *testing.T, ratio string) *exporter {
 	return e
 }
 
-// startPrometheus runs Debian's Prometheus scraping target every second
-// on a free loopback port, stopped at cleanup, and returns its URL.
-func startPrometheus(t *testing.T, target string) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("prometheus binary not installed (Debian package prometheus)")
-		}
-		t.Skip("prometheus binary not installed (Debian package prometheus); skipping the real-server test")
-	}
-	dir := t.TempDir()
-	config := fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n- job_name: e2e\n  static_configs:\n  - targets: [%q]\n", target)
-	configPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := l.Addr().String()
-	l.Close()
-	cmd := exec.Command(bin, "--config.file="+configPath, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+listen)
-	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			if out, err := os.ReadFile(logFile.Name()); err == nil {
-				t.Logf("prometheus log (tail):\n%s", tail(string(out), 30))
-			}
-		}
-	})
-	address := "http://" + listen
-	waitFor(t, 60*time.Second, "prometheus to scrape the exporter", func() (bool, string) {
-		resp, err := http.Get(address + `/api/v1/query?query=count(e2e_canary_error_ratio)`)
-		if err != nil {
-			return false, err.Error()
-		}
-		defer resp.Body.Close()
-		buf := make([]byte, 4096)
-		n, _ := resp.Body.Read(buf)
-		body := string(buf[:n])
-		return strings.Contains(body, `"1"]`), body
-	})
-	return address
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // waitFor polls cond until it holds, failing t after d with what cond
 // last said.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
@@ -321,9 +251,7 @@ func newE2ERig(t *testing.T, prefix, ratio string) *e2eRig {
 	c := cluster.Shared(t)
 	ctx := t.Context()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	reg := httptest.NewServer(registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	host := strings.TrimPrefix(reg.URL, "http://")
+	host := cluster.Registry(t)
 	images, err := image.New(image.Options{Registry: host + "/runway", Insecure: true})
 	if err != nil {
 		t.Fatal(err)
@@ -342,7 +270,7 @@ func newE2ERig(t *testing.T, prefix, ratio string) *e2eRig {
 	}
 	t.Cleanup(func() { _ = rt.Close(context.Background()) })
 	exp := newExporter(t, ratio)
-	prom := startPrometheus(t, strings.TrimPrefix(exp.srv.URL, "http://"))
+	prom := cluster.Prometheus(t, "e2e", strings.TrimPrefix(exp.srv.URL, "http://"))
 
 	bare := filepath.Join(t.TempDir(), "state.git")
 	if err := gitops.InitBare(bare, "main"); err != nil {

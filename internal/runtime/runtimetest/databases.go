@@ -97,14 +97,21 @@ func (s *suite) testDatabases(t *testing.T) {
 			t.Errorf("Envs = %v: asking for a database created env-nodb", rt.Envs())
 		}
 	})
-	t.Run("Destroy removes the server", func(t *testing.T) {
+	t.Run("Destroy removes the server or the environment's databases", func(t *testing.T) {
 		if got := rt.Envs(); !slices.Contains(got, env) {
 			t.Errorf("Envs = %v, want %s listed while its server runs", got, env)
 		}
 		if err := rt.Destroy(ctx, env); err != nil {
 			t.Fatalf("Destroy: %v", err)
 		}
-		if answers(net.JoinHostPort(value(web, "PGHOST"), value(web, "PGPORT"))) {
+		if s.h.SharedPostgres {
+			// The server serves other environments too: what went is
+			// this environment's role and database.
+			if conn, err := pgx.Connect(ctx, value(web, "DATABASE_URL")); err == nil {
+				conn.Close(ctx)
+				t.Error("the app's database settings still connect after Destroy")
+			}
+		} else if answers(net.JoinHostPort(value(web, "PGHOST"), value(web, "PGPORT"))) {
 			t.Error("the server still accepts connections after Destroy")
 		}
 		if got := rt.Envs(); slices.Contains(got, env) {

@@ -56,6 +56,12 @@ type Harness struct {
 	// SkipPostgres, when not empty, skips the database tests with this
 	// reason (PostgreSQL is not installed).
 	SkipPostgres string
+	// SharedPostgres says the runtime puts every environment's databases
+	// on one existing server (the Kubernetes runtime): Destroy removes the
+	// environment's roles and databases, and the server keeps serving the
+	// others. False: each environment has a server of its own, which
+	// Destroy stops.
+	SharedPostgres bool
 }
 
 // Program is the test program (./testapp) as the runtime runs it: the
