@@ -115,7 +115,9 @@ type KubernetesConfig struct {
 	// AnalysisTemplate's prometheus.address. Required.
 	PrometheusAddress string `json:"prometheusAddress,omitempty"`
 	// ReporterURL is Runway's API as pods reach it (the reporter's
-	// routes), e.g. http://runway.runway-system.svc:7070. Required.
+	// routes), e.g. http://runway.runway-system.svc:7070. Default: the
+	// API listener's own address, right when Runway runs outside the
+	// cluster on an address its pods can route to.
 	ReporterURL string `json:"reporterURL,omitempty"`
 }
 
@@ -469,9 +471,7 @@ func (c *Config) validateRuntime() []error {
 	} else if u, err := url.Parse(k.PrometheusAddress); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("kubernetes.prometheusAddress %q must be an http(s) URL", k.PrometheusAddress))
 	}
-	if k.ReporterURL == "" {
-		errs = append(errs, errors.New("kubernetes.reporterURL is required: how the cluster's jobs reach Runway's reporter"))
-	} else if u, err := url.Parse(k.ReporterURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if u, err := url.Parse(k.ReporterURL); k.ReporterURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		errs = append(errs, fmt.Errorf("kubernetes.reporterURL %q must be an http(s) URL", k.ReporterURL))
 	}
 	if len(k.NamespacePrefix) > 20 || strings.Trim(k.NamespacePrefix, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || strings.HasPrefix(k.NamespacePrefix, "-") {

@@ -61,8 +61,8 @@ func TestConfigSeveralApps(t *testing.T) {
 		}},
 		{name: "unknown runtime", change: func(c *Config) { c.Runtime = "nomad" },
 			want: []string{`runtime "nomad" must be local or kubernetes`}},
-		{name: "kubernetes without registry, prometheus or reporter", change: func(c *Config) { c.Runtime = "kubernetes" },
-			want: []string{"kubernetes.registry is required", "kubernetes.prometheusAddress is required", "kubernetes.reporterURL is required"}},
+		{name: "kubernetes without registry or prometheus", change: func(c *Config) { c.Runtime = "kubernetes" },
+			want: []string{"kubernetes.registry is required", "kubernetes.prometheusAddress is required"}},
 		{name: "kubernetes with bad URLs and prefix", change: func(c *Config) {
 			c.Runtime = "kubernetes"
 			c.Kubernetes = KubernetesConfig{ImageBuild: "ko build", PrometheusAddress: "prometheus:9090", ReporterURL: "ftp://x", NamespacePrefix: "Runway_"}

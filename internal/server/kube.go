@@ -2,14 +2,195 @@ package server
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
 
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
+	"github.com/runway-cd/runway/internal/argorollouts"
 	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/image"
+	"github.com/runway-cd/runway/internal/runtime/kubernetes"
+	"github.com/runway-cd/runway/internal/workload"
 )
 
-// openKubernetes: being wired (issue 11).
+// openKubernetes opens the Kubernetes planes: the runtime (a namespace per
+// environment, images pushed to the configured registry, databases on an
+// existing PostgreSQL server) and Argo Rollouts for production. There is
+// no gateway and no embedded metrics store: the cluster's Services route
+// and its Prometheus is what the AnalysisTemplates query.
 func (s *Server) openKubernetes(ctx context.Context, artifacts *build.Store, clk clock.WithTicker, committed func()) error {
-	return errors.New("runtime: kubernetes is not wired yet")
+	k := s.cfg.Kubernetes
+	restConfig, err := kubeConfig(k.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	images, err := kubeImages(k)
+	if err != nil {
+		return err
+	}
+	adminURL := ""
+	if k.PostgresAdminURLFile != "" {
+		b, err := os.ReadFile(k.PostgresAdminURLFile)
+		if err != nil {
+			return fmt.Errorf("reading kubernetes.postgresAdminURLFile: %w", err)
+		}
+		adminURL = strings.TrimSpace(string(b))
+		s.redactor.Add(adminURL)
+	}
+	rt, err := kubernetes.New(ctx, kubernetes.Options{
+		Config: restConfig, Images: images, NamespacePrefix: k.NamespacePrefix,
+		PostgresAdminURL: adminURL, PostgresHost: k.PostgresHost, Logger: s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("starting the kubernetes runtime: %w", err)
+	}
+	router := &kubeRouter{ns: rt.Namespace}
+	s.rt, s.router = rt, router
+	ro, err := argorollouts.New(argorollouts.Options{
+		Config: restConfig, Templates: rt, ReplicaSets: workload.Starter{RT: rt}, Artifacts: artifacts,
+		PrometheusAddress: k.PrometheusAddress,
+		Repo:              s.repo, Reporter: s.reporter, Events: s.events, Clock: clk, Logger: s.log,
+		Redact: s.redactor.String, Committed: committed,
+	})
+	if err != nil {
+		return fmt.Errorf("starting the Argo Rollouts driver: %w", err)
+	}
+	s.rollouts = ro
+	// Production's replicas are Argo's: a job reaches the stable ones.
+	router.serving = func(env, app string) (string, []string) {
+		v := ro.Stable(env, app)
+		if v == "" {
+			return "", nil
+		}
+		var addrs []string
+		for _, st := range rt.Status(env, app, v) {
+			if st.Ready && st.Addr != "" {
+				addrs = append(addrs, st.Addr)
+			}
+		}
+		return v, addrs
+	}
+	s.closers = append(s.closers, rt.Close)
+	return nil
+}
+
+// kubeConfig is the client config of a kubeconfig file, or the in-cluster
+// one when path is empty.
+func kubeConfig(path string) (*rest.Config, error) {
+	var (
+		c   *rest.Config
+		err error
+	)
+	if path == "" {
+		c, err = rest.InClusterConfig()
+	} else {
+		c, err = clientcmd.BuildConfigFromFlags("", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading the Kubernetes client config (kubernetes.kubeconfig %q): %w", path, err)
+	}
+	c.QPS, c.Burst = 50, 100
+	c.UserAgent = "runway"
+	return c, nil
+}
+
+// kubeImages is the image build of the config: the team's own command,
+// or Runway's ko-style build.
+func kubeImages(k KubernetesConfig) (kubernetes.Images, error) {
+	if k.ImageBuild != "" {
+		return &image.Command{Shell: k.ImageBuild, Registry: k.Registry}, nil
+	}
+	b, err := image.New(image.Options{Registry: k.Registry, Base: k.BaseImage, Insecure: k.RegistryInsecure})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes.registry: %w", err)
+	}
+	return b, nil
+}
+
+// kubeRouter is the environment controller's routing table on
+// Kubernetes, where the cluster's Services do the routing: it keeps the
+// staging routes the controller sets (for its status and garbage
+// collection) and gives each the address of its first replica, so a
+// functional-test job reaches the app by its pod IP (a pod's address is
+// routable across the cluster; a Service name needs the cluster's DNS).
+type kubeRouter struct {
+	ns func(env string) string
+	// serving, if set, is the version serving app in env that no route
+	// was set for (production's, which Argo Rollouts runs) and the
+	// addresses of its ready replicas.
+	serving func(env, app string) (version string, addrs []string)
+	mu      sync.Mutex
+	routes  map[[2]string]gateway.Route
+}
+
+func (r *kubeRouter) SetRoute(rt gateway.Route) error {
+	if len(rt.Stable) > 0 && rt.Listen == "" {
+		rt.Listen = rt.Stable[0].Addr
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.routes == nil {
+		r.routes = map[[2]string]gateway.Route{}
+	}
+	r.routes[[2]string{rt.Env, rt.App}] = rt
+	return nil
+}
+
+func (r *kubeRouter) Route(env, app string) (gateway.Route, bool) {
+	r.mu.Lock()
+	rt, ok := r.routes[[2]string{env, app}]
+	r.mu.Unlock()
+	if ok || r.serving == nil {
+		return rt, ok
+	}
+	v, addrs := r.serving(env, app)
+	if len(addrs) == 0 {
+		return gateway.Route{}, false
+	}
+	rt = gateway.Route{Env: env, App: app, StableVersion: v, Listen: addrs[0]}
+	for _, a := range addrs {
+		rt.Stable = append(rt.Stable, gateway.Backend{Addr: a})
+	}
+	return rt, true
+}
+
+func (r *kubeRouter) Routes() []gateway.Route {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]gateway.Route, 0, len(r.routes))
+	for _, rt := range r.routes {
+		out = append(out, rt)
+	}
+	slices.SortFunc(out, func(a, b gateway.Route) int {
+		return strings.Compare(a.Env+"/"+a.App, b.Env+"/"+b.App)
+	})
+	return out
+}
+
+func (r *kubeRouter) RemoveRoute(env, app string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.routes, [2]string{env, app})
+}
+
+func (r *kubeRouter) RemoveEnv(env string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.routes {
+		if k[0] == env {
+			delete(r.routes, k)
+		}
+	}
+}
+
+// Host is the app's Service name in the cluster's DNS.
+func (r *kubeRouter) Host(env, app string) string {
+	return app + "." + r.ns(env) + ".svc.cluster.local"
 }

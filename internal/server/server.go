@@ -47,9 +47,11 @@ type Server struct {
 	// rt runs environments (the local or the Kubernetes runtime), router
 	// routes staging apps, rollouts owns production's version changes (the
 	// rollout controller, or Argo Rollouts on Kubernetes).
-	rt        runtime.Runtime
-	router    environment.Router
-	rollouts  rollouts
+	rt       runtime.Runtime
+	router   environment.Router
+	rollouts rollouts
+	// closers release what the runtime holds (informers), last.
+	closers   []func(context.Context) error
 	reporter  *reporter.Reporter
 	envs      *environment.Controller
 	events    *events.Recorder
@@ -158,7 +160,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 		if err := s.openKubernetes(ctx, artifacts, clk, committed); err != nil {
 			return nil, err
 		}
-		reporterBase = cfg.Kubernetes.ReporterURL
+		if cfg.Kubernetes.ReporterURL != "" {
+			reporterBase = cfg.Kubernetes.ReporterURL
+		}
 	} else {
 		if err := s.openLocal(ctx, sb, artifacts, clk, committed); err != nil {
 			return nil, err
@@ -328,6 +332,9 @@ func (s *Server) Close() error {
 		}
 		if s.metrics != nil {
 			errs = append(errs, s.metrics.close())
+		}
+		for _, c := range s.closers {
+			errs = append(errs, c(ctx))
 		}
 		if s.db != nil {
 			errs = append(errs, s.db.Close())
