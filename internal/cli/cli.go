@@ -34,7 +34,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), BenchCmd(), pipelinesCmd(), cancelCmd(), eventsCmd(), envsCmd(), rolloutCmd(), analysisRunsCmd(), tokenCmd())
+	root.AddCommand(serveCmd(), gatewayCmd(), demoCmd(), BenchCmd(), pipelinesCmd(), cancelCmd(), eventsCmd(), envsCmd(), rolloutCmd(), analysisRunsCmd(), tokenCmd(), exportCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(stderr, "runway:", err)
 		return 1

@@ -1,0 +1,158 @@
+package argocd
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/runway-cd/runway/internal/postgres"
+)
+
+// The postgres chart's setup hook, run on this machine against a real
+// PostgreSQL server with the Job's own script and environment (only the
+// server's address and superuser differ from the cluster's), gives each
+// app a role and database of its own, again and again.
+func TestPostgresSetupHook(t *testing.T) {
+	if _, err := exec.LookPath("psql"); err != nil {
+		t.Skip("psql is not installed")
+	}
+	host, port, admin, adminPassword := startPostgres(t)
+	o, _ := exampleOptions(t)
+	files, err := Render(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := helmTemplate(files, "charts/postgres", map[string]any{"env": "v1", "image": "postgres", "version": "15"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := map[string]string{postgresName: adminPassword, "homelabping": "pw-homelabping"}
+	var script string
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	for _, obj := range objs {
+		if obj["metadata"].(map[string]any)["name"] != "postgres-setup" {
+			continue
+		}
+		c := obj["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+		script = c["command"].([]any)[2].(string)
+		for _, e := range c["env"].([]any) {
+			e := e.(map[string]any)
+			value, _ := e["value"].(string)
+			if from, ok := e["valueFrom"].(map[string]any); ok {
+				ref := from["secretKeyRef"].(map[string]any)
+				value = secret[ref["key"].(string)]
+			}
+			env = append(env, e["name"].(string)+"="+value)
+		}
+	}
+	if script == "" {
+		t.Fatal("no postgres-setup Job rendered")
+	}
+	env = append(env, "PGHOST="+host, "PGPORT="+port, "PGUSER="+admin) // later ones win
+	for run := range 2 {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		cmd := exec.CommandContext(ctx, "sh", "-c", script)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("setup run %d: %v\n%s", run+1, err, out)
+		}
+	}
+	dsn := func(user, password, db string) string {
+		u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password), Host: net.JoinHostPort(host, port), Path: "/" + db, RawQuery: "sslmode=disable"}
+		return u.String()
+	}
+	conn, err := pgx.Connect(t.Context(), dsn("homelabping", "pw-homelabping", "homelabping"))
+	if err != nil {
+		t.Fatalf("the app's role cannot reach its database: %v", err)
+	}
+	var owner string
+	if err := conn.QueryRow(t.Context(), "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").Scan(&owner); err != nil || owner != "homelabping" {
+		t.Errorf("database owner %q, %v; want homelabping", owner, err)
+	}
+	conn.Close(t.Context())
+	// Another role may not connect to the app's database.
+	aconn, err := pgx.Connect(t.Context(), dsn(admin, adminPassword, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer aconn.Close(t.Context())
+	if _, err := aconn.Exec(t.Context(), "CREATE ROLE intruder LOGIN PASSWORD 'pw-intruder'"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := pgx.Connect(t.Context(), dsn("intruder", "pw-intruder", "homelabping")); err == nil {
+		c.Close(t.Context())
+		t.Error("another role connected to the app's database")
+	} else if !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("another role's connection: %v, want permission denied", err)
+	}
+}
+
+// startPostgres starts a PostgreSQL server for the test with package
+// postgres, admitting every role by password over loopback TCP as a
+// cluster's server would, and returns its address and superuser.
+func startPostgres(t *testing.T) (host, port, user, password string) {
+	t.Helper()
+	base, err := os.MkdirTemp("", "rw-argocd-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
+	secrets := filepath.Join(base, "secrets")
+	inst, err := postgres.Start(t.Context(), postgres.Config{SecretsDir: secrets}, filepath.Join(base, "server"))
+	if err != nil {
+		t.Fatalf("starting PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := inst.Remove(ctx); err != nil {
+			t.Errorf("removing PostgreSQL: %v", err)
+		}
+	})
+	pw, err := os.ReadFile(filepath.Join(secrets, "runway.password"))
+	if err != nil {
+		t.Fatalf("reading the superuser's password: %v", err)
+	}
+	hba := filepath.Join(inst.Dir(), "data", "pg_hba.conf")
+	fi, err := os.Stat(hba)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hba, []byte("local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
+		if err := os.Chown(hba, int(st.Uid), int(st.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Kill(inst.PID(), syscall.SIGHUP); err != nil {
+		t.Fatalf("reloading PostgreSQL's configuration: %v", err)
+	}
+	host, port, user, password = inst.Host(), fmt.Sprint(inst.Port()), "runway", strings.TrimSpace(string(pw))
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password), Host: net.JoinHostPort(host, port), Path: "/postgres", RawQuery: "sslmode=disable"}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := pgx.Connect(t.Context(), u.String())
+		if err == nil {
+			conn.Close(t.Context())
+			return host, port, user, password
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PostgreSQL does not admit its superuser over TCP after the reload: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
