@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +59,6 @@ func TestExportAppliesToAPIServer(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return true, nil
 		}
-		releaseClaims(t, ctx, cs, ns)
 		return false, nil
 	})
 	if err != nil {
@@ -179,29 +177,4 @@ func tryApply(t *testing.T, dyn dynamic.Interface, mapper meta.RESTMapper, obj m
 		return fmt.Errorf("applying %s %s/%s: %w", gvk.Kind, u.GetNamespace(), u.GetName(), err)
 	}
 	return nil
-}
-
-// releaseClaims does what the PVC protection controller would do, which
-// the test cluster's controller manager does not run: it removes the
-// kubernetes.io/pvc-protection finalizer of ns's deleted claims once no
-// pod of ns is left to use them. Without it a deleted namespace with a
-// StatefulSet's claim never goes; on a real cluster it does.
-func releaseClaims(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns string) {
-	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-	if err != nil || len(pods.Items) > 0 {
-		return
-	}
-	claims, err := cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return
-	}
-	for _, c := range claims.Items {
-		if c.DeletionTimestamp == nil || !slices.Contains(c.Finalizers, "kubernetes.io/pvc-protection") {
-			continue
-		}
-		c.Finalizers = slices.DeleteFunc(c.Finalizers, func(f string) bool { return f == "kubernetes.io/pvc-protection" })
-		if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Update(ctx, &c, metav1.UpdateOptions{}); err == nil {
-			t.Logf("released claim %s/%s (the PVC protection controller's part)", ns, c.Name)
-		}
-	}
 }

@@ -21,8 +21,8 @@ import (
 )
 
 // controllers are the kube-controller-manager controllers the cluster
-// runs: the workload, namespace, garbage collection, service account
-// and endpoints controllers. Not the node lifecycle controller (the node
+// runs: the workload, namespace, garbage collection, service account,
+// endpoints, claim protection and admission policy status controllers. Not the node lifecycle controller (the node
 // agent owns its Node) nor anything needing a cloud.
 var controllers = []string{
 	"deployment-controller",
@@ -41,6 +41,8 @@ var controllers = []string{
 	"endpointslice-controller",
 	"endpointslice-mirroring-controller",
 	"persistentvolume-binder-controller",
+	"persistentvolumeclaim-protection-controller",
+	"validatingadmissionpolicy-status-controller",
 }
 
 // Timeouts of the start, generous: the machine's two cores are shared.
