@@ -235,6 +235,9 @@ func renderService(env, app, namespace string, pod corev1.PodTemplateSpec) *core
 			}
 			seen[p.ContainerPort] = true
 			sp := corev1.ServicePort{Name: p.Name, Port: p.ContainerPort, Protocol: p.Protocol, TargetPort: intstr.FromInt32(p.ContainerPort)}
+			if p.Name == "http" {
+				sp.Port = 80 // as a staging environment's Service: http://<service>.<namespace>.svc
+			}
 			if p.Name != "" {
 				sp.TargetPort = intstr.FromString(p.Name)
 			}

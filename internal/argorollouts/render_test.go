@@ -266,7 +266,7 @@ func TestRenderTemplatesErrors(t *testing.T) {
 
 func TestRenderService(t *testing.T) {
 	svc := renderService("production", "web", "ns", testPod())
-	if svc == nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8080 || svc.Spec.Ports[0].TargetPort.StrVal != "http" {
+	if svc == nil || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].TargetPort.StrVal != "http" {
 		t.Fatalf("service = %+v", svc)
 	}
 	if _, ok := svc.Spec.Selector[LabelVersion]; ok {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -43,6 +44,11 @@ func (s *Server) openKubernetes(ctx context.Context, artifacts *build.Store, clk
 		}
 		adminURL = strings.TrimSpace(string(b))
 		s.redactor.Add(adminURL)
+		if u, err := url.Parse(adminURL); err == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok {
+				s.redactor.Add(pw)
+			}
+		}
 	}
 	rt, err := kubernetes.New(ctx, kubernetes.Options{
 		Config: restConfig, Images: images, NamespacePrefix: k.NamespacePrefix,
@@ -51,7 +57,16 @@ func (s *Server) openKubernetes(ctx context.Context, artifacts *build.Store, clk
 	if err != nil {
 		return fmt.Errorf("starting the kubernetes runtime: %w", err)
 	}
-	router := &kubeRouter{ns: rt.Namespace}
+	s.closers = append(s.closers, rt.Close)
+	router := &kubeRouter{ns: rt.Namespace, ready: func(env, app, version string) []string {
+		var addrs []string
+		for _, st := range rt.Status(env, app, version) {
+			if st.Ready && st.Addr != "" {
+				addrs = append(addrs, st.Addr)
+			}
+		}
+		return addrs
+	}}
 	s.rt, s.router = rt, router
 	ro, err := argorollouts.New(argorollouts.Options{
 		Config: restConfig, Templates: rt, ReplicaSets: workload.Starter{RT: rt}, Artifacts: artifacts,
@@ -64,20 +79,7 @@ func (s *Server) openKubernetes(ctx context.Context, artifacts *build.Store, clk
 	}
 	s.rollouts = ro
 	// Production's replicas are Argo's: a job reaches the stable ones.
-	router.serving = func(env, app string) (string, []string) {
-		v := ro.Stable(env, app)
-		if v == "" {
-			return "", nil
-		}
-		var addrs []string
-		for _, st := range rt.Status(env, app, v) {
-			if st.Ready && st.Addr != "" {
-				addrs = append(addrs, st.Addr)
-			}
-		}
-		return v, addrs
-	}
-	s.closers = append(s.closers, rt.Close)
+	router.stable = ro.Stable
 	return nil
 }
 
@@ -117,23 +119,24 @@ func kubeImages(k KubernetesConfig) (kubernetes.Images, error) {
 // kubeRouter is the environment controller's routing table on
 // Kubernetes, where the cluster's Services do the routing: it keeps the
 // staging routes the controller sets (for its status and garbage
-// collection) and gives each the address of its first replica, so a
-// functional-test job reaches the app by its pod IP (a pod's address is
-// routable across the cluster; a Service name needs the cluster's DNS).
+// collection) and answers each with the addresses of its version's ready
+// replicas as they are now, so that a functional-test job reaches the app
+// by a pod IP (routable across a cluster; a Service name needs the
+// cluster's DNS). Production's routes are answered from Argo Rollouts'
+// stable version.
 type kubeRouter struct {
 	ns func(env string) string
-	// serving, if set, is the version serving app in env that no route
-	// was set for (production's, which Argo Rollouts runs) and the
-	// addresses of its ready replicas.
-	serving func(env, app string) (version string, addrs []string)
-	mu      sync.Mutex
-	routes  map[[2]string]gateway.Route
+	// ready lists the addresses of the ready replicas of app at version
+	// in env.
+	ready func(env, app, version string) []string
+	// stable, if set, is the version serving app in env when no route was
+	// set for it (production's, which Argo Rollouts runs).
+	stable func(env, app string) string
+	mu     sync.Mutex
+	routes map[[2]string]gateway.Route
 }
 
 func (r *kubeRouter) SetRoute(rt gateway.Route) error {
-	if len(rt.Stable) > 0 && rt.Listen == "" {
-		rt.Listen = rt.Stable[0].Addr
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.routes == nil {
@@ -147,14 +150,20 @@ func (r *kubeRouter) Route(env, app string) (gateway.Route, bool) {
 	r.mu.Lock()
 	rt, ok := r.routes[[2]string{env, app}]
 	r.mu.Unlock()
-	if ok || r.serving == nil {
-		return rt, ok
+	if !ok {
+		if r.stable == nil {
+			return gateway.Route{}, false
+		}
+		if rt.StableVersion = r.stable(env, app); rt.StableVersion == "" {
+			return gateway.Route{}, false
+		}
+		rt.Env, rt.App = env, app
 	}
-	v, addrs := r.serving(env, app)
+	addrs := r.ready(env, app, rt.StableVersion)
 	if len(addrs) == 0 {
-		return gateway.Route{}, false
+		return rt, ok // as it was set (its pods are being replaced)
 	}
-	rt = gateway.Route{Env: env, App: app, StableVersion: v, Listen: addrs[0]}
+	rt.Stable, rt.Listen = nil, addrs[0]
 	for _, a := range addrs {
 		rt.Stable = append(rt.Stable, gateway.Backend{Addr: a})
 	}
