@@ -43,13 +43,14 @@ var ErrTooLarge = errors.New("image too large to extract")
 // there). Entries with an absolute path or one leaving dest through "..",
 // hard links to outside it and symlinks that would resolve outside it
 // are refused with ErrUnsafeEntry; an absolute symlink target is the
-// image's root, so it is made relative to stay inside dest. All writes go
-// through an os.Root at dest, so no symlink, however made, is followed
-// out. Permission bits are kept (directories also get u+rwx, so that the
-// tree stays the caller's to remove); ownership and times are not;
-// device and fifo entries are skipped. At most MaxExtractSize bytes of
-// file contents are written, else ErrTooLarge. On an error after pulling,
-// dest is left empty.
+// image's root, so it is made relative to stay inside dest. A hard link
+// to a symlink is made as a symlink with the same target, checked from
+// where it is. All writes go through an os.Root at dest, so no symlink,
+// however made, is followed out. Permission bits are kept (directories
+// also get u+rwx, so that the tree stays the caller's to remove);
+// ownership and times are not; device and fifo entries are skipped. At
+// most MaxExtractSize bytes of file contents are written, else
+// ErrTooLarge. On an error after pulling, dest is left empty.
 func Extract(ctx context.Context, ref, dest string, o Options) (Config, error) {
 	r, err := o.parseRef(ref)
 	if err != nil {
@@ -93,7 +94,7 @@ func extractImage(ctx context.Context, img v1.Image, dest string, limit int64) (
 	if err != nil {
 		return fmt.Errorf("listing layers: %w", err)
 	}
-	x := &extractor{root: root, limit: limit, budget: limit, dirModes: make(map[string]fs.FileMode)}
+	x := &extractor{root: root, limit: limit, budget: limit, dirModes: make(map[string]fs.FileMode), absLinks: make(map[string]string)}
 	for i, l := range layers {
 		if err := x.layer(ctx, l); err != nil {
 			d, _ := l.Digest()
@@ -137,7 +138,9 @@ type extractor struct {
 	budget   int64 // bytes of contents left to write
 	entries  int
 	dirModes map[string]fs.FileMode // applied last: a read-only dir is filled first
-	symlinks []string               // checked last: their targets may come later
+	// absLinks has the absolute targets of the symlinks made with one, by
+	// path, so that a hard link to one elsewhere keeps its meaning.
+	absLinks map[string]string
 }
 
 func (x *extractor) layer(ctx context.Context, l v1.Layer) error {
@@ -288,27 +291,36 @@ func (x *extractor) symlink(p, target string) error {
 	if target == "" {
 		return fmt.Errorf("symlink with no target: %w", ErrUnsafeEntry)
 	}
-	linkDir := path.Dir(p)
+	abs := ""
 	if path.IsAbs(target) {
-		rel, err := filepath.Rel("/"+linkDir, path.Clean(target))
-		if err != nil {
-			return err
-		}
-		target = filepath.ToSlash(rel)
-	} else if _, err := entryPath(path.Join(linkDir, target)); err != nil {
+		abs = path.Clean(target)
+		target = relTarget(p, abs)
+	} else if _, err := entryPath(path.Join(path.Dir(p), target)); err != nil {
 		return fmt.Errorf("symlink to %s: %w", target, ErrUnsafeEntry)
 	}
 	if err := x.clear(p, false); err != nil {
 		return err
 	}
+	delete(x.absLinks, p)
 	if err := x.root.Symlink(target, p); err != nil {
 		return err
 	}
-	if err := x.checkLink(p); err != nil {
-		return err
+	if abs != "" {
+		x.absLinks[p] = abs
 	}
-	x.symlinks = append(x.symlinks, p)
-	return nil
+	// Checked here to fail early; finish checks every symlink again, as
+	// later entries can change where this one leads.
+	return x.checkLink(p)
+}
+
+// relTarget is the absolute symlink target abs (a clean path from the
+// image's root) made relative to the symlink p.
+func relTarget(p, abs string) string {
+	rel, err := filepath.Rel("/"+path.Dir(p), abs)
+	if err != nil { // both are absolute and clean: cannot happen
+		panic(err)
+	}
+	return filepath.ToSlash(rel)
 }
 
 // checkLink refuses the symlink p if following it leaves the root.
@@ -324,7 +336,9 @@ func (x *extractor) checkLink(p string) error {
 	}
 }
 
-// hardlink makes p a hard link to target, a path in the image.
+// hardlink makes p a hard link to target, a path in the image. A hard link
+// to a symlink is a symlink with the same target, which may lead
+// elsewhere from p's directory: it is made as one, so that it is checked.
 func (x *extractor) hardlink(p, target string) error {
 	t, err := entryPath(target)
 	if err != nil {
@@ -338,6 +352,19 @@ func (x *extractor) hardlink(p, target string) error {
 		return fmt.Errorf("hard link to directory %s: %w", target, ErrUnsafeEntry)
 	}
 	if t == p {
+		return nil
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		lt, err := x.root.Readlink(t)
+		if err != nil {
+			return fmt.Errorf("hard link to %s: %w", target, err)
+		}
+		if abs, ok := x.absLinks[t]; ok && relTarget(t, abs) == lt {
+			lt = abs // as it was in the layer: the image's root from anywhere
+		}
+		if err := x.symlink(p, lt); err != nil {
+			return fmt.Errorf("hard link to symlink %s: %w", target, err)
+		}
 		return nil
 	}
 	if err := x.clear(p, false); err != nil {
@@ -372,16 +399,18 @@ func (x *extractor) opaque(dir string, created map[string]bool) error {
 
 // finish checks that no symlink resolves outside the root (one link
 // through another can, though each points inside on its own) and sets
-// directory modes, deepest first.
+// directory modes, deepest first. Every symlink in the tree is checked,
+// found by walking it: the path a symlink was made by can name something
+// else by now (made through a symlinked directory since replaced).
 func (x *extractor) finish() error {
-	for _, p := range x.symlinks {
-		fi, err := x.root.Lstat(p)
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-			continue // replaced or removed by a later layer
-		}
-		if err := x.checkLink(p); err != nil {
+	err := fs.WalkDir(x.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 {
 			return err
 		}
+		return x.checkLink(p)
+	})
+	if err != nil {
+		return err
 	}
 	dirs := make([]string, 0, len(x.dirModes))
 	for p := range x.dirModes {

@@ -55,6 +55,42 @@ func TestExtractRefusesUnsafeEntries(t *testing.T) {
 		{name: "hard link out", layers: [][]tarEntry{{{name: "hard", typ: tar.TypeLink, linkname: "../outside/target"}}}},
 		{name: "hard link to an absolute path", layers: [][]tarEntry{{{name: "hard", typ: tar.TypeLink, linkname: "/etc/passwd"}}}},
 		{name: "whiteout out", layers: [][]tarEntry{{{name: "../.wh.outside", body: ""}}}},
+		// A hard link to a symlink is a symlink with the same target in
+		// another directory, where the target may lead somewhere else.
+		{name: "hard link to a symlink that leaves from where the link is", layers: [][]tarEntry{
+			{{name: "a/b/l", typ: tar.TypeSymlink, linkname: "../../outside/target/file"}, {name: "l2", typ: tar.TypeLink, linkname: "a/b/l"}},
+		}},
+		{name: "hard link to a symlink, in a later layer", layers: [][]tarEntry{
+			{{name: "a/b/l", typ: tar.TypeSymlink, linkname: "../../outside"}},
+			{{name: "l2", typ: tar.TypeLink, linkname: "a/b/l"}},
+		}},
+		{name: "hard link to a symlink to a symlink", layers: [][]tarEntry{
+			{{name: "self", typ: tar.TypeSymlink, linkname: "."}, {name: "a/b/l", typ: tar.TypeSymlink, linkname: "self/../outside"},
+				{name: "l2", typ: tar.TypeLink, linkname: "a/b/l"}},
+		}},
+		{name: "hard link to a symlink to a symlink made after it", layers: [][]tarEntry{
+			{{name: "a/b/l", typ: tar.TypeSymlink, linkname: "self/../outside"}, {name: "l2", typ: tar.TypeLink, linkname: "a/b/l"}},
+			{{name: "self", typ: tar.TypeSymlink, linkname: "."}},
+		}},
+		{name: "hard link to a hard link to a symlink", layers: [][]tarEntry{
+			{{name: "a/b/l", typ: tar.TypeSymlink, linkname: "../../outside"}, {name: "a/b/l2", typ: tar.TypeLink, linkname: "a/b/l"},
+				{name: "l3", typ: tar.TypeLink, linkname: "a/b/l2"}},
+		}},
+		{name: "hard link to a symlink through a symlink", layers: [][]tarEntry{
+			{{name: "a/b/l", typ: tar.TypeSymlink, linkname: "../../outside"}, {name: "s", typ: tar.TypeSymlink, linkname: "a/b"},
+				{name: "l2", typ: tar.TypeLink, linkname: "s/l"}},
+		}},
+		{name: "hard link to a symlink, then a write through it", layers: [][]tarEntry{
+			{{name: "a/b/l", typ: tar.TypeSymlink, linkname: "../../outside"}, {name: "l2", typ: tar.TypeLink, linkname: "a/b/l"},
+				{name: "l2/target/file", body: "overwritten"}},
+		}},
+		// A symlink made through a symlinked directory is checked where it
+		// lands, even once that directory link is gone.
+		{name: "symlink made through a symlink that is then replaced", layers: [][]tarEntry{
+			{{name: "a/", typ: tar.TypeDir}, {name: "d/e/s", typ: tar.TypeSymlink, linkname: "../../a"},
+				{name: "d/e/s/l", typ: tar.TypeSymlink, linkname: "self/../../../outside"}},
+			{{name: "d/e/s/", typ: tar.TypeDir}, {name: "a/self", typ: tar.TypeSymlink, linkname: "."}},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var layers []v1.Layer
@@ -110,6 +146,12 @@ func TestExtractLayers(t *testing.T) {
 			tarEntry{name: "usr/bin/tool", body: "v1", mode: 0o755},
 			tarEntry{name: "usr/bin/same", typ: tar.TypeLink, linkname: "usr/bin/tool"},
 			tarEntry{name: "bin", typ: tar.TypeSymlink, linkname: "/usr/bin"},
+			// Hard links to symlinks are symlinks with the same target.
+			tarEntry{name: "usr/bin/alias", typ: tar.TypeSymlink, linkname: "tool"},
+			tarEntry{name: "usr/bin/alias2", typ: tar.TypeLink, linkname: "usr/bin/alias"},
+			tarEntry{name: "usr/bin/up", typ: tar.TypeSymlink, linkname: "../bin/tool"},
+			tarEntry{name: "usr/sbin/tool", typ: tar.TypeLink, linkname: "usr/bin/up"},
+			tarEntry{name: "usr/local/bin", typ: tar.TypeLink, linkname: "bin"}, // still the image's /usr/bin
 			tarEntry{name: "ro/", typ: tar.TypeDir, mode: 0o555},
 			tarEntry{name: "ro/file", body: "ro", mode: 0o444},
 			tarEntry{name: "replaced", body: "a file"},
@@ -171,11 +213,23 @@ func TestExtractLayers(t *testing.T) {
 		"ro/file -r--r--r-- ro",
 		"usr drwxr-xr-x",
 		"usr/bin drwxr-xr-x",
+		"usr/bin/alias Lrwxrwxrwx -> tool",
+		"usr/bin/alias2 Lrwxrwxrwx -> tool",
 		"usr/bin/same -rwxr-xr-x v1",
 		"usr/bin/tool -rwx------ v2",
+		"usr/bin/up Lrwxrwxrwx -> ../bin/tool",
+		"usr/local drwxr-xr-x",
+		"usr/local/bin Lrwxrwxrwx -> ../bin",
+		"usr/sbin drwxr-xr-x",
+		"usr/sbin/tool Lrwxrwxrwx -> ../bin/tool",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("extracted:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, p := range []string{"usr/bin/alias2", "usr/sbin/tool", "usr/local/bin/tool"} {
+		if b, err := os.ReadFile(filepath.Join(dest, p)); err != nil || string(b) != "v2" {
+			t.Errorf("%s = %q, %v; want usr/bin/tool through the links", p, b, err)
+		}
 	}
 }
 

@@ -24,6 +24,10 @@ func FuzzExtract(f *testing.F) {
 		{{name: "up", typ: tar.TypeSymlink, linkname: "self/.."}, {name: "self", typ: tar.TypeSymlink, linkname: "."}, {name: "up/outside/f", body: "x"}},
 		{{name: "l", typ: tar.TypeSymlink, linkname: "/"}, {name: "l/../outside/f", body: "x"}},
 		{{name: "h", typ: tar.TypeLink, linkname: "../outside/f"}},
+		{{name: "a/b/l", typ: tar.TypeSymlink, linkname: "../../outside/f"}, {name: "h", typ: tar.TypeLink, linkname: "a/b/l"}},
+		{{name: "a/", typ: tar.TypeDir}, {name: "d/e/s", typ: tar.TypeSymlink, linkname: "../../a"},
+			{name: "d/e/s/l", typ: tar.TypeSymlink, linkname: "self/../../../outside"}, {name: "d/e/s/", typ: tar.TypeDir},
+			{name: "a/self", typ: tar.TypeSymlink, linkname: "."}},
 		{{name: "d/", typ: tar.TypeDir}, {name: "d/.wh..wh..opq"}, {name: "d/x", body: "y"}},
 	} {
 		f.Add(tarBytes(f, entries...))
