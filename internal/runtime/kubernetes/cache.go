@@ -183,6 +183,19 @@ func (c *cache) envs() []string {
 	return out
 }
 
+// ownedNamespaces are the cached owned namespaces, sorted by name.
+func (c *cache) ownedNamespaces() []*corev1.Namespace {
+	var out []*corev1.Namespace
+	for _, o := range c.namespaces.GetStore().List() {
+		ns, ok := o.(*corev1.Namespace)
+		if ok && c.owns(ns.Name, ns.Labels[LabelEnv]) {
+			out = append(out, ns)
+		}
+	}
+	slices.SortFunc(out, func(a, b *corev1.Namespace) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 // namespace is the cached namespace named name, nil if none.
 func (c *cache) namespace(name string) *corev1.Namespace {
 	o, ok, _ := c.namespaces.GetStore().GetByKey(name)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -28,7 +29,7 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 	ns := r.Namespace(env)
 	// Ask first: an unreachable API server fails Destroy before anything
 	// is dropped.
-	_, err := r.liveNamespace(ctx, env)
+	live, err := r.liveNamespace(ctx, env)
 	exists := err == nil
 	if err != nil && !errors.Is(err, errNoNamespace) {
 		return fmt.Errorf("%s: %w", what, err)
@@ -44,8 +45,12 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 	if !exists {
 		return nil
 	}
-	if err := r.drain(ctx, ns); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+	// A namespace being deleted already (an earlier Destroy's) is the
+	// namespace controller's to empty, and its RoleBinding may be gone.
+	if live.DeletionTimestamp == nil {
+		if err := r.drain(ctx, ns); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 	}
 	err = r.cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -67,6 +72,7 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	r.binder.forget(ns)
 	r.log.Info("environment destroyed", "env", env, "namespace", ns)
 	return nil
 }
@@ -74,15 +80,29 @@ func (r *Runtime) Destroy(ctx context.Context, env string) error {
 // drain deletes Runway's Deployments and Jobs in ns and waits until
 // their pods are gone. The namespace controller, given a namespace with
 // running pods, waits their whole termination grace period before it
-// looks again; given one without, it deletes it at once.
+// looks again; given one without, it deletes it at once. They are
+// listed and deleted one by one: deploy/rbac.yaml grants delete, not
+// deletecollection.
 func (r *Runtime) drain(ctx context.Context, ns string) error {
 	opts := metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}
 	list := metav1.ListOptions{LabelSelector: managedSelector}
-	if err := r.cs.AppsV1().Deployments(ns).DeleteCollection(ctx, opts, list); err != nil && !apierrors.IsNotFound(err) {
-		return apiError("deleting the Deployments of "+ns, err)
+	deps, err := r.cs.AppsV1().Deployments(ns).List(ctx, list)
+	if err != nil {
+		return apiError("listing the Deployments of "+ns, err)
 	}
-	if err := r.cs.BatchV1().Jobs(ns).DeleteCollection(ctx, opts, list); err != nil && !apierrors.IsNotFound(err) {
-		return apiError("deleting the Jobs of "+ns, err)
+	for _, d := range deps.Items {
+		if err := r.cs.AppsV1().Deployments(ns).Delete(ctx, d.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+			return apiError("deleting Deployment "+ns+"/"+d.Name, err)
+		}
+	}
+	jobs, err := r.cs.BatchV1().Jobs(ns).List(ctx, list)
+	if err != nil {
+		return apiError("listing the Jobs of "+ns, err)
+	}
+	for _, j := range jobs.Items {
+		if err := r.cs.BatchV1().Jobs(ns).Delete(ctx, j.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+			return apiError("deleting Job "+ns+"/"+j.Name, err)
+		}
 	}
 	return r.await(ctx, "the pods of "+ns+" to be gone", func() (bool, string, error) {
 		n := r.cache.podsIn(ns)
@@ -119,26 +139,47 @@ const StrayAge = 2 * time.Minute
 // those, in this runtime's namespaces and with Runway's labels only, and
 // returns them as "<env>/job/<name>" and "<env>/secret/<name>".
 // Anything without Runway's labels, or outside its namespaces, is never
-// touched.
+// touched. Jobs are listed in all namespaces (by label); Secrets in each
+// of the runtime's namespaces (from the namespace cache) one by one:
+// Runway's ServiceAccount may read Secrets in those only.
 func (r *Runtime) CollectStrays(ctx context.Context) ([]string, error) {
 	jobs, err := r.cs.BatchV1().Jobs("").List(ctx, metav1.ListOptions{LabelSelector: managedSelector})
 	if err != nil {
 		return nil, apiError("collecting strays: listing Jobs", err)
 	}
-	sel := labels.SelectorFromSet(map[string]string{LabelManagedBy: ManagedBy, LabelKind: KindVars}).String()
-	secrets, err := r.cs.CoreV1().Secrets("").List(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		return nil, apiError("collecting strays: listing Secrets", err)
-	}
 	var removed []string
 	var errs []error
+	sel := labels.SelectorFromSet(map[string]string{LabelManagedBy: ManagedBy, LabelKind: KindVars}).String()
+	var secrets []corev1.Secret
+	listed := map[string]bool{} // the namespaces bound and listed
+	for _, ns := range r.cache.ownedNamespaces() {
+		if ns.DeletionTimestamp != nil {
+			continue // everything in it goes with it
+		}
+		if err := r.ensureBinding(ctx, ns); err != nil {
+			errs = append(errs, fmt.Errorf("collecting strays in %s: %w", ns.Name, err))
+			continue
+		}
+		list, err := r.cs.CoreV1().Secrets(ns.Name).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			if c := r.cache.namespace(ns.Name); c == nil || c.UID != ns.UID || c.DeletionTimestamp != nil {
+				continue // deleted meanwhile
+			}
+			errs = append(errs, apiError("collecting strays: listing the Secrets of "+ns.Name, err))
+			continue
+		}
+		listed[ns.Name] = true
+		secrets = append(secrets, list.Items...)
+	}
 	jobNames := map[string]bool{}
 	for i := range jobs.Items {
 		job := &jobs.Items[i]
 		env := job.Labels[LabelEnv]
 		key := job.Namespace + "/" + job.Name
 		jobNames[key] = true
-		if !r.owns(job.Namespace, env) || job.DeletionTimestamp != nil {
+		// A namespace not listed is one not cached yet (new: the Job is
+		// a RunJob's), or not bound (that error is had already).
+		if !r.owns(job.Namespace, env) || job.DeletionTimestamp != nil || !listed[job.Namespace] {
 			continue
 		}
 		r.mu.Lock()
@@ -154,8 +195,8 @@ func (r *Runtime) CollectStrays(ctx context.Context) ([]string, error) {
 		r.log.Info("removed a stray job", "env", env, "job", job.Name)
 		removed = append(removed, env+"/job/"+job.Name)
 	}
-	for i := range secrets.Items {
-		s := &secrets.Items[i]
+	for i := range secrets {
+		s := &secrets[i]
 		env := s.Labels[LabelEnv]
 		key := s.Namespace + "/" + s.Name
 		if !r.owns(s.Namespace, env) || len(s.OwnerReferences) > 0 || jobNames[key] ||

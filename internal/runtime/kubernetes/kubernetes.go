@@ -46,6 +46,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -118,6 +119,21 @@ type Options struct {
 	PostgresHost string
 	// Logger receives what the runtime does. Nil: slog.Default().
 	Logger *slog.Logger
+	// ServiceAccount is who the runtime runs as (its pod's
+	// ServiceAccount). Set, the runtime binds EnvironmentRole to it in
+	// every namespace of its own (RoleBinding RoleBindingName), which is
+	// how deploy/rbac.yaml grants it anything there. Empty: it binds
+	// nothing (it runs as someone who may do everything already, such as
+	// a cluster admin). Either both fields or neither.
+	ServiceAccount ServiceAccount
+	// EnvironmentRole is the ClusterRole bound to ServiceAccount in each
+	// environment's namespace. Empty: DefaultEnvironmentRole.
+	EnvironmentRole string
+}
+
+// ServiceAccount names a Kubernetes ServiceAccount.
+type ServiceAccount struct {
+	Namespace, Name string
 }
 
 // Runtime runs environments on a cluster.
@@ -131,6 +147,7 @@ type Runtime struct {
 
 	builds   builds
 	appLocks keyedMutex // per namespace/app: its Service beside its Deployments
+	binder   binder     // the RoleBinding of each namespace
 
 	mu       sync.Mutex
 	jobs     map[string]bool // namespace/name of the Jobs RunJob follows
@@ -179,9 +196,23 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes runtime: making a client: %w", err)
 	}
+	return newRuntime(ctx, cs, o, prefix, log)
+}
+
+// newRuntime is New with a client made (a fake one, in unit tests).
+func newRuntime(ctx context.Context, cs kubernetes.Interface, o Options, prefix string, log *slog.Logger) (*Runtime, error) {
+	sa := o.ServiceAccount
+	if (sa.Namespace == "") != (sa.Name == "") {
+		return nil, fmt.Errorf("kubernetes runtime: Options.ServiceAccount %q/%q: want both its namespace and its name, or neither", sa.Namespace, sa.Name)
+	}
+	role := o.EnvironmentRole
+	if role == "" {
+		role = DefaultEnvironmentRole
+	}
 	r := &Runtime{
 		cs: cs, images: o.Images, prefix: prefix, log: log,
 		jobs: map[string]bool{}, dbEnvs: map[string]bool{},
+		binder: binder{account: sa, role: role, grace: bindingGrace, bound: map[string]types.UID{}},
 	}
 	r.builds.images = o.Images
 	if o.PostgresAdminURL != "" {

@@ -14,9 +14,10 @@ import (
 )
 
 // ensureNamespace makes env's namespace, labelled as Runway's, with the
-// annotations given, and returns once the cache has it (Envs lists it).
-// A namespace of that name that is not Runway's is refused, one being
-// deleted (a Destroy under way) is an error to retry.
+// annotations given, and Runway's RoleBinding in it (ensureBinding), and
+// returns once the cache has it (Envs lists it). A namespace of that
+// name that is not Runway's is refused, one being deleted (a Destroy
+// under way) is an error to retry.
 func (r *Runtime) ensureNamespace(ctx context.Context, env string, annotations map[string]string) error {
 	name := r.Namespace(env)
 	want := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
@@ -36,6 +37,9 @@ func (r *Runtime) ensureNamespace(ctx context.Context, env string, annotations m
 		return fmt.Errorf("namespace %s of %s exists and is not Runway's (labels %v): refusing to use it", name, env, ns.Labels)
 	case ns.DeletionTimestamp != nil:
 		return fmt.Errorf("namespace %s of %s is being deleted: try again once it is gone", name, env)
+	}
+	if err := r.ensureBinding(ctx, ns); err != nil {
+		return err
 	}
 	var missing map[string]string
 	for k, v := range annotations {
@@ -70,7 +74,10 @@ func (r *Runtime) ensureNamespace(ctx context.Context, env string, annotations m
 var errNoNamespace = errors.New("no such environment")
 
 // liveNamespace gets env's namespace from the API server: errNoNamespace
-// when there is none, or only another's of that name.
+// when there is none, or only another's of that name. It makes sure
+// Runway's RoleBinding is in it (ensureBinding; a namespace made before
+// the runtime made them gets one), so that what the caller does next
+// there is allowed.
 func (r *Runtime) liveNamespace(ctx context.Context, env string) (*corev1.Namespace, error) {
 	name := r.Namespace(env)
 	ns, err := r.cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
@@ -81,6 +88,9 @@ func (r *Runtime) liveNamespace(ctx context.Context, env string) (*corev1.Namesp
 		return nil, apiError(fmt.Sprintf("getting namespace %s of %s", name, env), err)
 	case ns.Labels[LabelManagedBy] != ManagedBy || ns.Labels[LabelEnv] != env:
 		return nil, fmt.Errorf("namespace %s of %s is not Runway's: %w", name, env, errNoNamespace)
+	}
+	if err := r.ensureBinding(ctx, ns); err != nil {
+		return nil, fmt.Errorf("namespace %s of %s: %w", name, env, err)
 	}
 	return ns, nil
 }

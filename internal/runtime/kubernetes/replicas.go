@@ -55,10 +55,19 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 	ns, name := r.Namespace(rs.Env), workloadName(rs.App, rs.Version)
 
 	// Ask what runs before anything else: an unreachable API server fails
-	// the start here, before anything is built or created.
-	existing, err := r.liveDeployment(ctx, ns, name)
-	if err != nil {
-		return nil, apiError(what, err)
+	// the start here, before anything is built or created. The namespace
+	// first: in one that does not exist (or before its RoleBinding),
+	// Runway's ServiceAccount may not even ask for a Deployment.
+	var existing *appsv1.Deployment
+	switch _, err := r.liveNamespace(ctx, rs.Env); {
+	case errors.Is(err, errNoNamespace):
+		// Nothing runs; ensureNamespace makes it, or refuses another's.
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", what, err)
+	default:
+		if existing, err = r.liveDeployment(ctx, ns, name); err != nil {
+			return nil, apiError(what, err)
+		}
 	}
 	if existing != nil {
 		return r.adoptDeployment(ctx, what, rs, existing)
@@ -315,6 +324,13 @@ func (r *Runtime) logTail(ctx context.Context, p *corev1.Pod) string {
 func (r *Runtime) Stop(ctx context.Context, env, app, version string) error {
 	if err := checkReplicaSet(runtime.ReplicaSet{Env: env, App: app, Version: version}); err != nil {
 		return fmt.Errorf("stopping a replica set: %w", err)
+	}
+	// No namespace (or another's): nothing of the version runs, and
+	// Runway's ServiceAccount may not ask for anything in it.
+	if _, err := r.liveNamespace(ctx, env); errors.Is(err, errNoNamespace) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("stopping %s %s in %s: %w", app, version, env, err)
 	}
 	if err := r.stop(ctx, env, app, version); err != nil {
 		return fmt.Errorf("stopping %s %s in %s: %w", app, version, env, err)

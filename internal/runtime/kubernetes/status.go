@@ -118,7 +118,9 @@ func exitDescription(t *corev1.ContainerStateTerminated) string {
 // Versions implements runtime.Replicas with a live List of the app's
 // Deployments, bounded by liveTimeout: an API server that does not answer
 // is an error wrapping runtime.ErrUnavailable. Deployments being deleted
-// are left out.
+// are left out. The List is of all namespaces, by label, kept to env's:
+// Runway's ServiceAccount may list Deployments everywhere, but nothing
+// in a namespace that does not exist (yet).
 func (r *Runtime) Versions(env, app string) ([]string, error) {
 	if err := errors.Join(runtime.CheckName("environment", env), runtime.CheckName("app", app)); err != nil {
 		return nil, fmt.Errorf("listing versions: %w", err)
@@ -127,13 +129,13 @@ func (r *Runtime) Versions(env, app string) ([]string, error) {
 	defer cancel()
 	ns := r.Namespace(env)
 	sel := labels.SelectorFromSet(map[string]string{LabelManagedBy: ManagedBy, LabelEnv: env, LabelApp: app}).String()
-	list, err := r.cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	list, err := r.cs.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, apiError(fmt.Sprintf("listing the versions of %s in %s", app, env), err)
 	}
 	var out []string
 	for _, d := range list.Items {
-		if v := d.Labels[LabelVersion]; d.DeletionTimestamp == nil && runtime.ValidName(v) {
+		if v := d.Labels[LabelVersion]; d.Namespace == ns && d.DeletionTimestamp == nil && runtime.ValidName(v) {
 			out = append(out, v)
 		}
 	}
