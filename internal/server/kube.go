@@ -53,6 +53,9 @@ func (s *Server) openKubernetes(ctx context.Context, artifacts *build.Store, clk
 	rt, err := kubernetes.New(ctx, kubernetes.Options{
 		Config: restConfig, Images: images, NamespacePrefix: k.NamespacePrefix,
 		PostgresAdminURL: adminURL, PostgresHost: k.PostgresHost, Logger: s.log,
+		// In a cluster (deploy/), the pod says who it is: the runtime binds
+		// that ServiceAccount in each namespace it makes.
+		ServiceAccount: kubernetes.ServiceAccount{Namespace: os.Getenv("RUNWAY_POD_NAMESPACE"), Name: os.Getenv("RUNWAY_SERVICE_ACCOUNT")},
 	})
 	if err != nil {
 		return fmt.Errorf("starting the kubernetes runtime: %w", err)
