@@ -223,7 +223,7 @@ func (r *renderer) rollout(t *template, a *app) any {
 			canary["steps"] = steps
 		}
 		if bg := c.Analysis; bg != nil {
-			an := map[string]any{"templates": templateRefs(bg.Templates)}
+			an := map[string]any{"templates": templateRefs(s.Name, bg.Templates)}
 			if args := r.analysisArgs(t, a, bg.Templates, bg.Args); len(args) > 0 {
 				an["args"] = args
 			}
@@ -260,7 +260,7 @@ func (r *renderer) step(t *template, a *app, st appspec.Step) any {
 		}
 		return map[string]any{"pause": p}
 	default:
-		an := map[string]any{"templates": templateRefs(st.Analysis.Templates)}
+		an := map[string]any{"templates": templateRefs(a.spec.Name, st.Analysis.Templates)}
 		if args := r.analysisArgs(t, a, st.Analysis.Templates, st.Analysis.Args); len(args) > 0 {
 			an["args"] = args
 		}
@@ -277,10 +277,12 @@ func argoDuration(d time.Duration) string {
 	return d.String()
 }
 
-func templateRefs(refs []appspec.TemplateRef) []any {
+// templateRefs are refs as the Rollout names app's AnalysisTemplates in
+// the cluster (templateObjectName).
+func templateRefs(app string, refs []appspec.TemplateRef) []any {
 	out := make([]any, len(refs))
 	for i, ref := range refs {
-		out[i] = map[string]any{"templateName": ref.TemplateName}
+		out[i] = map[string]any{"templateName": templateObjectName(app, ref.TemplateName)}
 	}
 	return out
 }
@@ -317,8 +319,9 @@ func (r *renderer) analysisArgs(t *template, a *app, refs []appspec.TemplateRef,
 	return out
 }
 
-// analysisTemplate is one of app's AnalysisTemplates as written, with
-// prometheus.address set to the cluster's Prometheus.
+// analysisTemplate is one of app's AnalysisTemplates as written, named
+// <app>-<name> (templateObjectName) and with prometheus.address set to
+// the cluster's Prometheus.
 func (r *renderer) analysisTemplate(t *template, app string, tpl *analysis.Template) any {
 	b, err := json.Marshal(tpl)
 	if err != nil {
@@ -330,6 +333,7 @@ func (r *renderer) analysisTemplate(t *template, app string, tpl *analysis.Templ
 	}
 	meta := obj["metadata"].(map[string]any)
 	delete(meta, "namespace") // the release's
+	meta["name"] = templateObjectName(app, tpl.Metadata.Name)
 	lbl, _ := meta["labels"].(map[string]any)
 	if lbl == nil {
 		lbl = map[string]any{}

@@ -24,15 +24,28 @@ const (
 // environment's own resources (charts/environment), so deleting the
 // environment deletes it too (with CreateNamespace Argo CD leaves it
 // behind, empty: argo-cd issues #7875, #4435).
-func syncPolicy() map[string]any {
-	return map[string]any{
+//
+// Only an environment's own Application (retry true), which has no
+// hooks, retries a failed sync. An app's Application, whose chart has
+// the report hooks, must not: gitops-engine runs the SyncFail hooks
+// inside the failed attempt, before Argo CD retries, so the reporter
+// would take a failure (final: Runway reverts production or fails the
+// staging workflow) that a retry might then turn into a success. A
+// failed sync of an app is thus reported once, as it happened; a later
+// sync (the manifest's next change, or one started by hand) reports
+// again.
+func syncPolicy(retry bool) map[string]any {
+	p := map[string]any{
 		"automated":   map[string]any{"prune": true, "selfHeal": true},
 		"syncOptions": []any{"PrunePropagationPolicy=foreground", "PruneLast=true"},
-		"retry": map[string]any{
+	}
+	if retry {
+		p["retry"] = map[string]any{
 			"limit":   int64(5),
 			"backoff": map[string]any{"duration": "5s", "factor": int64(2), "maxDuration": "3m"},
-		},
+		}
 	}
+	return p
 }
 
 // environmentSource is the source of an environment's Application: the
@@ -93,7 +106,7 @@ func (r *renderer) applicationSet() error {
 					"project":     r.o.Project,
 					"source":      r.environmentSource(manifest.StagingDir+"/{{ .path.filename }}", env, false),
 					"destination": map[string]any{"server": r.o.DestinationServer, "namespace": r.o.NamespacePrefix + env},
-					"syncPolicy":  syncPolicy(),
+					"syncPolicy":  syncPolicy(true),
 				},
 			},
 		},
@@ -118,7 +131,7 @@ func (r *renderer) production() error {
 			"project":     r.o.Project,
 			"source":      r.environmentSource(manifest.ProductionPath, env, true),
 			"destination": map[string]any{"server": r.o.DestinationServer, "namespace": r.o.NamespacePrefix + env},
-			"syncPolicy":  syncPolicy(),
+			"syncPolicy":  syncPolicy(true),
 		},
 	}
 	return r.add("application-production.yaml", a)
@@ -219,6 +232,15 @@ func (r *renderer) childApplication(t *template, name string) any {
 		"pipelineImage":   appField(t, name, "images", "pipeline", "image"),
 		"pipelineVersion": appField(t, name, "images", "pipeline", "image_tag"),
 	}
+	if name == postgresName {
+		// Which apps needing the database this environment runs: the
+		// setup hook requires only their passwords.
+		dbs := map[string]any{}
+		for _, app := range r.databaseApps() {
+			dbs[app] = t.boolean(fmt.Sprintf("not (not (index $.Values.apps %s))", quote(app)))
+		}
+		values["databases"] = dbs
+	}
 	return map[string]any{
 		"apiVersion": argoAPIVersion,
 		"kind":       "Application",
@@ -243,7 +265,7 @@ func (r *renderer) childApplication(t *template, name string) any {
 				"server":    r.o.DestinationServer,
 				"namespace": t.value(fmt.Sprintf("printf \"%%s%%s\" %s .Values.env", quote(r.o.NamespacePrefix))),
 			},
-			"syncPolicy": syncPolicy(),
+			"syncPolicy": syncPolicy(false), // it has the report hooks: no retry
 		},
 	}
 }

@@ -30,12 +30,18 @@
 //   - charts/<app>: an app's Deployment (staging) or Rollout (production,
 //     the spec's canary steps and background analysis, weights by replica
 //     count, progressDeadlineAbort), its ClusterIP Service, its
-//     AnalysisTemplates as written with prometheus.address set to
-//     Options.PrometheusAddress, and its report hooks.
+//     AnalysisTemplates as written but named <app>-<name> (as the Argo
+//     Rollouts driver names them; the Rollout's templateName references
+//     follow), so that two apps' templates never meet in the namespace,
+//     with prometheus.address set to Options.PrometheusAddress, and its
+//     report hooks.
 //   - charts/postgres: the environment's PostgreSQL server, a StatefulSet
 //     whose volume claim is deleted with it, a headless Service and a
-//     PostSync hook that gives each app needing the database a role and a
-//     database of its own (passwords from the DatabaseSecret). A team
+//     PostSync hook that gives each of the environment's apps needing the
+//     database a role and a database of its own (passwords from the
+//     DatabaseSecret; the environment chart tells it, as value databases,
+//     which apps are the environment's, so only their keys are required
+//     and another app's missing key does not hold the hook). A team
 //     with a PostgreSQL server of its own can instead point apps at it:
 //     leave postgres out of the manifests and give each environment's
 //     apps a database there (what the Kubernetes runtime does with
@@ -73,6 +79,13 @@
 // environment's Secret ReporterSecret at the key named after the
 // workflow, never written in a manifest. A hook's pod waits for its key
 // to appear, up to the Job's deadline.
+//
+// An app's Application has no sync retry (the environments' own
+// Applications, which have no hooks, keep theirs): gitops-engine runs
+// SyncFail hooks inside the failed attempt, before Argo CD would retry,
+// so with a retry the reporter would already hold a failure, final for
+// Runway, that the retry might turn into a success. A failed sync is
+// reported once; a later sync reports again.
 //
 // # A runtime: argocd mode
 //

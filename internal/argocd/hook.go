@@ -41,7 +41,9 @@ const hookDeadline = 600
 // resources all became healthy (PostSync) the app reports success, after
 // a failed sync (SyncFail) failure. They exist only where the app's
 // manifest entry names a workflow to report to. wave orders the PostSync
-// hook after the chart's other PostSync hooks.
+// hook after the chart's other PostSync hooks. The app's Application
+// does not retry a failed sync (syncPolicy): the SyncFail hook runs
+// inside the failed attempt, so its report must be the sync's last word.
 func (r *renderer) reportHooks(dir, app string, wave int) error {
 	hooks := []struct {
 		file, hook, suffix string

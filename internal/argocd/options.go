@@ -210,11 +210,36 @@ func (o *Options) checkApps() (map[string]*app, error) {
 		}
 		apps[name] = a
 	}
+	// Every app's AnalysisTemplates share the environment's namespace:
+	// two apps owning one object would overwrite each other at every
+	// sync. Names are <app>-<name>, which still may meet (app a's b-c and
+	// app a-b's c): refuse that.
+	owner := map[string]string{}
+	for _, name := range sortedKeys(apps) {
+		for _, t := range apps[name].templates {
+			obj := templateObjectName(name, t.Metadata.Name)
+			if prev, ok := owner[obj]; ok {
+				errs = append(errs, fmt.Errorf("app %s: template %s would be the AnalysisTemplate %s, as one of app %s's is: rename one", name, t.Metadata.Name, obj, prev))
+				continue
+			}
+			owner[obj] = name
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return apps, nil
 }
+
+// maxSubdomain is the longest DNS subdomain (RFC 1123), an object name.
+const maxSubdomain = 253
+
+// templateObjectName is the name of app's AnalysisTemplate name in the
+// cluster: <app>-<name>, as the Argo Rollouts driver names them, so that
+// the templates of apps sharing a namespace never meet. An app name (a
+// DNS label of at most 40 characters) and a template name (a DNS label)
+// always make a DNS subdomain; checkApp checks it all the same.
+func templateObjectName(app, name string) string { return app + "-" + name }
 
 func (o *Options) checkApp(in App) (*app, error) {
 	s := in.Spec
@@ -250,6 +275,8 @@ func (o *Options) checkApp(in App) (*app, error) {
 				return nil, fmt.Errorf("app %s: %s: template name %q must be a DNS label", s.Name, p, name)
 			case defined[name]:
 				return nil, fmt.Errorf("app %s: %s: template %s is defined twice", s.Name, p, name)
+			case len(templateObjectName(s.Name, name)) > maxSubdomain:
+				return nil, fmt.Errorf("app %s: %s: template name %q: the AnalysisTemplate %s would be longer than %d characters", s.Name, p, name, templateObjectName(s.Name, name), maxSubdomain)
 			}
 			defined[name] = true
 			for _, arg := range t.Spec.Args {

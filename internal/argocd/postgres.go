@@ -20,7 +20,9 @@ const (
 // role and database of its own, and the report hooks.
 func (r *renderer) postgresChart() error {
 	dir := path.Join(chartDir(postgresName), "templates")
-	if err := r.chartMeta(postgresName, "The environment's PostgreSQL server and each app's database on it.", appValues()); err != nil {
+	values := appValues()
+	values["databases"] = map[string]any{}
+	if err := r.chartMeta(postgresName, "The environment's PostgreSQL server and each app's database on it.", values); err != nil {
 		return err
 	}
 	if err := r.addTemplate(path.Join(dir, "statefulset.yaml"), "", r.statefulSet); err != nil {
@@ -120,16 +122,24 @@ GRANT ALL ON DATABASE :"app" TO :"app";
 
 // setupJob is the PostSync hook that runs setupSQL for each app needing
 // the database, before postgres reports (wave 0, the report is wave 1).
+// The export knows every app that may need the database, an environment
+// runs only some: value databases (set by the environment chart) says
+// which are in this environment's manifest. Only their passwords are
+// required (the pod waits for them); the others' keys are optional, as
+// the DatabaseSecret of an environment holds only its own apps', and an
+// app whose password is absent gets no database.
 func (r *renderer) setupJob(t *template) any {
 	var script strings.Builder
-	script.WriteString("set -eu\nuntil pg_isready --quiet; do sleep 1; done\n") // PG* from the environment
+	script.WriteString("set -eu\nuntil pg_isready --quiet; do sleep 1; done\nready=\n") // PG* from the environment
 	env := []any{envVar("PGHOST", postgresName), envVar("PGUSER", "postgres"), envVar("PGDATABASE", "postgres"), secretEnv("PGPASSWORD", DatabaseSecret, postgresName)}
 	for _, app := range r.databaseApps() {
 		v := "PASSWORD_" + upper(app)
-		env = append(env, secretEnv(v, DatabaseSecret, app))
-		fmt.Fprintf(&script, "psql -v ON_ERROR_STOP=1 -v app=%s -v pw=\"$%s\" <<'SQL'\n%sSQL\n", app, v, setupSQL)
+		e := secretEnv(v, DatabaseSecret, app)
+		e["valueFrom"].(map[string]any)["secretKeyRef"].(map[string]any)["optional"] = t.boolean(fmt.Sprintf("not (index .Values.databases %s)", quote(app)))
+		env = append(env, e)
+		fmt.Fprintf(&script, "if [ -n \"${%s:-}\" ]; then\npsql -v ON_ERROR_STOP=1 -v app=%s -v pw=\"$%s\" <<'SQL'\n%sSQL\nready=\"$ready %s\"\nfi\n", v, app, v, setupSQL, app)
 	}
-	script.WriteString("echo \"databases ready: " + strings.Join(r.databaseApps(), " ") + "\"\n")
+	script.WriteString("echo \"databases ready:$ready\"\n")
 	pod := podSecurity()
 	pod["runAsUser"] = int64(postgresUID)
 	pod["runAsGroup"] = int64(postgresUID)

@@ -32,7 +32,7 @@ func TestPostgresSetupHook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := helmTemplate(files, "charts/postgres", map[string]any{"env": "v1", "image": "postgres", "version": "15"})
+	objs, err := helmTemplate(files, "charts/postgres", map[string]any{"env": "v1", "image": "postgres", "version": "15", "databases": map[string]any{"homelabping": true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +69,16 @@ func TestPostgresSetupHook(t *testing.T) {
 			t.Fatalf("setup run %d: %v\n%s", run+1, err, out)
 		}
 	}
+	// An app whose (optional) password is absent gets no database and
+	// does not fail the hook.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	cmd.Env = append(env, "PASSWORD_HOMELABPING=")
+	out, err := cmd.CombinedOutput()
+	cancel()
+	if err != nil || !strings.Contains(string(out), "databases ready:\n") {
+		t.Fatalf("setup without homelabping's password: %v\n%s", err, out)
+	}
 	dsn := func(user, password, db string) string {
 		u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password), Host: net.JoinHostPort(host, port), Path: "/" + db, RawQuery: "sslmode=disable"}
 		return u.String()
@@ -96,6 +106,74 @@ func TestPostgresSetupHook(t *testing.T) {
 		t.Error("another role connected to the app's database")
 	} else if !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("another role's connection: %v, want permission denied", err)
+	}
+}
+
+// The setup hook requires the password of only the environment's apps:
+// another app's key is optional, so its absence does not hold the pod
+// to its deadline, and the environment chart says which apps are the
+// environment's.
+func TestPostgresSetupRequiresOnlyEnvironmentApps(t *testing.T) {
+	o, _ := exampleOptions(t)
+	files, err := Render(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := map[string]any{"images": map[string]any{"code": map[string]any{"image": "postgres", "image_tag": "15"}}}
+	for _, tt := range []struct {
+		apps         map[string]any
+		wantOptional bool
+	}{
+		{map[string]any{"postgres": pg, "homelabping": map[string]any{"images": map[string]any{"code": map[string]any{"image": "homelabping", "image_tag": "v1"}}}}, false},
+		{map[string]any{"postgres": pg}, true},
+	} {
+		env, err := helmTemplate(files, "charts/environment", map[string]any{"env": "v1", "apps": tt.apps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var values map[string]any
+		for _, obj := range env {
+			if obj["kind"] == "Application" && obj["metadata"].(map[string]any)["name"] == "v1-postgres" {
+				values = obj["spec"].(map[string]any)["source"].(map[string]any)["helm"].(map[string]any)["valuesObject"].(map[string]any)
+			}
+		}
+		if values == nil {
+			t.Fatal("no postgres Application rendered")
+		}
+		objs, err := helmTemplate(files, "charts/postgres", values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, obj := range objs {
+			if obj["metadata"].(map[string]any)["name"] != "postgres-setup" {
+				continue
+			}
+			c := obj["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+			for _, e := range c["env"].([]any) {
+				e := e.(map[string]any)
+				from, ok := e["valueFrom"].(map[string]any)
+				if !ok {
+					continue
+				}
+				ref := from["secretKeyRef"].(map[string]any)
+				optional, _ := ref["optional"].(bool)
+				switch ref["key"] {
+				case "homelabping":
+					found = true
+					if optional != tt.wantOptional {
+						t.Errorf("apps %v: homelabping's password optional=%v, want %v", tt.apps, optional, tt.wantOptional)
+					}
+				case postgresName:
+					if optional {
+						t.Errorf("the server's password is optional")
+					}
+				}
+			}
+		}
+		if !found {
+			t.Fatal("the setup hook reads no homelabping password")
+		}
 	}
 }
 

@@ -27,8 +27,9 @@ Argo CD objects:
   %s=%s) and one Application per app of its manifest. Its
   values are the manifest JSON itself (a helm valueFiles entry).
 - charts/<app>: the app's Deployment (staging) or Rollout (production),
-  Service, AnalysisTemplates and the hook Jobs that report to Runway's
-  reporter at %s.
+  Service, AnalysisTemplates (named <app>-<name>) and the hook Jobs that
+  report to Runway's reporter at %s. An app's Application does not
+  retry a failed sync: its SyncFail hook has already reported it.
 - charts/postgres: the environment's PostgreSQL server.
 
 Each environment's namespace needs two Secrets, which Runway writes when it
@@ -37,7 +38,7 @@ drives Argo CD (or you do, by hand):
 - %s: one key per workflow, the workflow's reporter token
   (GET /api/v1/expectations/<workflow>/token with the admin token).
 - %s: key postgres (the server's password) and one key per app
-  that needs the database: %s.
+  of the environment that needs the database: %s.
 `, o.RepoURL, o.ChartPath, o.ArgoCDNamespace, o.ChartPath, o.ChartPath,
 		manifest.StagingDir, manifest.ProductionPath, o.NamespacePrefix, LabelManagedBy, ManagedBy,
 		o.ReporterURL, ReporterSecret, DatabaseSecret, orNone(r.databaseApps()))

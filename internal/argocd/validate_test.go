@@ -48,6 +48,12 @@ spec:
   metrics: [{name: m, successCondition: "result[0] > 0", provider: {prometheus: {query: "up"}}}]
 `)
 		}, "stable-version"},
+		{"templates of two apps named alike", func(t *testing.T, o *Options) {
+			// homelabping's maintain-success-rate and
+			// homelabping-maintain's success-rate would both be the
+			// AnalysisTemplate homelabping-maintain-success-rate.
+			o.Apps = append(o.Apps, renamedApp(t, o.Apps[0], "homelabping-maintain", "success-rate"))
+		}, "app homelabping-maintain: template success-rate would be the AnalysisTemplate homelabping-maintain-success-rate, as one of app homelabping's is"},
 		{"service other than postgres", func(t *testing.T, o *Options) {
 			s, err := appspec.Parse([]byte("kind: Service\nname: redis\nbuild: {pipeline: 'true'}\n"))
 			if err != nil {
@@ -294,4 +300,79 @@ func FuzzManifestValues(f *testing.F) {
 			}
 		}
 	})
+}
+
+// renamedApp is a copy of a (the example's homelabping) named name, its
+// template file also defining the templates extra.
+func renamedApp(t *testing.T, a App, name string, extra ...string) App {
+	t.Helper()
+	spec := *a.Spec
+	spec.Name = name
+	templates := map[string][]byte{}
+	for p, data := range a.Templates {
+		for _, n := range extra {
+			doc := strings.Replace(string(data), "name: maintain-success-rate", "name: "+n, 1)
+			data = append(append(data, "\n---\n"...), doc...)
+		}
+		templates[p] = data
+	}
+	return App{Spec: &spec, Templates: templates}
+}
+
+// Two apps' templates of one name are two AnalysisTemplates, each named
+// after its app, and each app's Rollout names its own.
+func TestTemplatesNamedPerApp(t *testing.T) {
+	o, _ := exampleOptions(t)
+	o.Apps = append(o.Apps, renamedApp(t, o.Apps[0], "billing"))
+	files, err := Render(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := map[string]string{}
+	for _, app := range []string{"homelabping", "billing"} {
+		objs, err := helmTemplate(files, "charts/"+app, map[string]any{"env": "production", "production": true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var templates, refs []string
+		for _, obj := range objs {
+			switch obj["kind"] {
+			case "AnalysisTemplate":
+				name := obj["metadata"].(map[string]any)["name"].(string)
+				if prev, ok := owner[name]; ok {
+					t.Errorf("AnalysisTemplate %s rendered by %s and %s", name, prev, app)
+				}
+				owner[name] = app
+				templates = append(templates, name)
+			case "Rollout":
+				canary := obj["spec"].(map[string]any)["strategy"].(map[string]any)["canary"].(map[string]any)
+				var ans []any
+				for _, st := range canary["steps"].([]any) {
+					if an, ok := st.(map[string]any)["analysis"]; ok {
+						ans = append(ans, an)
+					}
+				}
+				if bg, ok := canary["analysis"]; ok {
+					ans = append(ans, bg)
+				}
+				for _, an := range ans {
+					for _, ref := range an.(map[string]any)["templates"].([]any) {
+						refs = append(refs, ref.(map[string]any)["templateName"].(string))
+					}
+				}
+			}
+		}
+		want := app + "-maintain-success-rate"
+		if len(templates) != 1 || templates[0] != want {
+			t.Errorf("%s: AnalysisTemplates %v, want [%s]", app, templates, want)
+		}
+		if len(refs) == 0 {
+			t.Errorf("%s: the Rollout names no template", app)
+		}
+		for _, r := range refs {
+			if r != want {
+				t.Errorf("%s: the Rollout names template %s, want %s", app, r, want)
+			}
+		}
+	}
 }
