@@ -2,6 +2,7 @@ package argorollouts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/rollout"
@@ -25,11 +27,49 @@ func (p *pass) stableOf() (string, *manifest.App) {
 	case !o.exists:
 		return "", nil
 	case o.fullyPromoted && o.stableVersion == o.version:
-		return o.version, o.entry
+		return o.version, p.preferDesired(o.version, o.entry)
 	case o.stableVersion != "" && o.stableVersion == o.stableAtStart:
-		return o.stableVersion, o.stableEntry
+		return o.stableVersion, p.preferDesired(o.stableVersion, o.stableEntry)
 	}
 	return o.stableVersion, nil
+}
+
+// preferDesired is the desired entry when it is of version (the entry as
+// the manifest has it now), else entry.
+func (p *pass) preferDesired(version string, entry *manifest.App) *manifest.App {
+	if d := p.desired; d != nil && d.Entry != nil && d.Version == version {
+		return d.Entry
+	}
+	return entry
+}
+
+// sameEntry reports whether a and b are the same manifest entry.
+func sameEntry(a, b *manifest.App) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, errX := json.Marshal(a)
+	y, errY := json.Marshal(b)
+	return errX == nil && errY == nil && string(x) == string(y)
+}
+
+// recordEntry records d's manifest entry as that of the running version
+// (a person changed it in the manifest, the version staying the same).
+func (p *pass) recordEntry(ctx context.Context, d *rollout.Desired) (result, error) {
+	s, err := encodeJSON(d.Entry)
+	if err != nil {
+		return result{}, err
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{annEntry: s}}})
+	if err != nil {
+		return result{}, err
+	}
+	if _, err := p.c.dyn.Resource(rolloutGVR).Namespace(p.ns).Patch(ctx, p.app, types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: ManagedBy}); err != nil {
+		return result{}, fmt.Errorf("recording the manifest entry of %s %s: %w", p, d.Version, err)
+	}
+	p.log.Info("manifest entry of the running version recorded", "version", d.Version)
+	return result{}, nil
 }
 
 // apply makes the Rollout run d: its AnalysisTemplates and Service first,
@@ -146,6 +186,8 @@ func (p *pass) put(ctx context.Context, want *unstructured.Unstructured, gvr sch
 	}
 	if l := cur.GetLabels(); l[LabelManagedBy] != ManagedBy {
 		return nil, fmt.Errorf("%s %s/%s exists and is not Runway's", want.GetKind(), want.GetNamespace(), want.GetName())
+	} else if app := want.GetLabels()[LabelApp]; l[LabelApp] != app {
+		return nil, fmt.Errorf("%s %s/%s exists and is not %s's (it is %q's)", want.GetKind(), want.GetNamespace(), want.GetName(), app, l[LabelApp])
 	}
 	update(cur, want)
 	made, err := client.Update(ctx, cur, metav1.UpdateOptions{FieldManager: ManagedBy})

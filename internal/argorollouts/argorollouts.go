@@ -121,8 +121,9 @@ type Controller struct {
 	kube  kubernetes.Interface
 	queue workqueue.TypedRateLimitingInterface[string]
 
-	managed  dynamicinformer.DynamicSharedInformerFactory // Rollouts, ReplicaSets: Runway's labels
-	all      dynamicinformer.DynamicSharedInformerFactory // AnalysisRuns: Argo's, found by owner
+	// managed: Rollouts, ReplicaSets and AnalysisRuns (labelled by
+	// the Rollout's analysisRunMetadata) with Runway's labels.
+	managed  dynamicinformer.DynamicSharedInformerFactory
 	rollouts cache.SharedIndexInformer
 	rss      cache.SharedIndexInformer
 	runs     cache.SharedIndexInformer
@@ -193,10 +194,9 @@ func newController(o Options, dyn dynamic.Interface, kube kubernetes.Interface) 
 	c.managed = dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, metav1.NamespaceAll, func(lo *metav1.ListOptions) {
 		lo.LabelSelector = LabelManagedBy + "=" + ManagedBy + "," + LabelApp
 	})
-	c.all = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
 	c.rollouts = c.managed.ForResource(rolloutGVR).Informer()
 	c.rss = c.managed.ForResource(replicaSetGVR).Informer()
-	c.runs = c.all.ForResource(analysisRunGVR).Informer()
+	c.runs = c.managed.ForResource(analysisRunGVR).Informer()
 	byLabels := c.handler(func(u *unstructured.Unstructured) string { return keyOf(u) })
 	if _, err := c.rollouts.AddEventHandler(byLabels); err != nil {
 		return nil, fmt.Errorf("argo rollouts: watching rollouts: %w", err)
@@ -294,9 +294,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer close(c.done)
 	defer c.queue.ShutDown()
 	c.managed.Start(ctx.Done())
-	c.all.Start(ctx.Done())
 	defer c.managed.Shutdown()
-	defer c.all.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), c.rollouts.HasSynced, c.rss.HasSynced, c.runs.HasSynced) {
 		if ctx.Err() != nil {
 			return nil

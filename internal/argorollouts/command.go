@@ -30,6 +30,11 @@ const (
 // current reads app's Rollout from the API server (not the cache: a
 // command acts on what is there now) and observes it.
 func (c *Controller) current(ctx context.Context, env, app, verb string) (*unstructured.Unstructured, observation, error) {
+	return c.currentOf(ctx, env, app, verb, observation.inProgress)
+}
+
+// currentOf is current, the rollout taken when running says so.
+func (c *Controller) currentOf(ctx context.Context, env, app, verb string, running func(observation) bool) (*unstructured.Unstructured, observation, error) {
 	ns := c.opts.Templates.Namespace(env)
 	ro, err := c.dyn.Resource(rolloutGVR).Namespace(ns).Get(ctx, app, metav1.GetOptions{})
 	switch {
@@ -53,7 +58,7 @@ func (c *Controller) current(ctx context.Context, env, app, verb string) (*unstr
 		})
 	}
 	o := observe(ro, rss, runs, c.opts.Redact)
-	if !o.inProgress() {
+	if !running(o) {
 		return nil, observation{}, fmt.Errorf("%s %s in %s: %w", verb, app, env, rollout.ErrNoRollout)
 	}
 	return ro, o, nil
@@ -61,8 +66,13 @@ func (c *Controller) current(ctx context.Context, env, app, verb string) (*unstr
 
 // inProgress reports whether a canary runs that Runway has not ended.
 func (o observation) inProgress() bool {
-	return o.exists && o.version != "" && !o.ended && o.stableAtStart != "" && o.stableAtStart != o.version &&
-		!(o.end.Version == o.version && o.end.Outcome == outcomeAborted)
+	return o.deploying() && o.stableAtStart != "" && o.stableAtStart != o.version
+}
+
+// deploying reports whether a version rolls out (a canary or a first
+// deploy) that Runway has not ended.
+func (o observation) deploying() bool {
+	return o.exists && o.version != "" && !o.ended && !(o.end.Version == o.version && o.end.Outcome == outcomeAborted)
 }
 
 func (c *Controller) patch(ctx context.Context, ro *unstructured.Unstructured, patch string, subresource ...string) error {
@@ -80,7 +90,8 @@ func commandContext() (context.Context, context.CancelFunc) {
 
 // Promote ends the current pause, as Argo's promote does: the pause
 // conditions cleared (and, on an inconclusive analysis Argo paused for,
-// the step passed), spec.paused cleared if it was paused by hand. Outside
+// the step passed, as Argo's plugin does only when the current step's
+// analysis run is Inconclusive, not a background one), spec.paused cleared if it was paused by hand. Outside
 // a pause it is refused, so that it can not skip a step by surprise
 // (Argo's own would move to the next step).
 func (c *Controller) Promote(env, app string) error {
@@ -97,7 +108,7 @@ func (c *Controller) Promote(env, app string) error {
 		return fmt.Errorf("promoting %s in %s: %w: it is at a setWeight or analysis step; promote ends pauses", app, env, rollout.ErrNotPaused)
 	}
 	status := `{"status":{"pauseConditions":null}}`
-	if o.inconclusive && o.controllerPause {
+	if o.inconclusive && o.controllerPause && o.stepInconclusive {
 		next := min(o.currentStep+1, int64(o.steps))
 		status = fmt.Sprintf(`{"status":{"pauseConditions":null,"controllerPause":false,"currentStepIndex":%d}}`, next)
 	}
@@ -168,7 +179,9 @@ func (c *Controller) abort(env, app, version, reason string) error {
 	}
 	ctx, cancel := commandContext()
 	defer cancel()
-	ro, o, err := c.current(ctx, env, app, "aborting")
+	// A first deploy too: one that never gets healthy is aborted (its
+	// failure reported; there is nothing to revert).
+	ro, o, err := c.currentOf(ctx, env, app, "aborting", observation.deploying)
 	if err != nil {
 		return err
 	}
@@ -187,6 +200,10 @@ func (c *Controller) abort(env, app, version, reason string) error {
 		return fmt.Errorf("aborting %s in %s: %w", app, env, err)
 	}
 	if err := c.patch(ctx, ro, abortPatch, "status"); err != nil {
+		// Not aborted: no reason is left for a later abort to report.
+		if rerr := c.patch(ctx, ro, `{"metadata":{"annotations":{"`+annAbortReason+`":null}}}`); rerr != nil {
+			c.log.Error("removing the abort reason of a failed abort", "env", env, "app", app, "err", rerr)
+		}
 		return fmt.Errorf("aborting %s in %s: %w", app, env, err)
 	}
 	c.log.Warn("aborting rollout", "env", env, "app", app, "canary", o.version, "reason", r)

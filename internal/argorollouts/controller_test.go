@@ -180,7 +180,7 @@ func TestControllerLifecycle(t *testing.T) {
 	if o.stableAtStart != "" || o.workflow != "wf-v1" {
 		t.Fatalf("first rollout = %+v", o)
 	}
-	if _, err := w.dyn.Resource(analysisTemplateGVR).Namespace("runway-production").Get(context.Background(), "error-ratio", metav1.GetOptions{}); err != nil {
+	if _, err := w.dyn.Resource(analysisTemplateGVR).Namespace("runway-production").Get(context.Background(), "web-error-ratio", metav1.GetOptions{}); err != nil {
 		t.Errorf("analysis template: %v", err)
 	}
 	if _, err := w.kube.CoreV1().Services("runway-production").Get(context.Background(), "web", metav1.GetOptions{}); err != nil {
@@ -203,7 +203,7 @@ func TestControllerLifecycle(t *testing.T) {
 	}
 	run := yamlObject(t, strings.Replace(failedRunYAML, "uid: ro-uid", "uid: "+string(w.rollout(t).GetUID()), 1))
 	run.SetNamespace("runway-production")
-	run.SetLabels(map[string]string{labelPodTemplateHash: "h2"})
+	run.SetLabels(map[string]string{labelPodTemplateHash: "h2", LabelManagedBy: ManagedBy, LabelEnv: "production", LabelApp: "web", LabelVersion: "v2"})
 	if _, err := w.dyn.Resource(analysisRunGVR).Namespace("runway-production").Create(context.Background(), run, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

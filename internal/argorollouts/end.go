@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -15,6 +16,16 @@ import (
 	"github.com/runway-cd/runway/internal/reporter"
 	"github.com/runway-cd/runway/internal/rollout"
 )
+
+// outsideTimeout bounds what a pass does outside the cluster (a git
+// revert, a report): it is not cancelled with the pass (a revert or a
+// report half done is worse than one done late), but it does not hang it.
+const outsideTimeout = 2 * time.Minute
+
+// boundedContext is ctx without its cancellation, with outsideTimeout.
+func boundedContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), outsideTimeout)
+}
 
 // maxAbortReason bounds an abort reason, in bytes (it goes into a commit
 // message), as Runway's own canary does.
@@ -148,11 +159,14 @@ func (p *pass) retryChange(ctx context.Context, d *rollout.Desired) (result, err
 	if err != nil {
 		return result{}, err
 	}
+	// Argo's retry first: until the end is cleared the canary stays
+	// ended, so a failure between the two is retried, never taken for an
+	// abort still to revert (which would undo the re-push).
 	client := p.c.dyn.Resource(rolloutGVR).Namespace(p.ns)
-	if _, err := client.Patch(ctx, p.app, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedBy}); err != nil {
+	if _, err := client.Patch(ctx, p.app, types.MergePatchType, []byte(retryPatch), metav1.PatchOptions{FieldManager: ManagedBy}, "status"); err != nil {
 		return result{}, fmt.Errorf("retrying %s %s: %w", p, d.Version, err)
 	}
-	if _, err := client.Patch(ctx, p.app, types.MergePatchType, []byte(retryPatch), metav1.PatchOptions{FieldManager: ManagedBy}, "status"); err != nil {
+	if _, err := client.Patch(ctx, p.app, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ManagedBy}); err != nil {
 		return result{}, fmt.Errorf("retrying %s %s: %w", p, d.Version, err)
 	}
 	p.c.reopen(p.env, p.app, d.Version)
@@ -193,7 +207,9 @@ func (p *pass) revert(ctx context.Context, canary, stable string, entry *manifes
 	}
 	msg := fmt.Sprintf("rollback %s to %s: %s failed: %s", p.app, stable, canary, reason)
 	changed := false
-	_, err := p.c.opts.Repo.Update(context.WithoutCancel(ctx), msg, func(read func(string) ([]byte, error)) ([]gitops.Change, error) {
+	ctx, cancel := boundedContext(ctx)
+	defer cancel()
+	_, err := p.c.opts.Repo.Update(ctx, msg, func(read func(string) ([]byte, error)) ([]gitops.Change, error) {
 		changed = false
 		data, err := read(manifest.ProductionPath)
 		if gitops.IsNotExist(err) {
@@ -238,7 +254,9 @@ func (p *pass) report(ctx context.Context, workflow string, ok bool, msg string)
 	if workflow == "" {
 		return nil
 	}
-	err := p.c.opts.Reporter.Update(context.WithoutCancel(ctx), workflow, p.app, ok, oneline.Reason(clean(msg, p.c.opts.Redact)))
+	ctx, cancel := boundedContext(ctx)
+	defer cancel()
+	err := p.c.opts.Reporter.Update(ctx, workflow, p.app, ok, oneline.Reason(clean(msg, p.c.opts.Redact)))
 	return p.reportErr(err, workflow, "reporting")
 }
 
@@ -246,7 +264,9 @@ func (p *pass) reportSuperseded(ctx context.Context, workflow, msg string) error
 	if workflow == "" {
 		return nil
 	}
-	err := p.c.opts.Reporter.Supersede(context.WithoutCancel(ctx), workflow, p.app, oneline.Reason(clean(msg, p.c.opts.Redact)))
+	ctx, cancel := boundedContext(ctx)
+	defer cancel()
+	err := p.c.opts.Reporter.Supersede(ctx, workflow, p.app, oneline.Reason(clean(msg, p.c.opts.Redact)))
 	return p.reportErr(err, workflow, "reporting a superseded change")
 }
 

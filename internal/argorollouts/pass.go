@@ -144,7 +144,8 @@ func (p *pass) refresh(ctx context.Context) error {
 	if ro != nil {
 		// The runs as they are now too: an abort's reason is the failed
 		// run's verdict, which the cache may not have yet.
-		list, err := p.c.dyn.Resource(analysisRunGVR).Namespace(p.ns).List(ctx, metav1.ListOptions{})
+		sel := labels.SelectorFromSet(objectLabels(p.env, p.app)).String()
+		list, err := p.c.dyn.Resource(analysisRunGVR).Namespace(p.ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
 			return fmt.Errorf("listing the analysis runs of %s: %w", p, err)
 		}
@@ -169,9 +170,16 @@ func (p *pass) decide() action {
 		switch {
 		case o.end.Version == o.version && o.end.Outcome == outcomeAborted:
 			return p.finishAborted // an abort under way
-		case o.promoted:
+		case o.promoted || o.canaryPromoted():
+			// Argo made the canary stable: it is promoted, even while
+			// its old pods terminate (still Progressing) and a newer
+			// version is handed over meanwhile.
 			return p.finishPromoted
 		case o.aborted || o.invalidSpec:
+			return p.finishAborted
+		case o.deadlineExceeded && o.firstDeploy():
+			// Argo counts a first deploy as completed and leaves it
+			// Degraded: its failure is Runway's to report.
 			return p.finishAborted
 		}
 	}
@@ -194,7 +202,26 @@ func (p *pass) decide() action {
 	if d.Workflow != o.workflow && o.ended && o.end.Outcome == outcomeAborted {
 		return func(ctx context.Context) (result, error) { return p.retryChange(ctx, d) }
 	}
+	if d.Entry != nil && !sameEntry(d.Entry, o.entry) {
+		// A person edited the running version's entry (another
+		// deploy.revision): the record follows, or the next canary
+		// would start over the stale one and an abort write it back.
+		return func(ctx context.Context) (result, error) { return p.recordEntry(ctx, d) }
+	}
 	return nil
+}
+
+// firstDeploy reports whether the template's version is the Rollout's
+// first (no stable version when it was made).
+func (o observation) firstDeploy() bool { return o.stableAtStart == "" }
+
+// canaryPromoted reports whether Argo promoted the canary of the
+// template's version: its ReplicaSet is the stable one, in a status of
+// the latest spec. (A first deploy is stable at once: it is promoted
+// once Healthy.)
+func (o observation) canaryPromoted() bool {
+	return o.observed && o.fullyPromoted && o.stableVersion == o.version &&
+		o.stableAtStart != "" && o.stableAtStart != o.version
 }
 
 func (p *pass) failedBefore(d *rollout.Desired) bool {

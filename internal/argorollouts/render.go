@@ -165,7 +165,7 @@ func pauseDuration(d time.Duration) string {
 func renderAnalysis(templates []appspec.TemplateRef, args []any, in rolloutInput) map[string]any {
 	refs := make([]any, len(templates))
 	for i, t := range templates {
-		refs[i] = map[string]any{"templateName": t.TemplateName}
+		refs[i] = map[string]any{"templateName": templateName(in.App, t.TemplateName)}
 	}
 	labels := objectLabels(in.Env, in.App)
 	labels[LabelVersion] = in.Version

@@ -50,8 +50,16 @@ type observation struct {
 	invalidSpec     bool
 	promoted        bool // Healthy with version as stable
 	fullyPromoted   bool // stableRS == currentPodHash
-	currentStep     int64
-	analyses        []rollout.Run
+	// stepInconclusive: the current step's analysis run is
+	// Inconclusive (status.canary.currentStepAnalysisRunStatus), the
+	// only pause whose promote passes the step (as Argo's plugin does).
+	stepInconclusive bool
+	// deadlineExceeded: Argo says the version did not progress in its
+	// deadline (Degraded, ProgressDeadlineExceeded); for a first deploy,
+	// which Argo counts as completed, the version's failure.
+	deadlineExceeded bool
+	currentStep      int64
+	analyses         []rollout.Run
 	// failure is the failing analysis' verdict (metric, value), for the
 	// abort's reason.
 	failure string
@@ -113,9 +121,16 @@ func observe(ro *unstructured.Unstructured, rss, runs []*unstructured.Unstructur
 			}
 		}
 		o.invalidSpec = o.phase == rollout.Degraded && strings.HasPrefix(o.message, "InvalidSpec")
+		o.deadlineExceeded = o.phase == rollout.Degraded && strings.HasPrefix(o.message, "ProgressDeadlineExceeded")
+		o.stepInconclusive = str(obj, "status", "canary", "currentStepAnalysisRunStatus", "status") == rollout.Inconclusive
 		o.promoted = o.phase == rollout.Healthy && o.fullyPromoted
 	}
 	o.weight = weight(obj, o)
+	if !o.observed {
+		// Argo's step and weight are still those of the previous
+		// template: the new one starts at step 0, weight 0.
+		o.step, o.weight = 0, 0
+	}
 	o.analyses, o.failure = analyses(ro, runs, current, redact)
 	return o
 }

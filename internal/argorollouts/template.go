@@ -1,11 +1,14 @@
 package argorollouts
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -16,8 +19,9 @@ import (
 // renderTemplates are the AnalysisTemplates of art's spec (the files of
 // its analysisTemplates, read and checked as Runway's own canary reads
 // them), in namespace, each prometheus provider's address set to
-// prometheus: the cluster's Prometheus. Their names stay those of the
-// files, which the steps refer to.
+// prometheus: the cluster's Prometheus. Each is named <app>-<name>
+// (templateName): the namespace is shared by every app of the
+// environment; the Rollout's steps refer to them by that name.
 func renderTemplates(art build.Artifact, env, namespace, prometheus string) ([]*unstructured.Unstructured, error) {
 	if art.Spec == nil {
 		return nil, nil
@@ -48,6 +52,23 @@ func renderTemplates(art build.Artifact, env, namespace, prometheus string) ([]*
 	return out, nil
 }
 
+// maxName bounds an object's name (a DNS subdomain).
+const maxName = 253
+
+// templateName is the name of app's AnalysisTemplate name in its
+// namespace: <app>-<name>, shortened with a hash of the whole when longer
+// than a DNS subdomain may be.
+func templateName(app, name string) string {
+	n := app + "-" + name
+	if len(n) <= maxName {
+		return n
+	}
+	sum := sha256.Sum256([]byte(n))
+	h := hex.EncodeToString(sum[:])[:10]
+	prefix := strings.TrimRight(n[:maxName-len(h)-1], "-.")
+	return prefix + "-" + h
+}
+
 // templateObject is t as an object of the API server.
 func templateObject(t *analysis.Template, env, app, namespace, prometheus string) (*unstructured.Unstructured, error) {
 	c := *t
@@ -71,6 +92,7 @@ func templateObject(t *analysis.Template, env, app, namespace, prometheus string
 	u.SetAPIVersion(apiVersion)
 	u.SetKind("AnalysisTemplate")
 	u.SetNamespace(namespace)
+	u.SetName(templateName(app, t.Metadata.Name))
 	labels := maps.Clone(t.Metadata.Labels)
 	if labels == nil {
 		labels = map[string]string{}
