@@ -157,6 +157,7 @@ func TestDeployAppliesAndLimitsRunway(t *testing.T) {
 		applyAll(t, ctx, c.Config, objs)
 	})
 	waitPolicyChecked(t, ctx, admin, "runway-environments")
+	waitPolicyChecked(t, ctx, admin, "runway-environment-bindings")
 
 	rcfg := rest.CopyConfig(c.Config)
 	rcfg.Impersonate = rest.ImpersonationConfig{UserName: runwayUser.User, Groups: runwayUser.Groups}

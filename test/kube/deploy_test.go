@@ -287,15 +287,17 @@ func TestDeployFiles(t *testing.T) {
 	})
 	t.Run("config", func(t *testing.T) { checkConfig(t, cm, dep, svc) })
 	t.Run("network policy", func(t *testing.T) { checkNetworkPolicies(t, objs, dep) })
-	t.Run("admission policy names the ServiceAccount", func(t *testing.T) {
-		p := typed[admissionv1.ValidatingAdmissionPolicy](t, find(t, objs, "ValidatingAdmissionPolicy", "runway-environments"))
-		want := fmt.Sprintf("system:serviceaccount:%s:%s", systemNamespace, dep.Spec.Template.Spec.ServiceAccountName)
-		if len(p.Spec.MatchConditions) != 1 || !strings.Contains(p.Spec.MatchConditions[0].Expression, `"`+want+`"`) {
-			t.Errorf("match conditions %+v do not name %s", p.Spec.MatchConditions, want)
-		}
-		b := typed[admissionv1.ValidatingAdmissionPolicyBinding](t, find(t, objs, "ValidatingAdmissionPolicyBinding", "runway-environments"))
-		if b.Spec.PolicyName != p.Name || !slices.Equal(b.Spec.ValidationActions, []admissionv1.ValidationAction{admissionv1.Deny}) {
-			t.Errorf("binding %+v: want policy %s, actions [Deny]", b.Spec, p.Name)
+	t.Run("admission policies name the ServiceAccount", func(t *testing.T) {
+		for _, name := range []string{"runway-environments", "runway-environment-bindings"} {
+			p := typed[admissionv1.ValidatingAdmissionPolicy](t, find(t, objs, "ValidatingAdmissionPolicy", name))
+			want := fmt.Sprintf("system:serviceaccount:%s:%s", systemNamespace, dep.Spec.Template.Spec.ServiceAccountName)
+			if len(p.Spec.MatchConditions) != 1 || !strings.Contains(p.Spec.MatchConditions[0].Expression, `"`+want+`"`) {
+				t.Errorf("policy %s: match conditions %+v do not name %s", name, p.Spec.MatchConditions, want)
+			}
+			b := typed[admissionv1.ValidatingAdmissionPolicyBinding](t, find(t, objs, "ValidatingAdmissionPolicyBinding", name))
+			if b.Spec.PolicyName != p.Name || !slices.Equal(b.Spec.ValidationActions, []admissionv1.ValidationAction{admissionv1.Deny}) {
+				t.Errorf("binding %+v: want policy %s, actions [Deny]", b.Spec, p.Name)
+			}
 		}
 	})
 	t.Run("docs name every secret", func(t *testing.T) { checkSecretsDocumented(t, dep) })

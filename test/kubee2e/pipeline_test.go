@@ -88,6 +88,11 @@ func TestPipelineOnKubernetes(t *testing.T) {
 	h, err := harness.Start(ctx, harness.Options{
 		Examples: "../../examples", Dir: dir, Log: logBuf,
 		Tune: func(cfg *server.Config) {
+			// A build cache and uid range of its own: test/e2e's Runways
+			// run at the same time on this machine, and each hands its
+			// app's cache directory to its own build uid.
+			cfg.Sandbox.CacheDir = filepath.Join(os.TempDir(), "runway-kubee2e-cache")
+			cfg.Sandbox.UIDBase = 1600000
 			cfg.Runtime = server.RuntimeKubernetes
 			cfg.Kubernetes = server.KubernetesConfig{
 				Kubeconfig: c.Kubeconfig, NamespacePrefix: prefix,
