@@ -2,20 +2,17 @@ package argocd
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/runway-cd/runway/internal/postgres"
+	"github.com/runway-cd/runway/test/cluster"
 )
 
 // The postgres chart's setup hook, run on this machine against a real
@@ -177,60 +174,15 @@ func TestPostgresSetupRequiresOnlyEnvironmentApps(t *testing.T) {
 	}
 }
 
-// startPostgres starts a PostgreSQL server for the test with package
-// postgres, admitting every role by password over loopback TCP as a
-// cluster's server would, and returns its address and superuser.
+// startPostgres starts a PostgreSQL server for the test, admitting every
+// role by password over loopback TCP as a cluster's server would, and
+// returns its address and superuser.
 func startPostgres(t *testing.T) (host, port, user, password string) {
 	t.Helper()
-	base, err := os.MkdirTemp("", "rw-argocd-pg-")
+	u, err := url.Parse(cluster.PostgresAdmin(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(base) })
-	secrets := filepath.Join(base, "secrets")
-	inst, err := postgres.Start(t.Context(), postgres.Config{SecretsDir: secrets}, filepath.Join(base, "server"))
-	if err != nil {
-		t.Fatalf("starting PostgreSQL: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := inst.Remove(ctx); err != nil {
-			t.Errorf("removing PostgreSQL: %v", err)
-		}
-	})
-	pw, err := os.ReadFile(filepath.Join(secrets, "runway.password"))
-	if err != nil {
-		t.Fatalf("reading the superuser's password: %v", err)
-	}
-	hba := filepath.Join(inst.Dir(), "data", "pg_hba.conf")
-	fi, err := os.Stat(hba)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hba, []byte("local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
-		if err := os.Chown(hba, int(st.Uid), int(st.Gid)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := syscall.Kill(inst.PID(), syscall.SIGHUP); err != nil {
-		t.Fatalf("reloading PostgreSQL's configuration: %v", err)
-	}
-	host, port, user, password = inst.Host(), fmt.Sprint(inst.Port()), "runway", strings.TrimSpace(string(pw))
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, password), Host: net.JoinHostPort(host, port), Path: "/postgres", RawQuery: "sslmode=disable"}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := pgx.Connect(t.Context(), u.String())
-		if err == nil {
-			conn.Close(t.Context())
-			return host, port, user, password
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PostgreSQL does not admit its superuser over TCP after the reload: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	password, _ = u.User.Password()
+	return u.Hostname(), u.Port(), u.User.Username(), password
 }
