@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -59,7 +60,7 @@ func (r *Runtime) EnsurePostgres(ctx context.Context, env string) error {
 // Database implements runtime.Databases: a login role and a database it
 // owns, which no other role may connect to, for app in env on the
 // server, named by dbName. The password is random, made on the first call
-// and kept in the Secret db-<app> of env's namespace (with the settings
+// and kept in the Secret db.<app> of env's namespace (with the settings
 // the app gets), so every call, after a restart too, gives the same
 // settings. The role is set to it on every call, as a SCRAM verifier:
 // the password itself never reaches the server.
@@ -103,35 +104,47 @@ func (r *Runtime) Database(ctx context.Context, env, app string) (runtime.Databa
 		k, v, _ := strings.Cut(kv, "=")
 		data[k] = []byte(v)
 	}
-	lbl := map[string]string{LabelManagedBy: ManagedBy, LabelEnv: env, LabelApp: app}
-	if err := r.ensureSecret(ctx, ns.Name, dbSecretName(app), lbl, KindDatabase, data, nil); err != nil {
+	if err := r.ensureSecret(ctx, ns.Name, dbSecretName(app), dbSecretLabels(env, app), KindDatabase, data, nil); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return db, nil
 }
 
 // databasePassword is app's password in env, made and kept in the
-// app's database Secret on first use.
+// app's database Secret on first use, and given to the redactor
+// (Options.Secrets) however it was had. The Secret must carry the labels
+// of app's database Secret: a Secret of that name that is anything else
+// is refused. A password kept under the name older runtimes used
+// (legacyDBSecretName) is taken over, so a restart does not change it.
 func (r *Runtime) databasePassword(ctx context.Context, env, app string) (string, error) {
 	ns, name := r.Namespace(env), dbSecretName(app)
 	for attempt := 0; ; attempt++ {
 		s, err := r.cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			if s.Labels[LabelManagedBy] != ManagedBy || len(s.Data[passwordKey]) == 0 {
-				return "", fmt.Errorf("the Secret %s/%s is not Runway's database Secret: refusing to use it", ns, name)
+			password, err := dbSecretPassword(s, env, app)
+			if err != nil {
+				return "", err
 			}
-			return string(s.Data[passwordKey]), nil
+			r.learn(password)
+			return password, nil
 		}
 		if !apierrors.IsNotFound(err) || attempt > 0 {
 			return "", apiError("getting Secret "+ns+"/"+name, err)
 		}
-		b := make([]byte, 24)
-		if _, err := rand.Read(b); err != nil {
-			return "", fmt.Errorf("making a password: %w", err)
+		password, err := r.legacyPassword(ctx, env, app)
+		if err != nil {
+			return "", err
 		}
-		password := hex.EncodeToString(b)
-		lbl := map[string]string{LabelManagedBy: ManagedBy, LabelEnv: env, LabelApp: app, LabelKind: KindDatabase}
-		s = newSecret(ns, name, lbl, map[string][]byte{passwordKey: []byte(password)})
+		if password == "" {
+			b := make([]byte, 24)
+			if _, err := rand.Read(b); err != nil {
+				return "", fmt.Errorf("making a password: %w", err)
+			}
+			password = hex.EncodeToString(b)
+		}
+		// Learnt before it is stored: nothing may show it unredacted.
+		r.learn(password)
+		s = newSecret(ns, name, dbSecretLabels(env, app), map[string][]byte{passwordKey: []byte(password)})
 		_, err = r.cs.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{})
 		if err == nil {
 			return password, nil
@@ -140,6 +153,52 @@ func (r *Runtime) databasePassword(ctx context.Context, env, app string) (string
 			return "", apiError("creating Secret "+ns+"/"+name, err)
 		}
 		// Another call made it first: take its password.
+	}
+}
+
+// legacyPassword is the password older runtimes kept in the Secret
+// legacyDBSecretName(app), if there is one with the labels of app's
+// database Secret; "" if not.
+func (r *Runtime) legacyPassword(ctx context.Context, env, app string) (string, error) {
+	ns, name := r.Namespace(env), legacyDBSecretName(app)
+	s, err := r.cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", apiError("getting Secret "+ns+"/"+name, err)
+	}
+	password, err := dbSecretPassword(s, env, app)
+	if err != nil {
+		return "", nil // another's (a workload's variables, say): not ours
+	}
+	return password, nil
+}
+
+// dbSecretLabels are the labels of app's database Secret in env.
+func dbSecretLabels(env, app string) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedBy, LabelEnv: env, LabelApp: app, LabelKind: KindDatabase}
+}
+
+// dbSecretPassword is the password in s if s is app's database Secret
+// in env (by its labels).
+func dbSecretPassword(s *corev1.Secret, env, app string) (string, error) {
+	for k, v := range dbSecretLabels(env, app) {
+		if s.Labels[k] != v {
+			return "", fmt.Errorf("the Secret %s/%s is not Runway's database Secret of %s (label %s=%q, not %q): refusing to use it",
+				s.Namespace, s.Name, app, k, s.Labels[k], v)
+		}
+	}
+	if len(s.Data[passwordKey]) == 0 {
+		return "", fmt.Errorf("the Secret %s/%s holds no %s: refusing to use it", s.Namespace, s.Name, passwordKey)
+	}
+	return string(s.Data[passwordKey]), nil
+}
+
+// learn gives a password to the redactor, if there is one.
+func (r *Runtime) learn(password string) {
+	if r.secrets != nil && password != "" {
+		r.secrets.Add(password)
 	}
 }
 

@@ -200,7 +200,7 @@ func (r *Runtime) CollectStrays(ctx context.Context) ([]string, error) {
 		env := s.Labels[LabelEnv]
 		key := s.Namespace + "/" + s.Name
 		if !r.owns(s.Namespace, env) || len(s.OwnerReferences) > 0 || jobNames[key] ||
-			time.Since(s.CreationTimestamp.Time) < StrayAge || s.DeletionTimestamp != nil {
+			secretAge(s, time.Now()) < StrayAge || s.DeletionTimestamp != nil {
 			continue
 		}
 		_, err := r.cs.AppsV1().Deployments(s.Namespace).Get(ctx, s.Name, metav1.GetOptions{})
@@ -210,8 +210,13 @@ func (r *Runtime) CollectStrays(ctx context.Context) ([]string, error) {
 			}
 			continue
 		}
-		if err := r.cs.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, apiError("collecting strays: deleting Secret "+key, err))
+		// As listed: one a retried Start touched (or made anew) since is
+		// not deleted.
+		pre := &metav1.Preconditions{UID: &s.UID, ResourceVersion: &s.ResourceVersion}
+		if err := r.cs.CoreV1().Secrets(s.Namespace).Delete(ctx, s.Name, metav1.DeleteOptions{Preconditions: pre}); err != nil {
+			if !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				errs = append(errs, apiError("collecting strays: deleting Secret "+key, err))
+			}
 			continue
 		}
 		r.log.Info("removed a stray secret", "env", env, "secret", s.Name)

@@ -4,9 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/runway-cd/runway/internal/runtime"
@@ -18,7 +25,7 @@ import (
 // runtime.ErrUnavailable: trying again later may succeed, and it says
 // nothing of what was asked.
 func apiError(what string, err error) error {
-	if unreachable(err) {
+	if unreachable(err) || terminating(err) {
 		return fmt.Errorf("%s: %w: %w", what, runtime.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
@@ -36,6 +43,40 @@ func unreachable(err error) bool {
 	code := st.Status().Code
 	return code >= http.StatusInternalServerError || code == http.StatusTooManyRequests ||
 		apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err)
+}
+
+// terminating reports whether err is the API server's refusal to make
+// something in a namespace being deleted (403, cause
+// NamespaceTerminating): a Destroy under way, not the version's fault.
+func terminating(err error) bool {
+	return err != nil && apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause)
+}
+
+// registryUnavailable reports whether err, from building, pulling or
+// pushing an image, says the registry could not be reached or failed
+// (5xx, 429), or the base image could not be pulled: nothing of the
+// version is at fault, and a later try may succeed.
+func registryUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		if te.StatusCode >= http.StatusInternalServerError || te.StatusCode == http.StatusTooManyRequests {
+			return true
+		}
+	}
+	var ne net.Error
+	var ue *url.Error
+	var oe *net.OpError
+	if errors.As(err, &ne) || errors.As(err, &ue) || errors.As(err, &oe) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	// The base is the operator's, the same for every app: failing to
+	// pull it is never a version's fault. (image.Builder says so in its
+	// message only.)
+	return strings.Contains(err.Error(), "pulling base image ")
 }
 
 // recheck is how often a wait looks again without a change in the

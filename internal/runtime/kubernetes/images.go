@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/runway-cd/runway/internal/runtime"
 )
 
 // builds memoizes the images of artifact directories: an artifact is
@@ -49,7 +51,11 @@ func (b *builds) build(ctx context.Context, name, tag, dir string) (string, erro
 				b.mu.Lock()
 				delete(b.byKey, key)
 				b.mu.Unlock()
-				cur.err = fmt.Errorf("building the image of %s from %s: %w", name, dir, cur.err)
+				if ctx.Err() == nil && registryUnavailable(cur.err) {
+					cur.err = fmt.Errorf("building the image of %s from %s: %w: %w", name, dir, runtime.ErrUnavailable, cur.err)
+				} else {
+					cur.err = fmt.Errorf("building the image of %s from %s: %w", name, dir, cur.err)
+				}
 			}
 			close(cur.done)
 			return cur.ref, cur.err

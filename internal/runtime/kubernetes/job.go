@@ -83,13 +83,60 @@ func (r *Runtime) RunJob(ctx context.Context, j runtime.Job) error {
 	}
 	// Done: logs and exit status are had; nothing of it runs.
 	exit := r.jobExit(job)
-	if derr := r.deleteJob(context.WithoutCancel(ctx), job, false); derr != nil {
+	var killed error
+	if exit != 0 {
+		killed = r.jobKilled(ctx, job)
+	}
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if derr := r.deleteJob(cctx, job, false); derr != nil {
 		r.log.Warn("deleting a finished job", "namespace", job.Namespace, "job", job.Name, "err", derr)
+	}
+	if killed != nil {
+		return fmt.Errorf("%s: %w", what, killed)
 	}
 	if exit != 0 {
 		return fmt.Errorf("%s: exit status %d", what, exit)
 	}
 	return nil
+}
+
+// jobKilled says, of a Job whose pod ended with a failure, whether the
+// cluster ended it (its activeDeadlineSeconds passed: the Job's
+// DeadlineExceeded condition, or the pod's own reason, or the pod deleted
+// under it): an error wrapping errJobTimedOut then, else nil (its own
+// exit).
+func (r *Runtime) jobKilled(ctx context.Context, job *batchv1.Job) error {
+	for _, p := range r.cache.jobPods(job.Namespace, job.Name) {
+		if p.Status.Reason == batchv1.JobReasonDeadlineExceeded {
+			return fmt.Errorf("%w after its deadline: %s", errJobTimedOut, p.Status.Message)
+		}
+		if p.DeletionTimestamp != nil {
+			return fmt.Errorf("%w: its pod %s was ended by the cluster (the Job's deadline, %s)", errJobTimedOut, p.Name, jobDeadline(job))
+		}
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), liveTimeout)
+	defer cancel()
+	cur, err := r.cs.BatchV1().Jobs(job.Namespace).Get(lctx, job.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	for _, c := range cur.Status.Conditions {
+		if (c.Type == batchv1.JobFailed || c.Type == batchv1.JobFailureTarget) && c.Status == corev1.ConditionTrue &&
+			c.Reason == batchv1.JobReasonDeadlineExceeded {
+			return fmt.Errorf("%w after its deadline: %s", errJobTimedOut, c.Message)
+		}
+	}
+	return nil
+}
+
+// jobDeadline is the Job's activeDeadlineSeconds as a duration, for
+// messages.
+func jobDeadline(job *batchv1.Job) string {
+	if job.Spec.ActiveDeadlineSeconds == nil {
+		return "none"
+	}
+	return (time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second).String()
 }
 
 // createJob makes the Job of j (a unique name) and the Secret of its
@@ -108,9 +155,18 @@ func (r *Runtime) createJob(ctx context.Context, j runtime.Job, ref string) (*ba
 	if j.App != "" {
 		lbl[LabelApp] = j.App
 	}
+	key := ns + "/" + name
 	r.mu.Lock()
-	r.jobs[ns+"/"+name] = true
+	r.jobs[key] = true
 	r.mu.Unlock()
+	ok := false
+	defer func() {
+		if !ok {
+			r.mu.Lock()
+			delete(r.jobs, key)
+			r.mu.Unlock()
+		}
+	}()
 	if err := r.ensureVars(ctx, ns, name, lbl, j.Vars); err != nil {
 		return nil, err
 	}
@@ -131,9 +187,18 @@ func (r *Runtime) createJob(ctx context.Context, j runtime.Job, ref string) (*ba
 	if err != nil {
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
+		if unreachable(err) {
+			// It may have been made all the same (the name is this
+			// call's own): delete it, if so.
+			bg := metav1.DeletePropagationBackground
+			if derr := r.cs.BatchV1().Jobs(ns).Delete(cctx, name, metav1.DeleteOptions{PropagationPolicy: &bg}); derr != nil && !apierrors.IsNotFound(derr) {
+				r.log.Warn("deleting a Job whose creation failed", "namespace", ns, "job", name, "err", derr)
+			}
+		}
 		_ = r.cs.CoreV1().Secrets(ns).Delete(cctx, name, metav1.DeleteOptions{})
 		return nil, apiError("creating Job "+ns+"/"+name, err)
 	}
+	ok = true
 	owner := ownerRef(batchv1.SchemeGroupVersion.WithKind("Job"), created.Name, created.UID)
 	if err := r.addOwner(ctx, ns, name, owner); err != nil {
 		r.log.Warn("making a Job the owner of its Secret", "namespace", ns, "job", name, "err", err)
@@ -224,6 +289,14 @@ func (r *Runtime) followJob(ctx context.Context, j runtime.Job, job *batchv1.Job
 	case <-time.After(logDrain):
 		cancelStream()
 		r.log.Warn("a job's log stream did not end with its pod", "namespace", pod.Namespace, "pod", pod.Name)
+		// The stream writes j.Log until it returns: wait for it, so
+		// nothing is written after RunJob returns (bounded: a stream
+		// that ignores its cancelling is given up on, and logged).
+		select {
+		case <-streamed:
+		case <-time.After(logDrain):
+			r.log.Error("a job's log stream did not end when cancelled; it may still write the job's log", "namespace", pod.Namespace, "pod", pod.Name)
+		}
 	}
 	return err
 }

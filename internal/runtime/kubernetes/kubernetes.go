@@ -14,7 +14,9 @@
 // restarted control plane therefore adopts everything as it is.
 //
 // Names. The namespace of env is NamespacePrefix+env; a Deployment and
-// its Secret are <app>-<version>; a Service is <app>. Each is shortened
+// its Secret are <app>-<version>; a Service is ServiceName(app) (<app>,
+// or app-<app>-<hash> for one starting with a digit); an app's database
+// Secret db.<app>. Each is shortened
 // with a hash of the whole when it would pass 63 characters (see
 // shorten), so distinct inputs keep distinct names.
 //
@@ -82,6 +84,9 @@ const (
 	// AnnotationPostgres on a namespace says EnsurePostgres ran for the
 	// environment: its apps may ask for databases.
 	AnnotationPostgres = "runway.dev/postgres"
+	// AnnotationTouched on a variables Secret is when a call last reused
+	// it (RFC 3339): CollectStrays counts its age from then.
+	AnnotationTouched = "runway.dev/touched"
 )
 
 // ContainerPort is the port every replica listens on (its PortEnv
@@ -129,6 +134,10 @@ type Options struct {
 	// EnvironmentRole is the ClusterRole bound to ServiceAccount in each
 	// environment's namespace. Empty: DefaultEnvironmentRole.
 	EnvironmentRole string
+	// Secrets, when set, learns every database password this runtime
+	// hands out (made, or read back from its Secret after a restart), as
+	// the local runtime's does: the server passes its *redact.Redactor.
+	Secrets interface{ Add(secrets ...string) }
 }
 
 // ServiceAccount names a Kubernetes ServiceAccount.
@@ -144,6 +153,8 @@ type Runtime struct {
 	log    *slog.Logger
 	cache  *cache
 	pg     *postgresServer // nil without PostgresAdminURL
+	// secrets learns the database passwords; nil: nobody does.
+	secrets interface{ Add(secrets ...string) }
 
 	builds   builds
 	appLocks keyedMutex // per namespace/app: its Service beside its Deployments
@@ -210,7 +221,7 @@ func newRuntime(ctx context.Context, cs kubernetes.Interface, o Options, prefix 
 		role = DefaultEnvironmentRole
 	}
 	r := &Runtime{
-		cs: cs, images: o.Images, prefix: prefix, log: log,
+		cs: cs, images: o.Images, prefix: prefix, log: log, secrets: o.Secrets,
 		jobs: map[string]bool{}, dbEnvs: map[string]bool{},
 		binder: binder{account: sa, role: role, grace: bindingGrace, bound: map[string]types.UID{}},
 	}

@@ -52,15 +52,23 @@ func workloadName(app, version string) string {
 	return shorten(app+"-"+version, maxDNSLabel)
 }
 
-// serviceName is the Service of app: the app's name, which a Service
-// must start with a letter (RFC 1035), so "app-" goes before one that
-// starts with a digit.
-func serviceName(app string) string {
+// ServiceName is the Service of app (and so its host name in its
+// environment's namespace): the app's name when it starts with a letter,
+// as a Service's name must (RFC 1035). One that starts with a digit gets
+// "app-" before it and a hash of it after, so that no other app's name
+// is it (but for a hash collision): "app-1api" is an app's own Service,
+// "1api"'s is "app-1api-<hash>". ensureService refuses a Service of that
+// name that is another app's.
+func ServiceName(app string) string {
 	if app != "" && app[0] >= '0' && app[0] <= '9' {
-		return shorten("app-"+app, maxDNSLabel)
+		h := hashHex("service", app)[:hashLen]
+		return shorten("app-"+app, maxDNSLabel-hashLen-1) + "-" + h
 	}
 	return app
 }
+
+// serviceName is ServiceName.
+func serviceName(app string) string { return ServiceName(app) }
 
 // labelValue makes free text (a job's name) a label value and name part:
 // lower-case letters, digits and '-', starting and ending with a letter or
@@ -103,5 +111,13 @@ func dbName(ns, app string) string {
 // environment whose namespace is ns.
 func dbPrefix(ns string) string { return "rw_" + hashHex("namespace", ns)[:hashLen] + "_" }
 
-// dbSecretName is the Secret holding app's database settings.
-func dbSecretName(app string) string { return shorten("db-"+app, maxDNSLabel) }
+// dbSecretName is the Secret holding app's database settings: "db." and
+// the app's name. A Secret's name is a DNS subdomain, so it may hold a
+// '.', which no workload's or job's Secret name does (they are DNS
+// labels): it is never another's (workloadName("db", "web") is "db-web").
+func dbSecretName(app string) string { return "db." + app }
+
+// legacyDBSecretName is where older runtimes kept app's database
+// settings, which could be a workload's name too; databasePassword takes
+// a password over from there (checking its labels).
+func legacyDBSecretName(app string) string { return shorten("db-"+app, maxDNSLabel) }

@@ -136,7 +136,7 @@ func TestWorkloadAndServiceNames(t *testing.T) {
 		wantService  string
 	}{
 		{"web", "v1", "web-v1", "web"},
-		{"9web", "v1", "9web-v1", "app-9web"},
+		{"9web", "v1", "9web-v1", ""},
 		{long, "v20261201101010", "", ""},
 	}
 	seen := map[string]bool{}

@@ -11,6 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/runway-cd/runway/internal/runtime"
 )
 
 // ensureNamespace makes env's namespace, labelled as Runway's, with the
@@ -36,7 +38,7 @@ func (r *Runtime) ensureNamespace(ctx context.Context, env string, annotations m
 	case ns.Labels[LabelManagedBy] != ManagedBy || ns.Labels[LabelEnv] != env:
 		return fmt.Errorf("namespace %s of %s exists and is not Runway's (labels %v): refusing to use it", name, env, ns.Labels)
 	case ns.DeletionTimestamp != nil:
-		return fmt.Errorf("namespace %s of %s is being deleted: try again once it is gone", name, env)
+		return fmt.Errorf("namespace %s of %s is being deleted: %w: try again once it is gone", name, env, runtime.ErrUnavailable)
 	}
 	if err := r.ensureBinding(ctx, ns); err != nil {
 		return err

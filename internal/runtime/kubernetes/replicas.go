@@ -90,7 +90,7 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 		return r.adoptDeployment(ctx, what, rs, d)
 	}
 	r.ownVars(ctx, ns, SecretName(rs), d)
-	replicas, err := r.awaitReady(ctx, rs, d.UID)
+	replicas, err := r.awaitReady(ctx, rs, d.UID, rs.Replicas)
 	if err != nil {
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
@@ -106,6 +106,8 @@ func (r *Runtime) Start(ctx context.Context, rs runtime.ReplicaSet) ([]runtime.R
 // liveDeployment gets a Deployment from the API server, waiting for one
 // being deleted (a Stop under way) to be gone; nil when there is none.
 func (r *Runtime) liveDeployment(ctx context.Context, ns, name string) (*appsv1.Deployment, error) {
+	var deleting types.UID // the one being deleted at the last Get
+	giveUp := time.Now().Add(cleanupTimeout)
 	for {
 		d, err := r.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		switch {
@@ -115,7 +117,22 @@ func (r *Runtime) liveDeployment(ctx context.Context, ns, name string) (*appsv1.
 			return nil, fmt.Errorf("getting Deployment %s/%s: %w", ns, name, err)
 		case d.DeletionTimestamp == nil:
 			return d, nil
+		case d.UID == deleting:
+			// Still there, though the cache has it gone (or never had
+			// it): look again at the recheck interval, not at once, and
+			// not for ever (a finalizer that never goes).
+			if time.Now().After(giveUp) {
+				return nil, fmt.Errorf("the Deployment %s/%s is still being deleted after %s: %w", ns, name, cleanupTimeout, runtime.ErrUnavailable)
+			}
+			t := time.NewTimer(recheck)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("waiting for Deployment %s/%s to be deleted: %w", ns, name, context.Cause(ctx))
+			case <-t.C:
+			}
 		}
+		deleting = d.UID
 		err = r.await(ctx, "Deployment "+ns+"/"+name+" to be deleted", func() (bool, string, error) {
 			c := r.cache.deployment(ns, d.Labels[LabelApp], d.Labels[LabelVersion])
 			return c == nil || c.UID != d.UID, "", nil
@@ -144,13 +161,17 @@ func (r *Runtime) adoptDeployment(ctx context.Context, what string, rs runtime.R
 		r.log.Info("a replica set already runs with another pod template; kept as it is",
 			"env", rs.Env, "app", rs.App, "version", rs.Version, "deployment", d.Name)
 	}
+	atLeast := 0
 	if d.Spec.Replicas != nil && int(*d.Spec.Replicas) < rs.Replicas {
+		// The cache may show the old spec.replicas for a while: wait for
+		// as many as were asked for, not as many as it says.
+		atLeast = rs.Replicas
 		patch := []byte(`{"spec":{"replicas":` + strconv.Itoa(rs.Replicas) + `}}`)
 		if _, err := r.cs.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			return nil, apiError(fmt.Sprintf("%s: scaling Deployment %s/%s to %d", what, d.Namespace, d.Name, rs.Replicas), err)
 		}
 	}
-	replicas, err := r.awaitReady(ctx, rs, d.UID)
+	replicas, err := r.awaitReady(ctx, rs, d.UID, atLeast)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -183,12 +204,23 @@ func (r *Runtime) createDeployment(ctx context.Context, rs runtime.ReplicaSet, t
 	d, err := r.cs.AppsV1().Deployments(ns).Create(ctx, want, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		d, err = r.liveDeployment(ctx, ns, name)
-		if err == nil && d == nil {
-			err = fmt.Errorf("the Deployment %s/%s was deleted as it was created", ns, name)
+		switch {
+		case err != nil:
+			return nil, false, apiError("getting Deployment "+ns+"/"+name, err)
+		case d == nil:
+			return nil, false, fmt.Errorf("the Deployment %s/%s was deleted as it was created: %w", ns, name, runtime.ErrUnavailable)
 		}
-		return d, false, err
+		return d, false, nil
 	}
 	if err != nil {
+		if unreachable(err) {
+			// It may have been made all the same: delete it, if so.
+			cctx, cancel := cleanupContext(ctx)
+			defer cancel()
+			if derr := r.cs.AppsV1().Deployments(ns).Delete(cctx, name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}); derr != nil && !apierrors.IsNotFound(derr) {
+				r.log.Warn("deleting a Deployment whose creation failed", "namespace", ns, "deployment", name, "err", derr)
+			}
+		}
 		return nil, false, apiError(fmt.Sprintf("creating Deployment %s/%s", ns, name), err)
 	}
 	return d, true, nil
@@ -210,18 +242,35 @@ func (r *Runtime) ensureService(ctx context.Context, env, app string) error {
 		},
 	}
 	_, err := r.cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
+	switch {
+	case err == nil:
+		return nil
+	case !apierrors.IsAlreadyExists(err):
 		return apiError(fmt.Sprintf("creating Service %s/%s", ns, svc.Name), err)
 	}
+	cur, err := r.cs.CoreV1().Services(ns).Get(ctx, svc.Name, metav1.GetOptions{})
+	if err != nil {
+		return apiError(fmt.Sprintf("getting Service %s/%s", ns, svc.Name), err)
+	}
+	if !serviceOf(cur, env, app) {
+		return fmt.Errorf("%w: the Service %s/%s of %s exists and is not its (labels %v): refusing to use it",
+			runtime.ErrUnsatisfiable, ns, svc.Name, app, cur.Labels)
+	}
 	return nil
+}
+
+// serviceOf reports whether svc is Runway's Service of app in env.
+func serviceOf(svc *corev1.Service, env, app string) bool {
+	return svc.Labels[LabelManagedBy] == ManagedBy && svc.Labels[LabelEnv] == env && svc.Labels[LabelApp] == app
 }
 
 // awaitReady waits, from the caches, until the Deployment uid has all
 // its pods ready, and returns them sorted by pod name. It fails when a
 // pod restarted startRestarts times without being ready (saying how it
 // last exited, with its log's end), when the Deployment goes, and at
-// rs.HealthTimeout.
-func (r *Runtime) awaitReady(ctx context.Context, rs runtime.ReplicaSet, uid types.UID) ([]runtime.Replica, error) {
+// rs.HealthTimeout. It waits for at least atLeast pods whatever the
+// cached spec.replicas says (a scale-up not seen yet).
+func (r *Runtime) awaitReady(ctx context.Context, rs runtime.ReplicaSet, uid types.UID, atLeast int) ([]runtime.Replica, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, rs.HealthTimeout,
 		fmt.Errorf("not every replica ready within its health timeout %s", rs.HealthTimeout))
 	defer cancel()
@@ -244,6 +293,7 @@ func (r *Runtime) awaitReady(ctx context.Context, rs runtime.ReplicaSet, uid typ
 		if d.Spec.Replicas != nil {
 			want = int(*d.Spec.Replicas)
 		}
+		want = max(want, atLeast)
 		var live []*corev1.Pod
 		var states []string
 		replicas = replicas[:0]
@@ -267,6 +317,16 @@ func (r *Runtime) awaitReady(ctx context.Context, rs runtime.ReplicaSet, uid typ
 	})
 	if errors.Is(err, errCrashLoop) {
 		return nil, r.crashError(ctx, crashed)
+	}
+	if err != nil && ctx.Err() != nil {
+		// Not ready in time, by the caches: an API server that cannot be
+		// reached (the caches are stale) is said, not the replicas.
+		lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), liveTimeout)
+		defer lcancel()
+		_, gerr := r.cs.AppsV1().Deployments(ns).Get(lctx, workloadName(rs.App, rs.Version), metav1.GetOptions{})
+		if unreachable(gerr) {
+			return nil, apiError(fmt.Sprintf("%v; getting Deployment %s/%s", err, ns, workloadName(rs.App, rs.Version)), gerr)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -413,9 +473,19 @@ func (r *Runtime) dropServiceIfUnused(ctx context.Context, env, app string) erro
 	if len(list.Items) > 0 {
 		return nil
 	}
-	err = r.cs.CoreV1().Services(ns).Delete(ctx, serviceName(app), metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return apiError("deleting Service "+ns+"/"+serviceName(app), err)
+	name := serviceName(app)
+	svc, err := r.cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return apiError("getting Service "+ns+"/"+name, err)
+	case !serviceOf(svc, env, app):
+		return nil // another's of that name: not ours to delete
+	}
+	err = r.cs.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &svc.UID}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return apiError("deleting Service "+ns+"/"+name, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -70,6 +71,18 @@ func (r *Runtime) ensureSecret(ctx context.Context, ns, name string, lbl map[str
 	if !apierrors.IsAlreadyExists(err) {
 		return apiError("creating Secret "+ns+"/"+name, err)
 	}
+	for attempt := 1; ; attempt++ {
+		err := r.updateSecret(ctx, ns, name, lbl, kind, data, owners)
+		if !apierrors.IsConflict(err) || attempt == 3 {
+			return err
+		}
+		// Changed meanwhile (another call reusing it): read it again.
+	}
+}
+
+// updateSecret makes the Secret ns/name, which exists, hold data and
+// the owners given, refusing one without the labels lbl.
+func (r *Runtime) updateSecret(ctx context.Context, ns, name string, lbl map[string]string, kind string, data map[string][]byte, owners []metav1.OwnerReference) error {
 	cur, err := r.cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return apiError("getting Secret "+ns+"/"+name, err)
@@ -80,6 +93,17 @@ func (r *Runtime) ensureSecret(ctx context.Context, ns, name string, lbl map[str
 		}
 	}
 	changed := !maps.EqualFunc(cur.Data, data, func(a, b []byte) bool { return string(a) == string(b) })
+	if kind == KindVars && len(cur.OwnerReferences) == 0 && len(owners) == 0 {
+		// Reused with no owner yet (a retried Start, say): touched, so
+		// that CollectStrays, which takes an old one with no owner and no
+		// workload for a stray, does not delete it before its workload is
+		// made.
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
+		cur.Annotations[AnnotationTouched] = time.Now().UTC().Format(time.RFC3339)
+		changed = true
+	}
 	for _, o := range owners {
 		if !hasOwner(cur.OwnerReferences, o.UID) {
 			cur.OwnerReferences = append(cur.OwnerReferences, o)
@@ -94,6 +118,15 @@ func (r *Runtime) ensureSecret(ctx context.Context, ns, name string, lbl map[str
 		return apiError("updating Secret "+ns+"/"+name, err)
 	}
 	return nil
+}
+
+// secretAge is how long ago s was made or last reused (AnnotationTouched).
+func secretAge(s *corev1.Secret, now time.Time) time.Duration {
+	at := s.CreationTimestamp.Time
+	if t, err := time.Parse(time.RFC3339, s.Annotations[AnnotationTouched]); err == nil && t.After(at) {
+		at = t
+	}
+	return now.Sub(at)
 }
 
 // hasOwner reports whether refs name the object uid.
