@@ -7,6 +7,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/runway-cd/runway/internal/runtime/kubernetes"
 )
 
 // forget takes down an app that left the production manifest: an
@@ -33,13 +35,13 @@ func (p *pass) forget(ctx context.Context) (result, error) {
 			return result{}, fmt.Errorf("deleting the rollout of %s: %w", p, err)
 		}
 	}
-	svc, err := p.c.kube.CoreV1().Services(p.ns).Get(ctx, p.app, metav1.GetOptions{})
+	svc, err := p.c.kube.CoreV1().Services(p.ns).Get(ctx, kubernetes.ServiceName(p.app), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return result{}, fmt.Errorf("reading the service of %s: %w", p, err)
 	case svc.Labels[LabelManagedBy] == ManagedBy && svc.Labels[LabelApp] == p.app:
-		if err := p.c.kube.CoreV1().Services(p.ns).Delete(ctx, p.app, del); err != nil && !apierrors.IsNotFound(err) {
+		if err := p.c.kube.CoreV1().Services(p.ns).Delete(ctx, kubernetes.ServiceName(p.app), del); err != nil && !apierrors.IsNotFound(err) {
 			return result{}, fmt.Errorf("deleting the service of %s: %w", p, err)
 		}
 	}

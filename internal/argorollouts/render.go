@@ -14,6 +14,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/runtime/kubernetes"
 )
 
 // rolloutInput is what a Rollout is made of: the desired version's spec
@@ -258,7 +259,7 @@ func renderService(env, app, namespace string, pod corev1.PodTemplateSpec) *core
 		}
 	}
 	svc := &corev1.Service{}
-	svc.Name, svc.Namespace, svc.Labels = app, namespace, objectLabels(env, app)
+	svc.Name, svc.Namespace, svc.Labels = kubernetes.ServiceName(app), namespace, objectLabels(env, app)
 	svc.Spec.Selector = selector(env, app)
 	svc.Spec.Ports = ports
 	return svc

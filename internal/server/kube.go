@@ -52,7 +52,7 @@ func (s *Server) openKubernetes(ctx context.Context, artifacts *build.Store, clk
 	}
 	rt, err := kubernetes.New(ctx, kubernetes.Options{
 		Config: restConfig, Images: images, NamespacePrefix: k.NamespacePrefix,
-		PostgresAdminURL: adminURL, PostgresHost: k.PostgresHost, Logger: s.log,
+		PostgresAdminURL: adminURL, PostgresHost: k.PostgresHost, Logger: s.log, Secrets: s.redactor,
 		// In a cluster (deploy/), the pod says who it is: the runtime binds
 		// that ServiceAccount in each namespace it makes.
 		ServiceAccount: kubernetes.ServiceAccount{Namespace: os.Getenv("RUNWAY_POD_NAMESPACE"), Name: os.Getenv("RUNWAY_SERVICE_ACCOUNT")},
@@ -204,5 +204,5 @@ func (r *kubeRouter) RemoveEnv(env string) {
 
 // Host is the app's Service name in the cluster's DNS.
 func (r *kubeRouter) Host(env, app string) string {
-	return app + "." + r.ns(env) + ".svc.cluster.local"
+	return kubernetes.ServiceName(app) + "." + r.ns(env) + ".svc.cluster.local"
 }
