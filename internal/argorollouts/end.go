@@ -3,7 +3,6 @@ package argorollouts
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/oneline"
-	"github.com/runway-cd/runway/internal/reporter"
 	"github.com/runway-cd/runway/internal/rollout"
 )
 
@@ -271,13 +269,5 @@ func (p *pass) reportSuperseded(ctx context.Context, workflow, msg string) error
 }
 
 func (p *pass) reportErr(err error, workflow, what string) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, reporter.ErrInvalid):
-		p.log.Error(what+": refused; not sent again", "workflow", workflow, "err", err)
-		return nil
-	}
-	p.log.Error(what+"; will try again", "workflow", workflow, "err", err)
-	return fmt.Errorf("%s to %s: %w", what, workflow, err)
+	return rollout.ReportError(p.log, err, workflow, what)
 }

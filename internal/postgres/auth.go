@@ -87,7 +87,7 @@ func (i *Instance) secure(ctx context.Context) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	role := pgx.Identifier{superuser}.Sanitize()
-	if _, err := conn.Exec(ctx, "ALTER ROLE "+role+" WITH PASSWORD "+quoteLiteral(i.password)); err != nil {
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+role+" WITH PASSWORD "+QuoteLiteral(i.password)); err != nil {
 		return fmt.Errorf("securing postgres in %s: setting the superuser password: %w", i.dir, err)
 	}
 	if i.initialPassword != "" {

@@ -147,7 +147,7 @@ func retryable(err error) bool {
 }
 
 func ensureRole(ctx context.Context, conn *pgx.Conn, user, password string) error {
-	role, secret := pgx.Identifier{user}.Sanitize(), quoteLiteral(password)
+	role, secret := pgx.Identifier{user}.Sanitize(), QuoteLiteral(password)
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", user).Scan(&exists); err != nil {
 		return fmt.Errorf("looking up role: %w", err)
@@ -235,9 +235,10 @@ func takeSpare(ctx context.Context, conn *pgx.Conn, name, user string) (bool, er
 	return false, fmt.Errorf("taking the spare database: %w", err)
 }
 
-// quoteLiteral quotes s as an SQL string literal; with
-// standard_conforming_strings on, only quotes need doubling.
-func quoteLiteral(s string) string {
+// QuoteLiteral quotes s as an SQL string literal; with
+// standard_conforming_strings on (PostgreSQL's default), only quotes
+// need doubling.
+func QuoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
 

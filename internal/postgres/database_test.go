@@ -91,8 +91,8 @@ func TestQuoteLiteral(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := quoteLiteral(tt.in); got != tt.want {
-				t.Fatalf("quoteLiteral(%q) = %s, want %s", tt.in, got, tt.want)
+			if got := QuoteLiteral(tt.in); got != tt.want {
+				t.Fatalf("QuoteLiteral(%q) = %s, want %s", tt.in, got, tt.want)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/runway-cd/runway/internal/gitops"
 	"github.com/runway-cd/runway/internal/manifest"
@@ -223,14 +224,23 @@ func (rc *rolloutContext) reportSuperseded(ctx context.Context, workflow, msg st
 // reportErr is the error of a report to try again, nil if it was taken
 // or refused for good.
 func (rc *rolloutContext) reportErr(err error, workflow, what string) error {
+	return ReportError(rc.log, err, workflow, what)
+}
+
+// ReportError is the error of a report to the reporter (what, to
+// workflow) that is worth sending again, logged; nil if it was taken, or
+// refused for good (reporter.ErrInvalid), which is logged too. Both
+// production drivers (this controller and Argo Rollouts') judge their
+// reports by it.
+func ReportError(log *slog.Logger, err error, workflow, what string) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, reporter.ErrInvalid):
-		rc.log.Error(what+": refused; not sent again", "workflow", workflow, "err", err)
+		log.Error(what+": refused; not sent again", "workflow", workflow, "err", err)
 		return nil
 	}
-	rc.log.Error(what+"; will try again", "workflow", workflow, "err", err)
+	log.Error(what+"; will try again", "workflow", workflow, "err", err)
 	return fmt.Errorf("%s to %s: %w", what, workflow, err)
 }
 

@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/runway-cd/runway/internal/postgres"
 	"github.com/runway-cd/runway/internal/runtime"
 )
 
@@ -312,9 +313,9 @@ func (s *postgresServer) ensure(ctx context.Context, name, password, comment str
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&roleExists); err != nil {
 		return fmt.Errorf("looking up role %s: %w", name, err)
 	}
-	roleSQL := "ALTER ROLE " + ident + " WITH LOGIN PASSWORD " + quoteLiteral(verifier)
+	roleSQL := "ALTER ROLE " + ident + " WITH LOGIN PASSWORD " + postgres.QuoteLiteral(verifier)
 	if !roleExists {
-		roleSQL = "CREATE ROLE " + ident + " WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD " + quoteLiteral(verifier)
+		roleSQL = "CREATE ROLE " + ident + " WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD " + postgres.QuoteLiteral(verifier)
 	}
 	if _, err := conn.Exec(ctx, roleSQL); err != nil {
 		return fmt.Errorf("making role %s: %w", name, err)
@@ -325,7 +326,7 @@ func (s *postgresServer) ensure(ctx context.Context, name, password, comment str
 	steps := []struct{ what, sql string }{
 		{"revoking the public's access to database " + name, "REVOKE ALL ON DATABASE " + ident + " FROM PUBLIC"},
 		{"granting its owner access to database " + name, "GRANT ALL ON DATABASE " + ident + " TO " + ident},
-		{"describing database " + name, "COMMENT ON DATABASE " + ident + " IS " + quoteLiteral(comment)},
+		{"describing database " + name, "COMMENT ON DATABASE " + ident + " IS " + postgres.QuoteLiteral(comment)},
 	}
 	if !dbExists {
 		steps = append([]struct{ what, sql string }{{"creating database " + name, "CREATE DATABASE " + ident + " OWNER " + ident}}, steps...)
@@ -440,10 +441,6 @@ func names(ctx context.Context, conn *pgx.Conn, sql string, args ...any) ([]stri
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
-
-// quoteLiteral quotes s as an SQL string literal (standard conforming
-// strings, PostgreSQL's default).
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // scramVerifier is password's SCRAM-SHA-256 verifier as PostgreSQL
 // stores it (RFC 7677, 4096 iterations, a random salt): given as a
