@@ -7,6 +7,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/runway-cd/runway/internal/runtime/kubernetes"
 )
 
 // File is one file of the export: Path is slash separated, relative to
@@ -18,11 +20,11 @@ type File struct {
 
 // Labels Runway puts on what it makes (the Kubernetes runtime's).
 const (
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	ManagedBy      = "runway"
-	LabelEnv       = "runway.dev/env"
-	LabelApp       = "runway.dev/app"
-	LabelVersion   = "runway.dev/version"
+	LabelManagedBy = kubernetes.LabelManagedBy
+	ManagedBy      = kubernetes.ManagedBy
+	LabelEnv       = kubernetes.LabelEnv
+	LabelApp       = kubernetes.LabelApp
+	LabelVersion   = kubernetes.LabelVersion
 	// AnnotationRevision carries the git revision an app was built from.
 	AnnotationRevision = "runway.dev/revision"
 )

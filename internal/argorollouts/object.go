@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/runtime/kubernetes"
 )
 
 // The Argo Rollouts resources the controller reads and writes, handled as
@@ -24,11 +25,11 @@ const apiVersion = "argoproj.io/v1alpha1"
 
 // Labels on what Runway creates (the Kubernetes runtime's names).
 const (
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	ManagedBy      = "runway"
-	LabelEnv       = "runway.dev/env"
-	LabelApp       = "runway.dev/app"
-	LabelVersion   = "runway.dev/version"
+	LabelManagedBy = kubernetes.LabelManagedBy
+	ManagedBy      = kubernetes.ManagedBy
+	LabelEnv       = kubernetes.LabelEnv
+	LabelApp       = kubernetes.LabelApp
+	LabelVersion   = kubernetes.LabelVersion
 )
 
 // Argo Rollouts' label on every ReplicaSet (and pod, AnalysisRun) of a
