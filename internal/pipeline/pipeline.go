@@ -87,6 +87,8 @@ type Pipeline struct {
 	Branch   string `json:"branch"`
 	Commit   string `json:"commit"`
 	Message  string `json:"message"`
+	// Author is the head commit's author ("Name <email>"), if known.
+	Author   string `json:"author,omitempty"`
 	Delivery string `json:"delivery,omitempty"`
 	// Service is set when App is a service run from its own repository
 	// (Request.Service; see service.go).

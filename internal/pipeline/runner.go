@@ -65,6 +65,8 @@ type Request struct {
 	Branch   string
 	Commit   string
 	Message  string
+	// Author is the head commit's author ("Name <email>"), for people.
+	Author   string
 	Delivery string
 	// Service, when set, says App's repository is a service's own
 	// repository (schema, setup hooks, no app image): ServicePostgres.
@@ -207,7 +209,7 @@ func New(store Store, builder Builder, repo StateRepo, rep Reporter, envs Enviro
 func (r *Runner) Start(ctx context.Context, req Request) (string, error) {
 	p := &Pipeline{
 		ID: newID(req.App), App: req.App, Repo: req.Repo, CloneURL: req.CloneURL, Branch: req.Branch,
-		Commit: req.Commit, Message: req.Message, Delivery: req.Delivery, Service: req.Service,
+		Commit: req.Commit, Message: req.Message, Author: req.Author, Delivery: req.Delivery, Service: req.Service,
 		Phase: Pending, Created: r.now().UTC(),
 	}
 	for _, n := range StepNames {

@@ -27,7 +27,7 @@ func (st starter) Start(ctx context.Context, p webhook.Push) (string, error) {
 		return "", fmt.Errorf("push to %s %s is not tracked", p.Repo, p.Branch)
 	}
 	return st.s.pipelines.Start(st.s.runCtx, pipeline.Request{
-		App: app.Name, Repo: p.Repo, CloneURL: app.URL, Branch: p.Branch, Commit: p.After, Message: p.Message, Delivery: p.Delivery,
+		App: app.Name, Repo: p.Repo, CloneURL: app.URL, Branch: p.Branch, Commit: p.After, Message: p.Message, Author: p.Author, Delivery: p.Delivery,
 		Service: app.Service,
 	})
 }

@@ -45,6 +45,7 @@ func ParsePush(payload []byte) (Push, error) {
 		Ref:      pe.GetRef(),
 		After:    pe.GetAfter(),
 		Message:  capMessage(pe.GetHeadCommit().GetMessage()),
+		Author:   author(pe.GetHeadCommit().GetAuthor()),
 		Pusher:   pusher(pe),
 	}
 	if err := checkRepo(p.Repo); err != nil {
@@ -217,4 +218,30 @@ func capMessage(m string) string {
 		m = m[:len(m)-1]
 	}
 	return m
+}
+
+// maxAuthor bounds a commit author's name and email together, in bytes.
+const maxAuthor = 256
+
+// author is a commit author as git prints it, "Name <email>", or the
+// part the payload has; "" when it has neither.
+func author(a *github.CommitAuthor) string {
+	name, email := strings.TrimSpace(a.GetName()), strings.TrimSpace(a.GetEmail())
+	s := name
+	switch {
+	case name != "" && email != "":
+		s = name + " <" + email + ">"
+	case email != "":
+		s = email
+	}
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1 // no control characters in a one-line field
+		}
+		return r
+	}, s)
+	if len(s) > maxAuthor {
+		s = strings.ToValidUTF8(s[:maxAuthor], "")
+	}
+	return s
 }

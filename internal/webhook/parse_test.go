@@ -200,3 +200,29 @@ func TestParseBoundsWhatItKeeps(t *testing.T) {
 		t.Fatalf("message of %d bytes (valid UTF-8: %v), want cut to at most %d", len(p.Message), utf8.ValidString(p.Message), webhook.MaxMessage)
 	}
 }
+
+func TestParsePushAuthor(t *testing.T) {
+	tests := []struct {
+		name, author, want string
+	}{
+		{"name and email", `{"name": "Chester", "email": "c@example.com"}`, "Chester <c@example.com>"},
+		{"name only", `{"name": "Chester"}`, "Chester"},
+		{"email only", `{"email": "c@example.com"}`, "c@example.com"},
+		{"none", `{}`, ""},
+		{"control characters dropped", `{"name": "Ches\u001b[31mter\nX"}`, "Ches[31mterX"},
+		{"bounded", `{"name": "` + strings.Repeat("é", 300) + `"}`, strings.Repeat("é", 128)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			payload := strings.Replace(pushPayload("chestercodes/homelabping", "refs/heads/main", sha),
+				`"timestamp": "2023-05-01T10:00:00Z"`, `"timestamp": "2023-05-01T10:00:00Z", "author": `+tt.author, 1)
+			p, err := webhook.ParsePush([]byte(payload))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Author != tt.want {
+				t.Fatalf("author %q, want %q", p.Author, tt.want)
+			}
+		})
+	}
+}

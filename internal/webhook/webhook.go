@@ -23,8 +23,11 @@ type Push struct {
 	Before   string // commit sha before the push; all zeros for a new branch, "" when the payload has none
 	After    string // commit sha after the push
 	Message  string // head commit message
-	Pusher   string
-	Deleted  bool // the push deleted the ref
+	// Author is the head commit's author as "Name <email>" (or the one
+	// of them the payload has), bounded like Message.
+	Author  string
+	Pusher  string
+	Deleted bool // the push deleted the ref
 	// Paths are the paths the payload's commits list as added, modified
 	// or removed, each once, when PathsListed; only a fallback for path
 	// filters when git cannot tell (see the Paths interface). PathsListed is false when
