@@ -15,6 +15,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/appspec"
 	"github.com/runway-cd/runway/internal/gateway"
+	"github.com/runway-cd/runway/internal/notify"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/webhook"
 )
@@ -74,6 +75,9 @@ type Config struct {
 	// production canary; see Kubernetes and docs/kubernetes.md).
 	Runtime    string           `json:"runtime,omitempty"`
 	Kubernetes KubernetesConfig `json:"kubernetes,omitempty"`
+	// Notifications are the outbound notifications of pipelines' ends and
+	// rollouts' pauses, aborts and promotions (docs/notifications.md).
+	Notifications notify.Config `json:"notifications,omitempty"`
 }
 
 // Runtimes Config.Runtime takes.
@@ -449,6 +453,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateDurations()...)
 	errs = append(errs, c.validateStateRepo()...)
 	errs = append(errs, c.validateApps()...)
+	errs = append(errs, c.Notifications.Validate()...)
 	return errors.Join(errs...)
 }
 

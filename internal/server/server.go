@@ -20,9 +20,11 @@ import (
 	"github.com/runway-cd/runway/internal/api"
 	"github.com/runway-cd/runway/internal/auth"
 	"github.com/runway-cd/runway/internal/build"
+	"github.com/runway-cd/runway/internal/dashboard"
 	"github.com/runway-cd/runway/internal/environment"
 	"github.com/runway-cd/runway/internal/events"
 	"github.com/runway-cd/runway/internal/gitops"
+	"github.com/runway-cd/runway/internal/notify"
 	"github.com/runway-cd/runway/internal/pipeline"
 	"github.com/runway-cd/runway/internal/redact"
 	"github.com/runway-cd/runway/internal/reporter"
@@ -60,6 +62,7 @@ type Server struct {
 	tokens    *auth.Tokens
 	redactor  *redact.Redactor
 	hook      *webhook.Handler
+	notifier  *notify.Notifier
 	// verifier keeps the mirrors of the app repositories: the webhook
 	// checks pushes in them and the pipeline orders promotions by their
 	// history. One instance: it serialises fetches per mirror.
@@ -184,6 +187,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 		Redactor: red, MaxRunning: cfg.Limits.Pipelines, MaxStaging: cfg.Limits.StagingEnvironments,
 		Clock: clk, Events: s.events, Ancestry: s.verifier,
 	})
+	if s.notifier, err = notify.New(notify.Options{
+		Config: cfg.Notifications, Events: s.events, Pipelines: s.pipelines, Redact: red.String, Logger: logger,
+	}); err != nil {
+		return nil, fmt.Errorf("setting up notifications: %w", err)
+	}
 	if s.hook, err = s.newWebhook(); err != nil {
 		return nil, err
 	}
@@ -199,6 +207,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/workflow/", rep)
 	mux.Handle("/api/v1/expectations/", rep)
 	mux.Handle("/api/v1/", limitBody(api.New(s.pipelines, s.envs, s.rollouts, s.db, s.events, s.log)))
+	mux.Handle(dashboard.Prefix, limitBody(dashboard.New(dashboard.Options{
+		Pipelines: s.pipelines, Environments: s.envs, Rollouts: s.rollouts, Runs: s.db, Events: s.events, Logger: s.log,
+	})))
+	mux.Handle("GET /{$}", http.RedirectHandler(dashboard.Prefix, http.StatusFound))
 	if s.data != nil {
 		mux.Handle("GET /metrics", s.data.metricsHandler())
 	}
@@ -247,6 +259,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 	s.goRun(func() { _ = s.envs.Run(s.runCtx) })
+	s.goRun(func() { s.notifier.Run(s.runCtx) })
 	s.goRun(func() { pipeline.NewReaper(s.pipelines, s.repo, s.db).Run(s.runCtx) }) // expires staging envs past their TTL
 	if err := s.pipelines.Resume(s.runCtx); err != nil {
 		s.log.Error("resuming pipelines", "err", err)
