@@ -173,6 +173,10 @@ type Options struct {
 	// (clock.RealClock and the testing FakeClock both are). Nil: the real
 	// clock.
 	Clock clock.WithTicker
+	// Synced, if set, is the engine that brings environments to their
+	// manifests (Argo CD): see Synced. Nil: the controller does, with the
+	// runtime.
+	Synced Synced
 }
 
 // Controller reconciles environments.

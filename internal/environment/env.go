@@ -46,6 +46,9 @@ func (c *Controller) reconcileEnv(ctx context.Context, env string) error {
 		return nil // its manifest went meanwhile: the next key decides
 	}
 	p := c.newPass(m)
+	if !staging && c.opts.Synced != nil {
+		return p.reconcileSynced(ctx)
+	}
 	if !staging {
 		return p.reconcileProduction(ctx)
 	}
@@ -54,7 +57,12 @@ func (c *Controller) reconcileEnv(ctx context.Context, env string) error {
 		delete(c.bringing, env)
 		c.mu.Unlock()
 	}()
-	err := p.reconcileStaging(bctx)
+	var err error
+	if c.opts.Synced != nil {
+		err = p.reconcileSynced(bctx)
+	} else {
+		err = p.reconcileStaging(bctx)
+	}
 	if err != nil && bctx.Err() != nil && ctx.Err() == nil {
 		c.log.Info("bring-up cancelled: the environment is being torn down", "env", env)
 		return nil

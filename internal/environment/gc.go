@@ -59,6 +59,10 @@ func (c *Controller) collectGarbage(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
+	if c.opts.Synced != nil {
+		// Replicas are the engine's, which prunes them itself.
+		return c.collectStore(ctx)
+	}
 	if _, err := c.rt.CollectStrays(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("collecting stray processes: %w", err))
 	}
