@@ -10,6 +10,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/analysis"
 	"github.com/runway-cd/runway/internal/appspec"
+	"github.com/runway-cd/runway/internal/argorollouts"
 	"github.com/runway-cd/runway/internal/image"
 )
 
@@ -236,7 +237,12 @@ func (r *renderer) rollout(t *template, a *app) any {
 	return map[string]any{
 		"apiVersion": argoAPIVersion,
 		"kind":       "Rollout",
-		"metadata":   map[string]any{"name": s.Name, "labels": labels(t, s.Name)},
+		"metadata": map[string]any{"name": s.Name, "labels": labels(t, s.Name),
+			// What Runway's driver follows the Rollout by (runtime argocd).
+			"annotations": map[string]any{
+				argorollouts.AnnotationVersion:  t.value(".Values.version"),
+				argorollouts.AnnotationWorkflow: t.value(".Values.workflow"),
+			}},
 		"spec": map[string]any{
 			"replicas":                int64(s.Run.Replicas),
 			"selector":                selector(s.Name),

@@ -54,6 +54,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/events"
+	"github.com/runway-cd/runway/internal/manifest"
 	"github.com/runway-cd/runway/internal/rollout"
 	"github.com/runway-cd/runway/internal/runtime"
 )
@@ -103,6 +104,9 @@ type Options struct {
 	Committed func()
 	// Workers is how many apps are reconciled at once. Zero: 4.
 	Workers int
+	// Synced: Argo CD writes the Rollouts and its hooks report their
+	// ends; the controller follows, steers and reverts (see synced.go).
+	Synced bool
 }
 
 // maxHistory is how many finished rollouts List shows.
@@ -147,6 +151,10 @@ type keyState struct {
 	// made (its spec or templates are wrong): not tried again.
 	failed ended
 	cancel context.CancelCauseFunc
+	// entries are the handed-over versions' manifest entries (Synced
+	// mode), order their versions oldest first.
+	entries map[string]*manifest.App
+	order   []string
 }
 
 type ended struct{ version, workflow string }
@@ -373,6 +381,7 @@ func (c *Controller) SetDesired(d rollout.Desired) {
 		ks.cancel(errDesiredChanged)
 	}
 	ks.desired, ks.forgotten = &d, false
+	ks.rememberEntry(d.Version, d.Entry)
 	c.mu.Unlock()
 	c.queue.Add(k)
 }

@@ -54,9 +54,17 @@ type fakeWorld struct {
 	committed atomic.Int32
 	ctl       *Controller
 	stop      func()
+	// synced starts controllers in Synced mode (Argo CD writes the
+	// Rollouts: the test plays it too).
+	synced bool
 }
 
-func newFakeWorld(t *testing.T) *fakeWorld {
+func newFakeWorld(t *testing.T) *fakeWorld { return newWorld(t, false) }
+
+// newSyncedWorld is a fake world whose controller runs in Synced mode.
+func newSyncedWorld(t *testing.T) *fakeWorld { return newWorld(t, true) }
+
+func newWorld(t *testing.T, synced bool) *fakeWorld {
 	t.Helper()
 	ctx := t.Context()
 	scheme := kruntime.NewScheme()
@@ -64,7 +72,7 @@ func newFakeWorld(t *testing.T) *fakeWorld {
 		rolloutGVR: "RolloutList", analysisTemplateGVR: "AnalysisTemplateList",
 		analysisRunGVR: "AnalysisRunList", replicaSetGVR: "ReplicaSetList",
 	}
-	w := &fakeWorld{dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, lists), kube: kubefake.NewSimpleClientset(), reports: &fakeReporter{}}
+	w := &fakeWorld{dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, lists), kube: kubefake.NewSimpleClientset(), reports: &fakeReporter{}, synced: synced}
 	bare := filepath.Join(t.TempDir(), "state.git")
 	if err := gitops.InitBare(bare, "main"); err != nil {
 		t.Fatal(err)
@@ -91,7 +99,7 @@ func (w *fakeWorld) start(t *testing.T) {
 	ctl, err := newController(Options{
 		Templates: &fakeTemplates{}, ReplicaSets: specReplicaSets{}, PrometheusAddress: "http://prometheus.test:9090",
 		Repo: w.repo, Reporter: w.reports, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-		Committed: func() { w.committed.Add(1) },
+		Committed: func() { w.committed.Add(1) }, Synced: w.synced,
 	}, w.dyn, w.kube)
 	if err != nil {
 		t.Fatal(err)

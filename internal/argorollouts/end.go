@@ -249,8 +249,8 @@ func (p *pass) revert(ctx context.Context, canary, stable string, entry *manifes
 // returns its error (the pass is tried again with backoff); one refused
 // as invalid is logged and given up.
 func (p *pass) report(ctx context.Context, workflow string, ok bool, msg string) error {
-	if workflow == "" {
-		return nil
+	if workflow == "" || p.c.opts.Synced {
+		return nil // Synced: Argo CD's hooks report
 	}
 	ctx, cancel := boundedContext(ctx)
 	defer cancel()

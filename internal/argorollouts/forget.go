@@ -27,6 +27,12 @@ func (p *pass) forget(ctx context.Context) (result, error) {
 			return result{}, err
 		}
 	}
+	if p.c.opts.Synced {
+		// Argo CD prunes what left the manifest.
+		p.obs = observation{}
+		p.publish()
+		return result{}, nil
+	}
 	bg := metav1.DeletePropagationBackground
 	del := metav1.DeleteOptions{PropagationPolicy: &bg}
 	if o.exists {

@@ -60,6 +60,15 @@ const (
 	annAbortReason = "runway.dev/abort-reason"
 )
 
+// AnnotationVersion and AnnotationWorkflow name the version of a
+// Rollout's template and the workflow its end belongs to. A Rollout that
+// another engine writes (Argo CD, from `runway export argocd`) carries
+// them for Options.Synced to follow it.
+const (
+	AnnotationVersion  = annVersion
+	AnnotationWorkflow = annWorkflow
+)
+
 // Outcomes of an endRecord.
 const (
 	outcomePromoted   = "Promoted"   // the version became stable and was reported

@@ -183,6 +183,9 @@ func (p *pass) decide() action {
 			return p.finishAborted
 		}
 	}
+	if p.c.opts.Synced {
+		return p.decideSynced()
+	}
 	d := p.desired
 	if d == nil {
 		return nil // nothing handed over yet: the Rollout is followed
