@@ -24,16 +24,25 @@ import (
 // a teardown still destroys what is left of an environment.
 type Synced interface {
 	// Prepare makes what m's environment needs before the engine syncs
-	// it; idempotent, called on every pass.
+	// it; idempotent, called on every pass. An error wrapping
+	// ErrPrepareAgain is not a failure: the environment's key is
+	// retried with backoff.
 	Prepare(ctx context.Context, m *manifest.Manifest) error
 }
+
+// ErrPrepareAgain marks a preparation that is not complete yet but will
+// be without anyone's help (a workflow the manifest names was not
+// submitted to the reporter yet, so it has no token).
+var ErrPrepareAgain = errors.New("not complete yet")
 
 // reconcileSynced is a pass of an environment the Synced engine brings to
 // its manifest.
 func (p *envPass) reconcileSynced(ctx context.Context) error {
 	if err := p.c.opts.Synced.Prepare(ctx, p.m); err != nil {
 		err = fmt.Errorf("preparing %s for its sync: %w", p.st.name, err)
-		p.event(events.Warning, "Failed", err.Error())
+		if !errors.Is(err, ErrPrepareAgain) {
+			p.event(events.Warning, "Failed", err.Error())
+		}
 		return err
 	}
 	services, apps := split(p.m)

@@ -84,9 +84,15 @@ type Config struct {
 const (
 	RuntimeLocal      = "local"
 	RuntimeKubernetes = "kubernetes"
+	// RuntimeArgoCD is the kubernetes runtime with Argo CD syncing the
+	// environments from the state repository (`runway export argocd`):
+	// Runway prepares each environment's namespace and Secrets and waits
+	// on the export's hook reports; it still builds, runs migrations and
+	// tests as Jobs, steers Argo Rollouts and reverts in git.
+	RuntimeArgoCD = "argocd"
 )
 
-// KubernetesConfig configures the kubernetes runtime.
+// KubernetesConfig configures the kubernetes and argocd runtimes.
 type KubernetesConfig struct {
 	// Kubeconfig is the path of a kubeconfig file. Empty: the in-cluster
 	// config (runway serve in a pod, deploy/).
@@ -462,9 +468,9 @@ func (c *Config) validateRuntime() []error {
 	switch c.Runtime {
 	case RuntimeLocal:
 		return nil
-	case RuntimeKubernetes:
+	case RuntimeKubernetes, RuntimeArgoCD:
 	default:
-		return []error{fmt.Errorf("runtime %q must be %s or %s", c.Runtime, RuntimeLocal, RuntimeKubernetes)}
+		return []error{fmt.Errorf("runtime %q must be %s, %s or %s", c.Runtime, RuntimeLocal, RuntimeKubernetes, RuntimeArgoCD)}
 	}
 	var errs []error
 	k := c.Kubernetes

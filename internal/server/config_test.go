@@ -60,7 +60,7 @@ func TestConfigSeveralApps(t *testing.T) {
 				ReporterURL: "http://runway.runway-system.svc:7070"}
 		}},
 		{name: "unknown runtime", change: func(c *Config) { c.Runtime = "nomad" },
-			want: []string{`runtime "nomad" must be local or kubernetes`}},
+			want: []string{`runtime "nomad" must be local, kubernetes or argocd`}},
 		{name: "kubernetes without registry or prometheus", change: func(c *Config) { c.Runtime = "kubernetes" },
 			want: []string{"kubernetes.registry is required", "kubernetes.prometheusAddress is required"}},
 		{name: "kubernetes with bad URLs and prefix", change: func(c *Config) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
@@ -76,6 +77,7 @@ func (s *Server) openKubernetes(ctx context.Context, artifacts *build.Store, clk
 		PrometheusAddress: k.PrometheusAddress,
 		Repo:              s.repo, Reporter: s.reporter, Events: s.events, Clock: clk, Logger: s.log,
 		Redact: s.redactor.String, Committed: committed,
+		Synced: s.cfg.Runtime == RuntimeArgoCD,
 	})
 	if err != nil {
 		return fmt.Errorf("starting the Argo Rollouts driver: %w", err)
@@ -83,6 +85,16 @@ func (s *Server) openKubernetes(ctx context.Context, artifacts *build.Store, clk
 	s.rollouts = ro
 	// Production's replicas are Argo's: a job reaches the stable ones.
 	router.stable = ro.Stable
+	if s.cfg.Runtime == RuntimeArgoCD {
+		kube, err := k8s.NewForConfig(restConfig)
+		if err != nil {
+			return fmt.Errorf("making the Kubernetes client: %w", err)
+		}
+		plane := &argoCDPlane{kube: kube, prefix: k.NamespacePrefix, tokens: s.reporter, secrets: s.redactor, log: s.log}
+		s.synced = plane
+		// Jobs reach the databases the export's PostgreSQL charts make.
+		s.rt = syncedRuntime{Runtime: rt, plane: plane}
+	}
 	return nil
 }
 

@@ -52,6 +52,9 @@ type Server struct {
 	rt       runtime.Runtime
 	router   environment.Router
 	rollouts rollouts
+	// synced prepares the environments Argo CD syncs (runtime argocd);
+	// nil otherwise.
+	synced environment.Synced
 	// closers release what the runtime holds (informers), last.
 	closers   []func(context.Context) error
 	reporter  *reporter.Reporter
@@ -159,7 +162,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	committed := func() { envs.Trigger() }
 	reporterBase := reporterURL(s.apiLn.Addr(), tlsConfig != nil)
 	gatewayAddr := ""
-	if cfg.Runtime == RuntimeKubernetes {
+	if cfg.Runtime == RuntimeKubernetes || cfg.Runtime == RuntimeArgoCD {
 		if err := s.openKubernetes(ctx, artifacts, clk, committed); err != nil {
 			return nil, err
 		}
@@ -177,6 +180,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 		HealthTimeout: cfg.Timeouts.Health.Duration, Logger: logger, Store: s.db, Redact: red.String,
 		ReporterURL: reporterBase,
 		MaxParallel: cfg.Limits.ParallelEnvironments, Events: s.events, Clock: clk,
+		Synced: s.synced,
 	})
 	s.envs = envs
 	s.verifier = build.NewVerifier(filepath.Join(cfg.WorkDir, "verify"), 0)
