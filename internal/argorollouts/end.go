@@ -44,7 +44,7 @@ func (p *pass) finishPromoted(ctx context.Context) (result, error) {
 		return result{}, err
 	}
 	p.log.Info("rollout complete", "version", o.version)
-	p.normal("Promoted", msg)
+	p.normal(rollout.ReasonPromoted, msg)
 	return result{}, nil
 }
 
@@ -109,7 +109,7 @@ func (p *pass) finishAborted(ctx context.Context) (result, error) {
 		return result{}, err
 	}
 	p.log.Warn("rollout aborted", "canary", o.version, "reason", end.Message)
-	p.warning("Aborted", msg)
+	p.warning(rollout.ReasonAborted, msg)
 	return result{}, nil
 }
 
@@ -125,7 +125,7 @@ func (p *pass) endBackOnStable(ctx context.Context) (result, error) {
 		Message: reason, Finished: p.c.clock.Now().UTC()}); err != nil {
 		return result{}, err
 	}
-	p.warning("Aborted", fmt.Sprintf("canary %s aborted: %s", o.version, reason))
+	p.warning(rollout.ReasonAborted, fmt.Sprintf("canary %s aborted: %s", o.version, reason))
 	return requeueNow(), nil
 }
 

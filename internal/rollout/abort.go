@@ -139,7 +139,7 @@ func (rc *rolloutContext) reconcileEnding(ctx context.Context) (result, error) {
 		rc.normal("Superseded", cp.Superseded)
 	} else {
 		rc.log.Warn("rollout aborted", "canary", cp.CanaryVersion, "reason", cp.Aborting)
-		rc.warning("Aborted", fmt.Sprintf("canary %s aborted: %s", cp.CanaryVersion, cp.Aborting))
+		rc.warning(ReasonAborted, fmt.Sprintf("canary %s aborted: %s", cp.CanaryVersion, cp.Aborting))
 	}
 	return requeueNow(), nil // a superseding version starts next
 }

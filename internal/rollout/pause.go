@@ -52,7 +52,11 @@ func (rc *rolloutContext) enterPause(ctx context.Context, kind, msg string) erro
 		return err
 	}
 	rc.log.Info("rollout paused", "canary", cp.CanaryVersion, "step", cp.Step+1, "why", msg)
-	rc.normal("Paused", msg)
+	reason := ReasonPaused
+	if kind == pauseTimed {
+		reason = ReasonPausing
+	}
+	rc.normal(reason, msg)
 	return nil
 }
 

@@ -72,7 +72,7 @@ func (rc *rolloutContext) reconcilePromotion(ctx context.Context) (result, error
 	rc.setEnded(cp.CanaryVersion, cp.Workflow)
 	rc.c.analyses.forget(rc.key)
 	rc.log.Info("rollout complete", "version", cp.CanaryVersion)
-	rc.normal("Promoted", msg)
+	rc.normal(ReasonPromoted, msg)
 	return result{}, nil
 }
 

@@ -71,6 +71,22 @@ const (
 	Degraded    = "Degraded"
 )
 
+// Reasons of the rollout events (kind events.Rollout) that notifications
+// and the dashboard match on, recorded by this package and by
+// internal/argorollouts.
+const (
+	// ReasonPaused: the canary waits for a person (an untimed pause
+	// step, an inconclusive analysis).
+	ReasonPaused = "Paused"
+	// ReasonPausing: a timed pause step began; it ends by itself.
+	ReasonPausing = "Pausing"
+	// ReasonAborted: the canary was aborted and production is back on
+	// the stable version.
+	ReasonAborted = "Aborted"
+	// ReasonPromoted: the version is stable in production.
+	ReasonPromoted = "Promoted"
+)
+
 // Status is a rollout's state for the API.
 type Status struct {
 	Env           string    `json:"env"`

@@ -52,7 +52,7 @@ func TestRollout(t *testing.T) {
 						t.Errorf("analysis run %+v, want Successful", r)
 					}
 				}
-				want := []string{"Started", "StepCompleted", "Paused", "StepCompleted", "StepCompleted", "StepCompleted", "Paused", "StepCompleted", "StepCompleted", "Promoted"}
+				want := []string{"Started", "StepCompleted", "Pausing", "StepCompleted", "StepCompleted", "StepCompleted", "Pausing", "StepCompleted", "StepCompleted", "Promoted"}
 				if got := fx.reasons(app); !slices.Equal(got, want) {
 					t.Errorf("events %v, want %v", got, want)
 				}

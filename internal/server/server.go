@@ -193,6 +193,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (s *Server, err e
 	})
 	if s.notifier, err = notify.New(notify.Options{
 		Config: cfg.Notifications, Events: s.events, Pipelines: s.pipelines, Redact: red.String, Logger: logger,
+		AddSecret: red.Add, Clock: clk, Link: dashboard.Link(cfg.Notifications.DashboardURL),
 	}); err != nil {
 		return nil, fmt.Errorf("setting up notifications: %w", err)
 	}
