@@ -32,15 +32,21 @@ import (
 // after it (the report hooks'), and DatabaseSecret, the PostgreSQL
 // passwords (key postgres for the server, one per app). The namespace
 // is made as the environment chart makes it, so Argo CD adopts it and
-// deletes it with the environment.
+// deletes it with the environment. And the charts' images must be in the
+// registry: each app's version is pushed as <registry>/<app>:<version>,
+// the image the export's charts name.
 type argoCDPlane struct {
 	kube    k8s.Interface
 	prefix  string
 	tokens  reporterTokens
 	secrets secretSink
-	log     *slog.Logger
+	// push builds and pushes the image of app's version (idempotent).
+	push func(ctx context.Context, env, app, version string) error
+	log  *slog.Logger
 
 	mu sync.Mutex
+	// pushed are the app:version images pushed by this process.
+	pushed map[string]bool
 	// postgres is whether each environment's last prepared manifest has
 	// the postgres service (its apps' databases are on it).
 	postgres map[string]bool
@@ -132,10 +138,46 @@ func (a *argoCDPlane) Prepare(ctx context.Context, m *manifest.Manifest) error {
 	}
 	a.postgres[env] = hasPostgres
 	a.mu.Unlock()
+	if err := a.pushImages(ctx, m); err != nil {
+		return err
+	}
 	if len(pending) > 0 {
 		return fmt.Errorf("%w: workflow %s not submitted to the reporter yet", environment.ErrPrepareAgain, strings.Join(pending, ", "))
 	}
 	return nil
+}
+
+// pushImages pushes the image of each app of m at its version, once per
+// process.
+func (a *argoCDPlane) pushImages(ctx context.Context, m *manifest.Manifest) error {
+	if a.push == nil {
+		return nil
+	}
+	var errs []error
+	for _, app := range m.AppNames() {
+		entry := m.Apps[app]
+		if app == "postgres" || entry.Images.Code.Image == "postgres" || strings.HasSuffix(entry.Images.Code.Image, "/postgres") {
+			continue // a service: its chart's own image
+		}
+		k := app + ":" + entry.Version()
+		a.mu.Lock()
+		done := a.pushed[k]
+		a.mu.Unlock()
+		if done {
+			continue
+		}
+		if err := a.push(ctx, m.EnvName, app, entry.Version()); err != nil {
+			errs = append(errs, fmt.Errorf("pushing the image of %s %s: %w", app, entry.Version(), err))
+			continue
+		}
+		a.mu.Lock()
+		if a.pushed == nil {
+			a.pushed = map[string]bool{}
+		}
+		a.pushed[k] = true
+		a.mu.Unlock()
+	}
+	return errors.Join(errs...)
 }
 
 // namespace makes env's namespace as the environment chart does, or

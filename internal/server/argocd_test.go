@@ -43,7 +43,12 @@ func TestArgoCDPlanePrepares(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	rep := reporter.New(db, nil)
 	red := redact.New()
-	plane := &argoCDPlane{kube: kube, prefix: "rwtest-", tokens: rep, secrets: red, log: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	var pushed []string // the image pushes (the image build itself is internal/image's, tested on a real registry there)
+	plane := &argoCDPlane{kube: kube, prefix: "rwtest-", tokens: rep, secrets: red, log: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		push: func(_ context.Context, env, app, version string) error {
+			pushed = append(pushed, env+" "+app+":"+version)
+			return nil
+		}}
 
 	m := &manifest.Manifest{EnvName: "pr-7", DeployingWorkflowName: "wf-7", Apps: map[string]*manifest.App{
 		"web":      {Images: manifest.Images{Code: manifest.Image{Image: "registry.test/web", Tag: "v7"}}},
@@ -103,6 +108,9 @@ func TestArgoCDPlanePrepares(t *testing.T) {
 	again := secret(t, kube, "rwtest-pr-7", argocd.DatabaseSecret).Data
 	if string(again["web"]) != string(pw["web"]) || string(again["postgres"]) != string(pw["postgres"]) {
 		t.Fatal("the database passwords changed on a second Prepare")
+	}
+	if !slices.Equal(pushed, []string{"pr-7 web:v7"}) {
+		t.Fatalf("pushed %v, want web's image once and no service's", pushed)
 	}
 	dbase, ok, err := plane.database(ctx, "pr-7", "web")
 	if err != nil || !ok {

@@ -18,6 +18,7 @@ import (
 	"github.com/runway-cd/runway/internal/build"
 	"github.com/runway-cd/runway/internal/gateway"
 	"github.com/runway-cd/runway/internal/image"
+	"github.com/runway-cd/runway/internal/runtime"
 	"github.com/runway-cd/runway/internal/runtime/kubernetes"
 	"github.com/runway-cd/runway/internal/workload"
 )
@@ -90,7 +91,17 @@ func (s *Server) openKubernetes(ctx context.Context, artifacts *build.Store, clk
 		if err != nil {
 			return fmt.Errorf("making the Kubernetes client: %w", err)
 		}
-		plane := &argoCDPlane{kube: kube, prefix: k.NamespacePrefix, tokens: s.reporter, secrets: s.redactor, log: s.log}
+		plane := &argoCDPlane{kube: kube, prefix: k.NamespacePrefix, tokens: s.reporter, secrets: s.redactor, log: s.log,
+			// The image the export's charts name: <registry>/<app>:<version>,
+			// as the runtime builds a pod template's.
+			push: func(ctx context.Context, env, app, version string) error {
+				art, err := artifacts.Resolve(app, version, build.App)
+				if err != nil {
+					return err
+				}
+				_, err = rt.PodTemplate(ctx, runtime.ReplicaSet{Env: env, App: app, Version: version, Dir: art.Dir, Command: art.Spec.Run.Command})
+				return err
+			}}
 		s.synced = plane
 		// Jobs reach the databases the export's PostgreSQL charts make.
 		s.rt = syncedRuntime{Runtime: rt, plane: plane}
