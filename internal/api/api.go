@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -73,8 +74,10 @@ type Handler struct {
 	events    Events
 	log       *slog.Logger
 	mux       *http.ServeMux
-	// clock times the event log's long polls.
+	// clock times the event log's long polls and streams.
 	clock clock.Clock
+	// streams counts the event streams being served (MaxEventStreams).
+	streams atomic.Int64
 }
 
 // New returns the API handler. A nil ev serves an empty event log.
@@ -226,6 +229,10 @@ const maxEventWakes = 10000
 // most MaxEventWait) and no event after N yet, it answers once one is
 // recorded, or with none when D passes or the client goes: a client
 // follows the log by asking again with since set to the last seq it got.
+//
+// Asked with Accept: text/event-stream (or ?stream=1) it streams the
+// events instead, as Server-Sent Events (see streamEvents), from
+// Last-Event-ID or since, optionally only those of ?kind= and ?name=.
 func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	var since uint64
@@ -235,6 +242,17 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("%w: since must be an event sequence number (0 or more)", ErrBadRequest)
 		}
 		since = n
+	}
+	if wantsStream(r) {
+		from, err := streamStart(r, since)
+		if err != nil {
+			return err
+		}
+		f, err := parseEventFilter(r)
+		if err != nil {
+			return err
+		}
+		return h.streamEvents(w, r, from, f)
 	}
 	limit := DefaultEventLimit
 	if v := q.Get("limit"); v != "" {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -190,6 +191,274 @@ func TestEventsLongPoll(t *testing.T) {
 		clk.Step(5 * time.Second)
 		if r := await(t, done); r.status != http.StatusOK || strings.TrimSpace(r.body) != "[]" {
 			t.Fatalf("status %d body %q", r.status, r.body)
+		}
+	})
+}
+
+// sseFrame is one block of an event stream: an event, or a comment.
+type sseFrame struct {
+	id, event, data, comment, retry string
+}
+
+// sseStream is an open event stream read frame by frame.
+type sseStream struct {
+	resp   *http.Response
+	frames chan sseFrame // closed at the end of the stream
+}
+
+// openStream GETs path with Accept: text/event-stream (and the extra
+// headers) and reads its frames in the background.
+func openStream(t *testing.T, ctx context.Context, srv *httptest.Server, path string, header map[string]string) *sseStream {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	s := &sseStream{resp: resp, frames: make(chan sseFrame, 100)}
+	go func() {
+		defer close(s.frames)
+		sc := bufio.NewScanner(resp.Body)
+		var f sseFrame
+		for sc.Scan() {
+			line := sc.Text()
+			if line == "" {
+				if f != (sseFrame{}) {
+					s.frames <- f
+				}
+				f = sseFrame{}
+				continue
+			}
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "":
+				f.comment = value
+			case "id":
+				f.id = value
+			case "event":
+				f.event = value
+			case "data":
+				f.data = value
+			case "retry":
+				f.retry = value
+			}
+		}
+	}()
+	return s
+}
+
+// next returns the next event of the stream, skipping comments and the
+// retry announcement; ok is false at the end of the stream. Bounded.
+func (s *sseStream) next(t *testing.T) (f sseFrame, ok bool) {
+	t.Helper()
+	for {
+		select {
+		case f, ok = <-s.frames:
+			if !ok || f.id != "" {
+				return f, ok
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("no event came")
+		}
+	}
+}
+
+// nextFrame returns the next frame of any sort. Bounded.
+func (s *sseStream) nextFrame(t *testing.T) sseFrame {
+	t.Helper()
+	select {
+	case f, ok := <-s.frames:
+		if !ok {
+			t.Fatal("the stream ended")
+		}
+		return f
+	case <-time.After(60 * time.Second):
+		t.Fatal("no frame came")
+	}
+	return sseFrame{}
+}
+
+func TestEventStream(t *testing.T) {
+	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	t.Run("sends events as they are recorded", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		rec := events.New(clk, nil)
+		rec.Normal(events.Pipeline, "web-1", "Started", "web at commit abc")
+		srv := newEventsServer(t, rec, clk)
+		s := openStream(t, t.Context(), srv, "/api/v1/events", nil)
+		if ct := s.resp.Header.Get("Content-Type"); s.resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+			t.Fatalf("status %d content type %q", s.resp.StatusCode, ct)
+		}
+		f, _ := s.next(t)
+		if f.id != "1" || f.event != "pipeline" {
+			t.Fatalf("first frame %+v", f)
+		}
+		if e := decode[events.Event](t, f.data); e.Seq != 1 || e.Reason != "Started" || e.Message != "web at commit abc" {
+			t.Fatalf("first event %+v", e)
+		}
+		rec.Warning(events.Rollout, "production/web", "Aborted", "error rate\nover 5%")
+		rec.Record(events.Normal, "", "x", "Odd", "")
+		f, _ = s.next(t)
+		if e := decode[events.Event](t, f.data); f.id != "2" || f.event != "rollout" || e.Message != "error rate\nover 5%" {
+			t.Fatalf("second frame %+v", f)
+		}
+		if f, _ = s.next(t); f.id != "3" || f.event != "event" {
+			t.Fatalf("an event without kind: %+v", f)
+		}
+	})
+	t.Run("resumes after Last-Event-ID, which beats since", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		rec := events.New(clk, nil)
+		for _, r := range []string{"A", "B", "C"} {
+			rec.Normal(events.Pipeline, "web-1", r, "")
+		}
+		srv := newEventsServer(t, rec, clk)
+		s := openStream(t, t.Context(), srv, "/api/v1/events?since=0", map[string]string{"Last-Event-ID": "2"})
+		if f, _ := s.next(t); f.id != "3" {
+			t.Fatalf("first frame after Last-Event-ID 2: %+v", f)
+		}
+		s = openStream(t, t.Context(), srv, "/api/v1/events?stream=1&since=1", map[string]string{"Accept": "*/*"})
+		if f, _ := s.next(t); f.id != "2" {
+			t.Fatalf("first frame of ?stream=1&since=1: %+v", f)
+		}
+	})
+	t.Run("a Last-Event-ID from before a restart gets what is kept", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		rec := events.New(clk, nil)
+		rec.Normal(events.Pipeline, "web-1", "Started", "")
+		srv := newEventsServer(t, rec, clk)
+		s := openStream(t, t.Context(), srv, "/api/v1/events", map[string]string{"Last-Event-ID": "1234"})
+		if f, _ := s.next(t); f.id != "1" {
+			t.Fatalf("first frame %+v, want event 1", f)
+		}
+	})
+	t.Run("filters by kind and name", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		rec := events.New(clk, nil)
+		rec.Normal(events.Pipeline, "web-1", "Started", "")
+		rec.Normal(events.Rollout, "production/web", "Progressing", "")
+		rec.Normal(events.Pipeline, "web-2", "Started", "")
+		rec.Normal(events.Pipeline, "web-1", "Succeeded", "")
+		srv := newEventsServer(t, rec, clk)
+		s := openStream(t, t.Context(), srv, "/api/v1/events?kind=pipeline&name=web-1", nil)
+		var ids []string
+		for range 2 {
+			f, _ := s.next(t)
+			ids = append(ids, f.id)
+		}
+		if strings.Join(ids, ",") != "1,4" {
+			t.Fatalf("ids %v, want 1,4", ids)
+		}
+	})
+	t.Run("ends when the event log is closed", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		rec := events.New(clk, nil)
+		rec.Normal(events.Pipeline, "web-1", "Started", "")
+		srv := newEventsServer(t, rec, clk)
+		s := openStream(t, t.Context(), srv, "/api/v1/events", nil)
+		if f, _ := s.next(t); f.id != "1" {
+			t.Fatalf("first frame %+v", f)
+		}
+		rec.Close()
+		if f, ok := s.next(t); ok {
+			t.Fatalf("after Close the stream goes on: %+v", f)
+		}
+	})
+	t.Run("ends when the client goes", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		rec := events.New(clk, nil)
+		ended := make(chan struct{})
+		f := defaultFakes()
+		h := New(f.pipelines, f.envs, f.rollouts, f.runs, rec, nil)
+		h.clock = clk
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer close(ended)
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		ctx, cancel := context.WithCancel(t.Context())
+		s := openStream(t, ctx, srv, "/api/v1/events", nil)
+		s.nextFrame(t) // retry: the stream is open
+		cancel()
+		select {
+		case <-ended:
+		case <-time.After(60 * time.Second):
+			t.Fatal("the handler kept streaming after its client went")
+		}
+		if n := h.streams.Load(); n != 0 {
+			t.Fatalf("%d streams counted after the last ended", n)
+		}
+	})
+	t.Run("sends a keepalive while quiet", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		srv := newEventsServer(t, events.New(clk, nil), clk)
+		s := openStream(t, t.Context(), srv, "/api/v1/events", nil)
+		if f := s.nextFrame(t); f.retry != "2000" {
+			t.Fatalf("first frame %+v, want the retry announcement", f)
+		}
+		for deadline := time.Now().Add(60 * time.Second); !clk.HasWaiters(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the stream never waited")
+			}
+		}
+		clk.Step(EventKeepalive)
+		if f := s.nextFrame(t); f.comment != "keepalive" {
+			t.Fatalf("frame %+v, want a keepalive comment", f)
+		}
+	})
+	t.Run("refuses a stream over the limit", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		f := defaultFakes()
+		h := New(f.pipelines, f.envs, f.rollouts, f.runs, events.New(clk, nil), nil)
+		h.clock = clk
+		h.streams.Store(MaxEventStreams)
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		r := do(t, srv, "GET", "/api/v1/events?stream=1")
+		if r.status != http.StatusServiceUnavailable || !strings.Contains(errorBody(t, r.body), "at most 64 event streams") {
+			t.Fatalf("status %d body %s", r.status, r.body)
+		}
+		if n := h.streams.Load(); n != MaxEventStreams {
+			t.Fatalf("refused stream left the count at %d", n)
+		}
+	})
+	for _, tt := range []struct{ name, path, lastID, want string }{
+		{"bad Last-Event-ID", "/api/v1/events?stream=1", "x", "Last-Event-ID must be"},
+		{"bad since", "/api/v1/events?stream=1&since=-1", "", "since must be"},
+		{"long filter", "/api/v1/events?stream=1&name=" + strings.Repeat("n", 300), "", "at most 256 bytes"},
+	} {
+		t.Run("refuses "+tt.name, func(t *testing.T) {
+			clk := clocktesting.NewFakeClock(start)
+			srv := newEventsServer(t, events.New(clk, nil), clk)
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", srv.URL+tt.path, nil)
+			if tt.lastID != "" {
+				req.Header.Set("Last-Event-ID", tt.lastID)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(errorBody(t, string(b)), tt.want) {
+				t.Fatalf("status %d body %s", resp.StatusCode, b)
+			}
+		})
+	}
+	t.Run("a nil log answers 204", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		srv := newEventsServer(t, nil, clk)
+		if r := do(t, srv, "GET", "/api/v1/events?stream=1"); r.status != http.StatusNoContent {
+			t.Fatalf("status %d", r.status)
 		}
 	})
 }

@@ -16,8 +16,9 @@ import (
 // asserted (docs/benchmarks.md).
 func BenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "bench",
-		Short: "Measure Runway against the tools it must keep up with",
+		Use:     "bench",
+		Short:   "Measure Runway against the tools it must keep up with",
+		Example: "  runway bench gateway",
 	}
 	cmd.AddCommand(benchGatewayCmd(), benchBackendCmd())
 	return cmd
@@ -27,8 +28,9 @@ func benchGatewayCmd() *cobra.Command {
 	var opts bench.GatewayOptions
 	var output, logLevel string
 	cmd := &cobra.Command{
-		Use:   "gateway",
-		Short: "Compare the gateway with nginx and with no proxy, in one run, with wrk",
+		Use:     "gateway",
+		Short:   "Compare the gateway with nginx and with no proxy, in one run, with wrk",
+		Example: "  runway bench gateway",
 		Long: `Starts two trivial backends on loopback, Runway's gateway (this binary's
 "gateway" command) with a canary split over them, and Debian's nginx with the
 same split as a weighted upstream with keep-alive connections; then runs wrk

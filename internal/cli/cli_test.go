@@ -3,10 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
 )
 
 func TestRunErrors(t *testing.T) {
@@ -25,13 +29,13 @@ func TestRunErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"help", []string{"--help"}, 0, "serve", ""},
-		{"unknown command", []string{"frob"}, 1, "", "unknown command"},
+		{"unknown command", []string{"frob"}, 2, "", "unknown command"},
 		{"missing config", []string{"serve", "-c", filepath.Join(dir, "none.yaml")}, 1, "", "reading config"},
 		{"malformed config", []string{"serve", "-c", badYAML}, 1, "", "parsing config"},
 		{"unknown config field", []string{"serve", "-c", unknown}, 1, "", "frobnicate"},
 		{"incomplete config", []string{"serve", "-c", incomplete}, 1, "", "dataDir is required"},
 		{"demo without examples", []string{"demo", "--examples", dir}, 1, "", "examples not found"},
-		{"api unreachable", []string{"pipelines", "--api", "http://127.0.0.1:1"}, 1, "", "calling Runway"},
+		{"api unreachable", []string{"pipelines", "--api", "http://127.0.0.1:1"}, 5, "", "calling Runway"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,5 +48,32 @@ func TestRunErrors(t *testing.T) {
 				t.Fatalf("stdout %q stderr %q, want %q / %q", out.String(), errb.String(), tt.wantOut, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestHelpHasExamples walks the command tree: every command of ours says
+// how it is used.
+func TestHelpHasExamples(t *testing.T) {
+	a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, lookupEnv: func(string) (string, bool) { return "", false }, now: time.Now, terminal: func(io.Writer) bool { return false }}
+	// The tree as run builds it; --help runs nothing.
+	if code := a.run(context.Background(), []string{"--help"}); code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	var walk func(c *cobra.Command)
+	var missing []string
+	walk = func(c *cobra.Command) {
+		if c.Hidden || c.Name() == "help" || c.Name() == "completion" || (c.HasParent() && c.Parent().Name() == "completion") {
+			return
+		}
+		if c.Example == "" {
+			missing = append(missing, c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(a.root)
+	if len(missing) > 0 {
+		t.Fatalf("commands without examples: %s", strings.Join(missing, ", "))
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/runway-cd/runway/internal/auth"
 	"github.com/runway-cd/runway/internal/server"
@@ -41,11 +42,13 @@ type clientOptions struct {
 	configDir func() (string, error)
 }
 
-func addClientFlags(cmd *cobra.Command, o *clientOptions) {
-	cmd.Flags().StringVar(&o.api, "api", "", "Runway API URL (default: env RUNWAY_API, the server config's listen with -c, else "+defaultAPI+")")
-	cmd.Flags().StringVar(&o.token, "token", "", "API token (visible to other local users in the process list: prefer RUNWAY_TOKEN or a file)")
-	cmd.Flags().StringVar(&o.tokenFile, "token-file", "", "file holding the API token (default: env RUNWAY_TOKEN_FILE)")
-	cmd.Flags().StringVarP(&o.config, "config", "c", "", "the server's config file: its listen address and, if readable, <dataDir>/admin.token")
+func addClientFlags(cmd *cobra.Command, o *clientOptions) { addClientFlagSet(cmd.Flags(), o) }
+
+func addClientFlagSet(fs *pflag.FlagSet, o *clientOptions) {
+	fs.StringVar(&o.api, "api", "", "Runway API URL (default: env RUNWAY_API, the server config's listen with -c, else "+defaultAPI+")")
+	fs.StringVar(&o.token, "token", "", "API token (visible to other local users in the process list: prefer RUNWAY_TOKEN or a file)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the API token (default: env RUNWAY_TOKEN_FILE)")
+	fs.StringVarP(&o.config, "config", "c", "", "the server's config file: its listen address and, if readable, <dataDir>/admin.token")
 }
 
 // client is a resolved API endpoint with its credentials.
@@ -191,43 +194,92 @@ func serverURL(cfg server.Config) string {
 // call sends a request to path (with a JSON body when body is not nil)
 // and prints the JSON answer; a non-2xx answer is an error.
 func (c *client) call(ctx context.Context, out io.Writer, method, path string, body any) error {
+	answer, err := c.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(answer)
+	return err
+}
+
+// getJSON reads path into v.
+func (c *client) getJSON(ctx context.Context, path string, v any) error {
+	answer, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(answer, v); err != nil {
+		return fmt.Errorf("decoding the answer to GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// maxAnswer bounds an answer of the API, in bytes.
+const maxAnswer = 64 << 20
+
+// do sends a request to path (with a JSON body when body is not nil) and
+// returns the answer's body. A non-2xx answer is an *apiError, no answer
+// an *unreachableError.
+func (c *client) do(ctx context.Context, method, path string, body any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.api+path, rd)
+	req, err := c.request(ctx, method, path, rd)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &unreachableError{err: err}
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return nil, &unreachableError{err: fmt.Errorf("reading the answer to %s %s: %w", method, path, err)}
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, c.answerError(resp.StatusCode, resp.Status, answer)
+	}
+	return answer, nil
+}
+
+// request is a request to path with the token.
+func (c *client) request(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.api+path, body)
+	if err != nil {
+		return nil, err
 	}
 	if method != http.MethodGet && method != http.MethodHead {
+		// The API refuses a mutating request that is not JSON (a
+		// browser's form cannot forge one).
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("calling Runway: %w", err)
+	return req, nil
+}
+
+// answerError is the error of a non-2xx answer: its status and the API's
+// message.
+func (c *client) answerError(code int, status string, answer []byte) error {
+	var e struct{ Error string }
+	msg := status
+	if json.Unmarshal(answer, &e) == nil && e.Error != "" {
+		msg += ": " + e.Error
 	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error string }
-		msg := resp.Status
-		if json.Unmarshal(answer, &e) == nil && e.Error != "" {
-			msg += ": " + e.Error
-		}
-		if resp.StatusCode == http.StatusUnauthorized {
-			return c.unauthorized(msg)
-		}
-		return errors.New(msg)
+	if code == http.StatusUnauthorized {
+		return &apiError{status: code, msg: c.unauthorized(msg).Error()}
 	}
-	_, err = out.Write(answer)
-	return err
+	return &apiError{status: code, msg: msg}
 }
 
 func (c *client) unauthorized(msg string) error {
@@ -239,4 +291,12 @@ func (c *client) unauthorized(msg string) error {
 		return fmt.Errorf("no API token: pass --token, set RUNWAY_TOKEN, or write it to %s (on the server's machine, -c runway.yaml reads <dataDir>/admin.token) (%s)", hint, msg)
 	}
 	return fmt.Errorf("the API refused the token from %s (rotated? `runway token show -c runway.yaml` on the server's machine prints the current one): %s", c.source, msg)
+}
+
+// jsonUnmarshal decodes an answer of the API.
+func jsonUnmarshal(answer []byte, v any) error {
+	if err := json.Unmarshal(answer, v); err != nil {
+		return fmt.Errorf("decoding the API's answer: %w", err)
+	}
+	return nil
 }

@@ -18,7 +18,8 @@ import (
 )
 
 func exportCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "export", Short: "Render what makes another system run Runway's method"}
+	cmd := &cobra.Command{Use: "export", Short: "Render what makes another system run Runway's method",
+		Example: "  runway export argocd --state ../state --repo-url https://github.com/acme/state.git --app ../web --reporter-url https://runway.example.com -o argocd/"}
 	cmd.AddCommand(exportArgoCDCmd())
 	return cmd
 }

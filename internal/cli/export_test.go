@@ -48,16 +48,20 @@ func TestExportArgoCDErrors(t *testing.T) {
 		{"state neither dir nor URL", []string{"export", "argocd", "--state", filepath.Join(dir, "none"), "--repo-url", "https://g/s.git", "--app", "../../examples/homelabping"}, "not a directory nor a git URL"},
 		{"no reporter URL", []string{"export", "argocd", "--state", "../../examples/state", "--repo-url", "https://g/s.git", "--app", "../../examples/homelabping", "--prometheus", "http://p:9090"}, "reporter URL is required"},
 		{"app dir without spec", exportArgs("--app", dir), "reading app repo"},
-		{"unknown flag", exportArgs("--frob"), "unknown flag"},
+		{"unknown flag", exportArgs("--frob"), "unknown flag"}, // a usage error: exit 2
 		{"arguments", exportArgs("extra"), "unknown command"},
 		{"unknown app", []string{"export", "argocd", "--state", state, "--repo-url", "https://g/s.git", "--app", "../../examples/homelabping", "--reporter-url", "http://r:1", "--prometheus", "http://p:1"}, "unknown app billing"},
 		{"foreign output dir", exportArgs("-o", foreign), "holds no previous export"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			want := ExitError
+			if tt.name == "unknown flag" || tt.name == "arguments" {
+				want = ExitUsage
+			}
 			code, _, stderr := runCLI(t, tt.args...)
-			if code != 1 || !strings.Contains(stderr, tt.wantErr) {
-				t.Fatalf("exit %d, stderr %q, want 1 and %q", code, stderr, tt.wantErr)
+			if code != want || !strings.Contains(stderr, tt.wantErr) {
+				t.Fatalf("exit %d, stderr %q, want %d and %q", code, stderr, want, tt.wantErr)
 			}
 		})
 	}

@@ -13,7 +13,8 @@ import (
 )
 
 func tokenCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "token", Short: "Rotate or show the API tokens"}
+	cmd := &cobra.Command{Use: "token", Short: "Rotate or show the API tokens",
+		Example: "  runway token show -c runway.yaml\n  runway token rotate read -c runway.yaml"}
 	cmd.AddCommand(tokenRotateCmd(), tokenShowCmd())
 	return cmd
 }
@@ -29,6 +30,7 @@ func tokenRotateCmd() *cobra.Command {
 		Long: "Replace API tokens in the server's data dir with new random ones. The running server " +
 			"accepts only the new tokens from its next request on, without a restart. The new admin " +
 			"token is printed only when stdout is a terminal or with --show.",
+		Example:   "  runway token rotate -c runway.yaml\n  runway token rotate read -c runway.yaml --show",
 		Args:      cobra.MaximumNArgs(1),
 		ValidArgs: []string{auth.AdminToken, auth.ReadToken, "all"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -76,6 +78,7 @@ func tokenShowCmd() *cobra.Command {
 			"RUNWAY_TOKEN, --token-file, RUNWAY_TOKEN_FILE, the user's config dir, -c). With -c and " +
 			"admin or read, print that token from the server's data dir. The token goes to stdout, " +
 			"where it came from to stderr: export RUNWAY_TOKEN=$(runway token show -c runway.yaml)",
+		Example:   "  export RUNWAY_TOKEN=$(runway token show -c runway.yaml)\n  runway token show read -c runway.yaml",
 		Args:      cobra.MaximumNArgs(1),
 		ValidArgs: []string{auth.AdminToken, auth.ReadToken},
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -28,6 +28,9 @@ type RunOptions struct {
 	Keep bool
 	// Timeout bounds the whole demo. Zero: 10m.
 	Timeout time.Duration
+	// Live redraws a view of the pipeline in place (steps, durations, the
+	// canary's weight), for a terminal; false prints plain lines.
+	Live bool
 }
 
 // Run runs the demo, printing to out. It returns an error naming the
@@ -54,6 +57,7 @@ func Run(ctx context.Context, out io.Writer, opts RunOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("starting runway: %w", err)
 	}
+	h.live = opts.Live
 	defer func() {
 		if opts.Keep && err == nil {
 			fmt.Fprintf(out, "\n--keep: Runway keeps running. API %s  gateway http://%s (try: curl -H 'Host: %s' http://%s/ping). Ctrl-C to stop.\n",
@@ -129,39 +133,54 @@ func (h *runway) follow(ctx context.Context, out io.Writer, commit, message stri
 	}
 	fmt.Fprintf(out, "webhook accepted: pipeline %s\n", id)
 	out = &lockedWriter{w: out}
+	var view *liveView // on a terminal: redrawn in place
+	if h.live {
+		view = newLiveView(out)
+	}
+	say := func(format string, args ...any) {
+		if view != nil {
+			view.note(strings.TrimSpace(fmt.Sprintf(format, args...)))
+			return
+		}
+		fmt.Fprintf(out, format, args...)
+	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	go h.watchCanary(watchCtx, out, id)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		h.watchCanary(watchCtx, out, id, view)
+	}()
 	printed := map[string]pipeline.Phase{}
 	shownURL := false
 	p, err := h.waitPipeline(ctx, id, func(p *pipeline.Pipeline) {
+		if view != nil {
+			view.setPipeline(p)
+		}
 		for _, s := range p.Steps {
 			if printed[s.Name] == s.Phase {
 				continue
 			}
-			switch s.Phase {
-			case pipeline.Running:
-				fmt.Fprintf(out, "  ▶ %-28s started\n", s.Name)
-			case pipeline.Succeeded:
-				fmt.Fprintf(out, "  ✓ %-28s %s\n", s.Name, s.Duration().Round(10*time.Millisecond))
-			case pipeline.Failed:
-				fmt.Fprintf(out, "  ✗ %-28s %s: %s\n", s.Name, s.Duration().Round(10*time.Millisecond), s.Error)
-			case pipeline.Skipped:
-				fmt.Fprintf(out, "  - %-28s skipped\n", s.Name)
+			if view == nil {
+				printStep(out, s)
 			}
 			printed[s.Name] = s.Phase
 			if s.Name == pipeline.StepAwaitDeploy && s.Phase == pipeline.Succeeded {
 				h.recordStaging(ctx, p.StagingEnv)
 				if p.StagingURL != "" {
-					fmt.Fprintf(out, "    staging environment %s is up: %s (any client: curl %s/ping)\n", p.StagingEnv, p.StagingURL, p.StagingURL)
+					say("    staging environment %s is up: %s (any client: curl %s/ping)\n", p.StagingEnv, p.StagingURL, p.StagingURL)
 				}
 			}
 			if s.Name == pipeline.StepStage && s.Phase == pipeline.Succeeded && !shownURL && p.StagingURL != "" {
-				fmt.Fprintf(out, "    staging environment %s: %s (Host header routes it; gateway %s)\n", p.StagingEnv, p.StagingURL, h.gatewayAddr())
+				say("    staging environment %s: %s (Host header routes it; gateway %s)\n", p.StagingEnv, p.StagingURL, h.gatewayAddr())
 				shownURL = true
 			}
 		}
 	})
+	stopWatch()
+	<-watched
+	if view != nil {
+		view.finish()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +193,20 @@ func (h *runway) follow(ctx context.Context, out io.Writer, commit, message stri
 	}
 	fmt.Fprintf(out, "pipeline %s Succeeded: %s is in production\n", p.ID, p.Version)
 	return p, nil
+}
+
+// printStep prints a step's new phase as a plain line.
+func printStep(out io.Writer, s pipeline.Step) {
+	switch s.Phase {
+	case pipeline.Running:
+		fmt.Fprintf(out, "  ▶ %-28s started\n", s.Name)
+	case pipeline.Succeeded:
+		fmt.Fprintf(out, "  ✓ %-28s %s\n", s.Name, s.Duration().Round(10*time.Millisecond))
+	case pipeline.Failed:
+		fmt.Fprintf(out, "  ✗ %-28s %s: %s\n", s.Name, s.Duration().Round(10*time.Millisecond), s.Error)
+	case pipeline.Skipped:
+		fmt.Fprintf(out, "  - %-28s skipped\n", s.Name)
+	}
 }
 
 // recordStaging remembers the replica addresses of a staging environment,
@@ -195,7 +228,9 @@ func (h *runway) recordStaging(ctx context.Context, env string) {
 
 // watchCanary prints the production rollout of the pipeline's version as
 // it moves: each weight, pause and analysis verdict.
-func (h *runway) watchCanary(ctx context.Context, out io.Writer, id string) {
+// With a live view it shows them there instead, and redraws the view
+// for the running step's duration.
+func (h *runway) watchCanary(ctx context.Context, out io.Writer, id string, view *liveView) {
 	var version, lastMsg string
 	seenRuns := 0
 	for {
@@ -203,6 +238,9 @@ func (h *runway) watchCanary(ctx context.Context, out io.Writer, id string) {
 		case <-ctx.Done():
 			return
 		case <-time.After(100 * time.Millisecond):
+		}
+		if view != nil {
+			view.tick()
 		}
 		if version == "" {
 			var p pipeline.Pipeline
@@ -218,6 +256,10 @@ func (h *runway) watchCanary(ctx context.Context, out io.Writer, id string) {
 		for _, r := range rs {
 			if r.CanaryVersion != version {
 				continue
+			}
+			if view != nil {
+				view.setCanary(r)
+				break
 			}
 			for _, a := range r.Analyses[min(seenRuns, len(r.Analyses)):] {
 				fmt.Fprintf(out, "      canary: analysis %s %s: %s\n", a.Name, a.Phase, a.Reason)
@@ -324,6 +366,9 @@ type envStatus struct {
 type rolloutStatus struct {
 	CanaryVersion string `json:"canaryVersion"`
 	Message       string `json:"message"`
+	Step          int    `json:"step"`
+	Steps         int    `json:"steps"`
+	Weight        int    `json:"weight"`
 	Analyses      []struct {
 		Name   string `json:"name"`
 		Phase  string `json:"phase"`

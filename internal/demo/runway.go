@@ -47,6 +47,8 @@ type runway struct {
 	done     chan error
 	// stagingAddrs are replica addresses seen per staging environment.
 	stagingAddrs map[string][]string
+	// live shows a followed pipeline as a view redrawn in place.
+	live bool
 }
 
 // startRunway seeds the repositories from examples/ into dir and starts Runway.

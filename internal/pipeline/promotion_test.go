@@ -139,7 +139,7 @@ func (pr *promotionRig) reasons(id string) []string {
 	evs, _ := pr.events.Since(0, 0)
 	var out []string
 	for _, e := range evs {
-		if e.Kind == events.Pipeline && e.Name == id {
+		if e.Kind == events.Pipeline && e.Name == id && !strings.HasPrefix(e.Reason, "Step") {
 			out = append(out, e.Reason)
 		}
 	}
@@ -273,6 +273,30 @@ func TestPromotionsInCommitOrder(t *testing.T) {
 	}
 	if got := pr.reasons(c); !slices.Equal(got, []string{"Started", "Promoting", "Succeeded"}) {
 		t.Fatalf("c's events %v", got)
+	}
+	// Every step of c started and ended in an event, in order, so that a
+	// follower (runway logs -f, the dashboard) needs no polling.
+	evs, _ := pr.events.Since(0, 0)
+	open := map[string]bool{}
+	for _, e := range evs {
+		if e.Kind != events.Pipeline || e.Name != c {
+			continue
+		}
+		switch e.Reason {
+		case "StepStarted":
+			open[e.Message] = true
+		case "StepSucceeded", "StepSkipped":
+			if !open[e.Message] && e.Reason == "StepSucceeded" {
+				t.Errorf("step %q succeeded without having started", e.Message)
+			}
+			delete(open, e.Message)
+		}
+	}
+	if len(open) != 0 {
+		t.Errorf("steps of c started and never ended in an event: %v", open)
+	}
+	if !slices.ContainsFunc(evs, func(e events.Event) bool { return e.Name == c && e.Reason == "StepSucceeded" && e.Message == pipeline.StepPromote }) {
+		t.Error("no StepSucceeded event for c's promote step")
 	}
 }
 

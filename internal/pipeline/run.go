@@ -282,11 +282,12 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 		s.Phase, s.Finished, s.Error = Running, time.Time{}, ""
 	})
 	ru.r.log.Info("step started", "pipeline", ru.p.ID, "step", name)
+	ru.r.event(false, ru.p.ID, "StepStarted", name)
 	stepCtx, cancel := ru.r.stepContext(ctx, name)
 	// Everything the step writes (build output, job output) is masked
 	// before it reaches the buffer that is stored and served.
 	w := ru.r.opts.Redactor.Writer(lb)
-	stopFlush := ru.flushLog(ctx, i, lb)
+	stopFlush := ru.flushLog(ctx, i, name, lb)
 	err := f(stepCtx, w)
 	if fl, ok := w.(interface{ Flush() error }); ok {
 		_ = fl.Flush() // lb never fails
@@ -312,6 +313,7 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 		fmt.Fprintf(lb, "-- cancelled at %s\n", ru.r.now().UTC().Format(time.RFC3339))
 		err = errCancelled
 	}
+	var ended Phase
 	_ = ru.update(context.WithoutCancel(ctx), func(p *Pipeline) {
 		s := &p.Steps[i]
 		s.Finished, s.Log = ru.r.now().UTC(), lb.String()
@@ -335,8 +337,20 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 			s.Phase = Succeeded
 		}
 		delete(ru.logs, name)
+		ended = s.Phase
 	})
+	ru.stepEnded(name, ended, err)
 	return err
+}
+
+// stepEnded records a step's end as an event: StepSucceeded, StepFailed
+// (with the error), StepSkipped, StepCancelled or StepSuperseded.
+func (ru *run) stepEnded(name string, phase Phase, err error) {
+	msg := name
+	if phase == Failed && err != nil {
+		msg += ": " + ru.r.redact(err.Error())
+	}
+	ru.r.event(phase == Failed, ru.p.ID, "Step"+string(phase), msg)
 }
 
 // logFlushInterval is how often a running step's log is saved, so that a
@@ -344,8 +358,9 @@ func (ru *run) runStep(ctx context.Context, i int, f stepFunc) error {
 const logFlushInterval = 2 * time.Second
 
 // flushLog saves step i's log every logFlushInterval while it runs, until
-// the returned stop is called.
-func (ru *run) flushLog(ctx context.Context, i int, lb *logBuffer) (stop func()) {
+// the returned stop is called. Each save that changed the log is told by a
+// StepLog event, so that followers of the log know to read it again.
+func (ru *run) flushLog(ctx context.Context, i int, name string, lb *logBuffer) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -358,7 +373,9 @@ func (ru *run) flushLog(ctx context.Context, i int, lb *logBuffer) (stop func())
 			case <-ru.r.clk.After(logFlushInterval):
 				if l := lb.String(); l != saved {
 					saved = l
-					_ = ru.update(context.WithoutCancel(ctx), func(p *Pipeline) { p.Steps[i].Log = l })
+					if ru.update(context.WithoutCancel(ctx), func(p *Pipeline) { p.Steps[i].Log = l }) == nil {
+						ru.r.event(false, ru.p.ID, "StepLog", name)
+					}
 				}
 			}
 		}
