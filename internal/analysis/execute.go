@@ -59,10 +59,17 @@ type Result struct {
 // MetricResult is the outcome of one metric with all its measurements,
 // including those passed in as previous.
 type MetricResult struct {
-	Name         string        `json:"name"`
-	Phase        Phase         `json:"phase"`
-	Reason       string        `json:"reason,omitempty"`
-	Measurements []Measurement `json:"measurements"`
+	Name   string `json:"name"`
+	Phase  Phase  `json:"phase"`
+	Reason string `json:"reason,omitempty"`
+	// Query is the PromQL query measured, with the run's arguments in
+	// it; SuccessCondition and FailureCondition judge its results. They
+	// say why a verdict is what it is (the dashboard draws the
+	// conditions' thresholds).
+	Query            string        `json:"query,omitempty"`
+	SuccessCondition string        `json:"successCondition,omitempty"`
+	FailureCondition string        `json:"failureCondition,omitempty"`
+	Measurements     []Measurement `json:"measurements"`
 }
 
 // Execute runs all metrics concurrently, each on its own schedule: the
@@ -209,7 +216,8 @@ func (e *metricExec) terminated() MetricResult {
 }
 
 func (e *metricExec) result(phase Phase, reason string) MetricResult {
-	return MetricResult{Name: e.metric.Name, Phase: phase, Reason: reason, Measurements: e.ms}
+	return MetricResult{Name: e.metric.Name, Phase: phase, Reason: reason, Measurements: e.ms,
+		Query: e.metric.Query, SuccessCondition: e.metric.SuccessCondition, FailureCondition: e.metric.FailureCondition}
 }
 
 // nextAt is when the next measurement is due.

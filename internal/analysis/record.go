@@ -40,6 +40,24 @@ func NewRecorder(rec RunRecord, save func(RunRecord)) *Recorder {
 	return r
 }
 
+// Describe records what each metric of the run measures and how it is
+// judged (its resolved query and conditions), before any measurement, so
+// that a run under way shows them too.
+func (r *Recorder) Describe(metrics []Metric) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range metrics {
+		i := slices.IndexFunc(r.rec.Metrics, func(x MetricResult) bool { return x.Name == m.Name })
+		if i < 0 {
+			r.rec.Metrics = append(r.rec.Metrics, MetricResult{Name: m.Name, Phase: PhaseRunning})
+			i = len(r.rec.Metrics) - 1
+		}
+		mr := &r.rec.Metrics[i]
+		mr.Query, mr.SuccessCondition, mr.FailureCondition = m.Query, m.SuccessCondition, m.FailureCondition
+	}
+	r.saveLocked()
+}
+
 // Measured implements Observer.
 func (r *Recorder) Measured(_ context.Context, metric string, m Measurement) {
 	r.mu.Lock()

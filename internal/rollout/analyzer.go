@@ -61,6 +61,7 @@ func (a *TemplateAnalyzer) Analyze(ctx context.Context, req AnalysisRequest) (Ou
 		rec.Fail(err.Error(), time.Now().UTC())
 		return Outcome{}, err
 	}
+	rec.Describe(run.Metrics)
 	if previous != nil {
 		// initialDelay and the interval count from the first start.
 		run.StartedAt = start.StartedAt

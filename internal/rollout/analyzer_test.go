@@ -128,3 +128,70 @@ func TestTemplateAnalyzerResumes(t *testing.T) {
 		})
 	}
 }
+
+// historyRuns keeps every save of each run record.
+type historyRuns struct {
+	memRuns
+	saves []analysis.RunRecord
+}
+
+func (h *historyRuns) SaveAnalysisRun(ctx context.Context, r analysis.RunRecord) error {
+	h.mu.Lock()
+	h.saves = append(h.saves, r)
+	h.mu.Unlock()
+	return h.memRuns.SaveAnalysisRun(ctx, r)
+}
+
+// The run's record says what each metric measures and how it is judged,
+// with the run's arguments resolved, from before its first measurement:
+// an analysis verdict is never shown without its query.
+func TestTemplateAnalyzerRecordsQueries(t *testing.T) {
+	dir := t.TempDir()
+	tmpl := `apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: rate}
+spec:
+  args: [{name: app}]
+  metrics:
+    - name: ok
+      count: 1
+      successCondition: result[0] >= 1
+      failureCondition: result[0] < 0.5
+      provider: {prometheus: {query: 'sum(up{app="{{args.app}}"})'}}
+`
+	if err := os.WriteFile(filepath.Join(dir, "rate.yaml"), []byte(tmpl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	art := build.Artifact{App: app, Version: canaryVersion, Dir: dir, Spec: &appspec.Spec{AnalysisTemplates: []string{"rate.yaml"}}}
+	runs := &historyRuns{memRuns: memRuns{runs: map[string]analysis.RunRecord{}}}
+	prov := &countingProvider{}
+	a := &TemplateAnalyzer{Providers: func(string) (analysis.Provider, error) { return prov, nil }, Runs: runs}
+	if _, err := a.Analyze(t.Context(), AnalysisRequest{
+		Name: "r", Templates: []appspec.TemplateRef{{TemplateName: "rate"}},
+		Args: map[string]string{"app": app, "env": env, "version": canaryVersion}, Artifact: art,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantQuery := `sum(up{app="` + app + `"})`
+	runs.mu.Lock()
+	defer runs.mu.Unlock()
+	described := false
+	for _, r := range runs.saves {
+		for _, m := range r.Metrics {
+			if len(m.Measurements) == 0 && m.Query == wantQuery {
+				described = true
+			}
+		}
+	}
+	if !described {
+		t.Errorf("no save showed the metric's query before its first measurement: %+v", runs.saves)
+	}
+	final := runs.runs["r"]
+	if len(final.Metrics) != 1 {
+		t.Fatalf("final record metrics %+v", final.Metrics)
+	}
+	m := final.Metrics[0]
+	if m.Query != wantQuery || m.SuccessCondition != "result[0] >= 1" || m.FailureCondition != "result[0] < 0.5" || len(m.Measurements) != 1 {
+		t.Fatalf("final metric %+v; want the resolved query, both conditions and one measurement", m)
+	}
+}
