@@ -13,6 +13,9 @@ if ! command -v prometheus >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
+# The dashboard's browser tests drive Debian's headless Chromium (without
+# it they skip, except under CI=true).
+sh scripts/browser-deps.sh || [ "${CI:-}" != true ]
 # The cluster tests' control plane (etcd, kube-apiserver,
 # kube-controller-manager, Argo Rollouts' controller), built from source
 # once per machine into a cache outside the repository (cold: tens of

@@ -40,6 +40,10 @@ type Options struct {
 	// Admin are patterns of GET routes that need the admin token all the
 	// same (one that hands out a secret), AnonymousRead or not.
 	Admin []string
+	// Sessions, when set, lets browsers in with a session cookie besides
+	// bearer tokens, and serves the login and logout of its pages (see
+	// Sessions). Nil: bearer tokens only.
+	Sessions *Sessions
 }
 
 // Protect wraps next with the API's protections, in this order:
@@ -53,12 +57,22 @@ type Options struct {
 //   - Exempt routes go straight to next.
 //   - GET, HEAD and Reads need the read or the admin token (none with
 //     AnonymousRead); every other method needs the admin token, sent as
-//     "Authorization: Bearer <token>" (a cookie never counts). 401 carries
-//     WWW-Authenticate; a read token on a mutating request gets 403.
+//     "Authorization: Bearer <token>" (a cookie counts only as a session,
+//     below). 401 carries WWW-Authenticate; a read token on a mutating
+//     request gets 403.
 //   - Admin routes need the admin token even for GET.
 //   - A mutating request must say Content-Type: application/json (an
 //     empty body is fine), which an HTML form cannot: else 415.
 //
+// With Options.Sessions, a request that sends no Authorization header
+// but a session cookie is judged by its session instead: the session's
+// role stands for the token's, a request that changes something must
+// come from the same origin (Sec-Fetch-Site, Origin) and carry the
+// session's CSRF token (CSRFField of a form, or CSRFHeader), and may be a
+// form. An invalid session gets 401, or a redirect to the login page for
+// the browser pages; so does a page request without any credentials.
+//
+// The handler finds the Caller in the request's context (CallerFrom).
 // Errors are JSON {"error": "..."} and never repeat what was sent.
 func Protect(next http.Handler, o Options) http.Handler {
 	hosts := newHostSet(o.Listen, o.Hosts)
@@ -78,15 +92,36 @@ func Protect(next http.Handler, o Options) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		pk := notPage
+		if o.Sessions != nil {
+			pk = o.Sessions.kind(r)
+		}
+		switch pk {
+		case pagePublic:
+			next.ServeHTTP(w, r)
+			return
+		case pageLogin:
+			o.Sessions.login(w, r)
+			return
+		}
 		safe := r.Method == http.MethodGet || r.Method == http.MethodHead || kind == routeRead
 		read := safe && kind != routeAdmin
+		token, sent := bearer(r)
+		if !sent && o.Sessions != nil {
+			if c, err := r.Cookie(SessionCookie); err == nil {
+				o.Sessions.serve(w, r, next, c.Value, safe, read, o.AnonymousRead)
+				return
+			}
+		}
 		if read && o.AnonymousRead {
 			next.ServeHTTP(w, r)
 			return
 		}
-		token, sent := bearer(r)
 		role := o.Tokens.Role(token)
 		switch {
+		case role == None && !sent && pk != notPage:
+			o.Sessions.redirectToLogin(w, r, "")
+			return
 		case role == None && !sent:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="runway"`)
 			writeError(w, http.StatusUnauthorized, "missing token: send Authorization: Bearer <token>")
@@ -104,7 +139,7 @@ func Protect(next http.Handler, o Options) http.Handler {
 			writeError(w, http.StatusUnsupportedMediaType, "a request that changes something must have Content-Type: application/json")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, withCaller(r, Caller{Role: role}))
 	})
 }
 

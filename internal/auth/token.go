@@ -1,8 +1,9 @@
 // Package auth protects Runway's API listener: the admin and read bearer
 // tokens (generated at first start into the data dir, rotatable while the
-// server runs) and the middleware that checks them along with the
-// browser-facing protections (Host check against DNS rebinding, no CORS,
-// JSON-only mutating requests against CSRF).
+// server runs), the browser sessions made from them, and the middleware
+// that checks both along with the browser-facing protections (Host check
+// against DNS rebinding, no CORS, JSON-only mutating requests or a
+// session's CSRF token against CSRF).
 package auth
 
 import (

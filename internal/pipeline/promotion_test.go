@@ -295,7 +295,9 @@ func TestPromotionsInCommitOrder(t *testing.T) {
 	if len(open) != 0 {
 		t.Errorf("steps of c started and never ended in an event: %v", open)
 	}
-	if !slices.ContainsFunc(evs, func(e events.Event) bool { return e.Name == c && e.Reason == "StepSucceeded" && e.Message == pipeline.StepPromote }) {
+	if !slices.ContainsFunc(evs, func(e events.Event) bool {
+		return e.Name == c && e.Reason == "StepSucceeded" && e.Message == pipeline.StepPromote
+	}) {
 		t.Error("no StepSucceeded event for c's promote step")
 	}
 }

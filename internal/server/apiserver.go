@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/runway-cd/runway/internal/auth"
+	"github.com/runway-cd/runway/internal/dashboard"
 )
 
 // The API listener's bounds. No route streams today; one that does must
@@ -52,6 +53,9 @@ func (s *Server) protect(mux http.Handler) http.Handler {
 		Reads: []string{"POST /prometheus/api/v1/query"},
 		// An expectation's token is a secret for the environment's hooks.
 		Admin: []string{"GET /api/v1/expectations/{workflow}/token"},
+		// Browsers log in at the dashboard's form: a signed session
+		// cookie, never the token (docs/dashboard.md).
+		Sessions: auth.NewSessions(s.tokens, auth.SessionOptions{Pages: dashboard.Prefix, Secure: s.cfg.TLS.CertFile != ""}),
 	})
 }
 

@@ -66,6 +66,7 @@ type Server struct {
 	redactor  *redact.Redactor
 	hook      *webhook.Handler
 	notifier  *notify.Notifier
+	dash      *dashboard.Dashboard
 	// verifier keeps the mirrors of the app repositories: the webhook
 	// checks pushes in them and the pipeline orders promotions by their
 	// history. One instance: it serialises fetches per mirror.
@@ -212,9 +213,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/workflow/", rep)
 	mux.Handle("/api/v1/expectations/", rep)
 	mux.Handle("/api/v1/", limitBody(api.New(s.pipelines, s.envs, s.rollouts, s.db, s.events, s.log)))
-	mux.Handle(dashboard.Prefix, limitBody(dashboard.New(dashboard.Options{
+	s.dash = dashboard.New(dashboard.Options{
 		Pipelines: s.pipelines, Environments: s.envs, Rollouts: s.rollouts, Runs: s.db, Events: s.events, Logger: s.log,
-	})))
+	})
+	mux.Handle(dashboard.Prefix, limitBody(s.dash))
 	mux.Handle("GET /{$}", http.RedirectHandler(dashboard.Prefix, http.StatusFound))
 	if s.data != nil {
 		mux.Handle("GET /metrics", s.data.metricsHandler())
@@ -265,6 +267,7 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	s.goRun(func() { _ = s.envs.Run(s.runCtx) })
 	s.goRun(func() { s.notifier.Run(s.runCtx) })
+	s.goRun(func() { s.dash.Run(s.runCtx) })                                        // samples the rollouts' traffic split for its charts
 	s.goRun(func() { pipeline.NewReaper(s.pipelines, s.repo, s.db).Run(s.runCtx) }) // expires staging envs past their TTL
 	if err := s.pipelines.Resume(s.runCtx); err != nil {
 		s.log.Error("resuming pipelines", "err", err)
