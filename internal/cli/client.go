@@ -191,17 +191,6 @@ func serverURL(cfg server.Config) string {
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
-// call sends a request to path (with a JSON body when body is not nil)
-// and prints the JSON answer; a non-2xx answer is an error.
-func (c *client) call(ctx context.Context, out io.Writer, method, path string, body any) error {
-	answer, err := c.do(ctx, method, path, body)
-	if err != nil {
-		return err
-	}
-	_, err = out.Write(answer)
-	return err
-}
-
 // getJSON reads path into v.
 func (c *client) getJSON(ctx context.Context, path string, v any) error {
 	answer, err := c.do(ctx, http.MethodGet, path, nil)

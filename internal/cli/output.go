@@ -120,15 +120,6 @@ type table struct {
 
 func (t *table) add(cells ...cell) { t.rows = append(t.rows, cells) }
 
-// addText adds a row of uncoloured cells.
-func (t *table) addText(texts ...string) {
-	cells := make([]cell, len(texts))
-	for i, s := range texts {
-		cells[i] = cell{text: s}
-	}
-	t.add(cells...)
-}
-
 // write prints the table, columns three spaces apart.
 func (t *table) write(p *printer) error {
 	widths := make([]int, len(t.header))

@@ -236,7 +236,7 @@ func (a *argoCDPlane) writeSecret(ctx context.Context, ns, name, env string, edi
 			return fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
 		}
 		if cur.Labels[kubernetes.LabelManagedBy] != kubernetes.ManagedBy {
-			return fmt.Errorf("Secret %s/%s exists and is not Runway's", ns, name)
+			return fmt.Errorf("the Secret %s/%s exists and is not Runway's", ns, name)
 		}
 		data, err := edit(cur.Data)
 		if err != nil {
