@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -165,15 +166,24 @@ func (n *Notifier) receiver(rc Receiver, client *http.Client, o Options) (*recei
 				return nil, fmt.Errorf("headers[%d].valueFile: the value in %s: %w", j, h.ValueFile, err)
 			}
 			secrets = append(secrets, v)
+		} else if credentialHeader(h.Name) {
+			secrets = append(secrets, v) // written inline, a credential all the same
 		}
 		r.headers.Add(h.Name, v)
 	}
 	if o.AddSecret != nil {
 		o.AddSecret(secrets...)
 	}
-	// Mask the URL in what this package logs even when the server's
-	// redactor does not know it.
-	r.mask = func(s string) string { return n.redact(strings.ReplaceAll(s, u, "[REDACTED]")) }
+	// Mask the URL and the credentials in what this package logs even
+	// when the server's redactor does not know them.
+	masked := slices.DeleteFunc(slices.Clone(secrets), func(s string) bool { return len(s) < 8 })
+	r.mask = func(s string) string {
+		s = strings.ReplaceAll(s, u, "[REDACTED]")
+		for _, sec := range masked {
+			s = strings.ReplaceAll(s, sec, "[REDACTED]")
+		}
+		return n.redact(s)
+	}
 	return r, nil
 }
 
@@ -381,4 +391,17 @@ func (n *Notifier) rolloutPipeline(ctx context.Context, app string, at time.Time
 		}
 	}
 	return nil
+}
+
+// credentialHeader reports whether a header of that name carries a
+// credential (Authorization, an API key or token, a cookie), whose value
+// is masked in logs even when written inline in the config.
+func credentialHeader(name string) bool {
+	n := strings.ToLower(name)
+	for _, w := range []string{"authorization", "token", "key", "secret", "cookie", "password", "signature"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,8 +2,10 @@ package notify
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -457,5 +459,27 @@ func TestWarnsOfPlainHTTP(t *testing.T) {
 				t.Errorf("the URL was logged: %s", log.String())
 			}
 		})
+	}
+}
+
+// A credential written inline in a header is masked in the log, even when
+// the receiver echoes the request back in its refusal.
+func TestInlineCredentialNotLogged(t *testing.T) {
+	const token = "Bearer s3cr3t-inline-token-value"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "bad request; you sent Authorization: %s", r.Header.Get("Authorization"))
+	}))
+	t.Cleanup(srv.Close)
+	w := start(t, Config{Receivers: []Receiver{{Name: "echo", URL: srv.URL,
+		Headers: []Header{{Name: "Authorization", Value: token}}}}}, nil)
+	w.pipelineEnd(succeeded("p1", "web"))
+	waitLog(t, w, "not retried")
+	out := w.log.String()
+	if strings.Contains(out, "s3cr3t-inline-token-value") {
+		t.Errorf("the inline credential was logged:\n%s", out)
+	}
+	if !strings.Contains(out, "you sent Authorization") {
+		t.Errorf("the receiver's answer is not in the log, so this test shows nothing:\n%s", out)
 	}
 }

@@ -91,11 +91,18 @@ func (a *argoCDPlane) Prepare(ctx context.Context, m *manifest.Manifest) error {
 		a.secrets.Add(tok)
 		tokens[wf] = tok
 	}
-	// The tokens of the workflows m names, and no other.
+	// The tokens of the workflows m names, and no other; a token the
+	// reporter cannot give now but the Secret has is kept (a hook may be
+	// reading it).
 	if err := a.writeSecret(ctx, ns, argocd.ReporterSecret, env, func(old map[string][]byte) (map[string][]byte, error) {
 		out := map[string][]byte{}
 		for wf, tok := range tokens {
 			out[wf] = []byte(tok)
+		}
+		for _, wf := range pending {
+			if v := old[wf]; len(v) > 0 {
+				out[wf] = v
+			}
 		}
 		return out, nil
 	}); err != nil {
@@ -190,13 +197,19 @@ func (a *argoCDPlane) namespace(ctx context.Context, env string) (string, error)
 	name := argocd.Namespace(a.prefix, env)
 	want := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: stringMap(obj["metadata"].(argocd.Object)["labels"])}}
 	got, err := a.kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		if _, err := a.kube.CoreV1().Namespaces().Create(ctx, want, metav1.CreateOptions{FieldManager: kubernetes.ManagedBy}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if apierrors.IsNotFound(err) {
+		_, err = a.kube.CoreV1().Namespaces().Create(ctx, want, metav1.CreateOptions{FieldManager: kubernetes.ManagedBy})
+		switch {
+		case err == nil:
+			a.log.Info("namespace created for Argo CD's sync", "env", env, "namespace", name)
+			return name, nil
+		case !apierrors.IsAlreadyExists(err):
 			return "", fmt.Errorf("creating namespace %s: %w", name, err)
 		}
-		a.log.Info("namespace created for Argo CD's sync", "env", env, "namespace", name)
-		return name, nil
+		// Someone made it meanwhile: it is checked like one found.
+		got, err = a.kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	}
+	switch {
 	case err != nil:
 		return "", fmt.Errorf("reading namespace %s: %w", name, err)
 	case got.Labels[kubernetes.LabelManagedBy] != kubernetes.ManagedBy || got.Labels[kubernetes.LabelEnv] != env:
@@ -235,7 +248,7 @@ func (a *argoCDPlane) writeSecret(ctx context.Context, ns, name, env string, edi
 		if err != nil {
 			return fmt.Errorf("reading Secret %s/%s: %w", ns, name, err)
 		}
-		if cur.Labels[kubernetes.LabelManagedBy] != kubernetes.ManagedBy {
+		if cur.Labels[kubernetes.LabelManagedBy] != kubernetes.ManagedBy || cur.Labels[kubernetes.LabelEnv] != env {
 			return fmt.Errorf("the Secret %s/%s exists and is not Runway's", ns, name)
 		}
 		data, err := edit(cur.Data)

@@ -11,8 +11,12 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
 	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/runway-cd/runway/internal/argocd"
 	"github.com/runway-cd/runway/internal/environment"
@@ -146,3 +150,32 @@ func secretKeys(t *testing.T, kube k8s.Interface, ns, name string) []string {
 	t.Helper()
 	return slices.Sorted(maps.Keys(secret(t, kube, ns, name).Data))
 }
+
+// A namespace someone else makes between Runway's read and its create is
+// checked like one found: no Secret goes into it. (client-go's fake
+// clientset, to make the race happen on cue; the rest of Prepare runs on
+// a real API server above.)
+func TestArgoCDPlaneLosesTheNamespaceRace(t *testing.T) {
+	kube := fake.NewClientset()
+	kube.PrependReactor("create", "namespaces", func(action k8stesting.Action) (bool, kruntime.Object, error) {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "runway-pr-9"}} // theirs: no labels
+		if err := kube.Tracker().Add(ns); err != nil {
+			t.Fatal(err)
+		}
+		return true, nil, apierrors.NewAlreadyExists(corev1.Resource("namespaces"), ns.Name)
+	})
+	plane := &argoCDPlane{kube: kube, tokens: noTokens{}, secrets: redact.New(), log: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	m := &manifest.Manifest{EnvName: "pr-9", DeployingWorkflowName: "wf-9", Apps: map[string]*manifest.App{
+		"web": {Images: manifest.Images{Code: manifest.Image{Image: "registry.test/web", Tag: "v9"}}},
+	}}
+	if err := plane.Prepare(t.Context(), m); err == nil || !strings.Contains(err.Error(), "not Runway's") {
+		t.Fatalf("Prepare after losing the race = %v, want refused", err)
+	}
+	if list, err := kube.CoreV1().Secrets("runway-pr-9").List(t.Context(), metav1.ListOptions{}); err != nil || len(list.Items) != 0 {
+		t.Fatalf("Secrets in their namespace: %d (%v), want none", len(list.Items), err)
+	}
+}
+
+type noTokens struct{}
+
+func (noTokens) Token(context.Context, string) (string, error) { return "", reporter.ErrNotFound }
