@@ -118,7 +118,26 @@ type table struct {
 	rows   [][]cell
 }
 
-func (t *table) add(cells ...cell) { t.rows = append(t.rows, cells) }
+func (t *table) add(cells ...cell) {
+	for i := range cells {
+		cells[i].text = printable(cells[i].text)
+	}
+	t.rows = append(t.rows, cells)
+}
+
+// printable is s with every control character (C0, DEL, C1: an escape
+// sequence in a commit message or an app's name, which would steer the
+// terminal) shown as U+FFFD. Table cells and fields come from pushes and
+// apps that Runway does not trust; logs are printed as they are, like
+// kubectl logs.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || (r >= 0x7f && r < 0xa0) {
+			return '\uFFFD'
+		}
+		return r
+	}, s)
+}
 
 // write prints the table, columns three spaces apart.
 func (t *table) write(p *printer) error {
@@ -172,7 +191,7 @@ func (p *printer) fields(pairs ...cell) error {
 		if v.text == "" {
 			continue
 		}
-		fmt.Fprintf(&b, "%-*s  %s\n", width+1, pairs[i].text+":", p.paint(v.color, v.text))
+		fmt.Fprintf(&b, "%-*s  %s\n", width+1, pairs[i].text+":", p.paint(v.color, printable(v.text)))
 	}
 	_, err := io.WriteString(p.out, b.String())
 	return err

@@ -1,0 +1,32 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// A commit message or name carrying a terminal escape sequence is shown,
+// not obeyed: table cells and fields print no control character.
+func TestTableCellsPrintNoControlCharacters(t *testing.T) {
+	hostile := "fix\x1b]0;pwned\x07 \x1b[2J\u009b31m\r\nend"
+	var out bytes.Buffer
+	p := &printer{out: &out}
+	tb := &table{header: []string{"MESSAGE", "AUTHOR"}}
+	tb.add(cell{text: hostile}, cell{text: "ada"})
+	if err := tb.write(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.fields(cell{text: "Message"}, cell{text: hostile}); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, bad := range []string{"\x1b", "\x07", "\r", "\u009b"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("output carries %q:\n%q", bad, got)
+		}
+	}
+	if !strings.Contains(got, "pwned") || strings.Count(got, "\n") != 3 {
+		t.Errorf("output %q: want the text shown, one line per row and field", got)
+	}
+}
