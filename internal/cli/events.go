@@ -151,6 +151,7 @@ func (p *printer) eventLine(e events.Event) error {
 	if e.Type == events.Warning {
 		typ = p.paint(colorYellow, typ)
 	}
-	_, err := fmt.Fprintf(p.out, "%s  %d  %s  %s/%s  %s  %s\n", e.Time.Local().Format("15:04:05"), e.Seq, typ, e.Kind, e.Name, e.Reason, truncate(e.Message, 200))
+	_, err := fmt.Fprintf(p.out, "%s  %d  %s  %s/%s  %s  %s\n", e.Time.Local().Format("15:04:05"), e.Seq, typ,
+		printable(e.Kind), printable(e.Name), printable(e.Reason), printable(truncate(e.Message, 200)))
 	return err
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/runway-cd/runway/internal/events"
+	"github.com/runway-cd/runway/internal/pipeline"
 )
 
 // A commit message or name carrying a terminal escape sequence is shown,
@@ -28,5 +31,22 @@ func TestTableCellsPrintNoControlCharacters(t *testing.T) {
 	}
 	if !strings.Contains(got, "pwned") || strings.Count(got, "\n") != 3 {
 		t.Errorf("output %q: want the text shown, one line per row and field", got)
+	}
+}
+
+// Text from the server outside tables (a failed pipeline's reason in the
+// error, an event line) is shown the same way.
+func TestServerTextOutsideTables(t *testing.T) {
+	err := endedBadly(&pipeline.Pipeline{ID: "p1", Phase: pipeline.Failed, Reason: "boom\x1b[2J\u202Eevil\r\nsecond line"})
+	if err == nil || strings.ContainsAny(err.Error(), "\x1b\r\n\u202E") {
+		t.Fatalf("error %q carries control or format characters", err)
+	}
+	var out bytes.Buffer
+	p := &printer{out: &out}
+	if err := p.eventLine(events.Event{Kind: "Pipeline", Name: "p1", Reason: "Failed", Message: "x\x1b]0;pwned\x07\ry"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(out.String(), "\x1b\x07\r") {
+		t.Fatalf("event line %q carries control characters", out.String())
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/runway-cd/runway/internal/events"
+	"github.com/runway-cd/runway/internal/oneline"
 	"github.com/runway-cd/runway/internal/pipeline"
 )
 
@@ -173,12 +174,14 @@ exits 10 unless it Succeeded.`,
 				return err
 			}
 			if wait {
+				var pass retries // a restarting server is waited for, as logs -f does
 				err = c.follow(cmd.Context(), events.Pipeline, pl.ID, func(ctx context.Context) (bool, error) {
 					next, err := getPipeline(ctx, c, pl.ID)
-					if err == nil {
-						pl = next
+					if err != nil {
+						return false, pass.tolerate(err)
 					}
-					return pl.Phase.Done(), err
+					pass.failed, pl = 0, next
+					return pl.Phase.Done(), nil
 				})
 				if err != nil {
 					return err
@@ -208,7 +211,7 @@ func endedBadly(pl *pipeline.Pipeline) error {
 		msg += " at " + pl.FailedStep
 	}
 	if pl.Reason != "" {
-		msg += ": " + pl.Reason
+		msg += ": " + printable(oneline.Clean(pl.Reason, 1024))
 	}
 	return &unsuccessfulError{msg: msg}
 }

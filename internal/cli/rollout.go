@@ -14,6 +14,7 @@ import (
 
 	"github.com/runway-cd/runway/internal/events"
 	"github.com/runway-cd/runway/internal/manifest"
+	"github.com/runway-cd/runway/internal/oneline"
 	"github.com/runway-cd/runway/internal/rollout"
 )
 
@@ -273,7 +274,7 @@ With -o json it prints each new state as one line of JSON.`,
 				return err
 			}
 			if last.Phase == rollout.Degraded {
-				return &unsuccessfulError{msg: fmt.Sprintf("rollout of %s in %s ended Degraded: %s", app, *env, last.Message)}
+				return &unsuccessfulError{msg: fmt.Sprintf("rollout of %s in %s ended Degraded: %s", app, *env, printable(oneline.Clean(last.Message, 1024)))}
 			}
 			return nil
 		},
@@ -316,7 +317,7 @@ func (w *rolloutWatcher) show(r *rollout.Status) error {
 	clock := w.now().Format("15:04:05")
 	if w.last == nil || w.last.Phase != r.Phase || w.last.Step != r.Step || w.last.Weight != r.Weight || w.last.Message != r.Message || w.last.CanaryVersion != r.CanaryVersion {
 		fmt.Fprintf(p.out, "%s  %s  step %d/%d  weight %d%%  %s  %s\n", clock, p.paint(statusColor(r.Phase), r.Phase),
-			r.Step, r.Steps, r.Weight, orDash(r.CanaryVersion), r.Message)
+			r.Step, r.Steps, r.Weight, printable(orDash(r.CanaryVersion)), printable(r.Message))
 	}
 	if w.runs == nil {
 		w.runs = map[string]string{}
@@ -326,9 +327,9 @@ func (w *rolloutWatcher) show(r *rollout.Status) error {
 			continue
 		}
 		w.runs[run.Name] = run.Phase
-		line := fmt.Sprintf("%s    analysis %s %s", clock, run.Name, p.paint(statusColor(run.Phase), run.Phase))
+		line := fmt.Sprintf("%s    analysis %s %s", clock, printable(run.Name), p.paint(statusColor(run.Phase), printable(run.Phase)))
 		if run.Reason != "" {
-			line += ": " + run.Reason
+			line += ": " + printable(run.Reason)
 		}
 		fmt.Fprintln(p.out, line)
 	}

@@ -105,7 +105,8 @@ func (c *client) streamEvents(ctx context.Context, kind, name string, since uint
 			if data.Len() > 0 {
 				var e events.Event
 				if err := json.Unmarshal([]byte(data.String()), &e); err == nil {
-					since = max(since, e.Seq)
+					// In order; a lower seq is a restarted server's log.
+					since = e.Seq
 					onEvent(e)
 				}
 				data.Reset()
