@@ -388,7 +388,13 @@ func TestCanaryOnArgoRollouts(t *testing.T) {
 		if want := (update{Workflow: "wf-v2", App: "web", Success: true, Message: "web v2 promoted after 3 steps"}); got[1] != want {
 			t.Errorf("report = %+v, want %+v", got[1], want)
 		}
-		st := r.ctl.List()
+		// The status follows the report within a pass (the end is
+		// recorded after the report is sent, then published).
+		var st []rollout.Status
+		waitFor(t, 20*time.Second, "the rollout's status to show its end", func() (bool, string) {
+			st = r.ctl.List()
+			return len(st) > 0 && st[0].Phase == rollout.Healthy && !st[0].Finished.IsZero(), fmt.Sprintf("%+v", st)
+		})
 		if len(st) == 0 || st[0].CanaryVersion != "v2" || st[0].Phase != rollout.Healthy || st[0].Finished.IsZero() ||
 			st[0].StableVersion != "v1" || st[0].Steps != 3 || st[0].Weight != 100 {
 			t.Errorf("status = %+v", st)
@@ -429,7 +435,11 @@ func TestCanaryOnArgoRollouts(t *testing.T) {
 		if m.Apps["web"].Deploy.Revision != "rev-v1" || !strings.HasPrefix(m.ChangeDescription, "rollback web to v1: v2 failed: metric error-ratio Failed") {
 			t.Errorf("reverted manifest = %s", data)
 		}
-		st := r.ctl.List()
+		var st []rollout.Status
+		waitFor(t, 20*time.Second, "the rollout's status to show its end", func() (bool, string) {
+			st = r.ctl.List()
+			return len(st) > 0 && st[0].Phase == rollout.Degraded && !st[0].Finished.IsZero(), fmt.Sprintf("%+v", st)
+		})
 		if len(st) == 0 || st[0].CanaryVersion != "v2" || st[0].Phase != rollout.Degraded || st[0].Finished.IsZero() || st[0].Weight != 0 {
 			t.Errorf("status = %+v", st)
 		}
